@@ -1,0 +1,101 @@
+"""Run a detector over split frames and compare it with the teacher's labels of the same frames."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from contracts.detections import Detections
+from contracts.labels import PRODUCT_LABELS
+from models.metrics import agreement, match_boxes
+from models.runtime import Detector
+
+
+def reference(clip, index: int) -> Detections:
+    """The teacher's detections of one stored frame, in stored-frame pixels."""
+    boxes, scores, labels = clip.targets(index)
+    h, w = clip.frames.shape[1:3]
+    return Detections(boxes * np.array([w, h, w, h], np.float32), scores,
+                      np.array([PRODUCT_LABELS[k] for k in labels], str))
+
+
+def run_on(detector: Detector, data, items: Sequence[tuple[int, int]], batch: int = 16):
+    """Predictions and references for (clip, frame) items."""
+    preds, refs = [], []
+    for start in range(0, len(items), batch):
+        chunk = items[start: start + batch]
+        preds += detector.detect([data.clips[c].frames[i] for c, i in chunk])
+        refs += [reference(data.clips[c], i) for c, i in chunk]
+    return preds, refs
+
+
+def fit_platt(raw: np.ndarray, positive: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """Logistic regression of `positive` on logit(raw) by Newton's method (a tiny, exact problem)."""
+    if positive.sum() < 5 or (~positive).sum() < 5:
+        return 1.0, 0.0
+    z = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / np.clip(1 - raw, 1e-6, 1))
+    X = np.stack([z, np.ones_like(z)], axis=1).astype(np.float64)
+    y = positive.astype(np.float64)
+    w = np.array([1.0, 0.0])
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-X @ w))
+        grad = X.T @ (p - y)
+        hess = X.T @ (X * (p * (1 - p))[:, None]) + 1e-6 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return float(w[0]), float(w[1])
+
+
+def calibration_pairs(preds, refs, label: str, ref_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each predicted box's raw score, and whether it matches a reference box (IoU >= 0.5)."""
+    raws, hits = [], []
+    for pred, ref in zip(preds, refs, strict=True):
+        p = pred.with_label(label)
+        r = ref.with_label(label).with_min_score(ref_threshold)
+        order = np.argsort(-p.scores)
+        for k in order:
+            raws.append(p.scores[k])
+            hits.append(match_boxes(p.xyxy[k: k + 1], p.scores[k: k + 1], r.xyxy) > 0)
+    return np.array(raws, np.float64), np.array(hits, bool)
+
+
+def best_presence_threshold(preds, refs, label: str, ref_threshold: float) -> float:
+    """The threshold with the best frame-presence F1 on these frames (ties go to the lower one)."""
+    present = np.array([len(r.with_label(label).with_min_score(ref_threshold)) > 0 for r in refs])
+    best = np.array([p.max_score(label) for p in preds])
+    if not present.any():
+        return 0.5
+    top_f1, top_t = -1.0, 0.5
+    for t in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        said = best >= t
+        tp = (said & present).sum()
+        f1 = 2 * tp / max(1, said.sum() + present.sum())
+        if f1 > top_f1 + 1e-9:
+            top_f1, top_t = f1, float(t)
+    return top_t
+
+
+def held_back_metrics(detector: Detector, data, thresholds: dict[str, float], ref_threshold: float) -> dict:
+    """Agreement on held-back frames: of clips the student trained on, and of clips it never saw."""
+    out = {}
+    groups = {
+        "trained_scenes_held_back": [(c, i) for c, i in data.frames("held") if not data.held_out[c]],
+        "unseen_clips": [(c, i) for c, i in data.frames("held") if data.held_out[c]],
+    }
+    for group, items in groups.items():
+        if not items:
+            continue
+        preds, refs = run_on(detector, data, items)
+        out[group] = {"frames": len(items),
+                      "labels": agreement(preds, refs, PRODUCT_LABELS, thresholds, ref_threshold)}
+    per_clip = {}
+    for c, clip in enumerate(data.clips):
+        items = [(c, int(i)) for i in data.splits[c].held]
+        if items:
+            preds, refs = run_on(detector, data, items)
+            per_clip[clip.name] = agreement(preds, refs, PRODUCT_LABELS, thresholds, ref_threshold)
+    out["per_clip"] = per_clip
+    return out
