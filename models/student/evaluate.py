@@ -62,17 +62,25 @@ def calibration_pairs(preds, refs, label: str, ref_threshold: float) -> tuple[np
     return np.array(raws, np.float64), np.array(hits, bool)
 
 
-def best_presence_threshold(preds, refs, label: str, ref_threshold: float) -> float:
-    """The threshold with the best frame-presence F1 on these frames (ties go to the lower one)."""
-    present = np.array([len(r.with_label(label).with_min_score(ref_threshold)) > 0 for r in refs])
-    best = np.array([p.max_score(label) for p in preds])
-    if not present.any():
+def best_threshold(preds, refs, label: str, ref_threshold: float) -> float:
+    """The score threshold with the best box F1 (IoU 0.5) against the reference on these frames.
+
+    Box F1 rather than presence F1: in a busy scene the label is present in every frame, so presence
+    alone would favour any low threshold. Ties go to the lower threshold (recall first).
+    """
+    pairs = [(p.with_label(label), r.with_label(label).with_min_score(ref_threshold))
+             for p, r in zip(preds, refs, strict=True)]
+    if not any(len(r) for _, r in pairs):
         return 0.5
     top_f1, top_t = -1.0, 0.5
     for t in np.round(np.arange(0.05, 0.96, 0.01), 2):
-        said = best >= t
-        tp = (said & present).sum()
-        f1 = 2 * tp / max(1, said.sum() + present.sum())
+        tp = n_pred = n_ref = 0
+        for p, r in pairs:
+            kept = p.with_min_score(t)
+            tp += match_boxes(kept.xyxy, kept.scores, r.xyxy)
+            n_pred += len(kept)
+            n_ref += len(r)
+        f1 = 2 * tp / max(1, n_pred + n_ref)
         if f1 > top_f1 + 1e-9:
             top_f1, top_t = f1, float(t)
     return top_t

@@ -17,7 +17,7 @@ from contracts.labels import PRODUCT_LABELS
 from models.manifest import Manifest, Platt, manifest_for
 from models.runtime import load_detector
 from models.student.evaluate import (
-    best_presence_threshold,
+    best_threshold,
     calibration_pairs,
     fit_platt,
     held_back_metrics,
@@ -109,7 +109,7 @@ def export_variants(net, data, cfg, out_dir: Path, name: str, version: str, trai
         calibrated = load_detector(manifest_path, threads=2, conf_threshold=0.05)
         preds, _ = run_on(calibrated, data, calib_source)
         for label in PRODUCT_LABELS:
-            thresholds[label] = best_presence_threshold(preds, refs, label, cfg.reference_threshold)
+            thresholds[label] = best_threshold(preds, refs, label, cfg.reference_threshold)
         manifest.thresholds = thresholds
         manifest.save(manifest_path)
         detector = load_detector(manifest_path, threads=2)

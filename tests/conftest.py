@@ -1,0 +1,63 @@
+"""Shared fixtures: the real teacher, real footage, the shipped student."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from models.exceptions import FetchError
+from models.paths import DEFAULT_STUDENT_MANIFEST, shared_footage_dir
+
+
+@pytest.fixture(scope="session")
+def teacher_manifest() -> Path:
+    from models.teacher.build import ensure_teacher
+
+    try:
+        return ensure_teacher()
+    except FetchError as exc:
+        pytest.skip(f"teacher weights cannot be fetched here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def vtest_path() -> Path:
+    from models.fetch import fetch_vtest
+
+    try:
+        return fetch_vtest()
+    except FetchError as exc:
+        pytest.skip(f"vtest.avi cannot be fetched here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def vtest_frames(vtest_path):
+    """Six real frames spread over the clip."""
+    cap = cv2.VideoCapture(str(vtest_path))
+    frames = []
+    for index in (0, 150, 300, 450, 600, 750):
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+        assert ok, f"cannot read frame {index} of {vtest_path}"
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+@pytest.fixture(scope="session")
+def shared_footage() -> Path:
+    path = shared_footage_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared footage folder {path} is absent (set FRAMESIEVE_SHARED_FOOTAGE)")
+    return path
+
+
+@pytest.fixture()
+def student_copy(tmp_path) -> Path:
+    """A private copy of the shipped student (manifests, ONNX files, checkpoint) safe to tamper with."""
+    src = DEFAULT_STUDENT_MANIFEST.parent
+    dest = tmp_path / "student"
+    shutil.copytree(src, dest)
+    return dest / "manifest.json"
