@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge_agent.config import ConfigError
 from models.exceptions import ModelError
 from models.paths import ZOO_DIR
 
@@ -80,9 +81,39 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    # Until the edge pipeline lands, the demo is the models' evaluation on real footage.
+    from edge_agent.demo import format_summary, run_demo
+    from models.fetch import fetch_vtest
+
     _cmd_fetch(argparse.Namespace(force=False))
-    return _cmd_bench(argparse.Namespace(student=str(STUDENT_DIR), clip=None, frames=10, json=args.json))
+    clip = Path(args.clip) if args.clip else fetch_vtest()
+    summary = run_demo(clip, Path(args.out), fps=args.fps)
+    print(format_summary(summary))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    print(f"ok: {args.config}: site {config.site!r}, {len(config.cameras)} camera(s): "
+          + ", ".join(f"{c.id} ({c.source}, {c.fps} fps, {c.cascade.level})" for c in config.cameras))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from edge_agent.app import Agent
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    agent = Agent(config, jsonl=args.detections_out)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    logging.getLogger(__name__).info("agent started: %d camera(s)", len(config.cameras))
+    summary = agent.run()
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="fetch what is needed and run the models' evaluation on real footage")
-    demo.add_argument("--json", help="also write the figures to this JSON file")
-    demo.set_defaults(func=_cmd_demo)
+    p = sub.add_parser("run", help="run the agent on the cameras of a config file until stopped")
+    p.add_argument("--config", required=True, help="agent config YAML (see config/agent.example.yaml)")
+    p.add_argument("--detections-out", help="also write every sampled frame's decision to this JSONL file")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate-config", help="check an agent config file and print what it sets up")
+    p.add_argument("config")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("demo", help="the whole pipeline on real footage with a local teacher server, "
+                                    "compared with the teacher on every frame")
+    p.add_argument("--clip", help="video file (default: vtest.avi)")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
+    p.set_defaults(func=_cmd_demo)
 
     models = sub.add_parser("models", help="fetch, train, fine-tune, benchmark and verify models")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -143,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ModelError as exc:
+    except (ModelError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

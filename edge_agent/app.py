@@ -1,0 +1,209 @@
+"""The agent loop: sources -> motion gate -> regions -> student (batched over cameras) -> tracker ->
+cascade -> escalation -> events. One object per camera holds that camera's state."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from contracts.detections import Detections
+from contracts.wire import WireError
+from edge_agent.config import AgentConfig, CameraConfig
+from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
+from edge_agent.escalation.base import TRANSPORTS, Transport, TransportError
+from edge_agent.escalation.crops import build_request
+from edge_agent.events import EventLog, FrameEvent
+from edge_agent.feeder import FrameFeeder
+from edge_agent.pipeline.cascade import Band, Cascade
+from edge_agent.pipeline.detector import BatchedStudent
+from edge_agent.pipeline.motion import MotionGate
+from edge_agent.pipeline.regions import plan_regions
+from edge_agent.pipeline.sources import SampledFrame, open_source
+from edge_agent.pipeline.tracker import IouTracker
+from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.runtime import load_detector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    sampled: int = 0
+    motion_skipped: int = 0
+    edge_decided: int = 0
+    escalated: int = 0
+    audit: int = 0
+    budget_refused: int = 0
+    cloud_failed: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass
+class CameraState:
+    config: CameraConfig
+    tracker: IouTracker
+    cascade: Cascade
+    gate: MotionGate | None = None
+    last: Detections = field(default_factory=Detections.empty)
+    counters: Counters = field(default_factory=Counters)
+
+
+def build_transport(config: AgentConfig) -> Transport | None:
+    esc = config.escalation
+    if esc.transport == "none":
+        return None
+    if esc.transport == "url":
+        return TRANSPORTS["url"](esc.url, timeout_s=esc.timeout_s, retries=esc.retries)
+    return TRANSPORTS["sagemaker"](esc.endpoint_name, esc.region, esc.endpoint_url, esc.timeout_s, esc.retries)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, transport: Transport | None = None, jsonl: Path | str | None = None,
+                 events_db: Path | str | None = None):
+        self.config = config
+        manifest = DEFAULT_STUDENT_MANIFEST if config.student == "default" else Path(config.student)
+        self.student = BatchedStudent(load_detector(manifest, threads=config.student_threads))
+        self.model_wh = self.student.detector.input_wh
+        thresholds = self.student.detector.manifest.thresholds
+        self.transport = transport if transport is not None else build_transport(config)
+        self.events = EventLog(events_db or config.output.events_db, jsonl or config.output.detections_out)
+        self.cameras: dict[str, CameraState] = {}
+        for i, cam in enumerate(config.cameras):
+            bands = {k: Band(v.accept, v.reject) for k, v in cam.cascade.labels.items()}
+            cascade = Cascade(bands, thresholds, cam.cascade.level, cam.cascade.audit_fraction,
+                              cam.cascade.budget_per_hour, seed=i)
+            self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade)
+        self.sources = [open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
+        self.stop_event = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, max_batch: int = 8) -> dict:
+        feeder = FrameFeeder(self.sources, self.stop_event).start()
+        try:
+            while (frames := feeder.batch(max_batch)) is not None:
+                self.process(frames)
+        finally:
+            self.stop_event.set()
+            feeder.join()
+            self.close()
+        return self.summary()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def process(self, frames: list[SampledFrame]) -> list[FrameEvent]:
+        jobs, pending, events = [], [], []
+        for frame in frames:
+            state = self.cameras[frame.camera]
+            state.counters.sampled += 1
+            h, w = frame.image.shape[:2]
+            if state.gate is None:
+                state.gate = MotionGate(state.config.motion, (w, h))
+            motion = state.gate.detect(frame.image)
+            if not motion.has_motion:
+                state.counters.motion_skipped += 1
+                events.append(self._emit(FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "carried",
+                                                    False, state.last, frame.wall_time)))
+                continue
+            settings = state.config.regions
+            regions = plan_regions(motion.boxes, (w, h), self.model_wh, settings.whole_frame_fraction,
+                                   settings.margin, max_regions=settings.max_regions)
+            jobs.append((frame.image, [r.box for r in regions]))
+            pending.append((frame, regions))
+        if not jobs:
+            return events
+        for (frame, regions), dets in zip(pending, self.student.detect(jobs), strict=True):
+            events.append(self._decide(frame, regions, dets))
+        return events
+
+    def _decide(self, frame: SampledFrame, regions, dets: Detections) -> FrameEvent:
+        state = self.cameras[frame.camera]
+        c = state.counters
+        tracked = state.tracker.update(dets, frame.pts_s)
+        decision = state.cascade.decide(tracked, state.tracker, frame.pts_s)
+        c.budget_refused += decision.budget_refused
+        event = FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "edge", False, decision.edge,
+                           frame.wall_time, budget_refused=decision.budget_refused)
+        if decision.escalate and self.transport is not None:
+            h, w = frame.image.shape[:2]
+            boxes = [(0, 0, w, h)] if self.config.escalation.crop == "frame" else [r.box for r in regions]
+            try:
+                request = build_request(frame.camera, frame.frame_index, frame.pts_s, frame.image, boxes,
+                                        decision.reason or "uncertain", decision.edge, self.config.site,
+                                        self.config.escalation.jpeg_quality)
+                c.bytes_sent += len(request.to_bytes())
+                verdict = self.transport.escalate(request)
+            except (TransportError, WireError) as exc:
+                c.cloud_failed += 1
+                event.cloud_failed = True
+                log.warning("camera %s frame %d: cloud unavailable, decided at the edge: %s",
+                            frame.camera, frame.frame_index, exc)
+            else:
+                cloud = Detections.from_records(d.to_payload() for d in verdict.detections())
+                state.tracker.confirm(tracked.track_ids, cloud)
+                event.detections = self._merge(cloud, decision.edge, boxes, (w, h))
+                event.decided_by = "audit" if decision.reason == "audit" else "cloud"
+                event.escalated = True
+                event.reason = decision.reason
+                c.escalated += 1
+                c.audit += decision.reason == "audit"
+        if not event.escalated:
+            c.edge_decided += 1
+        # Where nothing moved the previous decision stands: a parked car stays reported although no
+        # crop looked at it this time (a whole-frame escalation has already seen everything).
+        if not (event.escalated and self.config.escalation.crop == "frame"):
+            region_boxes = [r.box for r in regions]
+            event.detections = Detections.concat([event.detections, _outside(state.last, region_boxes)])
+        return self._emit(event)
+
+    @staticmethod
+    def _merge(cloud: Detections, edge: Detections, crops, frame_wh) -> Detections:
+        """The cloud's answer inside the escalated crops, the edge's outside them."""
+        if crops == [(0, 0, *frame_wh)]:
+            return cloud
+        return Detections.concat([cloud, _outside(edge, crops)])
+
+    def _emit(self, event: FrameEvent) -> FrameEvent:
+        self.cameras[event.camera].last = event.detections
+        self.events.write(event)
+        return event
+
+    # -- reporting ----------------------------------------------------------------------------------
+    def summary(self) -> dict:
+        per_camera = {}
+        for source in self.sources:
+            counters = asdict(self.cameras[source.camera].counters)
+            counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
+            per_camera[source.camera] = counters
+        total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()))}
+        return {"cameras": per_camera, "total": total, "student_calls": self.student.calls,
+                "student_crops": self.student.crops}
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+        if self.transport is not None:
+            self.transport.close()
+        self.events.close()
+
+
+def _outside(dets: Detections, boxes) -> Detections:
+    """The detections whose centre lies in none of the boxes."""
+    if len(dets) == 0 or not boxes:
+        return dets
+    cx = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2
+    cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
+    inside = sum(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)) for x1, y1, x2, y2 in boxes) > 0
+    return dets[~inside]
+
+
+def run_agent(config: AgentConfig, **kwargs) -> dict:
+    agent = Agent(config, **kwargs)
+    started = time.process_time()
+    summary = agent.run()
+    summary["cpu_s"] = round(time.process_time() - started, 3)
+    return summary

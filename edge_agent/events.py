@@ -1,0 +1,92 @@
+"""The final decision for every sampled frame: a local SQLite log and, optionally, JSONL.
+
+The JSONL line is the format DESIGN.md fixes: camera, frame_index, pts_s, decided_by, escalated,
+detections (label, score, box in source pixels). The SQLite row adds why and how.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+from contracts.detections import Detections
+
+DecidedBy = Literal["edge", "cloud", "carried", "audit"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    frame_index INTEGER NOT NULL,
+    pts_s REAL NOT NULL,
+    decided_by TEXT NOT NULL,
+    escalated INTEGER NOT NULL,
+    reason TEXT,
+    cloud_failed INTEGER NOT NULL DEFAULT 0,
+    budget_refused INTEGER NOT NULL DEFAULT 0,
+    detections TEXT NOT NULL,
+    wall_time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera, pts_s);
+"""
+
+
+@dataclass
+class FrameEvent:
+    camera: str
+    frame_index: int
+    pts_s: float
+    decided_by: DecidedBy
+    escalated: bool
+    detections: Detections
+    wall_time: float
+    reason: str | None = None
+    cloud_failed: bool = False
+    budget_refused: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def to_line(self) -> dict:
+        return {"camera": self.camera, "frame_index": self.frame_index, "pts_s": round(self.pts_s, 3),
+                "decided_by": self.decided_by, "escalated": self.escalated,
+                "detections": self.detections.to_records()}
+
+
+class EventLog:
+    """SQLite (WAL, so a reader such as a dashboard never blocks the agent) plus optional JSONL."""
+
+    def __init__(self, db_path: Path | str, jsonl_path: Path | str | None = None):
+        self.db_path = Path(db_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.db_path), check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an agent crash
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._jsonl: IO[str] | None = None
+        if jsonl_path:
+            Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(jsonl_path, "w", buffering=1)  # line-buffered: a crash loses no line
+
+    def write(self, event: FrameEvent) -> None:
+        line = event.to_line()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO events (camera, frame_index, pts_s, decided_by, escalated, reason, cloud_failed,"
+                " budget_refused, detections, wall_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event.camera, event.frame_index, event.pts_s, event.decided_by, int(event.escalated),
+                 event.reason, int(event.cloud_failed), int(event.budget_refused),
+                 json.dumps(line["detections"]), event.wall_time),
+            )
+            self._db.commit()
+            if self._jsonl:
+                self._jsonl.write(json.dumps(line) + "\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            if self._jsonl:
+                self._jsonl.close()

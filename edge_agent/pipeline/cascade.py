@@ -1,0 +1,110 @@
+"""The cascade: decide at the edge what the student is sure of, escalate what it is not.
+
+Per label and detection: score >= accept -> the edge keeps it; score <= reject -> dropped; in between
+-> uncertain. A detection on a track the cloud already labelled is never uncertain: the cloud's label
+(or its "nothing here") is reused. At the presence level a frame is escalated only when a label has
+uncertain detections and no confident one (is anybody there?); at the boxes level any uncertain
+detection escalates the frame. Audit sampling escalates a small random share of confident frames,
+and a per-camera hourly budget caps escalations; what it refuses is decided at the edge and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from contracts.detections import Detections
+from edge_agent.pipeline.tracker import NOTHING, IouTracker
+
+
+@dataclass(frozen=True)
+class Band:
+    accept: float
+    reject: float
+
+
+@dataclass
+class Decision:
+    escalate: bool
+    reason: Literal["uncertain", "audit"] | None
+    # What the edge reports by itself: confident detections, cloud-confirmed tracks, and uncertain
+    # detections at or above the student's calibrated threshold (its best guess without the cloud).
+    edge: Detections
+    uncertain_track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    budget_refused: bool = False
+
+
+class EscalationBudget:
+    """A token bucket per camera: `per_hour` escalations an hour, refilled continuously on the
+    frames' own clock (media time for files, so a replay at full speed is budgeted like real time)."""
+
+    def __init__(self, per_hour: float):
+        self.per_hour = per_hour
+        self.tokens = per_hour
+        self.last_s: float | None = None
+
+    def take(self, now_s: float) -> bool:
+        if self.per_hour <= 0:
+            return False
+        if self.last_s is not None:
+            self.tokens = min(self.per_hour, self.tokens + (now_s - self.last_s) * self.per_hour / 3600)
+        self.last_s = now_s
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Cascade:
+    def __init__(self, bands: dict[str, Band], student_thresholds: dict[str, float],
+                 level: Literal["presence", "boxes"] = "presence", audit_fraction: float = 0.0,
+                 budget_per_hour: float = 3600.0, seed: int = 0):
+        self.bands = bands
+        self.student_thresholds = student_thresholds
+        self.level = level
+        self.audit_fraction = audit_fraction
+        self.budget = EscalationBudget(budget_per_hour)
+        self.rng = np.random.default_rng(seed)
+
+    def decide(self, dets: Detections, tracker: IouTracker, pts_s: float) -> Decision:
+        """`dets` carry track ids from `tracker`."""
+        keep = np.zeros(len(dets), bool)
+        labels = dets.labels.copy()
+        uncertain = np.zeros(len(dets), bool)
+        for i in range(len(dets)):
+            track = tracker.get(dets.track_ids[i]) if len(dets.track_ids) else None
+            label, score = str(dets.labels[i]), dets.scores[i]
+            if track is not None and track.confirmed:
+                keep[i] = track.cloud_label != NOTHING
+                if keep[i]:
+                    labels[i] = track.cloud_label
+                continue
+            band = self.bands.get(label)
+            if band is None:
+                continue
+            # Compare in float32, the scores' own precision, so a threshold of 0.2 means the score 0.2.
+            if score >= np.float32(band.accept):
+                keep[i] = True
+            elif score > np.float32(band.reject):
+                uncertain[i] = True
+                keep[i] = score >= self.student_thresholds.get(label, band.accept)
+        edge = Detections(dets.xyxy[keep], dets.scores[keep], labels[keep],
+                          dets.track_ids[keep] if len(dets.track_ids) else dets.track_ids)
+        if self.level == "boxes":
+            needs_cloud = bool(uncertain.any())
+        else:
+            confident = {str(lbl) for lbl, k, u in zip(labels, keep, uncertain, strict=True) if k and not u}
+            needs_cloud = any(uncertain[i] and str(dets.labels[i]) not in confident for i in range(len(dets)))
+        reason: Literal["uncertain", "audit"] | None = None
+        if needs_cloud:
+            reason = "uncertain"
+        elif self.audit_fraction and self.rng.random() < self.audit_fraction:
+            reason = "audit"
+        track_ids = dets.track_ids[uncertain] if len(dets.track_ids) else np.zeros(0, np.int64)
+        if reason is None:
+            return Decision(False, None, edge, track_ids)
+        if not self.budget.take(pts_s):
+            return Decision(False, None, edge, track_ids, budget_refused=True)
+        return Decision(True, reason, edge, track_ids)

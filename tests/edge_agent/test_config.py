@@ -1,0 +1,77 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
+
+
+def test_example_config_is_valid_and_documents_every_option():
+    config = load_config(EXAMPLE)
+    assert config.cameras[0].id == "plaza"
+    text = EXAMPLE.read_text()
+    for section in (config.cameras[0], config.escalation, config.output):
+        for name in type(section).model_fields:
+            assert f"{name}:" in text, f"option {name} is not documented in {EXAMPLE.name}"
+    for sub in ("motion", "regions", "cascade", "tracker"):
+        for name in type(getattr(config.cameras[0], sub)).model_fields:
+            assert f"{name}:" in text, f"option {sub}.{name} is not documented in {EXAMPLE.name}"
+
+
+def test_defaults_merge_under_per_camera_overrides():
+    config = parse_config("""
+defaults:
+  fps: 2
+  cascade: {audit_fraction: 0.1, labels: {person: {accept: 0.7, reject: 0.3}}}
+cameras:
+  - {id: a, source: a.mp4}
+  - id: b
+    source: b.mp4
+    fps: 5
+    cascade: {labels: {person: {accept: 0.9, reject: 0.1}}}
+""")
+    a, b = config.cameras
+    assert (a.fps, b.fps) == (2, 5)
+    assert a.cascade.audit_fraction == b.cascade.audit_fraction == 0.1
+    assert (a.cascade.labels["person"].accept, b.cascade.labels["person"].accept) == (0.7, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cameras: []", "cameras"),
+        ("cameras:\n  - {id: a, source: x}\n  - {id: a, source: y}\n", "repeated: ['a']"),
+        ("cameras:\n  - {id: 'bad id', source: x}\n", "cameras.0.id (line 2)"),
+        ("cameras:\n  - id: a\n    source: x\n    fps: 0\n", "cameras.0.fps (line 4)"),
+        ("cameras:\n  - id: a\n    source: x\n    cascade: {labels: {person: {accept: 0.2, reject: 0.5}}}\n",
+         "reject (0.5) must be below accept (0.2)"),
+        ("cameras:\n  - id: a\n    source: x\n    cascade: {labels: {dog: {accept: 0.5, reject: 0.2}}}\n",
+         "unknown labels ['dog']"),
+        ("cameras:\n  - {id: a, source: x}\nescalation: {transport: carrier-pigeon}\n", "escalation.transport"),
+        ("cameras:\n  - {id: a, source: x}\nfrobnicate: 1\n", "frobnicate"),
+        ("cameras:\n  - {id: a, source: x}\n    motion: [\n", "not valid YAML"),
+        ("- a list", "top level must be a mapping"),
+        ("defaults: {motion: {threshold: 999}}\ncameras:\n  - {id: a, source: x}\n", "threshold"),
+    ],
+)
+def test_bad_config_names_the_key_the_value_and_the_line(text, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "agent.yaml")
+    assert expected in str(info.value)
+    assert "agent.yaml" in str(info.value)
+
+
+def test_validate_config_command_exits_2_with_the_message(tmp_path):
+    bad = tmp_path / "agent.yaml"
+    bad.write_text("cameras:\n  - id: a\n    source: x\n    fps: -1\n")
+    cli = [sys.executable, "-m", "edge_agent.cli", "validate-config"]
+    result = subprocess.run([*cli, str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "cameras.0.fps (line 4)" in result.stderr and "Traceback" not in result.stderr
+    ok = subprocess.run([*cli, str(EXAMPLE)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "plaza" in ok.stdout
+    missing = subprocess.run([*cli, str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr
