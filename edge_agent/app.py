@@ -10,7 +10,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from contracts.detections import Detections
+import numpy as np
+
+from contracts.detections import Detections, box_iou
 from contracts.wire import WireError
 from edge_agent.config import AgentConfig, CameraConfig
 from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
@@ -48,7 +50,10 @@ class CameraState:
     tracker: IouTracker
     cascade: Cascade
     gate: MotionGate | None = None
-    last: Detections = field(default_factory=Detections.empty)
+    last: Detections = field(default_factory=Detections.empty)  # the previous final decision
+    # The settled part of it: cloud answers and confident edge detections. Only these are carried into
+    # areas without motion; an uncertain guess is never carried, or it would outlive its evidence.
+    settled: Detections = field(default_factory=Detections.empty)
     counters: Counters = field(default_factory=Counters)
 
 
@@ -113,14 +118,14 @@ class Agent:
             regions = plan_regions(motion.boxes, (w, h), self.model_wh, settings.whole_frame_fraction,
                                    settings.margin, max_regions=settings.max_regions)
             jobs.append((frame.image, [r.box for r in regions]))
-            pending.append((frame, regions))
+            pending.append((frame, regions, motion.boxes))
         if not jobs:
             return events
-        for (frame, regions), dets in zip(pending, self.student.detect(jobs), strict=True):
-            events.append(self._decide(frame, regions, dets))
+        for (frame, regions, moved), dets in zip(pending, self.student.detect(jobs), strict=True):
+            events.append(self._decide(frame, regions, moved, dets))
         return events
 
-    def _decide(self, frame: SampledFrame, regions, dets: Detections) -> FrameEvent:
+    def _decide(self, frame: SampledFrame, regions, moved, dets: Detections) -> FrameEvent:
         state = self.cameras[frame.camera]
         c = state.counters
         tracked = state.tracker.update(dets, frame.pts_s)
@@ -153,11 +158,16 @@ class Agent:
                 c.audit += decision.reason == "audit"
         if not event.escalated:
             c.edge_decided += 1
-        # Where nothing moved the previous decision stands: a parked car stays reported although no
-        # crop looked at it this time (a whole-frame escalation has already seen everything).
-        if not (event.escalated and self.config.escalation.crop == "frame"):
-            region_boxes = [r.box for r in regions]
-            event.detections = Detections.concat([event.detections, _outside(state.last, region_boxes)])
+        # Where nothing moved the previous decision stands: a parked car stays reported although the
+        # student, busy with the people walking past, did not find it again in this crop (a
+        # whole-frame escalation has already seen everything).
+        whole = [tuple(r.box) for r in regions] == [(0, 0, *frame.image.shape[1::-1])]
+        looked_everywhere = whole or (event.escalated and self.config.escalation.crop == "frame")
+        static = Detections.empty() if looked_everywhere else _with_static(
+            Detections.empty(), state.settled, moved)
+        settled_now = event.detections if event.escalated else _confident(event.detections, state.cascade.bands)
+        event.detections = _with_static(event.detections, static, [])
+        state.settled = _with_static(settled_now, static, [])
         return self._emit(event)
 
     @staticmethod
@@ -189,6 +199,33 @@ class Agent:
         if self.transport is not None:
             self.transport.close()
         self.events.close()
+
+
+def _with_static(current: Detections, previous: Detections, moved) -> Detections:
+    """`current` plus the previous detections that no motion touched and no current one repeats."""
+    still = previous[~_touches(previous, moved)] if len(previous) else previous
+    if len(still) and len(current):
+        iou = box_iou(still.xyxy, current.xyxy)
+        same = still.labels[:, None] == current.labels[None, :]
+        still = still[~((iou >= 0.3) & same).any(axis=1)]
+    return Detections.concat([current, still])
+
+
+def _confident(dets: Detections, bands) -> Detections:
+    """The detections at or above their label's accept threshold."""
+    if len(dets) == 0:
+        return dets
+    accept = np.array([bands[str(lbl)].accept if str(lbl) in bands else 2.0 for lbl in dets.labels], np.float32)
+    return dets[dets.scores >= accept]
+
+
+def _touches(dets: Detections, boxes) -> np.ndarray:
+    if not boxes:
+        return np.zeros(len(dets), bool)
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    d = dets.xyxy
+    return ((np.minimum(d[:, None, 2], b[None, :, 2]) > np.maximum(d[:, None, 0], b[None, :, 0]))
+            & (np.minimum(d[:, None, 3], b[None, :, 3]) > np.maximum(d[:, None, 1], b[None, :, 1]))).any(axis=1)
 
 
 def _outside(dets: Detections, boxes) -> Detections:

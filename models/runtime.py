@@ -93,7 +93,9 @@ class Detector(ABC):
             labels = self._label_of[class_ids[keep]].astype(str)
             mine = labels != ""
             keep, labels = keep[mine], labels[mine]
+            # The threshold applies to the score callers see: the calibrated one.
             dets = Detections(boxes[keep], self.calibrate(scores[keep], labels), labels)
+            dets = dets.with_min_score(self.conf_threshold)
             h, w = frames[i].shape[:2]
             results.append(dets.with_scale(w / w_in, h / h_in).with_clip(w, h))
         return results

@@ -61,3 +61,13 @@ def student_copy(tmp_path) -> Path:
     dest = tmp_path / "student"
     shutil.copytree(src, dest)
     return dest / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def teacher_server_url(teacher_manifest):
+    """The project's own SageMaker-compatible server over real HTTP on loopback, serving the teacher."""
+    from cloud.inference.server import start_in_thread
+
+    server, port = start_in_thread(teacher_manifest, threads=2)
+    yield f"http://127.0.0.1:{port}/invocations"
+    server.stop()

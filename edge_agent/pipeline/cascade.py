@@ -72,6 +72,7 @@ class Cascade:
         """`dets` carry track ids from `tracker`."""
         keep = np.zeros(len(dets), bool)
         labels = dets.labels.copy()
+        scores = dets.scores.copy()
         uncertain = np.zeros(len(dets), bool)
         for i in range(len(dets)):
             track = tracker.get(dets.track_ids[i]) if len(dets.track_ids) else None
@@ -80,6 +81,7 @@ class Cascade:
                 keep[i] = track.cloud_label != NOTHING
                 if keep[i]:
                     labels[i] = track.cloud_label
+                    scores[i] = max(scores[i], track.cloud_score)
                 continue
             band = self.bands.get(label)
             if band is None:
@@ -90,7 +92,7 @@ class Cascade:
             elif score > np.float32(band.reject):
                 uncertain[i] = True
                 keep[i] = score >= self.student_thresholds.get(label, band.accept)
-        edge = Detections(dets.xyxy[keep], dets.scores[keep], labels[keep],
+        edge = Detections(dets.xyxy[keep], scores[keep], labels[keep],
                           dets.track_ids[keep] if len(dets.track_ids) else dets.track_ids)
         if self.level == "boxes":
             needs_cloud = bool(uncertain.any())

@@ -33,8 +33,8 @@ class MotionConfig(BaseModel):
     threshold: int = Field(25, ge=1, le=255, description="pixel difference (0-255) that counts as changed")
     contour_area: int = Field(20, ge=0, description="min area of a motion blob, in small-frame pixels")
     frame_alpha: float = Field(0.2, gt=0, le=1, description="running-average weight of the newest frame")
-    lightning_threshold: float = Field(0.6, gt=0, le=1,
-                                       description="changed fraction that means a whole-frame lighting change")
+    lightning_threshold: float = Field(
+        0.6, gt=0, le=1, description="changed fraction that means a whole-frame lighting change")
     mask: list[list[tuple[float, float]]] = Field(
         default_factory=list, description="polygons, each a list of [x, y] in source pixels; never trigger")
     dilate: int = Field(1, ge=0, le=10, description="dilation iterations that join nearby changed pixels")
@@ -94,8 +94,8 @@ class MotionGate:
 
     def _small_grey(self, image: np.ndarray) -> np.ndarray:
         if image.shape[1] != self.frame_wh[0] or image.shape[0] != self.frame_wh[1]:
-            raise ValueError(f"frame is {image.shape[1]}x{image.shape[0]}, but this motion gate was built for "
-                             f"{self.frame_wh[0]}x{self.frame_wh[1]}; build a new gate for the new size")
+            raise ValueError(f"frame is {image.shape[1]}x{image.shape[0]}, but this motion gate was built "
+                             f"for {self.frame_wh[0]}x{self.frame_wh[1]}; build a new gate for the new size")
         # Grey at full size, then a bilinear shrink, then a light blur: ~0.3 ms on 768x576. INTER_AREA
         # would filter better but costs ~3 ms at a non-integer factor (576 -> 120), 10x the rest of
         # the gate; the blur on the small frame does the denoising instead (as Frigate does).

@@ -10,8 +10,8 @@ motion -> one region, the whole frame.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -128,7 +128,8 @@ def plan_regions(motion_boxes: Sequence[Sequence[float]], frame_wh: tuple[int, i
                     groups[i] += groups.pop(j)
                     crops.pop(j)
                     g = groups[i]
-                    union = (min(b[0] for b in g), min(b[1] for b in g), max(b[2] for b in g), max(b[3] for b in g))
+                    union = (min(b[0] for b in g), min(b[1] for b in g),
+                             max(b[2] for b in g), max(b[3] for b in g))
                     crops[i] = _fit(union, (width, height), model_wh, margin)
                     merged = True
                     break

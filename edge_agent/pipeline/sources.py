@@ -166,11 +166,13 @@ class VideoFileSource(FrameSource):
         super().__init__(camera, fps)
         self.path = Path(path)
         if not self.path.is_file():
-            raise SourceError(f"camera {camera}: video file {self.path} does not exist; a source is {ACCEPTED}")
+            raise SourceError(f"camera {camera}: video file {self.path} does not exist; "
+                              f"a source is {ACCEPTED}")
         self.loop = loop
         self._cap: cv2.VideoCapture | None = self._open()
         container_fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.container_fps = container_fps if math.isfinite(container_fps) and 0 < container_fps <= 1000 else None
+        valid = math.isfinite(container_fps) and 0 < container_fps <= 1000
+        self.container_fps: float | None = container_fps if valid else None
         self._index = 0  # across loops
         self._pass_index = 0  # within the current pass over the file
         self._pts_offset = 0.0  # media time at which the current pass starts
@@ -270,7 +272,8 @@ class ImageFolderSource(FrameSource):
         super().__init__(camera, fps)
         self.folder = Path(folder)
         if not self.folder.is_dir():
-            raise SourceError(f"camera {camera}: image folder {self.folder} does not exist; a source is {ACCEPTED}")
+            raise SourceError(f"camera {camera}: image folder {self.folder} does not exist; "
+                              f"a source is {ACCEPTED}")
         if not (math.isfinite(folder_fps) and folder_fps > 0):
             raise SourceError(f"camera {camera}: folder_fps must be a positive number, got {folder_fps!r}")
         self.folder_fps = float(folder_fps)
@@ -315,7 +318,8 @@ class StreamSource(FrameSource):
         super().__init__(camera, fps)
         scheme = urlsplit(url).scheme.lower()
         if scheme not in LIVE_SCHEMES:
-            raise SourceError(f"camera {camera}: {redact_url(url)} is not a live stream URL; a source is {ACCEPTED}")
+            raise SourceError(f"camera {camera}: {redact_url(url)} is not a live stream URL; "
+                              f"a source is {ACCEPTED}")
         if min(stall_timeout_s, open_timeout_s, backoff_initial_s) <= 0 or backoff_max_s < backoff_initial_s:
             raise SourceError(f"camera {camera}: timeouts and backoff must be positive "
                               f"(and backoff_max_s >= backoff_initial_s)")
@@ -429,5 +433,6 @@ def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) 
     if path.is_dir():
         return ImageFolderSource(camera, path, fps, **opts)  # type: ignore[arg-type]
     if not path.is_file():
-        raise SourceError(f"camera {camera}: {path} is neither an existing file nor a folder; a source is {ACCEPTED}")
+        raise SourceError(f"camera {camera}: {path} is neither an existing file nor a folder; "
+                          f"a source is {ACCEPTED}")
     return VideoFileSource(camera, path, fps, **opts)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ class Track:
     last_seen_s: float
     hits: int = 1
     cloud_label: str | None = None  # None: never checked; NOTHING: checked, no object
+    cloud_score: float = 0.0
 
     @property
     def confirmed(self) -> bool:
@@ -84,7 +85,9 @@ class IouTracker:
             if len(cloud):
                 iou = box_iou(track.box[None, :], cloud.xyxy)[0]
                 k = int(iou.argmax())
-                track.cloud_label = str(cloud.labels[k]) if iou[k] >= self.confirm_iou else NOTHING
+                hit = iou[k] >= self.confirm_iou
+                track.cloud_label = str(cloud.labels[k]) if hit else NOTHING
+                track.cloud_score = float(cloud.scores[k]) if hit else 0.0
             else:
                 track.cloud_label = NOTHING
 

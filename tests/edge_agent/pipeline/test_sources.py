@@ -52,7 +52,8 @@ def counting_capture(monkeypatch):
 
 
 @pytest.mark.parametrize("fps, expected", [(1.0, 80), (2.0, 159)])
-def test_vtest_sampled_on_media_time_without_converting_skipped_frames(vtest, counting_capture, fps, expected):
+def test_vtest_sampled_on_media_time_without_converting_skipped_frames(vtest, counting_capture, fps,
+                                                                       expected):
     source = VideoFileSource("lobby", vtest, fps=fps)
     frames = list(source)
     # 795 frames at 10 fps = 79.5 s of media: samples at 0, 1/fps, 2/fps, ...

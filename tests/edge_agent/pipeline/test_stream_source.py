@@ -105,7 +105,8 @@ def read_within(source: StreamSource, timeout_s: float) -> SampledFrame:
 
 
 def _stream(url: str, **opts) -> StreamSource:
-    defaults = dict(fps=5.0, stall_timeout_s=1.5, open_timeout_s=2.0, backoff_initial_s=0.2, backoff_max_s=1.0)
+    defaults = dict(fps=5.0, stall_timeout_s=1.5, open_timeout_s=2.0, backoff_initial_s=0.2,
+                    backoff_max_s=1.0)
     return StreamSource("door", url, **{**defaults, **opts})
 
 

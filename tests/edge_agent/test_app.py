@@ -1,0 +1,104 @@
+"""The agent end to end: real footage, the shipped student, the real inference server over HTTP."""
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from contracts.wire import MAX_MESSAGE_BYTES
+from edge_agent.app import Agent
+from edge_agent.config import AgentConfig
+
+DESIGN_KEYS = {"camera", "frame_index", "pts_s", "decided_by", "escalated", "detections"}
+
+
+def _config(cameras, url="http://127.0.0.1:9/invocations", **extra):
+    raw = {"cameras": cameras, "escalation": {"transport": "url", "url": url, "retries": 1, "timeout_s": 2}}
+    raw.update(extra)
+    return AgentConfig.model_validate(raw)
+
+
+def _run(config, tmp_path):
+    agent = Agent(config, jsonl=tmp_path / "out.jsonl", events_db=tmp_path / "events.sqlite")
+    summary = agent.run()
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    return summary, lines
+
+
+def test_agent_over_vtest_with_the_real_server(teacher_server_url, vtest_path, tmp_path):
+    config = _config([{"id": "plaza", "source": str(vtest_path)}], teacher_server_url)
+    summary, lines = _run(config, tmp_path)
+    t = summary["total"]
+    assert t["sampled"] == len(lines) == 80  # 79.5 s at 1 fps
+    assert t["sampled"] == t["motion_skipped"] + t["edge_decided"] + t["escalated"]
+    assert t["escalated"] >= 1 and t["cloud_failed"] == 0
+    assert 0 < t["bytes_sent"] <= t["escalated"] * MAX_MESSAGE_BYTES
+    for line in lines:
+        assert set(line) == DESIGN_KEYS
+        assert line["decided_by"] in {"edge", "cloud", "carried", "audit"}
+        assert line["escalated"] == (line["decided_by"] in {"cloud", "audit"})
+        for det in line["detections"]:
+            x1, y1, x2, y2 = det["box"]
+            assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 576 and det["label"] in {"person", "vehicle"}
+    assert [ln["pts_s"] for ln in lines] == pytest.approx([float(i) for i in range(80)], abs=0.11)
+    rows = sqlite3.connect(tmp_path / "events.sqlite").execute(
+        "SELECT COUNT(*), SUM(escalated) FROM events").fetchone()
+    assert rows == (80, t["escalated"])
+
+
+def test_cloud_unreachable_is_decided_at_the_edge_and_counted(vtest_path, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/invocations"
+    config = _config([{"id": "plaza", "source": str(vtest_path)}], dead)
+    summary, lines = _run(config, tmp_path)
+    t = summary["total"]
+    assert t["escalated"] == 0 and t["cloud_failed"] >= 1
+    assert len(lines) == t["sampled"] == 80  # nothing lost
+    assert all(ln["decided_by"] in {"edge", "carried"} for ln in lines)
+
+
+def test_budget_refusals_are_counted_and_decided_at_the_edge(teacher_server_url, vtest_path, tmp_path):
+    config = _config([{"id": "plaza", "source": str(vtest_path),
+                       "cascade": {"budget_per_hour": 2, "audit_fraction": 0.0}}], teacher_server_url)
+    summary, lines = _run(config, tmp_path)
+    t = summary["total"]
+    assert t["escalated"] <= 2 and t["budget_refused"] >= 1
+    assert len(lines) == 80
+
+
+def test_two_cameras_share_student_batches(teacher_server_url, vtest_path, shared_footage, tmp_path):
+    config = _config([{"id": "plaza", "source": str(vtest_path)},
+                      {"id": "road", "source": str(shared_footage / "car-detection.mp4")}],
+                     teacher_server_url)
+    summary, lines = _run(config, tmp_path)
+    assert summary["cameras"]["plaza"]["sampled"] == 80
+    assert summary["cameras"]["road"]["sampled"] == 31  # 30.2 s at 1 fps
+    ran_model = sum(c["sampled"] - c["motion_skipped"] for c in summary["cameras"].values())
+    assert summary["student_calls"] < ran_model  # crops of both cameras went through in shared calls
+    assert {ln["camera"] for ln in lines} == {"plaza", "road"}
+
+
+def test_run_command_stops_cleanly_on_sigterm(vtest_path, tmp_path):
+    cfg = tmp_path / "agent.yaml"
+    out = tmp_path / "d.jsonl"
+    cfg.write_text(f"cameras:\n  - {{id: plaza, source: '{vtest_path}', fps: 10}}\n"
+                   f"escalation: {{transport: none}}\noutput: {{events_db: '{tmp_path / 'e.sqlite'}'}}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(cfg),
+                             "--detections-out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while (not out.exists() or not out.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.terminate()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    written = out.read_text().splitlines()
+    assert summary["total"]["sampled"] == len(written) < 795  # stopped early, every sample recorded
+    rows = sqlite3.connect(tmp_path / "e.sqlite").execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert rows == len(written)
