@@ -198,7 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("the model failed on %d image(s)", len(frames))
             return self._fail(RequestError(424, f"the model failed: {type(exc).__name__}: {exc}"))
         self._images = len(frames)
-        self._send(200, InvocationResponse(self.server.model_name, tuple(zip(ids, predictions))).to_bytes())
+        response = InvocationResponse(self.server.model_name, tuple(zip(ids, predictions, strict=True)))
+        self._send(200, response.to_bytes())
 
     def _begin(self) -> None:
         self._t0, self._path = time.perf_counter(), urlsplit(self.path).path

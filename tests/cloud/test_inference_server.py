@@ -51,7 +51,7 @@ def expected(teacher_manifest, jpegs) -> list[Detections]:
     out = []
     for dets in detector.detect(decoded):
         keep = np.array([s >= presence_threshold(detector.manifest, str(lbl))
-                         for s, lbl in zip(dets.scores, dets.labels)], bool)
+                         for s, lbl in zip(dets.scores, dets.labels, strict=True)], bool)
         out.append(dets[keep])
     return out
 

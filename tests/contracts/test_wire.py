@@ -1,0 +1,95 @@
+"""The edge<->cloud messages: round trips, a stored v1 message, and a table of malformed ones."""
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from contracts.wire import (
+    MAX_MESSAGE_BYTES,
+    Crop,
+    CropVerdict,
+    DetectionRecord,
+    EscalationRequest,
+    InvocationRequest,
+    InvocationResponse,
+    Verdict,
+    WireError,
+    invocation_for,
+    verdict_from_response,
+)
+
+STORED = json.loads((Path(__file__).parent / "events" / "escalation_v1.json").read_text())
+
+
+def test_stored_v1_escalation_parses_and_round_trips():
+    request = EscalationRequest.from_payload(STORED)
+    assert request.camera == "plaza" and request.crops[0].size == (160, 96)
+    again = EscalationRequest.from_bytes(request.to_bytes())
+    assert again == request
+
+
+def test_verdict_round_trip_and_crop_mapping_to_source_pixels():
+    request = EscalationRequest.from_payload(STORED)
+    response = InvocationResponse("teacher@1", (("0", (DetectionRecord("person", 0.9, (16, 8, 32, 48)),)),))
+    verdict = verdict_from_response(request, InvocationResponse.from_payload(response.to_payload()))
+    # crop box 320x192 sent as a 160x96 JPEG: x2 scale, then offset by the crop's corner
+    assert verdict.detections()[0].box == (132.0, 66.0, 164.0, 146.0)
+    assert Verdict.from_bytes(verdict.to_bytes()) == verdict
+    with pytest.raises(WireError, match=r"crop ids \['0'\]"):
+        verdict_from_response(request, InvocationResponse("t", ()))
+
+
+def test_invocation_request_carries_crops_by_id():
+    request = EscalationRequest.from_payload(STORED)
+    body = invocation_for(request)
+    assert InvocationRequest.from_payload(json.loads(body.to_bytes())) == body
+
+
+def _edit(path, value):
+    payload = copy.deepcopy(STORED)
+    target = payload
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("v",), 2, "wire version 2"),
+        (("type",), "verdict", "expected type 'escalation'"),
+        (("camera",), KeyError, "missing field 'camera'"),
+        (("frame_index",), "12", "frame_index"),
+        (("frame_index",), True, "boolean"),
+        (("reason",), "curious", "reason"),
+        (("crops",), [], "at least one crop"),
+        (("crops", 0, "jpeg_b64"), "%%%", "not valid base64"),
+        (("crops", 0, "jpeg_b64"), "aGVsbG8=", "not a JPEG"),
+        (("crops", 0, "box"), [1, 2, 3], "a box is"),
+        (("crops", 0, "box"), [5, 5, 1, 1], "x2 >= x1"),
+        (("crops", 0, "size"), [-1, 3], "size"),
+        (("student", 0, "score"), 1.5, "outside [0, 1]"),
+    ],
+)
+def test_malformed_escalations_name_the_field(path, value, message):
+    with pytest.raises(WireError, match=re.escape(message)):
+        EscalationRequest.from_payload(_edit(path, value))
+
+
+def test_not_json_and_oversized():
+    with pytest.raises(WireError, match="not valid JSON"):
+        EscalationRequest.from_bytes(b"{nope")
+    with pytest.raises(WireError, match="over the"):
+        EscalationRequest.from_bytes(b" " * (MAX_MESSAGE_BYTES + 1))
+    big = Crop(0, (0, 0, 10, 10), b"\xff\xd8" + b"\0" * MAX_MESSAGE_BYTES, (10, 10))
+    with pytest.raises(WireError, match="over the 131072-byte limit"):
+        EscalationRequest("m", "c", 0, 0.0, "uncertain", (big,)).to_bytes()
+    empty = Verdict("m", "c", 0, "t", (CropVerdict(0, ()),))
+    assert Verdict.from_bytes(empty.to_bytes()).detections() == ()
