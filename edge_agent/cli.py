@@ -50,6 +50,14 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recalibrate(args: argparse.Namespace) -> int:
+    from models.student.train import recalibrate
+
+    out = Path(args.student)
+    _print_training(recalibrate(out), out)
+    return 0
+
+
 def _print_training(result: dict, out: Path) -> None:
     for precision, variant in result["variants"].items():
         held = variant["metrics"].get("trained_scenes_held_back", {}).get("labels", {})
@@ -166,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="base training config YAML (default: config/train.yaml)")
     p.add_argument("--version", default="1.0.0-ft", help="version written into the manifest")
     p.set_defaults(func=_cmd_finetune)
+
+    p = msub.add_parser("recalibrate", help="redo calibration, thresholds, export and metrics of a trained "
+                                            "student without training it again")
+    p.add_argument("--student", default=str(STUDENT_DIR), help=f"student directory (default: {STUDENT_DIR})")
+    p.set_defaults(func=_cmd_recalibrate)
 
     p = msub.add_parser("bench", help="teacher vs student latency and agreement, side by side")
     p.add_argument("--student", default=str(STUDENT_DIR), help="directory with manifest-fp32/int8.json")

@@ -66,24 +66,26 @@ def best_threshold(preds, refs, label: str, ref_threshold: float) -> float:
     """The score threshold with the best box F1 (IoU 0.5) against the reference on these frames.
 
     Box F1 rather than presence F1: in a busy scene the label is present in every frame, so presence
-    alone would favour any low threshold. Ties go to the lower threshold (recall first).
+    alone would favour any low threshold.
     """
     pairs = [(p.with_label(label), r.with_label(label).with_min_score(ref_threshold))
              for p, r in zip(preds, refs, strict=True)]
     if not any(len(r) for _, r in pairs):
         return 0.5
-    top_f1, top_t = -1.0, 0.5
-    for t in np.round(np.arange(0.05, 0.96, 0.01), 2):
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    f1s = []
+    for t in grid:
         tp = n_pred = n_ref = 0
         for p, r in pairs:
             kept = p.with_min_score(t)
             tp += match_boxes(kept.xyxy, kept.scores, r.xyxy)
             n_pred += len(kept)
             n_ref += len(r)
-        f1 = 2 * tp / max(1, n_pred + n_ref)
-        if f1 > top_f1 + 1e-9:
-            top_f1, top_t = f1, float(t)
-    return top_t
+        f1s.append(2 * tp / max(1, n_pred + n_ref))
+    # Calibrated scores often sit near 0 or 1, leaving a plateau of equally good thresholds: take its
+    # middle rather than an edge, so the choice does not hang on one frame.
+    best = np.flatnonzero(np.array(f1s) >= max(f1s) - 1e-9)
+    return float(grid[best[len(best) // 2]])
 
 
 def held_back_metrics(detector: Detector, data, thresholds: dict[str, float], ref_threshold: float) -> dict:

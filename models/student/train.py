@@ -172,4 +172,26 @@ def train_student(cfg: TrainConfig, out_dir: Path, init_from: Path | None = None
     return result
 
 
-__all__ = ["train_student", "build_dataset", "Dataset", "PRODUCT_LABELS"]
+def recalibrate(student_dir: Path) -> dict:
+    """Re-run calibration, thresholds, export, quantization and held-back metrics for a trained student
+    (its checkpoint and recorded config), without training: after a change to the reference threshold
+    or to how thresholds are chosen."""
+    manifest = load_manifest(student_dir / "manifest.json")
+    checkpoint = manifest.model_path.parent / manifest.training.get("checkpoint", "")
+    if not checkpoint.is_file():
+        raise ModelError(f"cannot recalibrate {student_dir}: its checkpoint {checkpoint} is missing")
+    cfg = TrainConfig.model_validate(manifest.training["config"])
+    _seed(cfg.seed)
+    net = StudentNet()
+    net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    net.eval()
+    data = build_dataset(cfg, ensure_teacher())
+    training = {k: v for k, v in manifest.training.items() if k != "checkpoint"}
+    training["recalibrated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    name = manifest.name.rsplit("-", 1)[0]
+    result = export_variants(net, data, cfg, student_dir, name, manifest.version, training)
+    (student_dir / "training-report.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+__all__ = ["train_student", "recalibrate", "build_dataset", "Dataset", "PRODUCT_LABELS"]

@@ -99,3 +99,15 @@ def test_soft_targets_peak_at_the_teacher_score():
     assert heat[1].max() == 0.0
     assert box_w.max() == pytest.approx(0.7)
     assert (box_t[:, box_w > 0] > -1).all()
+
+
+def test_recalibration_reuses_the_checkpoint_without_training(smoke_student):
+    from models.student.train import recalibrate
+
+    out, _ = smoke_student
+    before = load_manifest(out / "manifest-fp32.json")
+    report = recalibrate(out)
+    after = load_manifest(out / "manifest-fp32.json")
+    assert after.sha256 == before.sha256  # same weights, exported again bit for bit
+    assert after.training["recalibrated"] and after.training["loss_history"] == before.training["loss_history"]
+    assert report["shipped"] in ("fp32", "int8")
