@@ -23,10 +23,14 @@ class _Strict(BaseModel):
 
 
 class InputSpec(_Strict):
+    """float32 NCHW: the runtime normalises (x * scale, channel order `color`). uint8 NHWC BGR: the
+    graph normalises itself, so the edge hands it resized frames with no per-pixel work in Python."""
+
     name: str = "images"
     width: int = Field(gt=0, le=4096)
     height: int = Field(gt=0, le=4096)
-    layout: Literal["NCHW"] = "NCHW"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "uint8"] = "float32"
     color: Literal["RGB", "BGR"] = "RGB"
     scale: float = Field(default=1 / 255, gt=0)
 

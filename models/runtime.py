@@ -79,6 +79,11 @@ class Detector(ABC):
     def preprocess(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         frames = [check_frame(f, i) for i, f in enumerate(frames)]
         spec = self.manifest.input
+        if spec.dtype == "uint8":
+            batch = np.empty((len(frames), spec.height, spec.width, 3), np.uint8)
+            for i, frame in enumerate(frames):
+                cv2.resize(frame, self.input_wh, dst=batch[i], interpolation=cv2.INTER_LINEAR)
+            return batch
         return cv2.dnn.blobFromImages(frames, spec.scale, self.input_wh, swapRB=spec.color == "RGB", crop=False)
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:

@@ -30,7 +30,7 @@ OUTPUT_NAMES = ["heatmap", "peaks", "boxes"]
 
 
 def export_onnx(net: torch.nn.Module, path: Path, in_wh: tuple[int, int]) -> None:
-    dummy = torch.zeros(1, 3, in_wh[1], in_wh[0])
+    dummy = torch.zeros(1, in_wh[1], in_wh[0], 3, dtype=torch.uint8)
     axes = {name: {0: "batch"} for name in ["images", *OUTPUT_NAMES]}
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated but deterministic and dependency-free for this graph.
@@ -52,7 +52,7 @@ def quantize_int8(fp32: Path, int8: Path, calibration_frames: list[np.ndarray], 
             frame = next(self._it, None)
             if frame is None:
                 return None
-            return {"images": cv2.dnn.blobFromImage(frame, 1 / 255, in_wh, swapRB=True, crop=False)}
+            return {"images": cv2.resize(frame, in_wh, interpolation=cv2.INTER_LINEAR)[None]}
 
     prepped = int8.with_suffix(".prep.onnx")
     quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=True)
@@ -90,7 +90,8 @@ def export_variants(net, data, cfg, out_dir: Path, name: str, version: str, trai
     for precision, path in (("fp32", fp32), ("int8", int8)):
         base = dict(
             name=f"{name}-{precision}", version=version, kind="student", precision=precision,
-            input={"name": "images", "width": in_wh[0], "height": in_wh[1]},
+            input={"name": "images", "width": in_wh[0], "height": in_wh[1], "layout": "NHWC", "dtype": "uint8",
+                   "color": "BGR", "scale": 1.0},
             output={"format": "framesieve-centernet", "class_names": list(PRODUCT_LABELS), "stride": STRIDE},
             label_groups={label: [label] for label in PRODUCT_LABELS}, nms_iou=0.45,
             training={**training, "checkpoint": checkpoint.name},

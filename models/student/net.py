@@ -54,14 +54,16 @@ class StudentNet(nn.Module):
 
 
 class ExportWrapper(nn.Module):
-    """What runs at the edge: probabilities, their peaks, and distances in input pixels."""
+    """What runs at the edge: uint8 BGR frames (N, H, W, 3) in, normalised inside the graph (cheaper
+    in onnxruntime than in numpy); probabilities, their peaks, and distances in input pixels out."""
 
     def __init__(self, net: StudentNet):
         super().__init__()
         self.net = net
 
     def forward(self, images: torch.Tensor):
-        logits, log_dist = self.net(images)
+        x = images.permute(0, 3, 1, 2).flip(1).float() * (1.0 / 255.0)  # NHWC BGR uint8 -> NCHW RGB
+        logits, log_dist = self.net(x)
         heat = torch.sigmoid(logits)
         peaks = F.max_pool2d(heat, 3, stride=1, padding=1)
         return heat, peaks, torch.exp(log_dist.clamp(max=8.0)) * STRIDE
