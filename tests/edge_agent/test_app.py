@@ -14,6 +14,8 @@ from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
 
 DESIGN_KEYS = {"camera", "frame_index", "pts_s", "decided_by", "escalated", "detections"}
+# A band so wide that almost every detection is uncertain: escalations happen whatever the student's skill.
+UNSURE = {"labels": {"person": {"accept": 0.99, "reject": 0.01}, "vehicle": {"accept": 0.99, "reject": 0.01}}}
 
 
 def _config(cameras, url="http://127.0.0.1:9/invocations", **extra):
@@ -30,7 +32,7 @@ def _run(config, tmp_path):
 
 
 def test_agent_over_vtest_with_the_real_server(teacher_server_url, vtest_path, tmp_path):
-    config = _config([{"id": "plaza", "source": str(vtest_path)}], teacher_server_url)
+    config = _config([{"id": "plaza", "source": str(vtest_path), "cascade": UNSURE}], teacher_server_url)
     summary, lines = _run(config, tmp_path)
     t = summary["total"]
     assert t["sampled"] == len(lines) == 80  # 79.5 s at 1 fps
@@ -54,7 +56,7 @@ def test_cloud_unreachable_is_decided_at_the_edge_and_counted(vtest_path, tmp_pa
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/invocations"
-    config = _config([{"id": "plaza", "source": str(vtest_path)}], dead)
+    config = _config([{"id": "plaza", "source": str(vtest_path), "cascade": UNSURE}], dead)
     summary, lines = _run(config, tmp_path)
     t = summary["total"]
     assert t["escalated"] == 0 and t["cloud_failed"] >= 1
@@ -64,7 +66,7 @@ def test_cloud_unreachable_is_decided_at_the_edge_and_counted(vtest_path, tmp_pa
 
 def test_budget_refusals_are_counted_and_decided_at_the_edge(teacher_server_url, vtest_path, tmp_path):
     config = _config([{"id": "plaza", "source": str(vtest_path),
-                       "cascade": {"budget_per_hour": 2, "audit_fraction": 0.0}}], teacher_server_url)
+                       "cascade": {**UNSURE, "budget_per_hour": 2, "audit_fraction": 0.0}}], teacher_server_url)
     summary, lines = _run(config, tmp_path)
     t = summary["total"]
     assert t["escalated"] <= 2 and t["budget_refused"] >= 1
