@@ -20,3 +20,21 @@ class RequestError(CloudError):
 
 class ServerClosing(CloudError):
     """The server is shutting down and takes no new work."""
+
+
+class ConfigError(CloudError):
+    """A setting (environment variable, alert rule, store URL) that cannot be used as given."""
+
+
+class StoreError(CloudError):
+    """The results store refused an operation for a reason other than a condition (which is not an error)."""
+
+
+class EndpointError(CloudError):
+    """The teacher endpoint did not answer an escalation after the allowed attempts. `kind` is
+    `model` (the model failed on this input: retrying will not help), `throttled` or `unavailable`."""
+
+    def __init__(self, kind: str, message: str, attempts: int):
+        super().__init__(message)
+        self.kind = kind
+        self.attempts = attempts

@@ -23,8 +23,8 @@ from edge_agent.feeder import FrameFeeder
 from edge_agent.pipeline.cascade import Band, Cascade
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
-from edge_agent.pipeline.regions import plan_regions
-from edge_agent.pipeline.sources import SampledFrame, open_source
+from edge_agent.pipeline.regions import Region, plan_regions
+from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
 from edge_agent.pipeline.tracker import IouTracker
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.runtime import load_detector
@@ -54,6 +54,7 @@ class CameraState:
     # The settled part of it: cloud answers and confident edge detections. Only these are carried into
     # areas without motion; an uncertain guess is never carried, or it would outlive its evidence.
     settled: Detections = field(default_factory=Detections.empty)
+    last_whole_s: float = float("-inf")  # when the student last looked at the whole frame
     counters: Counters = field(default_factory=Counters)
 
 
@@ -68,7 +69,8 @@ def build_transport(config: AgentConfig) -> Transport | None:
 
 class Agent:
     def __init__(self, config: AgentConfig, transport: Transport | None = None, jsonl: Path | str | None = None,
-                 events_db: Path | str | None = None):
+                 events_db: Path | str | None = None, sources: list[FrameSource] | None = None):
+        """`transport` and `sources` default to what the config says; the bench injects its own."""
         self.config = config
         manifest = DEFAULT_STUDENT_MANIFEST if config.student == "default" else Path(config.student)
         self.student = BatchedStudent(load_detector(manifest, threads=config.student_threads))
@@ -82,7 +84,8 @@ class Agent:
             cascade = Cascade(bands, thresholds, cam.cascade.level, cam.cascade.audit_fraction,
                               cam.cascade.budget_per_hour, seed=i)
             self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade)
-        self.sources = [open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
+        self.sources = sources if sources is not None else [
+            open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
         self.stop_event = threading.Event()
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -115,8 +118,15 @@ class Agent:
                                                     False, state.last, frame.wall_time)))
                 continue
             settings = state.config.regions
-            regions = plan_regions(motion.boxes, (w, h), self.model_wh, settings.whole_frame_fraction,
-                                   settings.margin, max_regions=settings.max_regions)
+            if settings.refresh_s and frame.pts_s - state.last_whole_s >= settings.refresh_s:
+                # Carried detections live only until the next whole-frame look, so a stale one (a
+                # student false positive on a tripod, a car that left unseen) cannot last for ever.
+                regions = [Region((0, 0, w, h), whole_frame=True)]
+            else:
+                regions = plan_regions(motion.boxes, (w, h), self.model_wh, settings.whole_frame_fraction,
+                                       settings.margin, max_regions=settings.max_regions)
+            if [tuple(r.box) for r in regions] == [(0, 0, w, h)]:
+                state.last_whole_s = frame.pts_s
             jobs.append((frame.image, [r.box for r in regions]))
             pending.append((frame, regions, motion.boxes))
         if not jobs:

@@ -68,7 +68,7 @@ def _print_training(result: dict, out: Path) -> None:
     print(f"shipped variant: {result['shipped']}  ->  {out / 'manifest.json'}")
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_models_bench(args: argparse.Namespace) -> int:
     from models.bench import format_bench, run_models_bench
     from models.fetch import fetch_vtest
 
@@ -97,6 +97,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(clip, Path(args.out), fps=args.fps)
     print(format_summary(summary))
     return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_agent.bench.bench import default_clips, run_bench
+    from edge_agent.bench.report import plot_timeline, plot_tradeoff, write_report
+
+    _cmd_fetch(argparse.Namespace(force=False))
+    out = Path(args.out)
+    cascade = {"level": args.level} if args.level else None
+    summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
+                        target_recall=args.target_recall)
+    timelines = json.loads((out / "timeline.json").read_text())
+    plot_timeline(timelines, out / "timeline.png")
+    plot_tradeoff(summary, out / "tradeoff.png")
+    cost_text = _bench_cost(out / "summary.json", out / "cost.png")
+    report = write_report(summary, out, cost_text)
+    print(report.read_text())
+    return 0
+
+
+def _bench_cost(summary_path: Path, png: Path) -> str | None:
+    try:
+        from edge_agent.bench import cost
+    except ImportError:
+        return None
+    return cost.report_text(summary_path, png)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -142,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.set_defaults(func=_cmd_validate)
 
+    p = sub.add_parser("bench", help="the hybrid against the teacher on every frame, on real clips: "
+                                     "summary.json, report.md, per-clip JSONL and plots")
+    p.add_argument("clips", nargs="*", help="clip files or names (default: vtest.avi and every clip in the "
+                                            "shared footage folder)")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--out", default="out/bench", help="output directory (default: out/bench)")
+    p.add_argument("--level", choices=["presence", "boxes"], help="cascade level (default: the config default)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep (faster)")
+    p.add_argument("--target-recall", type=float, default=0.97,
+                   help="person presence recall the chosen operating point must reach (default: 0.97)")
+    p.set_defaults(func=_cmd_bench)
+
     p = sub.add_parser("demo", help="the whole pipeline on real footage with a local teacher server, "
                                     "compared with the teacher on every frame")
     p.add_argument("--clip", help="video file (default: vtest.avi)")
@@ -185,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", help="clip for latency frames (default: vtest.avi)")
     p.add_argument("--frames", type=int, default=20, help="frames timed per model (default: 20)")
     p.add_argument("--json", help="also write the figures to this JSON file")
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=_cmd_models_bench)
 
     p = msub.add_parser("verify", help="check a model file against its manifest's sha256")
     p.add_argument("manifest")

@@ -29,6 +29,7 @@ class RegionSettings(_Strict):
     whole_frame_fraction: float = Field(0.5, gt=0, le=1)
     max_regions: int = Field(3, ge=1, le=16)
     margin: float = Field(0.15, ge=0, le=1)
+    refresh_s: float = Field(10.0, ge=0, description="run on the whole frame at least this often (0: never)")
 
 
 class LabelBand(_Strict):

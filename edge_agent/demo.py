@@ -7,90 +7,16 @@ frame's final decision with the teacher run on that same frame (what the custome
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from contracts.detections import Detections
-from contracts.labels import PRODUCT_LABELS
-from edge_agent.app import Agent
-from edge_agent.config import AgentConfig
-from edge_agent.pipeline.sources import open_source
-from models.manifest import load_manifest
-from models.metrics import agreement
-from models.paths import DEFAULT_STUDENT_MANIFEST
-from models.runtime import load_detector
-from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def local_inference_server(timeout_s: float = 60.0):
-    """`framesieve-cloud serve` on a free loopback port; yields its /invocations URL."""
-    port = free_port()
-    exe = shutil.which("framesieve-cloud") or str(Path(sys.executable).with_name("framesieve-cloud"))
-    proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the inference server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/ping", timeout=1) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the inference server did not answer /ping within {timeout_s} s") from None
-                time.sleep(0.2)
-        yield base + "/invocations"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def reference_detections(clip: Path, fps: float) -> dict[int, tuple[np.ndarray, Detections]]:
-    """The teacher on every sampled frame: today's all-frames baseline (one intra-op thread, like the
-    student, so the two CPU times compare like for like)."""
-    teacher = load_detector(ensure_teacher(), threads=1, conf_threshold=TEACHER_THRESHOLD)
-    source = open_source("reference", str(clip), fps)
-    out = {}
-    try:
-        while (frame := source.read_sampled()) is not None:
-            out[frame.frame_index] = (frame.image, teacher.detect([frame.image])[0])
-    finally:
-        source.close()
-    return out
-
-
-def held_back_start_s(clip_name: str) -> float | None:
-    """Media time from which the shipped student never trained on this clip (from its manifest)."""
-    training = load_manifest(DEFAULT_STUDENT_MANIFEST).training
-    for entry in training.get("data", []):
-        if entry["clip"] == clip_name:
-            if entry["held_out"]:
-                return 0.0
-            return (entry["frames"] - entry["held_back"]) / entry["fps"]
-    return None
+from edge_agent.bench.bench import held_back_start_s
+from edge_agent.bench.metrics import clip_summary
+from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 
 
 def draw(image: np.ndarray, hybrid: Detections, reference: Detections, title: str) -> np.ndarray:
@@ -107,89 +33,56 @@ def draw(image: np.ndarray, hybrid: Detections, reference: Detections, title: st
     return out
 
 
-def run_demo(clip: Path, out_dir: Path, fps: float = 1.0, overrides: dict | None = None) -> dict:
+def run_demo(clip: Path, out_dir: Path, fps: float = 1.0) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    jsonl = out_dir / f"{clip.stem}.jsonl"
-    db = out_dir / "events.sqlite"
-    db.unlink(missing_ok=True)
     with local_inference_server() as url:
-        raw = {"site": "demo", "cameras": [{"id": clip.stem, "source": str(clip), "fps": fps}],
-               "escalation": {"transport": "url", "url": url}}
-        for key, value in (overrides or {}).items():
-            raw[key] = value
-        config = AgentConfig.model_validate(raw)
-        agent = Agent(config, jsonl=jsonl, events_db=db)
-        started = time.process_time()
-        summary = agent.run()
-        summary["edge_cpu_s"] = round(time.process_time() - started, 3)
-    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    started = time.process_time()
-    reference = reference_detections(clip, fps)
-    summary["baseline_cpu_s"] = round(time.process_time() - started, 3)
-    held_from = held_back_start_s(clip.name)
-    groups = {"all_sampled_frames": lines}
-    if held_from is not None:
-        groups[f"held_back_frames (pts >= {held_from:.1f} s)"] = [ln for ln in lines if ln["pts_s"] >= held_from]
-    thresholds = {label: 0.0 for label in PRODUCT_LABELS}
-    summary["agreement"] = {}
-    for name, subset in groups.items():
-        if not subset:
-            continue
-        hybrid = [Detections.from_records(ln["detections"]) for ln in subset]
-        refs = [reference[ln["frame_index"]][1] for ln in subset]
-        summary["agreement"][name] = {
-            "frames": len(subset),
-            "escalated_fraction": round(sum(ln["escalated"] for ln in subset) / len(subset), 4),
-            "labels": agreement(hybrid, refs, PRODUCT_LABELS, thresholds, TEACHER_THRESHOLD),
-        }
-    # Motion gating must cost no recall: every carried frame whose presence differs from the teacher's.
-    carried = [ln for ln in lines if ln["decided_by"] == "carried"]
-    summary["carried_frames"] = len(carried)
-    summary["carried_wrong"] = {
-        label: sum(
-            (len(Detections.from_records(ln["detections"]).with_label(label)) > 0)
-            != (len(reference[ln["frame_index"]][1].with_label(label)) > 0)
-            for ln in carried)
-        for label in PRODUCT_LABELS}
+        hybrid = run_hybrid(agent_config(clip.stem, clip, fps, url), out_dir, clip.stem)
+    baseline = run_baseline(clip, fps)
+    summary = clip_summary(hybrid, baseline, held_back_start_s(clip.name))
     pictures = []
-    for wanted in ("cloud", "edge"):
-        line = next((ln for ln in reversed(lines) if ln["decided_by"] == wanted and ln["detections"]), None)
-        if line is None:
+    for wanted in ("cloud", "audit", "edge"):
+        line = next((ln for ln in reversed(hybrid.lines) if ln["decided_by"] == wanted and ln["detections"]), None)
+        if line is None or len(pictures) == 2:
             continue
-        image, ref = reference[line["frame_index"]]
-        path = out_dir / f"{clip.stem}-{line['frame_index']:05d}-{wanted}.jpg"
-        cv2.imwrite(str(path), draw(image, Detections.from_records(line["detections"]), ref,
+        frame = baseline.frames[line["frame_index"]]
+        path = out_dir / f"{clip.stem}-{line['frame_index']:05d}-{wanted}.png"
+        cv2.imwrite(str(path), draw(frame.image, Detections.from_records(line["detections"]),
+                                    baseline.detections[line["frame_index"]],
                                     f"{clip.name} t={line['pts_s']:.0f}s decided by {wanted}"))
         pictures.append(str(path))
-    summary.update(jsonl=str(jsonl), events_db=str(db), pictures=pictures)
+    summary.update(clip=clip.name, jsonl=str(out_dir / f"{clip.stem}.jsonl"),
+                   events_db=str(out_dir / f"{clip.stem}.events.sqlite"), pictures=pictures)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def format_summary(summary: dict) -> str:
-    t = summary["total"]
-    n = max(1, t["sampled"])
+def format_summary(s: dict) -> str:
+    n = max(1, s["sampled_frames"])
     lines = [
-        f"sampled frames        {t['sampled']}",
-        f"skipped by motion     {t['motion_skipped']} ({t['motion_skipped'] / n:.0%}, previous decision carried)",
-        f"decided at the edge   {t['edge_decided']} (budget-refused or cloud-failed included)",
-        f"escalated to cloud    {t['escalated']} ({t['escalated'] / n:.0%}; audit {t['audit']}, "
-        f"budget-refused {t['budget_refused']}, cloud failures {t['cloud_failed']})",
-        f"bytes sent            {t['bytes_sent']}",
-        f"edge CPU              {summary['edge_cpu_s']} s ({summary['edge_cpu_s'] / n * 1000:.1f} ms per sampled "
-        f"frame, decode included)",
-        f"teacher on every frame {summary['baseline_cpu_s']} s ({summary['baseline_cpu_s'] / n * 1000:.1f} ms per "
-        f"sampled frame); edge/baseline = {summary['edge_cpu_s'] / max(1e-9, summary['baseline_cpu_s']):.3f}",
+        f"{s['clip']} at 1 fps through the whole edge pipeline, escalations answered by the local teacher server",
+        f"sampled frames         {s['sampled_frames']}",
+        f"skipped by motion      {s['motion_skipped']} ({s['motion_skipped'] / n:.0%}, previous decision carried;"
+        f" presence wrong on {s['carried_wrong']})",
+        f"decided at the edge    {s['edge_decided']}",
+        f"escalated to the cloud {s['escalated']} ({s['escalation_fraction']:.0%}; audit {s['audit']}, "
+        f"budget-refused {s['budget_refused']}, cloud failures {s['cloud_failed']})",
+        f"bytes to the cloud     {s['bytes_per_camera_hour'] / 1e6:.2f} MB per camera-hour",
+        f"edge CPU               {1000 * s['edge_cpu_s_per_frame']:.1f} ms per sampled frame, decode included",
+        f"teacher on every frame {1000 * s['baseline_cpu_s_per_frame']:.1f} ms per sampled frame "
+        f"(edge/baseline {s['cpu_ratio']:.3f}); one core serves {s['cameras_per_core']} cameras at 1 fps",
+        "",
+        "agreement with the teacher on every sampled frame:",
     ]
-    lines.append(f"carried by motion gating {summary['carried_frames']} frames; presence wrong on "
-                 + ", ".join(f"{k} {v}" for k, v in summary["carried_wrong"].items()))
-    for group, agr in summary["agreement"].items():
-        lines.append(f"\nagreement with the teacher on every frame, {group}: {agr['frames']} frames, "
-                     f"{agr['escalated_fraction']:.0%} escalated")
-        for label, m in agr["labels"].items():
-            lines.append(f"  {label:<8} presence recall {m['presence_recall']:.3f} precision "
-                         f"{m['presence_precision']:.3f}  box F1@0.5 {m['box_f1_iou50']:.3f}  "
-                         f"(present in {m['ref_present']} reference frames)")
-    lines.append(f"\nper-frame decisions: {summary['jsonl']}\nevent log: {summary['events_db']}")
-    lines += [f"picture: {p}" for p in summary["pictures"]]
+    groups = [("all frames", s["sampled_frames"], s["escalation_fraction"], s["labels"])]
+    if s.get("held_back"):
+        h = s["held_back"]
+        groups.append((f"held-back frames (t >= {h['from_s']} s, never trained on)", h["frames"],
+                       h["escalation_fraction"], h["labels"]))
+    for name, frames, esc, labels in groups:
+        lines.append(f"  {name}: {frames} frames, {esc:.0%} escalated")
+        for label, m in labels.items():
+            lines.append(f"    {label:<8} presence recall {m['presence_recall']:.3f} precision "
+                         f"{m['presence_precision']:.3f}   box F1@0.5 {m['box_f1_iou50']:.3f}")
+    lines.append(f"\nper-frame decisions: {s['jsonl']}\nevent log:           {s['events_db']}")
+    lines += [f"picture:             {p}" for p in s["pictures"]]
     return "\n".join(lines)

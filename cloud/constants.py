@@ -1,0 +1,52 @@
+"""Every environment variable the cloud side reads, in one place, with its default.
+
+The router Lambda is configured only through these (CloudFormation sets them); `framesieve-cloud local`
+and the tests set the same names, so there is one configuration path, not two.
+"""
+
+from __future__ import annotations
+
+# Where results, alert cooldowns and dead letters live: "dynamodb://TABLE" or "sqlite:///path/to/file".
+STORE_URL = "FRAMESIEVE_STORE"
+DEFAULT_STORE_URL = "sqlite:///tmp/framesieve-results.sqlite"
+# Days a result row is kept (DynamoDB TTL attribute `expires_at`; SQLite purges on open).
+RETENTION_DAYS = "FRAMESIEVE_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 30
+
+# The SageMaker endpoint (the teacher). boto3 itself reads AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME.
+ENDPOINT_NAME = "FRAMESIEVE_ENDPOINT_NAME"
+DEFAULT_ENDPOINT_NAME = "framesieve-teacher"
+ENDPOINT_ATTEMPTS = "FRAMESIEVE_ENDPOINT_ATTEMPTS"  # invocations tried before the escalation is dead-lettered
+DEFAULT_ENDPOINT_ATTEMPTS = 3
+ENDPOINT_BACKOFF_S = "FRAMESIEVE_ENDPOINT_BACKOFF_S"  # first retry delay; doubled each time, with jitter
+DEFAULT_ENDPOINT_BACKOFF_S = 0.2
+ENDPOINT_TIMEOUT_S = "FRAMESIEVE_ENDPOINT_TIMEOUT_S"
+DEFAULT_ENDPOINT_TIMEOUT_S = 20.0
+
+# Training data: the crops and the teacher's labels, one S3 object per captured escalation.
+TRAINING_BUCKET = "FRAMESIEVE_TRAINING_BUCKET"  # empty: no capture
+TRAINING_PREFIX = "FRAMESIEVE_TRAINING_PREFIX"
+DEFAULT_TRAINING_PREFIX = "training-data/"
+TRAINING_SAMPLE_RATE = "FRAMESIEVE_TRAINING_SAMPLE_RATE"  # share of escalations kept, 0..1, by message id
+DEFAULT_TRAINING_SAMPLE_RATE = 1.0
+
+# The verdict back to the gateway through IoT Core; {thing} is the thing name the IoT rule adds.
+VERDICT_TOPIC = "FRAMESIEVE_VERDICT_TOPIC"  # empty: do not publish
+DEFAULT_VERDICT_TOPIC = "framesieve/{thing}/verdicts"
+IOT_DATA_ENDPOINT = "FRAMESIEVE_IOT_DATA_ENDPOINT"  # the account's data-ats endpoint; empty: boto3's default
+
+# Alerts: an SNS topic and the rules (JSON text, or a file holding it).
+ALERT_TOPIC_ARN = "FRAMESIEVE_ALERT_TOPIC_ARN"  # empty: no alerts
+ALERT_RULES = "FRAMESIEVE_ALERT_RULES"
+ALERT_RULES_FILE = "FRAMESIEVE_ALERT_RULES_FILE"
+DEFAULT_ALERT_COOLDOWN_S = 300.0
+
+# Fields the IoT rule SQL adds to the escalation JSON (SELECT *, topic() AS topic, ... ).
+EVENT_TOPIC = "topic"
+EVENT_THING = "thing_name"
+EVENT_RECEIVED_MS = "received_ms"  # timestamp() in the rule; used when the message has no created_s
+RULE_FIELDS = (EVENT_TOPIC, EVENT_THING, EVENT_RECEIVED_MS, "client_id")
+
+# The router's local stand-in for the IoT rule and the results API.
+API_PORT = "FRAMESIEVE_API_PORT"
+DEFAULT_API_PORT = 8081

@@ -1,0 +1,64 @@
+"""The router's settings, read once from the environment (names in `cloud.constants`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from cloud import constants as c
+from cloud.alerts import AlertRule, rules_from_env
+from cloud.exceptions import ConfigError
+
+
+def _number(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r}: expected a number in [{lo}, {hi}]")
+    return value
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    store_url: str = c.DEFAULT_STORE_URL
+    retention_days: float = c.DEFAULT_RETENTION_DAYS
+    endpoint_name: str = c.DEFAULT_ENDPOINT_NAME
+    endpoint_attempts: int = c.DEFAULT_ENDPOINT_ATTEMPTS
+    endpoint_backoff_s: float = c.DEFAULT_ENDPOINT_BACKOFF_S
+    endpoint_timeout_s: float = c.DEFAULT_ENDPOINT_TIMEOUT_S
+    training_bucket: str = ""
+    training_prefix: str = c.DEFAULT_TRAINING_PREFIX
+    training_sample_rate: float = c.DEFAULT_TRAINING_SAMPLE_RATE
+    verdict_topic: str = c.DEFAULT_VERDICT_TOPIC
+    iot_data_endpoint: str = ""
+    alert_topic_arn: str = ""
+    rules: tuple[AlertRule, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> RouterConfig:
+        env = dict(os.environ) if env is None else env
+        topic = env.get(c.VERDICT_TOPIC, c.DEFAULT_VERDICT_TOPIC)
+        if topic and "{thing}" not in topic:
+            raise ConfigError(f"{c.VERDICT_TOPIC}={topic!r}: the topic must contain {{thing}}, the gateway's "
+                              f"thing name (e.g. {c.DEFAULT_VERDICT_TOPIC!r}), or be empty to not publish")
+        prefix = env.get(c.TRAINING_PREFIX, c.DEFAULT_TRAINING_PREFIX)
+        return cls(
+            store_url=env.get(c.STORE_URL) or c.DEFAULT_STORE_URL,
+            retention_days=_number(env, c.RETENTION_DAYS, c.DEFAULT_RETENTION_DAYS, 0, 3650),
+            endpoint_name=env.get(c.ENDPOINT_NAME) or c.DEFAULT_ENDPOINT_NAME,
+            endpoint_attempts=int(_number(env, c.ENDPOINT_ATTEMPTS, c.DEFAULT_ENDPOINT_ATTEMPTS, 1, 10)),
+            endpoint_backoff_s=_number(env, c.ENDPOINT_BACKOFF_S, c.DEFAULT_ENDPOINT_BACKOFF_S, 0, 30),
+            endpoint_timeout_s=_number(env, c.ENDPOINT_TIMEOUT_S, c.DEFAULT_ENDPOINT_TIMEOUT_S, 0.1, 300),
+            training_bucket=env.get(c.TRAINING_BUCKET, ""),
+            training_prefix=prefix if not prefix or prefix.endswith("/") else prefix + "/",
+            training_sample_rate=_number(env, c.TRAINING_SAMPLE_RATE, c.DEFAULT_TRAINING_SAMPLE_RATE, 0, 1),
+            verdict_topic=topic,
+            iot_data_endpoint=env.get(c.IOT_DATA_ENDPOINT, ""),
+            alert_topic_arn=env.get(c.ALERT_TOPIC_ARN, ""),
+            rules=rules_from_env(env),
+        )

@@ -1,0 +1,200 @@
+"""The results store behind the router and the API: one abstract base, one backend per service.
+
+What it holds, and the queries it must answer cheaply:
+- a result row per escalation, keyed (camera, time, message id): "camera X between t1 and t2" is one
+  range read, "site S on day D" is one index read, and the key doubles as the idempotency key (a
+  conditional write: a repeated message makes no second row);
+- alert cooldowns per (camera, label), claimed by conditional write so concurrent routers agree;
+- dead letters: what was refused or could not be answered, with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cloud.exceptions import StoreError
+
+
+def day_of(t_s: float) -> str:
+    """The UTC day of an epoch time, as the site/day index keys it."""
+    return time.strftime("%Y-%m-%d", time.gmtime(t_s))
+
+
+def time_key(t_s: float, message_id: str) -> str:
+    """Sort key: zero-padded epoch milliseconds, then the message id (unique within a millisecond)."""
+    return f"{int(round(t_s * 1000)):013d}#{message_id}"
+
+
+@dataclass(frozen=True)
+class StoredDetection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # source-frame pixels
+    crop_id: int
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    """The teacher's verdict on one escalation, as stored and served by the API."""
+
+    message_id: str
+    camera: str
+    t_s: float  # the frame's wall-clock time (the edge's created_s; else when IoT received it)
+    site: str = ""
+    thing: str = ""
+    frame_index: int = 0
+    pts_s: float = 0.0
+    reason: str = "uncertain"
+    model: str = ""
+    crops: int = 0
+    detections: tuple[StoredDetection, ...] = ()
+    alerts: tuple[str, ...] = ()  # "label:rule" of each alert sent for this escalation
+    training_key: str = ""  # the S3 key of its training record, if captured
+    calls: dict[str, int] = field(default_factory=dict)
+    expires_at: int = 0  # epoch seconds; 0: never
+
+    @property
+    def key(self) -> str:
+        return time_key(self.t_s, self.message_id)
+
+    @property
+    def day(self) -> str:
+        return day_of(self.t_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["detections"] = [{"label": d.label, "score": round(d.score, 4), "box": [round(v, 1) for v in d.box],
+                              "crop_id": d.crop_id} for d in self.detections]
+        out["alerts"] = list(self.alerts)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ResultRecord:
+        dets = tuple(StoredDetection(d["label"], float(d["score"]), tuple(float(v) for v in d["box"]),  # type: ignore[arg-type]
+                                     int(d.get("crop_id", 0))) for d in data.get("detections", ()))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known.update(detections=dets, alerts=tuple(data.get("alerts", ())), t_s=float(data["t_s"]),
+                     pts_s=float(data.get("pts_s", 0.0)), calls=dict(data.get("calls", {})))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message the router refused (malformed, oversized) or could not answer (endpoint failure)."""
+
+    key: str  # the message id where one could be read, else a digest of the raw message
+    t_s: float
+    kind: str  # malformed | oversized | endpoint
+    reason: str
+    topic: str = ""
+    thing: str = ""
+    size: int = 0
+    excerpt: str = ""  # the start of the raw message, enough to identify it; never the whole crop data
+
+    @property
+    def day(self) -> str:
+        return day_of(self.t_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeadLetter:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    next_token: str | None  # pass back to get the next page; None: no more
+
+
+def encode_token(position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StoreError(f"page token {token[:40]!r} is not one this API issued; start again without it") from exc
+    if not isinstance(value, dict):
+        raise StoreError(f"page token {token[:40]!r} is not one this API issued; start again without it")
+    return value
+
+
+def counters_from(records: list[ResultRecord]) -> dict[str, Any]:
+    """Per-camera counters from its rows: what the cloud saw. Sampled frames are counted on the gateway."""
+    labels: dict[str, int] = {}
+    for r in records:
+        for label in {d.label for d in r.detections}:
+            labels[label] = labels.get(label, 0) + 1
+    return {
+        "escalated": len(records),
+        "uncertain": sum(r.reason == "uncertain" for r in records),
+        "audit": sum(r.reason == "audit" for r in records),
+        "with_detections": sum(bool(r.detections) for r in records),
+        "frames_with_label": labels,
+        "alerts": sum(len(r.alerts) for r in records),
+        "training_captured": sum(bool(r.training_key) for r in records),
+    }
+
+
+class ResultsStore(ABC):
+    """Results, alert cooldowns and dead letters. Writes are conditional where a repeat must not count twice."""
+
+    @abstractmethod
+    def get_result(self, camera: str, t_s: float, message_id: str) -> ResultRecord | None:
+        """The row of this escalation, if one was stored (a strongly consistent read)."""
+
+    @abstractmethod
+    def put_result(self, record: ResultRecord) -> bool:
+        """Store the row unless one with its key exists; False when it did (a repeated message)."""
+
+    @abstractmethod
+    def query_camera(self, camera: str, t1_s: float, t2_s: float, limit: int = 100,
+                     token: str | None = None) -> Page:
+        """Rows of `camera` with t1 <= t < t2, oldest first."""
+
+    @abstractmethod
+    def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
+        """Rows of every camera of `site` on UTC day `day` (YYYY-MM-DD), oldest first."""
+
+    @abstractmethod
+    def claim_alert(self, camera: str, label: str, now_s: float, cooldown_s: float, message_id: str) -> str:
+        """Take the (camera, label) alert slot: "claimed"; "cooldown" when another message alerted less
+        than cooldown_s ago; "mine" when this message already holds it (a repeated delivery)."""
+
+    @abstractmethod
+    def release_alert(self, camera: str, label: str, message_id: str) -> None:
+        """Give a claimed slot back (the SNS publish failed), so a retry can alert."""
+
+    @abstractmethod
+    def put_dead_letter(self, letter: DeadLetter) -> bool:
+        """Record it unless the same key was recorded that day; False when it was."""
+
+    @abstractmethod
+    def dead_letters(self, day: str, limit: int = 100, token: str | None = None) -> Page:
+        """Dead letters of a UTC day, in key order."""
+
+    def counters(self, camera: str, t1_s: float, t2_s: float) -> dict[str, Any]:
+        """Counters of one camera over a time range, from its rows (reads only; no write per escalation)."""
+        records: list[ResultRecord] = []
+        token = None
+        while True:
+            page = self.query_camera(camera, t1_s, t2_s, limit=1000, token=token)
+            records.extend(page.items)
+            if not (token := page.next_token):
+                break
+        return counters_from(records)
+
+    def ping(self) -> None:
+        """Raise StoreError if the store cannot be reached (for the API's health check)."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,139 @@
+"""The results store on DynamoDB: one table, on-demand, keyed for the two questions asked of it.
+
+| item | pk | sk | GSI1 (gsi1pk / gsi1sk) |
+|---|---|---|---|
+| result | `CAM#<camera>` | `<t_ms:013d>#<message_id>` | `SITE#<site>#<YYYY-MM-DD>` / sk |
+| alert slot | `ALERT#<camera>` | `<label>` | - |
+| dead letter | `DLQ#<YYYY-MM-DD>` | `<message id or digest>` | - |
+
+"Camera X between t1 and t2" is one Query on pk with sk BETWEEN; "site S on day D" one Query on GSI1.
+`expires_at` is the TTL attribute. The record itself is one JSON string attribute (`data`): no Decimal
+round trips, and the item stays small (~1 KB: one write unit). Low-level client, so every request is
+counted by `cloud.awscalls` and the page token is the plain LastEvaluatedKey.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cloud import awscalls
+from cloud.exceptions import StoreError
+from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
+
+GSI1 = "gsi1"
+
+
+def create_table(client: Any, table: str) -> None:
+    """Create the table (on demand, GSI1, TTL on `expires_at`) and wait until it is active. For tests and
+    `framesieve-cloud local`; production creates it from infra/cloudformation."""
+    s = [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gsi1pk", "gsi1sk")]
+    client.create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=s,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": GSI1, "Projection": {"ProjectionType": "ALL"},
+            "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                          {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}],
+    )
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    client.update_time_to_live(TableName=table,
+                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+
+def _ms(t_s: float) -> str:
+    return f"{int(round(t_s * 1000)):013d}"
+
+
+class DynamoDBStore(ResultsStore):
+    def __init__(self, table: str, client: Any | None = None):
+        self.table = table
+        self._client = client or awscalls.client("dynamodb")
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        """Run one request; None when its condition failed (not an error: the item was already there)."""
+        try:
+            return getattr(self._client, operation)(TableName=self.table, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                return None
+            hint = " (create it with cloud.stores.dynamodb.create_table)" if code == "ResourceNotFoundException" else ""
+            raise StoreError(f"DynamoDB {operation} on table {self.table!r} failed: {code}: "
+                             f"{exc.response.get('Error', {}).get('Message', exc)}{hint}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"DynamoDB {operation} on table {self.table!r} failed: {exc}") from exc
+
+    def get_result(self, camera: str, t_s: float, message_id: str) -> ResultRecord | None:
+        reply = self._call("get_item", Key={"pk": {"S": f"CAM#{camera}"}, "sk": {"S": time_key(t_s, message_id)}},
+                           ConsistentRead=True, ProjectionExpression="#d", ExpressionAttributeNames={"#d": "data"})
+        item = (reply or {}).get("Item")
+        return ResultRecord.from_dict(json.loads(item["data"]["S"])) if item else None
+
+    def put_result(self, record: ResultRecord) -> bool:
+        item = {"pk": {"S": f"CAM#{record.camera}"}, "sk": {"S": record.key},
+                "gsi1pk": {"S": f"SITE#{record.site}#{record.day}"}, "gsi1sk": {"S": record.key},
+                "data": {"S": json.dumps(record.to_dict(), separators=(",", ":"))}}
+        if record.expires_at:
+            item["expires_at"] = {"N": str(record.expires_at)}
+        return self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def _query(self, key: dict[str, str], limit: int, token: str | None, **kwargs: Any) -> tuple[list[dict], str | None]:
+        if token:
+            start = decode_token(token)
+            if any(start.get(k) != v for k, v in key.items()):
+                raise StoreError(f"page token {token[:40]!r} belongs to another query; start again without it")
+            kwargs["ExclusiveStartKey"] = {k: {"S": str(v)} for k, v in start.items()}
+        reply = self._call("query", Limit=limit, **kwargs) or {}
+        last = reply.get("LastEvaluatedKey")
+        return reply.get("Items", []), encode_token({k: v["S"] for k, v in last.items()}) if last else None
+
+    def query_camera(self, camera: str, t1_s: float, t2_s: float, limit: int = 100,
+                     token: str | None = None) -> Page:
+        pk = f"CAM#{camera}"
+        items, nxt = self._query(
+            {"pk": pk}, limit, token, KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":lo": {"S": _ms(t1_s)},
+                                       ":hi": {"S": f"{int(round(t2_s * 1000)) - 1:013d}#\uffff"}})
+        return Page([ResultRecord.from_dict(json.loads(i["data"]["S"])) for i in items], nxt)
+
+    def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
+        pk = f"SITE#{site}#{day}"
+        items, nxt = self._query({"gsi1pk": pk}, limit, token, IndexName=GSI1,
+                                 KeyConditionExpression="gsi1pk = :pk",
+                                 ExpressionAttributeValues={":pk": {"S": pk}})
+        return Page([ResultRecord.from_dict(json.loads(i["data"]["S"])) for i in items], nxt)
+
+    def claim_alert(self, camera: str, label: str, now_s: float, cooldown_s: float, message_id: str) -> str:
+        key = {"pk": {"S": f"ALERT#{camera}"}, "sk": {"S": label}}
+        reply = self._call(
+            "update_item", Key=key, UpdateExpression="SET last_s = :now, message_id = :mid, expires_at = :exp",
+            ConditionExpression="attribute_not_exists(pk) OR (last_s <= :cut AND message_id <> :mid)",
+            ExpressionAttributeValues={":now": {"N": repr(now_s)}, ":mid": {"S": message_id},
+                                       ":cut": {"N": repr(now_s - cooldown_s)},
+                                       ":exp": {"N": str(int(now_s + cooldown_s + 86400))}})
+        if reply is not None:
+            return "claimed"
+        held = (self._call("get_item", Key=key, ConsistentRead=True) or {}).get("Item", {})
+        return "mine" if held.get("message_id", {}).get("S") == message_id else "cooldown"
+
+    def release_alert(self, camera: str, label: str, message_id: str) -> None:
+        self._call("delete_item", Key={"pk": {"S": f"ALERT#{camera}"}, "sk": {"S": label}},
+                   ConditionExpression="message_id = :mid", ExpressionAttributeValues={":mid": {"S": message_id}})
+
+    def put_dead_letter(self, letter: DeadLetter) -> bool:
+        item = {"pk": {"S": f"DLQ#{letter.day}"}, "sk": {"S": letter.key},
+                "data": {"S": json.dumps(letter.to_dict(), separators=(",", ":"))},
+                "expires_at": {"N": str(int(letter.t_s + 30 * 86400))}}
+        return self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def dead_letters(self, day: str, limit: int = 100, token: str | None = None) -> Page:
+        pk = f"DLQ#{day}"
+        items, nxt = self._query({"pk": pk}, limit, token, KeyConditionExpression="pk = :pk",
+                                 ExpressionAttributeValues={":pk": {"S": pk}})
+        return Page([DeadLetter.from_dict(json.loads(i["data"]["S"])) for i in items], nxt)
+
+    def ping(self) -> None:
+        self._call("describe_table")

@@ -1,0 +1,126 @@
+"""The results store on SQLite: the embedded default (`framesieve-cloud local`, a single-box install).
+
+Same contract as DynamoDB: the primary key (camera, t_ms, message_id) makes a repeated message a no-op
+(INSERT OR IGNORE), an index serves "site S on day D", and the alert slot is claimed by a conditional
+UPDATE. WAL mode; one connection guarded by a lock, so the router's threads and the API can share it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from cloud.awscalls import count
+from cloud.exceptions import StoreError
+from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    camera TEXT NOT NULL, sk TEXT NOT NULL, site TEXT NOT NULL, day TEXT NOT NULL,
+    expires_at INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (camera, sk));
+CREATE INDEX IF NOT EXISTS results_site_day ON results (site, day, sk);
+CREATE TABLE IF NOT EXISTS alert_slots (
+    camera TEXT NOT NULL, label TEXT NOT NULL, last_s REAL NOT NULL, message_id TEXT NOT NULL,
+    PRIMARY KEY (camera, label));
+CREATE TABLE IF NOT EXISTS dead_letters (
+    day TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (day, key));
+"""
+
+
+class SQLiteStore(ResultsStore):
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite results store {self.path}: {exc}; check the path in "
+                             "FRAMESIEVE_STORE (sqlite:///path/to/file)") from exc
+        self._lock = threading.Lock()
+        self.purge_expired()
+
+    def _write(self, sql: str, args: tuple) -> int:
+        count("sqlite", "write")
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    def _read(self, sql: str, args: tuple) -> list[tuple]:
+        count("sqlite", "read")
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def purge_expired(self, now_s: float | None = None) -> int:
+        """Delete rows past their expiry (DynamoDB's TTL does this on its own)."""
+        with self._lock:
+            return self._db.execute("DELETE FROM results WHERE expires_at > 0 AND expires_at < ?",
+                                    (int(now_s if now_s is not None else time.time()),)).rowcount
+
+    def get_result(self, camera: str, t_s: float, message_id: str) -> ResultRecord | None:
+        rows = self._read("SELECT data FROM results WHERE camera = ? AND sk = ?", (camera, time_key(t_s, message_id)))
+        return ResultRecord.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def put_result(self, record: ResultRecord) -> bool:
+        return self._write(
+            "INSERT OR IGNORE INTO results (camera, sk, site, day, expires_at, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (record.camera, record.key, record.site, record.day, record.expires_at, json.dumps(record.to_dict())),
+        ) == 1
+
+    def _page(self, where: str, args: tuple, limit: int, token: str | None) -> Page:
+        after = decode_token(token)["after"] if token else ""
+        rows = self._read(f"SELECT sk, data FROM results WHERE {where} AND sk > ? ORDER BY sk LIMIT ?",
+                          (*args, after, limit + 1))
+        items = [ResultRecord.from_dict(json.loads(data)) for _, data in rows[:limit]]
+        return Page(items, encode_token({"after": rows[limit - 1][0]}) if len(rows) > limit else None)
+
+    def query_camera(self, camera: str, t1_s: float, t2_s: float, limit: int = 100,
+                     token: str | None = None) -> Page:
+        lo, hi = f"{int(round(t1_s * 1000)):013d}", f"{int(round(t2_s * 1000)):013d}"
+        return self._page("camera = ? AND sk >= ? AND sk < ?", (camera, lo, hi), limit, token)
+
+    def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
+        return self._page("site = ? AND day = ?", (site, day), limit, token)
+
+    def claim_alert(self, camera: str, label: str, now_s: float, cooldown_s: float, message_id: str) -> str:
+        with self._lock:  # read and conditional write as one step, as DynamoDB's condition expression does
+            count("sqlite", "write")
+            cur = self._db.execute(
+                "INSERT INTO alert_slots (camera, label, last_s, message_id) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (camera, label) DO UPDATE SET last_s = excluded.last_s, message_id = excluded.message_id "
+                "WHERE alert_slots.last_s <= ? AND alert_slots.message_id != excluded.message_id",
+                (camera, label, now_s, message_id, now_s - cooldown_s))
+            if cur.rowcount == 1:
+                return "claimed"
+            holder = self._db.execute("SELECT message_id FROM alert_slots WHERE camera = ? AND label = ?",
+                                      (camera, label)).fetchone()
+        return "mine" if holder and holder[0] == message_id else "cooldown"
+
+    def release_alert(self, camera: str, label: str, message_id: str) -> None:
+        self._write("DELETE FROM alert_slots WHERE camera = ? AND label = ? AND message_id = ?",
+                    (camera, label, message_id))
+
+    def put_dead_letter(self, letter: DeadLetter) -> bool:
+        return self._write("INSERT OR IGNORE INTO dead_letters (day, key, data) VALUES (?, ?, ?)",
+                           (letter.day, letter.key, json.dumps(letter.to_dict()))) == 1
+
+    def dead_letters(self, day: str, limit: int = 100, token: str | None = None) -> Page:
+        after = decode_token(token)["after"] if token else ""
+        rows = self._read("SELECT key, data FROM dead_letters WHERE day = ? AND key > ? ORDER BY key LIMIT ?",
+                          (day, after, limit + 1))
+        items = [DeadLetter.from_dict(json.loads(data)) for _, data in rows[:limit]]
+        return Page(items, encode_token({"after": rows[limit - 1][0]}) if len(rows) > limit else None)
+
+    def ping(self) -> None:
+        try:
+            self._read("SELECT 1", ())
+        except sqlite3.Error as exc:
+            raise StoreError(f"the SQLite results store {self.path} does not answer: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,116 @@
+"""`edge-agent bench`: every clip both ways in one run, then summary.json, report.md and plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edge_agent.bench.metrics import clip_summary, pooled
+from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
+from edge_agent.bench.sweep import pick_operating_point, sweep
+from models.manifest import load_manifest
+from models.paths import DEFAULT_STUDENT_MANIFEST, shared_footage_dir
+from models.student.data import resolve_clip
+from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
+
+log = logging.getLogger(__name__)
+SCHEMA = "framesieve.bench/1"
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".mov", ".gif", ".webm"}
+
+
+def default_clips() -> list[str]:
+    """vtest.avi and every clip in the shared footage folder."""
+    clips = ["vtest.avi"]
+    folder = shared_footage_dir()
+    if folder.is_dir():
+        clips += sorted(p.name for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    return clips
+
+
+def held_back_start_s(clip_name: str, manifest_path: Path = DEFAULT_STUDENT_MANIFEST) -> float | None:
+    """Media time from which the student never trained on this clip (from its manifest); None when
+    the student never saw the clip at all (then every frame is unseen)."""
+    for entry in load_manifest(manifest_path).training.get("data", []):
+        if entry["clip"] == clip_name:
+            return 0.0 if entry["held_out"] else (entry["frames"] - entry["held_back"]) / entry["fps"]
+    return None
+
+
+def _model_card(path: Path) -> dict:
+    m = load_manifest(path)
+    return {"name": m.name, "version": m.version, "sha256": m.sha256, "thresholds": m.thresholds}
+
+
+def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None = None,
+              with_sweep: bool = True, target_recall: float = 0.97) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, raw, skipped, timelines = {}, {}, {}, {}
+    with local_inference_server() as url:
+        for name in tqdm(clips, desc="bench", unit="clip"):
+            path = resolve_clip(name)
+            if path is None:
+                skipped[name] = f"not found (fetch cache, or {shared_footage_dir()})"
+                log.warning("skipping %s: %s", name, skipped[name])
+                continue
+            camera = path.stem
+            baseline = run_baseline(path, fps, keep_frames=with_sweep)
+            if not baseline.detections:
+                skipped[name] = "no frame could be read"
+                continue
+            hybrid = run_hybrid(agent_config(camera, path, fps, url, cascade), out_dir, camera)
+            held_from = held_back_start_s(path.name)
+            summary = clip_summary(hybrid, baseline, held_from)
+            if with_sweep:
+                summary["sweep"] = sweep(baseline, path, camera, held_from_s=held_from)
+            results[path.name] = summary
+            raw[path.name] = (hybrid, baseline)
+            timelines[path.name] = [
+                {"pts_s": ln["pts_s"], "escalated": ln["escalated"], "decided_by": ln["decided_by"],
+                 "hybrid_people": sum(d["label"] == "person" for d in ln["detections"]),
+                 "baseline_people": int((baseline.detections[ln["frame_index"]].labels == "person").sum()),
+                 "hybrid_vehicles": sum(d["label"] == "vehicle" for d in ln["detections"]),
+                 "baseline_vehicles": int((baseline.detections[ln["frame_index"]].labels == "vehicle").sum())}
+                for ln in hybrid.lines]
+            baseline.frames.clear()  # the sweep is done: free the decoded frames
+    if not results:
+        raise RuntimeError(f"no clip could be benched: {skipped}")
+    summary = {
+        "schema": SCHEMA,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "fps": fps,
+        "teacher": {**_model_card(ensure_teacher()), "reference_threshold": TEACHER_THRESHOLD},
+        "student": _model_card(DEFAULT_STUDENT_MANIFEST),
+        "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
+        "clips": results,
+        "skipped_clips": skipped,
+        "total": pooled(results, raw),
+        "warmup": None,
+    }
+    sweeps = [p for r in results.values() for p in r.get("sweep", [])]
+    if sweeps:
+        summary["operating_point"] = _pooled_operating_point(results, target_recall)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "timeline.json").write_text(json.dumps(timelines) + "\n")
+    return summary
+
+
+def _pooled_operating_point(results: dict, target_recall: float) -> dict | None:
+    """Sweep points averaged over clips (frame-weighted), then the cheapest meeting the target."""
+    by_key: dict[tuple, list[tuple[int, dict]]] = {}
+    for r in results.values():
+        for p in r.get("sweep", []):
+            by_key.setdefault((p["accept"], p["reject"]), []).append((r["sampled_frames"], p))
+    pooled_points = []
+    for (accept, reject), entries in by_key.items():
+        total = sum(n for n, _ in entries)
+        point = {"accept": accept, "reject": reject}
+        for key in entries[0][1]:
+            if key not in ("accept", "reject", "level"):
+                point[key] = round(sum(n * p[key] for n, p in entries) / total, 4)
+        pooled_points.append(point)
+    best = pick_operating_point(pooled_points, target_recall)
+    return {"target_person_recall": target_recall, "point": best, "points": pooled_points}

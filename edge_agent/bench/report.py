@@ -1,0 +1,149 @@
+"""report.md and the plots people would rather look at than read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+TARGETS = {"person_recall": 0.97, "escalation_fraction": 0.20, "cpu_ratio": 0.20}
+
+
+def plot_timeline(timelines: dict[str, list[dict]], path: Path) -> None:
+    """Per clip: people and vehicles counted by the baseline and by FrameSieve over time, escalations
+    marked."""
+    n = len(timelines)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.2 * n + 0.6), squeeze=False)
+    for ax, (clip, rows) in zip(axes[:, 0], timelines.items(), strict=True):
+        t = [r["pts_s"] for r in rows]
+        ax.step(t, [r["baseline_people"] for r in rows], where="mid", color="tab:red", label="people, teacher")
+        ax.step(t, [r["hybrid_people"] for r in rows], where="mid", color="tab:green", label="people, FrameSieve")
+        ax.step(t, [r.get("baseline_vehicles", 0) for r in rows], where="mid", color="tab:red", ls=":",
+                label="vehicles, teacher")
+        ax.step(t, [r.get("hybrid_vehicles", 0) for r in rows], where="mid", color="tab:green", ls=":",
+                label="vehicles, FrameSieve")
+        for r in rows:
+            if r["escalated"]:
+                ax.axvline(r["pts_s"], color="tab:blue", alpha=0.25, lw=3)
+        carried = [r["pts_s"] for r in rows if r["decided_by"] == "carried"]
+        ax.plot(carried, [0] * len(carried), "k|", ms=8, label="carried (no motion)")
+        ax.set_title(f"{clip}: {sum(r['escalated'] for r in rows)} of {len(rows)} sampled frames escalated "
+                     "(blue bands)", fontsize=9)
+        ax.set_ylabel("objects")
+    axes[-1, 0].set_xlabel("media time (s)")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tradeoff(summary: dict, path: Path) -> None:
+    """Presence recall and box F1 against the escalation fraction, across cascade thresholds (person
+    solid, vehicle dotted; a label is drawn only for clips where the baseline ever sees it)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, (clip, r) in enumerate(summary["clips"].items()):
+        points = sorted(r.get("sweep", []), key=lambda p: p["escalation_fraction"])
+        if not points:
+            continue
+        x = [100 * p["escalation_fraction"] for p in points]
+        color = f"C{k % 10}"
+        for label, style in (("person", "o-"), ("vehicle", "s:")):
+            if not r["labels"][label]["ref_present"]:
+                continue
+            ax1.plot(x, [p[f"{label}_presence_recall"] for p in points], style, ms=3, color=color,
+                     label=f"{clip} {label}")
+            ax2.plot(x, [p[f"{label}_box_f1_iou50"] for p in points], style, ms=3, color=color)
+    op = (summary.get("operating_point") or {}).get("point")
+    if op:
+        ax1.plot(100 * op["escalation_fraction"], op["person_presence_recall"], "k*", ms=14,
+                 label=f"chosen: accept {op['accept']}, reject {op['reject']}")
+    ax1.axhline(TARGETS["person_recall"], color="grey", ls="--", lw=1)
+    ax1.set(xlabel="sampled frames escalated (%)", ylabel="presence recall vs teacher",
+            title="Presence: recall against escalations")
+    ax2.set(xlabel="sampled frames escalated (%)", ylabel="box F1 @ IoU 0.5 vs teacher",
+            title="Boxes: F1 against escalations")
+    ax1.legend(fontsize=7, loc="lower right")
+    for ax in (ax1, ax2):
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f}%" if pct else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> Path:
+    t = summary["total"]
+    lines = [
+        "# FrameSieve bench",
+        "",
+        f"{summary['created']} - {summary['fps']} fps - teacher {summary['teacher']['name']} "
+        f"(reference threshold {summary['teacher']['reference_threshold']}) - student "
+        f"{summary['student']['name']} {summary['student']['version']} - cascade level "
+        f"{summary['cascade']['level']}, bands {summary['cascade']['labels']}",
+        "",
+        "## All clips",
+        "",
+        "| clip | frames | motion-skipped | escalated | person recall | person precision | person box F1 | "
+        "vehicle recall | vehicle precision | edge CPU ms/frame | baseline CPU ms/frame | ratio | KB/camera-hour |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = list(summary["clips"].items()) + [("**total**", t)]
+    for clip, r in rows:
+        p, v = r["labels"]["person"], r["labels"]["vehicle"]
+        lines.append(
+            f"| {clip} | {r['sampled_frames']} | {r['motion_skipped']} | {_fmt(r['escalation_fraction'], True)} | "
+            f"{_fmt(p['presence_recall'])} | {_fmt(p['presence_precision'])} | {_fmt(p['box_f1_iou50'])} | "
+            f"{_fmt(v['presence_recall'])} | {_fmt(v['presence_precision'])} | "
+            f"{1000 * r['edge_cpu_s_per_frame']:.1f} | {1000 * r['baseline_cpu_s_per_frame']:.1f} | "
+            f"{_fmt(r['cpu_ratio'])} | {r['bytes_per_camera_hour'] / 1024:.0f} |")
+    for clip, reason in summary.get("skipped_clips", {}).items():
+        lines.append(f"| {clip} | skipped: {reason} |||||||||||")
+    lines += ["", "## Held-back frames (never trained on)", "",
+              "| clip | from (s) | frames | escalated | person recall | person precision | person box F1 |",
+              "|---|---|---|---|---|---|---|"]
+    for clip, r in summary["clips"].items():
+        h = r.get("held_back")
+        if h:
+            p = h["labels"]["person"]
+            lines.append(f"| {clip} | {h['from_s']} | {h['frames']} | {_fmt(h['escalation_fraction'], True)} | "
+                         f"{_fmt(p['presence_recall'])} | {_fmt(p['presence_precision'])} | "
+                         f"{_fmt(p['box_f1_iou50'])} |")
+    vt = summary["clips"].get("vtest.avi", {})
+    held = vt.get("held_back") or {}
+    if held:
+        checks = [
+            ("person presence recall, held-back vtest", held["labels"]["person"]["presence_recall"], ">=",
+             TARGETS["person_recall"]),
+            ("escalation fraction, held-back vtest", held["escalation_fraction"], "<=",
+             TARGETS["escalation_fraction"]),
+            ("edge / baseline CPU, vtest", vt["cpu_ratio"], "<=", TARGETS["cpu_ratio"]),
+        ]
+        lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
+        for name, value, op, goal in checks:
+            met = value >= goal if op == ">=" else value <= goal
+            lines.append(f"| {name} | {_fmt(value)} | {op} {goal} | {'yes' if met else 'no'} |")
+    carried = {k: sum(r["carried_wrong"][k] for r in summary["clips"].values()) for k in ("person", "vehicle")}
+    lines += ["", f"Motion-carried frames whose presence differed from the baseline: {carried}.", "",
+              f"Cameras one gateway core serves at {summary['fps']} fps: {t['cameras_per_core']}.", ""]
+    op = (summary.get("operating_point") or {}).get("point")
+    if op:
+        lines += [f"Cheapest thresholds meeting person presence recall >= "
+                  f"{summary['operating_point']['target_person_recall']} (frame-weighted over clips): "
+                  f"accept {op['accept']}, reject {op['reject']}, escalating {_fmt(op['escalation_fraction'], True)}.",
+                  ""]
+    lines += ["![escalations and detections over time](timeline.png)", "",
+              "![accuracy against escalations](tradeoff.png)", ""]
+    if cost_text:
+        lines += ["## Cost", "", "```", cost_text, "```", "", "![cost per camera-month](cost.png)", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
