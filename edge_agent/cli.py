@@ -125,6 +125,24 @@ def _bench_cost(summary_path: Path, png: Path) -> str | None:
     return cost.report_text(summary_path, png)
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge_agent.bench.calibrate import calibrate
+    from models.student.data import resolve_clip
+
+    clip = resolve_clip(args.clip)
+    if clip is None:
+        print(f"error: clip {args.clip} not found (a path, or a name in the fetch cache or shared footage)",
+              file=sys.stderr)
+        return 2
+    result = calibrate(clip, Path(args.config), args.target_recall, args.fps, args.level, tuple(args.label),
+                       Path(args.out) if args.out else None)
+    p = result["point"]
+    print(f"accept {p['accept']}, reject {p['reject']}: escalates {p['escalation_fraction']:.1%} of sampled frames, "
+          + ", ".join(f"{lbl} presence recall {p[f'{lbl}_presence_recall']:.3f}" for lbl in args.label)
+          + f"\nwritten to {result['written']}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
 
@@ -180,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="person presence recall the chosen operating point must reach (default: 0.97)")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "
+                                         "and write them into an agent config")
+    p.add_argument("clip", help="calibration clip (path or name)")
+    p.add_argument("--config", required=True, help="agent config to update (a .bak copy is kept)")
+    p.add_argument("--out", help="write the calibrated config here instead of over --config")
+    p.add_argument("--target-recall", type=float, default=0.97, help="presence recall to reach (default: 0.97)")
+    p.add_argument("--label", action="append", choices=["person", "vehicle"],
+                   help="labels that must reach the target (default: person; repeatable)")
+    p.add_argument("--level", choices=["presence", "boxes"], default="presence", help="cascade level")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.set_defaults(func=_cmd_calibrate)
+
     p = sub.add_parser("demo", help="the whole pipeline on real footage with a local teacher server, "
                                     "compared with the teacher on every frame")
     p.add_argument("--clip", help="video file (default: vtest.avi)")
@@ -233,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "label", "unset") is None:
+        args.label = ["person"]
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

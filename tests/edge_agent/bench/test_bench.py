@@ -1,0 +1,112 @@
+"""Bench arithmetic on constructed cases with known answers, and one short bench run on real footage."""
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from contracts.detections import Detections
+from edge_agent.bench.metrics import clip_summary
+from edge_agent.bench.runner import Baseline, Hybrid
+from edge_agent.bench.sweep import pick_operating_point
+
+PERSON = {"label": "person", "score": 0.9, "box": [10, 10, 50, 100]}
+
+
+def _dets(*boxes, label="person"):
+    if not boxes:
+        return Detections.empty()
+    return Detections(np.array(boxes, np.float32), np.full(len(boxes), 0.9), np.array([label] * len(boxes)))
+
+
+def _line(i, decided_by, escalated, dets):
+    return {"camera": "c", "frame_index": i, "pts_s": float(i), "decided_by": decided_by, "escalated": escalated,
+            "detections": dets}
+
+
+def test_clip_summary_known_answers():
+    # 4 frames at 1 fps. Baseline: a person in frames 0, 1, 2; nobody in 3.
+    ref = {0: _dets([10, 10, 50, 100]), 1: _dets([10, 10, 50, 100]), 2: _dets([10, 10, 50, 100]), 3: _dets()}
+    baseline = Baseline(frames={}, detections=ref, cpu_s=0.4, fps=1.0)
+    lines = [
+        _line(0, "cloud", True, [PERSON]),                       # right, escalated
+        _line(1, "edge", False, [PERSON]),                       # right
+        _line(2, "carried", False, []),                          # carried and wrong: person missed
+        _line(3, "edge", False, [{**PERSON, "box": [200, 200, 240, 290]}]),  # false presence
+    ]
+    counters = {"motion_skipped": 1, "edge_decided": 2, "escalated": 1, "audit": 0, "budget_refused": 0,
+                "cloud_failed": 0, "bytes_sent": 36_000}
+    s = clip_summary(Hybrid(lines, counters, cpu_s=0.04, student_calls=3), baseline, held_from_s=2.0)
+    assert s["escalation_fraction"] == 0.25
+    p = s["labels"]["person"]
+    assert (p["presence_recall"], p["presence_precision"]) == (pytest.approx(2 / 3, abs=1e-4),) * 2
+    assert p["box_f1_iou50"] == pytest.approx(2 * 2 / (3 + 3), abs=1e-4)
+    assert s["carried_wrong"] == {"person": 1, "vehicle": 0}
+    assert s["edge_cpu_s_per_frame"] == 0.01 and s["baseline_cpu_s_per_frame"] == 0.1 and s["cpu_ratio"] == 0.1
+    assert s["cameras_per_core"] == 100.0
+    assert s["bytes_per_camera_hour"] == 36_000 * 3600 / 4
+    assert s["message_bytes_mean"] == 36_000.0
+    held = s["held_back"]
+    assert held["frames"] == 2 and held["escalation_fraction"] == 0.0
+    assert held["labels"]["person"]["presence_recall"] == 0.0  # the one present frame (2) was missed
+
+
+def test_operating_point_is_the_cheapest_meeting_the_target():
+    points = [
+        {"accept": 0.9, "reject": 0.1, "escalation_fraction": 0.4, "person_presence_recall": 1.0,
+         "person_presence_precision": 1.0},
+        {"accept": 0.6, "reject": 0.2, "escalation_fraction": 0.1, "person_presence_recall": 0.98,
+         "person_presence_precision": 0.9},
+        {"accept": 0.5, "reject": 0.3, "escalation_fraction": 0.05, "person_presence_recall": 0.9,
+         "person_presence_precision": 0.95},
+    ]
+    assert pick_operating_point(points, 0.97)["accept"] == 0.6
+    assert pick_operating_point(points, 0.99)["accept"] == 0.9
+    assert pick_operating_point(points, 1.01) is None
+
+
+def _is_png(path):
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24])[0] > 100
+
+
+def test_short_bench_run_writes_a_report_that_parses(tmp_path, teacher_manifest, vtest_path):
+    from edge_agent.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["bench", str(vtest_path), "--fps", "0.25", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema"] == "framesieve.bench/1"
+    clip = summary["clips"]["vtest.avi"]
+    assert clip["sampled_frames"] == 20
+    for key in ("escalation_fraction", "edge_cpu_s_per_frame", "baseline_cpu_s_per_frame", "cpu_ratio",
+                "bytes_per_camera_hour", "cameras_per_core", "labels", "held_back", "sweep"):
+        assert key in clip
+    assert len(clip["sweep"]) >= 10 and summary["total"]["sampled_frames"] == 20
+    lines = [json.loads(x) for x in (out / "vtest.jsonl").read_text().splitlines()]
+    assert len(lines) == 20 and {"camera", "frame_index", "pts_s", "decided_by", "escalated", "detections"} == set(
+        lines[0])
+    report = (out / "report.md").read_text()
+    assert "| vtest.avi | 20 |" in report and "## Targets" in report
+    for png in ("timeline.png", "tradeoff.png"):
+        assert _is_png(out / png)
+
+
+def test_calibrate_writes_a_valid_config_with_the_chosen_thresholds(tmp_path, teacher_manifest, vtest_path):
+    from pathlib import Path
+
+    from edge_agent.bench.calibrate import calibrate
+    from edge_agent.config import ConfigError, load_config
+
+    example = Path(__file__).resolve().parents[3] / "config" / "agent.example.yaml"
+    config = tmp_path / "agent.yaml"
+    config.write_text(example.read_text())
+    result = calibrate(vtest_path, config, 0.9, fps=0.25)
+    written = load_config(config)  # validates
+    band = written.cameras[0].cascade.labels["person"]
+    assert (band.accept, band.reject) == (result["point"]["accept"], result["point"]["reject"])
+    assert (tmp_path / "agent.yaml.bak").read_text() == example.read_text()
+    with pytest.raises(ConfigError, match="no cascade thresholds reach"):
+        calibrate(vtest_path, config, 1.5, fps=0.25, out_path=tmp_path / "never.yaml")
+    assert not (tmp_path / "never.yaml").exists()
