@@ -125,6 +125,14 @@ def _bench_cost(summary_path: Path, png: Path) -> str | None:
     return cost.report_text(summary_path, png)
 
 
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from edge_agent.bench.cost import run_cost_cli
+
+    return run_cost_cli(Path(args.bench), args.cameras, Path(args.pricing) if args.pricing else None,
+                        Path(args.pricing_overrides) if args.pricing_overrides else None, args.teacher_cpu_s,
+                        Path(args.plot) if args.plot else None)
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from edge_agent.bench.calibrate import calibrate
     from models.student.data import resolve_clip
@@ -197,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-recall", type=float, default=0.97,
                    help="person presence recall the chosen operating point must reach (default: 0.97)")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("cost", help="$ per camera-month and per fleet, baseline vs hybrid, from a bench summary")
+    p.add_argument("--bench", required=True, help="DIR/summary.json written by `edge-agent bench`")
+    p.add_argument("--cameras", type=int, default=1000, help="fleet size (default: 1000)")
+    p.add_argument("--pricing", help="price file (default: config/pricing.yaml)")
+    p.add_argument("--pricing-overrides", help="YAML merged over the price file (your own prices)")
+    p.add_argument("--teacher-cpu-s", type=float,
+                   help="your accurate model's CPU seconds per frame, instead of the measured YOLOv3-tiny's")
+    p.add_argument("--plot", help="also write the cost plot (PNG) here")
+    p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "
                                          "and write them into an agent config")

@@ -1,0 +1,136 @@
+"""The cost report as a console table: inputs, every line item with its source, then the answers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_agent.bench.cost import Comparison, CostReport
+    from edge_agent.bench.cost_model import LineItem
+
+PER = 1e6  # per-escalation figures are shown per million escalations: fractions of a cent are unreadable
+
+
+def _usd(x: float) -> str:
+    if abs(x) >= 100:
+        return f"${x:,.0f}"
+    if abs(x) >= 0.01 or x == 0:
+        return f"${x:,.2f}"
+    return f"${x:.2g}"
+
+
+def _price(x: float) -> str:
+    return f"${x:.4g}"
+
+
+def _qty(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2%}"
+
+
+def _items(title: str, items: list[LineItem], cameras: int, sources: list[str]) -> list[str]:
+    out = ["", title, f"  {'item':<50} {'quantity':>11} {'unit':<27} {'unit price':>10} {'$/month':>9} "
+                      f"{'$/cam-mo':>8}  src"]
+    for i in items:
+        if i.source not in sources:
+            sources.append(i.source)
+        out.append(f"  {i.name:<50} {_qty(i.quantity):>11} {i.unit:<27} {_price(i.unit_price_usd):>10} "
+                   f"{_usd(i.usd_per_month):>9} {_usd(i.usd_per_month / cameras):>8}  [{sources.index(i.source) + 1}]")
+    return out
+
+
+def _be_text(c: Comparison) -> str:
+    if c.break_even is None:
+        return "none: the hybrid's cloud bill stays below the baseline even at 100% escalation"
+    if c.break_even == 0.0:
+        return "0%: the endpoint's idle minimum alone costs more than the baseline at this fleet size"
+    return f"{c.break_even:.2%} of sampled frames (monthly average); above it the hybrid's cloud bill is higher"
+
+
+def _target_lines(c: Comparison, ratio: float) -> list[str]:
+    t = c.target
+    if t.fraction_needed is None:
+        by_fraction = "met at any escalation fraction"
+    elif t.fraction_needed == 0.0:
+        by_fraction = (f"not by escalating less: with no escalation the cloud still costs "
+                       f"{_usd(t.fixed_usd_per_camera_month)}/camera-month (endpoint minimum)")
+    else:
+        by_fraction = f"an escalation fraction <= {t.fraction_needed:.2%}"
+    if t.usd_per_escalation_needed is None:
+        by_cost = "not by cheaper escalations (fixed costs alone exceed it)"
+    else:
+        by_cost = f"<= {_usd(t.usd_per_escalation_needed * PER)} per million escalations"
+    now = "n/a" if t.usd_per_escalation_now is None else _usd(t.usd_per_escalation_now * PER)
+    return [f"  1/10 goal, {_usd(t.target_usd_per_camera_month)}/camera-month: reached {t.ratio_reached:.3f} of the "
+            f"baseline ({'met' if t.ratio_reached <= ratio else 'not met'}). It needs",
+            f"    {by_fraction};",
+            f"    or, at the measured fraction, {by_cost} (now {now})"]
+
+
+def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
+    """A readable table; the numbered sources at the end trace every unit price."""
+    r, h, p, t = report, report.hybrid, report.pricing, report.summary.total
+    sources: list[str] = []
+    warm = ""
+    if r.summary.warmup:
+        w = r.summary.warmup
+        warm = (f"; monthly with warm-up {_pct(r.fraction_monthly)} ({w.escalation_fraction:.1%} for {w.hours:g} h per "
+                f"new camera, over {p.warmup_amortisation_months:g} month(s))")
+    lines = [
+        f"FrameSieve cost model: {r.cameras:,} cameras at {r.summary.fps:g} fps; {p.region} on-demand prices as of "
+        f"{p.as_of} ({' + '.join(p.sources)})",
+        f"Bench {r.summary_path}: escalation fraction {_pct(r.fraction_measured)}{warm}; "
+        f"{t.message_bytes_mean:,.0f} B/message; edge {t.edge_cpu_s_per_frame:g} CPU-s/frame; "
+        f"{t.cameras_per_core:g} cameras/core",
+    ]
+    for c in r.comparisons:
+        b = c.baseline
+        lines += _items(f"Baseline, {b.label}: {b.cpu_s_per_frame:g} CPU-s/frame x {r.summary.fps:g} fps / "
+                        f"{p.baseline.target_utilisation:g} target utilisation x {p.baseline.headroom:g} headroom = "
+                        f"{b.vcpus_per_camera:.3f} vCPU/camera -> {b.instances} instance(s)", b.items, r.cameras,
+                        sources)
+    minimum = " (the endpoint's minimum: idle capacity is paid for)" if h.gpu_at_minimum else ""
+    lines += _items(f"Hybrid cloud: {h.escalations:,.0f} escalations/month; endpoint load {h.gpu_load:.2f} "
+                    f"instance(s) -> {h.gpu_instances}{minimum}", h.cloud_items, r.cameras, sources)
+    cap = ", capped by gateway.max_cameras" if p.gateway.max_cameras else ""
+    lines += _items(f"Hybrid gateways: {h.cameras_per_gateway} cameras/gateway (cameras_per_core x {p.gateway.cores} "
+                    f"cores x {p.gateway.target_utilisation:g}{cap}) -> {h.gateways} gateway(s)",
+                    h.gateway_items, r.cameras, sources)
+
+    heads = "".join(f" {'vs ' + c.baseline.label.split()[0]:>14}" for c in r.comparisons)
+    lines += ["", f"  {'$ per camera-month':<34} {'per camera':>11} {'fleet/month':>12}{heads}"]
+    rows = [(f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month) for c in r.comparisons]
+    rows += [("hybrid, cloud only", h.cloud_usd_per_camera_month), ("hybrid, all-in", h.all_in_usd_per_camera_month)]
+    for name, usd in rows:
+        ratios = "".join(f" {usd / c.baseline.usd_per_camera_month:>14.3f}" for c in r.comparisons)
+        lines.append(f"  {name:<34} {_usd(usd):>11} {_usd(usd * r.cameras):>12}{ratios}")
+    if r.warmup_usd_per_camera_month is not None:
+        lines.append(f"  the warm-up adds {_usd(r.warmup_usd_per_camera_month)}/camera-month to the cloud bill")
+
+    lines += ["", "$ per million escalations (endpoint instance-hours shared over this fleet's escalations):"]
+    lines += [f"  {name:<50} {_usd(usd * PER):>10}" for name, usd in h.per_escalation()]
+    total = h.usd_per_escalation()
+    lines += [f"  {'total':<50} {_usd(total * PER) if total is not None else 'n/a':>10}", ""]
+    for c in r.comparisons:
+        lines.append(f"Break-even vs the baseline, {c.baseline.label}: {_be_text(c)}")
+        lines += _target_lines(c, target_ratio)
+
+    bheads = "".join(f" {'base ' + c.baseline.label.split()[0]:>15}" for c in r.comparisons)
+    lines += ["", f"Scale projection at {_pct(r.fraction_monthly)} escalated ($ per camera-month):",
+              f"  {'cameras':>9} {'images/s':>10} {'GPU inst.':>10} {'cloud':>10} {'all-in':>10}{bheads}"]
+    for s in r.scale:
+        base = "".join(f" {_usd(b):>15}" for b in s.baseline_usd_per_camera_month)
+        lines.append(f"  {s.cameras:>9,} {s.images_per_s:>10.1f} {s.gpu_instances:>9}{'*' if s.gpu_at_minimum else ' '}"
+                     f" {_usd(s.cloud_usd_per_camera_month):>10} {_usd(s.all_in_usd_per_camera_month):>10}{base}")
+    lines.append(f"  * the endpoint's minimum ({p.sagemaker.min_instances}): the fleet keeps less than that busy")
+    lines.append(f"  endpoint throughput {p.sagemaker.teacher_images_per_s:g} images/s/instance "
+                 f"({p.sagemaker.throughput_source})")
+    if "assumption" in p.sagemaker.throughput_source.lower():
+        lines.append("  WARNING: the throughput is an assumption; measure it with `framesieve-cloud bench-endpoint` "
+                     "and set sagemaker.teacher_images_per_s in the overrides.")
+    lines += ["", "Sources:"] + [f"  [{i + 1}] {s}" for i, s in enumerate(sources)]
+    lines.append(f"Note: {p.note}")
+    return "\n".join(lines)
