@@ -42,6 +42,7 @@ class Counters:
     budget_refused: int = 0
     cloud_failed: int = 0
     bytes_sent: int = 0
+    message_units: int = 0  # IoT Core meters messages in 5 KB units
 
 
 @dataclass
@@ -150,7 +151,9 @@ class Agent:
                 request = build_request(frame.camera, frame.frame_index, frame.pts_s, frame.image, boxes,
                                         decision.reason or "uncertain", decision.edge, self.config.site,
                                         self.config.escalation.jpeg_quality)
-                c.bytes_sent += len(request.to_bytes())
+                size = len(request.to_bytes())
+                c.bytes_sent += size
+                c.message_units += -(-size // 5120)
                 verdict = self.transport.escalate(request)
             except (TransportError, WireError) as exc:
                 c.cloud_failed += 1

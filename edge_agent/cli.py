@@ -111,18 +111,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     timelines = json.loads((out / "timeline.json").read_text())
     plot_timeline(timelines, out / "timeline.png")
     plot_tradeoff(summary, out / "tradeoff.png")
-    cost_text = _bench_cost(out / "summary.json", out / "cost.png")
+    cost_text = _bench_cost(out / "summary.json", out / "cost.png", args.teacher_cpu_s)
     report = write_report(summary, out, cost_text)
     print(report.read_text())
     return 0
 
 
-def _bench_cost(summary_path: Path, png: Path) -> str | None:
-    try:
-        from edge_agent.bench import cost
-    except ImportError:
-        return None
-    return cost.report_text(summary_path, png)
+def _bench_cost(summary_path: Path, png: Path, teacher_cpu_s: float | None) -> str:
+    from edge_agent.bench.cost import report_text
+
+    return report_text(summary_path, png, teacher_cpu_s=teacher_cpu_s)
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
@@ -204,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep (faster)")
     p.add_argument("--target-recall", type=float, default=0.97,
                    help="person presence recall the chosen operating point must reach (default: 0.97)")
+    p.add_argument("--teacher-cpu-s", type=float,
+                   help="also price the baseline with your own model's CPU seconds per frame")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("cost", help="$ per camera-month and per fleet, baseline vs hybrid, from a bench summary")

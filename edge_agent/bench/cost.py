@@ -209,10 +209,12 @@ def plot_cost(report: CostReport, path: Path | str) -> Path:
     return _plot(report, Path(path))
 
 
-def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFAULT_CAMERAS) -> str:
+def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFAULT_CAMERAS,
+                teacher_cpu_s: float | None = None) -> str:
     """The cost table for `edge-agent bench`'s report (default prices), and its plot; an error becomes the text."""
     try:
-        report = build_report(load_summary(summary_path), load_pricing(), cameras, summary_path=str(summary_path))
+        report = build_report(load_summary(summary_path), load_pricing(), cameras, teacher_cpu_s,
+                              summary_path=str(summary_path))
     except (PricingError, SummaryError, ValueError) as exc:
         return f"cost model not run: {exc}"
     text = format_cost(report)

@@ -53,6 +53,8 @@ def clip_summary(hybrid: Hybrid, baseline: Baseline, held_from_s: float | None) 
         "messages": c["escalated"] + c["cloud_failed"],
         "bytes_sent": c["bytes_sent"],
         "message_bytes_mean": round(c["bytes_sent"] / max(1, c["escalated"] + c["cloud_failed"]), 1),
+        "message_units": c["message_units"],
+        "message_units_mean": round(c["message_units"] / max(1, c["escalated"] + c["cloud_failed"]), 3),
         "bytes_per_camera_hour": round(c["bytes_sent"] / hours, 1) if hours else 0.0,
         "edge_cpu_s_per_frame": round(edge_cpu, 5),
         "baseline_cpu_s_per_frame": round(base_cpu, 5),
@@ -79,7 +81,7 @@ def pooled(clips: dict[str, dict], raw: dict[str, tuple[Hybrid, Baseline]]) -> d
     base_cpu = sum(b.cpu_s for _, b in raw.values()) / frames
     hours = sum(b.duration_s for _, b in raw.values()) / 3600
     keys = ("motion_skipped", "edge_decided", "escalated", "audit", "budget_refused", "cloud_failed", "messages",
-            "bytes_sent")
+            "bytes_sent", "message_units")
     total = {k: sum(c[k] for c in clips.values()) for k in keys}
     hybrid_all = [Detections.from_records(ln["detections"]) for h, _ in raw.values() for ln in h.lines]
     refs = [b.detections[ln["frame_index"]] for h, b in raw.values() for ln in h.lines]
@@ -88,6 +90,7 @@ def pooled(clips: dict[str, dict], raw: dict[str, tuple[Hybrid, Baseline]]) -> d
         duration_s=round(hours * 3600, 2),
         escalation_fraction=round(escalation_fraction(lines), 4),
         message_bytes_mean=round(total["bytes_sent"] / max(1, total["messages"]), 1),
+        message_units_mean=round(total["message_units"] / max(1, total["messages"]), 3),
         bytes_per_camera_hour=round(total["bytes_sent"] / hours, 1) if hours else 0.0,
         edge_cpu_s_per_frame=round(edge_cpu, 5),
         baseline_cpu_s_per_frame=round(base_cpu, 5),

@@ -36,7 +36,7 @@ def test_clip_summary_known_answers():
         _line(3, "edge", False, [{**PERSON, "box": [200, 200, 240, 290]}]),  # false presence
     ]
     counters = {"motion_skipped": 1, "edge_decided": 2, "escalated": 1, "audit": 0, "budget_refused": 0,
-                "cloud_failed": 0, "bytes_sent": 36_000}
+                "cloud_failed": 0, "bytes_sent": 36_000, "message_units": 8}
     s = clip_summary(Hybrid(lines, counters, cpu_s=0.04, student_calls=3), baseline, held_from_s=2.0)
     assert s["escalation_fraction"] == 0.25
     p = s["labels"]["person"]
