@@ -88,13 +88,18 @@ class Agent:
         self.sources = sources if sources is not None else [
             open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
         self.stop_event = threading.Event()
+        self.errors = 0
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, max_batch: int = 8) -> dict:
         feeder = FrameFeeder(self.sources, self.stop_event).start()
         try:
             while (frames := feeder.batch(max_batch)) is not None:
-                self.process(frames)
+                try:
+                    self.process(frames)
+                except Exception:  # one bad batch must not stop a gateway that watches many cameras
+                    self.errors += 1
+                    log.exception("processing %d frame(s) failed; continuing", len(frames))
         finally:
             self.stop_event.set()
             feeder.join()
@@ -110,8 +115,10 @@ class Agent:
             state = self.cameras[frame.camera]
             state.counters.sampled += 1
             h, w = frame.image.shape[:2]
-            if state.gate is None:
+            if state.gate is None or state.gate.frame_wh != (w, h):
+                # First frame, or the camera came back from a reconnect at another resolution.
                 state.gate = MotionGate(state.config.motion, (w, h))
+                state.last = state.settled = Detections.empty()
             motion = state.gate.detect(frame.image)
             if not motion.has_motion:
                 state.counters.motion_skipped += 1
@@ -204,7 +211,7 @@ class Agent:
             per_camera[source.camera] = counters
         total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()))}
         return {"cameras": per_camera, "total": total, "student_calls": self.student.calls,
-                "student_crops": self.student.crops}
+                "student_crops": self.student.crops, "errors": self.errors}
 
     def close(self) -> None:
         for source in self.sources:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from edge_agent.config import ConfigError
+from edge_agent.pipeline.sources import SourceError
 from models.exceptions import ModelError
 from models.paths import ZOO_DIR
 
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ModelError, ConfigError) as exc:
+    except (ModelError, ConfigError, SourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

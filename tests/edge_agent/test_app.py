@@ -104,3 +104,20 @@ def test_run_command_stops_cleanly_on_sigterm(vtest_path, tmp_path):
     assert summary["total"]["sampled"] == len(written) < 795  # stopped early, every sample recorded
     rows = sqlite3.connect(tmp_path / "e.sqlite").execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert rows == len(written)
+
+
+def test_a_camera_that_changes_resolution_keeps_running(vtest_frames, tmp_path):
+    import cv2
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(vtest_frames):
+        image = frame if i < 3 else cv2.resize(frame, (384, 288))  # the camera came back at half size
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), image)
+    (folder / "003a.jpg").write_bytes(b"not a jpeg")  # a corrupt file between them
+    config = AgentConfig.model_validate(
+        {"cameras": [{"id": "door", "source": str(folder)}], "escalation": {"transport": "none"}})
+    summary, lines = _run(config, tmp_path)
+    assert len(lines) == 6 and summary["cameras"]["door"]["corrupt_frames"] == 1
+    for line in lines[3:]:
+        assert all(d["box"][2] <= 384 and d["box"][3] <= 288 for d in line["detections"])
