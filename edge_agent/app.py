@@ -20,6 +20,7 @@ from edge_agent.escalation.base import TRANSPORTS, Transport, TransportError
 from edge_agent.escalation.crops import build_request
 from edge_agent.events import EventLog, FrameEvent
 from edge_agent.feeder import FrameFeeder
+from edge_agent.metrics import serve_metrics
 from edge_agent.pipeline.cascade import Band, Cascade
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
@@ -89,9 +90,14 @@ class Agent:
             open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
         self.stop_event = threading.Event()
         self.errors = 0
+        self.metrics_server = None
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, max_batch: int = 8) -> dict:
+        out = self.config.output
+        metrics = serve_metrics(self.summary, out.metrics_port, out.metrics_host) if out.metrics_port is not None \
+            else None
+        self.metrics_server = metrics
         feeder = FrameFeeder(self.sources, self.stop_event).start()
         try:
             while (frames := feeder.batch(max_batch)) is not None:
@@ -103,6 +109,9 @@ class Agent:
         finally:
             self.stop_event.set()
             feeder.join()
+            if metrics is not None:
+                metrics.shutdown()
+                metrics.server_close()
             self.close()
         return self.summary()
 

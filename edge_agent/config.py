@@ -92,6 +92,8 @@ class EscalationSettings(_Strict):
 class OutputSettings(_Strict):
     events_db: str = "framesieve-events.sqlite"
     detections_out: str | None = None
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics here")
+    metrics_host: str = "127.0.0.1"
 
 
 class AgentConfig(_Strict):

@@ -1,0 +1,61 @@
+"""Prometheus text metrics for a fleet operator to scrape: `output.metrics_port` in the agent config.
+
+Counters come from the agent's own summary, so the numbers a scrape shows are the ones the agent
+logs and the bench reports; nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_HELP = {
+    "sampled": "Frames sampled",
+    "motion_skipped": "Sampled frames without motion (previous decision carried)",
+    "edge_decided": "Sampled frames decided at the edge",
+    "escalated": "Sampled frames escalated to the cloud and answered",
+    "audit": "Escalations made as audit samples of confident decisions",
+    "budget_refused": "Escalations refused by the hourly budget (decided at the edge)",
+    "cloud_failed": "Escalations that failed (decided at the edge)",
+    "bytes_sent": "Bytes of escalation messages sent",
+    "message_units": "IoT Core 5 KB message units sent",
+    "corrupt_frames": "Frames that could not be decoded",
+    "reconnects": "Live stream reconnections",
+}
+
+
+def render(summary: dict) -> str:
+    """Prometheus exposition text: one counter family per field, one series per camera."""
+    lines = []
+    for field, help_text in _HELP.items():
+        name = f"framesieve_{field}_total"
+        lines += [f"# HELP {name} {help_text}.", f"# TYPE {name} counter"]
+        for camera, counters in sorted(summary["cameras"].items()):
+            lines.append(f'{name}{{camera="{camera}"}} {counters.get(field, 0)}')
+    lines += ["# HELP framesieve_errors_total Batches that failed to process.",
+              "# TYPE framesieve_errors_total counter", f"framesieve_errors_total {summary.get('errors', 0)}"]
+    return "\n".join(lines) + "\n"
+
+
+def serve_metrics(snapshot: Callable[[], dict], port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve GET /metrics in a daemon thread; returns the server (call shutdown() to stop it)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            body = render(snapshot()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # scrapes every few seconds would flood the log
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
