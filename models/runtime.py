@@ -67,9 +67,7 @@ class Detector(ABC):
         if declared.name != spec.name:
             raise ModelError(f"{manifest.model_path} has input {declared.name!r}, manifest says {spec.name!r}")
         self.class_to_label = build_class_map(manifest.output.class_names, manifest.label_groups)
-        self._label_of = np.array(
-            [self.class_to_label.get(i, "") for i in range(len(manifest.output.class_names))], dtype=object
-        )
+        self._label_of = np.array([self.class_to_label.get(i, "") for i in range(len(manifest.output.class_names))])
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @property
@@ -94,15 +92,18 @@ class Detector(ABC):
         results = []
         w_in, h_in = self.input_wh
         for i, (boxes, scores, class_ids) in enumerate(self.decode(outputs)):
-            keep = nms_per_class(boxes, scores, class_ids, self.manifest.nms_iou)
-            labels = self._label_of[class_ids[keep]].astype(str)
-            mine = labels != ""
-            keep, labels = keep[mine], labels[mine]
-            # The threshold applies to the score callers see: the calibrated one.
-            dets = Detections(boxes[keep], self.calibrate(scores[keep], labels), labels)
-            dets = dets.with_min_score(self.conf_threshold)
+            labels = self._label_of[class_ids]
+            calibrated = self.calibrate(scores, labels)
+            # Drop what callers would never see before NMS: a box below the threshold can only ever be
+            # suppressed, never suppress one above it, so the result is the same and NMS has less to do.
+            sel = (labels != "") & (calibrated >= self.conf_threshold)
+            boxes, scores, calibrated, labels = boxes[sel], scores[sel], calibrated[sel], labels[sel]
+            keep = nms_per_class(boxes, scores, class_ids[sel], self.manifest.nms_iou)  # raw scores: no ties
             h, w = frames[i].shape[:2]
-            results.append(dets.with_scale(w / w_in, h / h_in).with_clip(w, h))
+            xyxy = boxes[keep] * np.array([w / w_in, h / h_in, w / w_in, h / h_in], np.float32)
+            xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
+            xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
+            results.append(Detections(xyxy, calibrated[keep], labels[keep]))
         return results
 
     def calibrate(self, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
