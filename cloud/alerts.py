@@ -19,7 +19,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -57,7 +57,7 @@ class AlertRule:
         if self.zone and not point_in_polygon(((box[0] + box[2]) / 2, box[3]), self.zone):
             return False
         if self.hours is not None or self.days:
-            local = datetime.fromtimestamp(t_s, ZoneInfo(self.tz))
+            local = datetime.fromtimestamp(t_s, _zone(self.tz))
             if self.days and DAYS[local.weekday()] not in self.days:
                 return False
             if self.hours is not None:
@@ -66,6 +66,11 @@ class AlertRule:
                 if not inside:
                     return False
         return True
+
+
+def _zone(name: str) -> tzinfo:
+    """UTC without the tz database (a minimal Lambda image may lack it); other zones through zoneinfo."""
+    return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def point_in_polygon(point: tuple[float, float], polygon: tuple[tuple[float, float], ...]) -> bool:
@@ -124,7 +129,7 @@ def parse_rule(rule: Any, index: int) -> AlertRule:
                           f"got {zone!r:.80}") from exc
     tz = rule.get("tz", "UTC")
     try:
-        ZoneInfo(tz)
+        _zone(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
         raise ConfigError(f"{where}.tz: {tz!r} is not a known time zone (e.g. \"UTC\", \"Europe/Paris\")") from exc
     days = _strings(rule, "days", where)

@@ -9,6 +9,7 @@ store counts its writes the same way through `count()`. Imports boto3 only, as t
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,15 +81,19 @@ def _on_send(event_name: str, **_: Any) -> None:
 
 
 _SERVICE_IDS = {"iot-data-plane": "iot-data", "sagemaker-runtime": "sagemaker-runtime"}
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()  # a boto3 Session is not thread-safe while it makes clients
 
 
 def client(service: str, *, endpoint_url: str | None = None, max_attempts: int = 3, connect_timeout: float = 5,
            read_timeout: float = 30, region_name: str | None = None) -> Any:
     """A boto3 client with standard retries (exponential backoff with jitter on throttling and 5xx) and the
     counting hook. The endpoint comes from AWS_ENDPOINT_URL[_<SERVICE>] unless `endpoint_url` is given."""
-    config = Config(retries={"mode": "standard", "max_attempts": max_attempts}, connect_timeout=connect_timeout,
+    config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts}, connect_timeout=connect_timeout,
                     read_timeout=read_timeout)
-    made = boto3.session.Session().client(service, endpoint_url=endpoint_url or None, config=config,
-                                          region_name=region_name)
+    global _session
+    with _session_lock:  # one Session: its loaded service models are shared by every client it makes
+        _session = _session or boto3.session.Session()
+        made = _session.client(service, endpoint_url=endpoint_url or None, config=config, region_name=region_name)
     made.meta.events.register("before-send", _on_send)
     return made

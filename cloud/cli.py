@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from cloud.exceptions import CloudError
 from models.exceptions import ModelError
 
 
@@ -20,12 +21,47 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_api(args: argparse.Namespace) -> int:
+    from cloud.api import serve_forever
+
+    serve_forever(args.store, args.host, args.port)
+    return 0
+
+
+def _cmd_local(args: argparse.Namespace) -> int:
+    from cloud.local import run_local
+
+    run_local(args.host, model=args.model, store_url=args.store, rules_file=args.alert_rules,
+              state_dir=args.state_dir, threads=args.threads, router_port=args.router_port, api_port=args.api_port)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from cloud.inference.bench import bench, report
+
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        print(f"error: --batches {args.batches!r} must be whole numbers separated by commas, e.g. 1,2,4,8",
+              file=sys.stderr)
+        return 2
+    if not batches or min(batches) < 1 or args.clients < 1 or args.duration <= 0:
+        print("error: --batches must be >= 1, --clients >= 1 and --duration > 0", file=sys.stderr)
+        return 2
+    logging.getLogger("cloud.inference.server").setLevel(logging.WARNING)  # not one line per bench request
+    rows, provider, model = bench(args.model, args.duration, args.clients, batches, args.threads, args.max_wait_ms,
+                                  ["CPUExecutionProvider"] if args.cpu else None)
+    print(report(rows, provider, model))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cloud.inference.server import MAX_BODY_BYTES
 
     parser = argparse.ArgumentParser(
         prog="framesieve-cloud",
-        description="FrameSieve cloud side: the SageMaker-compatible endpoint the edge escalates to.",
+        description="FrameSieve cloud side: the SageMaker-compatible endpoint the edge escalates to, the "
+                    "results API, the local stack and the endpoint benchmark.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +80,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest request body (default: {MAX_BODY_BYTES}, SageMaker's limit)")
     p.add_argument("--max-images", type=int, default=32, help="most images in one request (default: 32)")
     p.set_defaults(func=_cmd_serve)
+
+    from cloud import constants as c
+
+    p = sub.add_parser("api", help="the results API (JSON over HTTP) over the results store")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback; the API has no auth)")
+    p.add_argument("--port", type=int, default=int(os.environ.get(c.API_PORT, c.DEFAULT_API_PORT)),
+                   help=f"port (default: ${c.API_PORT} or {c.DEFAULT_API_PORT})")
+    p.add_argument("--store", default=os.environ.get(c.STORE_URL, c.DEFAULT_STORE_URL),
+                   help=f"dynamodb://TABLE or sqlite:///path (default: ${c.STORE_URL} or {c.DEFAULT_STORE_URL})")
+    p.set_defaults(func=_cmd_api)
+
+    p = sub.add_parser("local", help="the whole cloud side on loopback: moto_server, inference server, router, "
+                                     "results API (needs the dev extra for moto_server)")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    p.add_argument("--model", help="model manifest for the endpoint (default: the FrameSieve teacher)")
+    p.add_argument("--store", help="results store URL (default: a DynamoDB table on moto_server)")
+    p.add_argument("--alert-rules", help="JSON file of alert rules (default: a person anywhere, 300 s cooldown)")
+    p.add_argument("--state-dir", help="where moto's request recording goes (default: a new temp folder)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads for the endpoint")
+    p.add_argument("--router-port", type=int, default=0, help="router port (default: a free one)")
+    p.add_argument("--api-port", type=int, default=0, help="results API port (default: a free one)")
+    p.set_defaults(func=_cmd_local)
+
+    p = sub.add_parser("bench-endpoint", help="throughput and latency at batch 1 and the best batch size, "
+                                              "over HTTP against the real inference server")
+    p.add_argument("--model", help="model manifest (default: the FrameSieve teacher)")
+    p.add_argument("--duration", type=float, default=30.0, help="total seconds, shared by the settings (default: 30)")
+    p.add_argument("--clients", type=int, default=8, help="concurrent clients, one image per request (default: 8)")
+    p.add_argument("--batches", default="1,2,4,8", help="--max-batch settings to try (default: 1,2,4,8)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="batcher wait (default: 5)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: its own choice)")
+    p.add_argument("--cpu", action="store_true", help="CPU provider only, even where CUDA is available")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
@@ -51,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Bare messages: the request log lines are JSON, one per line, as CloudWatch Logs reads them.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    for noisy in ("botocore", "boto3", "urllib3"):  # their INFO lines are not JSON and say little
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.func(args)
-    except ModelError as exc:
+    except (ModelError, CloudError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the port is taken
-        print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        where = f" on {args.host}:{args.port}" if hasattr(args, "port") else ""
+        print(f"error: cannot serve{where}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -45,7 +45,9 @@ def _message(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         original = exc.response.get("OriginalMessage") or err.get("Message", "")
-        return f"{err.get('Code', 'error')} (HTTP {exc.response.get('OriginalStatusCode', '?')}): {original}"
+        status = exc.response.get("OriginalStatusCode") or exc.response.get("ResponseMetadata", {}).get(
+            "HTTPStatusCode", "?")
+        return f"{err.get('Code', 'error')} (HTTP {status}): {original}"
     return f"{type(exc).__name__}: {exc}"
 
 

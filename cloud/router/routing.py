@@ -1,4 +1,4 @@
-"""What the router does with one escalation, as plain functions composed by `Router.process`.
+"""What the router does with one escalation, as plain functions; `service.Router.process` composes them.
 
 Order, chosen so that every retry is safe (IoT delivers at least once; Lambda retries a failed run):
 1. parse and validate (malformed or oversized: a dead letter, a logged reason, a normal return);
@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cloud import awscalls
 from cloud import constants as c
-from cloud.alerts import AlertMatch, evaluate
-from cloud.exceptions import EndpointError
-from cloud.router.config import RouterConfig
-from cloud.router.endpoint import invoke
-from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
-from contracts.wire import (MAX_MESSAGE_BYTES, EscalationRequest, InvocationResponse, Verdict, WireError,
-                            invocation_for, verdict_from_response)
+from cloud.alerts import AlertMatch
+from cloud.stores import DeadLetter
+from contracts.wire import MAX_MESSAGE_BYTES, EscalationRequest, InvocationResponse, WireError
 
-log = logging.getLogger("framesieve.router")
 EXCERPT_CHARS = 300
 
 

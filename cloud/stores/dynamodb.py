@@ -80,7 +80,8 @@ class DynamoDBStore(ResultsStore):
             item["expires_at"] = {"N": str(record.expires_at)}
         return self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
 
-    def _query(self, key: dict[str, str], limit: int, token: str | None, **kwargs: Any) -> tuple[list[dict], str | None]:
+    def _query(self, key: dict[str, str], limit: int, token: str | None,
+               **kwargs: Any) -> tuple[list[dict], str | None]:
         if token:
             start = decode_token(token)
             if any(start.get(k) != v for k, v in key.items()):

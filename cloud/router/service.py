@@ -1,0 +1,176 @@
+"""`Router`: the clients, the store and the rules, held across invocations (a Lambda container handles
+many events), and `process`, which runs the steps of `routing` for one event and counts its AWS calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import cached_property
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cloud import awscalls
+from cloud.alerts import evaluate
+from cloud.exceptions import EndpointError
+from cloud.router.config import RouterConfig
+from cloud.router.endpoint import invoke
+from cloud.router.routing import (
+    Outcome,
+    Parsed,
+    Rejected,
+    alert_message,
+    captured,
+    parse_event,
+    training_key,
+    training_record,
+)
+from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
+from cloud.stores.base import day_of
+from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
+
+log = logging.getLogger("framesieve.router")
+
+
+class Router:
+    def __init__(self, config: RouterConfig, store: ResultsStore | None = None):
+        self.config = config
+        self.store = store or open_store(config.store_url)
+
+    @classmethod
+    def from_env(cls) -> Router:
+        return cls(RouterConfig.from_env())
+
+    @cached_property
+    def runtime(self) -> Any:
+        # botocore retries off: routing.endpoint retries, and each attempt is one counted invocation
+        return awscalls.client("sagemaker-runtime", max_attempts=1, read_timeout=self.config.endpoint_timeout_s)
+
+    @cached_property
+    def s3(self) -> Any:
+        return awscalls.client("s3")
+
+    @cached_property
+    def sns(self) -> Any:
+        return awscalls.client("sns")
+
+    @cached_property
+    def iot(self) -> Any:
+        return awscalls.client("iot-data", endpoint_url=self.config.iot_data_endpoint or None)
+
+    def process(self, event: Any, now_s: float | None = None) -> Outcome:
+        """Route one event. Never raises for a bad message or a failing endpoint (both become dead letters);
+        raises StoreError / botocore errors when the store or SNS fail, so the invocation is retried."""
+        t0 = time.perf_counter()
+        with awscalls.counting() as counter:
+            outcome = self._process(event, time.time() if now_s is None else now_s, counter)
+        outcome.calls = counter.kinds()
+        level = logging.WARNING if outcome.status == "dead_letter" else logging.INFO
+        log.log(level, json.dumps({"event": "escalation", **outcome.to_dict(),
+                                   "ms": round((time.perf_counter() - t0) * 1000, 1)}))
+        return outcome
+
+    def _dead_letter(self, letter: DeadLetter, message_id: str) -> Outcome:
+        self.store.put_dead_letter(letter)
+        return Outcome("dead_letter", message_id, reason=f"{letter.kind}: {letter.reason}")
+
+    def _process(self, event: Any, now_s: float, counter: awscalls.CallCounter) -> Outcome:
+        try:
+            parsed = parse_event(event, now_s)
+        except Rejected as exc:
+            return self._dead_letter(exc.letter, exc.letter.key.rsplit(":", 1)[0])
+        r = parsed.request
+        if self.store.get_result(r.camera, parsed.t_s, r.message_id) is not None:
+            return Outcome("duplicate", r.message_id, reason="already stored; nothing done again")
+        try:
+            response, _ = invoke(self.runtime, self.config.endpoint_name, invocation_for(r),
+                                 attempts=self.config.endpoint_attempts, backoff_s=self.config.endpoint_backoff_s)
+            verdict = verdict_from_response(r, response)
+        except (EndpointError, WireError) as exc:
+            kind = exc.kind if isinstance(exc, EndpointError) else "refused"
+            letter = DeadLetter(key=f"{r.message_id}:endpoint", t_s=now_s, kind="endpoint",
+                                reason=f"{kind}: {exc}", topic=parsed.topic, thing=parsed.thing, size=parsed.size,
+                                excerpt=f"camera={r.camera} frame_index={r.frame_index} crops={len(r.crops)}")
+            return self._dead_letter(letter, r.message_id)
+        day = day_of(parsed.t_s)
+        key = self._capture(parsed, response, day)
+        alerts = self._alert(parsed, verdict)
+        topic = self._publish(parsed, verdict)
+        detections = tuple(StoredDetection(d.label, d.score, d.box, cv.crop_id)
+                           for cv in verdict.crops for d in cv.detections)
+        calls = counter.kinds()
+        calls["store_writes"] += 1  # the row's own write, below
+        expires = int(parsed.t_s + self.config.retention_days * 86400) if self.config.retention_days else 0
+        record = ResultRecord(
+            message_id=r.message_id, camera=r.camera, t_s=parsed.t_s, site=r.site, thing=parsed.thing,
+            frame_index=r.frame_index, pts_s=r.pts_s, reason=r.reason, model=verdict.model, crops=len(r.crops),
+            detections=detections, alerts=tuple(alerts), training_key=key, calls=calls, expires_at=expires)
+        stored = self.store.put_result(record)
+        return Outcome("stored" if stored else "duplicate", r.message_id, detections=len(detections),
+                       alerts=alerts, training_key=key, published_to=topic,
+                       reason="" if stored else "stored concurrently by another delivery")
+
+    def _capture(self, parsed: Parsed, response: InvocationResponse, day: str) -> str:
+        """The training object's key, or "" when not captured. Best effort: a failure is logged, not raised."""
+        cfg, mid = self.config, parsed.request.message_id
+        if not cfg.training_bucket or not captured(mid, cfg.training_sample_rate):
+            return ""
+        key = training_key(cfg.training_prefix, parsed, day)
+        try:
+            self.s3.put_object(Bucket=cfg.training_bucket, Key=key, Body=training_record(parsed, response),
+                               ContentType="application/json", IfNoneMatch="*")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in ("PreconditionFailed", "ConditionalRequestConflict"):  # else: a retry; it is there
+                log.warning(json.dumps({"event": "training_capture_failed", "message_id": mid, "key": key,
+                                        "error": f"{code}: {exc}"}))
+                return ""
+        except BotoCoreError as exc:
+            log.warning(json.dumps({"event": "training_capture_failed", "message_id": mid, "error": str(exc)}))
+            return ""
+        return key
+
+    def _alert(self, parsed: Parsed, verdict: Verdict) -> list[str]:
+        """Alerts sent for this escalation ("label:rule"), cooldown per camera and label."""
+        cfg, r = self.config, parsed.request
+        if not cfg.alert_topic_arn or not cfg.rules:
+            return []
+        matches = evaluate(cfg.rules, r.camera, r.site, parsed.t_s,
+                           [(d.label, d.score, d.box) for d in verdict.detections()])
+        claimed, sent = [], []
+        for m in matches:
+            state = self.store.claim_alert(r.camera, m.label, parsed.t_s, m.rule.cooldown_s, r.message_id)
+            if state == "claimed":
+                claimed.append(m)
+            elif state == "mine":  # a repeated delivery that already alerted
+                sent.append(f"{m.label}:{m.rule.name}")
+        if not claimed:
+            return sent
+        labels = sorted({m.label for m in claimed})
+        try:
+            self.sns.publish(
+                TopicArn=cfg.alert_topic_arn, Message=json.dumps(alert_message(parsed, claimed)),
+                Subject=f"FrameSieve: {', '.join(labels)} at {r.camera}"[:100],
+                MessageAttributes={"camera": {"DataType": "String", "StringValue": r.camera},
+                                   "site": {"DataType": "String", "StringValue": r.site or "-"},
+                                   "labels": {"DataType": "String.Array", "StringValue": json.dumps(labels)}})
+        except (ClientError, BotoCoreError):
+            for m in claimed:  # give the slots back so the retried invocation can alert
+                self.store.release_alert(r.camera, m.label, r.message_id)
+            raise
+        return sent + [f"{m.label}:{m.rule.name}" for m in claimed]
+
+    def _publish(self, parsed: Parsed, verdict: Verdict) -> str:
+        """The topic the verdict went to, or "". Best effort: without it the gateway decides on its own."""
+        template = self.config.verdict_topic
+        if not template or not parsed.thing:
+            return ""
+        topic = template.format(thing=parsed.thing, camera=parsed.request.camera, site=parsed.request.site)
+        try:
+            self.iot.publish(topic=topic, qos=1, payload=verdict.to_bytes())
+        except (ClientError, BotoCoreError, WireError) as exc:
+            log.warning(json.dumps({"event": "verdict_publish_failed", "message_id": verdict.message_id,
+                                    "topic": topic, "error": str(exc)}))
+            return ""
+        return topic

@@ -1,0 +1,99 @@
+"""The results API over real HTTP on loopback, on both store backends."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import quote
+
+import pytest
+
+from cloud.api import start_in_thread
+from cloud.stores import DeadLetter, open_store
+from tests.cloud.stores.test_contract import T0, record
+
+
+def _serve(store):
+    for k in range(5):
+        store.put_result(record(f"m{k}", T0 + k, alerts=("person:r",) if k == 0 else ()))
+    store.put_result(record("g", T0, camera="gate/1"))
+    store.put_dead_letter(DeadLetter(key="x:malformed", t_s=T0, kind="malformed", reason="no crops"))
+    return start_in_thread(store)
+
+
+@pytest.fixture()
+def api(any_store):
+    server, port = _serve(any_store)
+    yield port
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sqlite_api(tmp_path_factory):
+    store = open_store(f"sqlite://{tmp_path_factory.mktemp('api') / 'results.sqlite'}")
+    server, port = _serve(store)
+    yield port
+    server.stop()
+    store.close()
+
+
+def get(port: int, path: str) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.getheader("Content-Type") == "application/json"
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_health(api):
+    status, body = get(api, "/health")
+    assert status == 200 and body["status"] == "ok"
+
+
+def test_detections_by_camera_paginated(api):
+    path = f"/cameras/plaza/detections?from={T0 + 1}&to=2025-11-29T07:06:45Z&limit=2"
+    ids, token, pages = [], None, 0
+    while True:
+        status, body = get(api, path + (f"&next_token={token}" if token else ""))
+        assert status == 200, body
+        ids += [i["message_id"] for i in body["items"]]
+        pages += 1
+        if not (token := body["next_token"]):
+            break
+    assert ids == ["m1", "m2", "m3", "m4"] and pages >= 2
+    status, body = get(api, f"/cameras/{quote('gate/1', safe='')}/detections?from={T0}&to={T0 + 1}")
+    assert [i["message_id"] for i in body["items"]] == ["g"]
+    assert body["items"][0]["detections"][0] == {"label": "person", "score": 0.8, "box": [10.0, 20.0, 30.0, 60.0],
+                                                 "crop_id": 0}
+
+
+def test_counters_site_day_and_dead_letters(api):
+    status, body = get(api, f"/cameras/plaza/counters?from={T0}&to={T0 + 60}")
+    assert status == 200 and body["counters"]["escalated"] == 5 and body["counters"]["alerts"] == 1
+    status, body = get(api, "/sites/site-1/days/2025-11-29/detections?limit=1000")
+    assert status == 200 and len(body["items"]) == 6
+    status, body = get(api, "/dead-letters?day=2025-11-29")
+    assert status == 200 and [d["key"] for d in body["items"]] == ["x:malformed"]
+
+
+@pytest.mark.parametrize(("path", "status", "parameter", "message"), [
+    ("/cameras/plaza/detections?to=2", 400, "from", "from is required"),
+    ("/cameras/plaza/detections?from=yesterday&to=2", 400, "from", "'yesterday' is not a time"),
+    ("/cameras/plaza/detections?from=5&to=2", 400, "to", "must be after from"),
+    ("/cameras/plaza/detections?from=1&to=2&limit=0", 400, "limit", "from 1 to 1000"),
+    ("/cameras/plaza/detections?from=1&to=2&limit=5000", 400, "limit", "from 1 to 1000"),
+    ("/cameras/plaza/detections?from=1&to=2&camera=x", 400, "camera", "unknown parameter(s) ['camera']"),
+    ("/cameras/plaza/detections?from=1&from=2&to=3", 400, "from", "more than once"),
+    ("/cameras/plaza/detections?from=1&to=2&next_token=garbage!", 400, "next_token", "page token"),
+    ("/cameras/plaza/counters?from=0&to=99999999", 400, "to", "at most"),
+    ("/sites/site-1/days/29-11-2025/detections", 400, "day", "YYYY-MM-DD"),
+    ("/dead-letters?day=2025-02-30", 400, "day", "YYYY-MM-DD"),
+    ("/nothing", 404, "path", "no route GET /nothing"),
+])
+def test_bad_requests_name_the_parameter(sqlite_api, path, status, parameter, message):
+    got, body = get(sqlite_api, path)
+    assert (got, body["parameter"]) == (status, parameter), body
+    assert message in body["error"]
