@@ -9,6 +9,11 @@ from __future__ import annotations
 # Where results, alert cooldowns and dead letters live: "dynamodb://TABLE" or "sqlite:///path/to/file".
 STORE_URL = "FRAMESIEVE_STORE"
 DEFAULT_STORE_URL = "sqlite:///tmp/framesieve-results.sqlite"
+# When a result row is written: "every" escalation, or only on a "change" of the labels a camera sees
+# (or an alert). "change" trades the per-verdict DynamoDB write for one read; a repeated delivery of an
+# unchanged verdict may then reach the endpoint again, but still makes no row, alert or S3 object twice.
+STORE_WRITES = "FRAMESIEVE_STORE_WRITES"
+DEFAULT_STORE_WRITES = "every"
 # Days a result row is kept (DynamoDB TTL attribute `expires_at`; SQLite purges on open).
 RETENTION_DAYS = "FRAMESIEVE_RETENTION_DAYS"
 DEFAULT_RETENTION_DAYS = 30

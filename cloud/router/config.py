@@ -26,6 +26,7 @@ def _number(env: dict[str, str], name: str, default: float, lo: float, hi: float
 @dataclass(frozen=True)
 class RouterConfig:
     store_url: str = c.DEFAULT_STORE_URL
+    store_writes: str = c.DEFAULT_STORE_WRITES
     retention_days: float = c.DEFAULT_RETENTION_DAYS
     endpoint_name: str = c.DEFAULT_ENDPOINT_NAME
     endpoint_attempts: int = c.DEFAULT_ENDPOINT_ATTEMPTS
@@ -47,8 +48,13 @@ class RouterConfig:
             raise ConfigError(f"{c.VERDICT_TOPIC}={topic!r}: the topic must contain {{thing}}, the gateway's "
                               f"thing name (e.g. {c.DEFAULT_VERDICT_TOPIC!r}), or be empty to not publish")
         prefix = env.get(c.TRAINING_PREFIX, c.DEFAULT_TRAINING_PREFIX)
+        writes = env.get(c.STORE_WRITES) or c.DEFAULT_STORE_WRITES
+        if writes not in ("every", "change"):
+            raise ConfigError(f"{c.STORE_WRITES}={writes!r}: expected 'every' (a row per verdict) or 'change' "
+                              "(a row only when the labels a camera sees change, or an alert is sent)")
         return cls(
             store_url=env.get(c.STORE_URL) or c.DEFAULT_STORE_URL,
+            store_writes=writes,
             retention_days=_number(env, c.RETENTION_DAYS, c.DEFAULT_RETENTION_DAYS, 0, 3650),
             endpoint_name=env.get(c.ENDPOINT_NAME) or c.DEFAULT_ENDPOINT_NAME,
             endpoint_attempts=int(_number(env, c.ENDPOINT_ATTEMPTS, c.DEFAULT_ENDPOINT_ATTEMPTS, 1, 10)),

@@ -47,7 +47,7 @@ class Parsed:
 
 @dataclass
 class Outcome:
-    status: str  # stored | duplicate | dead_letter
+    status: str  # stored | unchanged (store_writes=change) | duplicate | dead_letter
     message_id: str
     reason: str = ""
     detections: int = 0

@@ -99,6 +99,11 @@ class Router:
         topic = self._publish(parsed, verdict)
         detections = tuple(StoredDetection(d.label, d.score, d.box, cv.crop_id)
                            for cv in verdict.crops for d in cv.detections)
+        if self.config.store_writes == "change" and not alerts:
+            previous = self.store.latest_result(r.camera, parsed.t_s)
+            if previous is not None and {d.label for d in previous.detections} == {d.label for d in detections}:
+                return Outcome("unchanged", r.message_id, detections=len(detections), training_key=key,
+                               published_to=topic, reason="same labels as the camera's last row: no write")
         calls = counter.kinds()
         calls["store_writes"] += 1  # the row's own write, below
         expires = int(parsed.t_s + self.config.retention_days * 86400) if self.config.retention_days else 0

@@ -100,6 +100,14 @@ class DynamoDBStore(ResultsStore):
                                        ":hi": {"S": f"{int(round(t2_s * 1000)) - 1:013d}#\uffff"}})
         return Page([ResultRecord.from_dict(json.loads(i["data"]["S"])) for i in items], nxt)
 
+    def latest_result(self, camera: str, before_t_s: float) -> ResultRecord | None:
+        pk = f"CAM#{camera}"
+        reply = self._call("query", Limit=1, ScanIndexForward=False,
+                           KeyConditionExpression="pk = :pk AND sk < :hi",
+                           ExpressionAttributeValues={":pk": {"S": pk}, ":hi": {"S": _ms(before_t_s)}}) or {}
+        items = reply.get("Items", [])
+        return ResultRecord.from_dict(json.loads(items[0]["data"]["S"])) if items else None
+
     def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
         pk = f"SITE#{site}#{day}"
         items, nxt = self._query({"gsi1pk": pk}, limit, token, IndexName=GSI1,

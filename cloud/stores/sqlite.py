@@ -83,6 +83,11 @@ class SQLiteStore(ResultsStore):
         lo, hi = f"{int(round(t1_s * 1000)):013d}", f"{int(round(t2_s * 1000)):013d}"
         return self._page("camera = ? AND sk >= ? AND sk < ?", (camera, lo, hi), limit, token)
 
+    def latest_result(self, camera: str, before_t_s: float) -> ResultRecord | None:
+        rows = self._read("SELECT data FROM results WHERE camera = ? AND sk < ? ORDER BY sk DESC LIMIT 1",
+                          (camera, f"{int(round(before_t_s * 1000)):013d}"))
+        return ResultRecord.from_dict(json.loads(rows[0][0])) if rows else None
+
     def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
         return self._page("site = ? AND day = ?", (site, day), limit, token)
 

@@ -135,3 +135,31 @@ def test_concurrent_deliveries_of_one_message_make_one_row_one_alert_one_object(
     assert len(stack.result_items()) == 1 and len(stack.training_keys()) == 1
     assert len(stack.alerts(wait_s=1)) == 1
     assert sum(o.calls["sns_publishes"] for o in outcomes) == 1
+
+
+def test_store_writes_on_change_skip_unchanged_verdicts_but_keep_every_guarantee(monkeypatch, moto, aws_env,
+                                                                                  plaza_crops):
+    from tests.cloud.conftest import make_stack
+
+    stack = make_stack(monkeypatch, moto, aws_env, FRAMESIEVE_STORE_WRITES="change", FRAMESIEVE_ALERT_RULES="[]")
+    first = stack.router.process(escalation_event(plaza_crops, created_s=T0))
+    same = stack.router.process(escalation_event(plaza_crops, created_s=T0 + 5))
+    again = stack.router.process(escalation_event(plaza_crops, created_s=T0 + 5, message_id=same.message_id))
+    assert (first.status, same.status, again.status) == ("stored", "unchanged", "unchanged")
+    assert same.calls["store_writes"] == 0 and same.calls["store_reads"] == 2  # duplicate check + last row
+    assert same.published_to  # the gateway still gets its verdict
+    assert len(stack.router.store.query_camera(CAMERA, T0 - 1, T0 + 10).items) == 1
+    assert len(stack.training_keys()) == 2  # the repeat's PUT was refused by If-None-Match: no second object
+    other = stack.router.process(escalation_event(plaza_crops, created_s=T0 + 9,
+                                                  camera="empty-cam"))
+    assert other.status == "stored"  # a camera's first verdict is always a change
+
+
+def test_store_writes_setting_is_validated():
+    import pytest
+
+    from cloud.exceptions import ConfigError
+    from cloud.router.config import RouterConfig
+
+    with pytest.raises(ConfigError, match="FRAMESIEVE_STORE_WRITES='sometimes'"):
+        RouterConfig.from_env({"FRAMESIEVE_STORE_WRITES": "sometimes"})

@@ -97,3 +97,13 @@ def test_a_forged_page_token_is_refused(any_store):
     if type(any_store).__name__ == "DynamoDBStore":  # its tokens carry their partition
         with pytest.raises(StoreError, match="another query"):
             any_store.query_camera("gate", T0, T0 + 10, token=token)
+
+
+def test_latest_result_is_the_newest_row_before_a_time(any_store):
+    for mid, t in (("a", 100.0), ("b", 200.0), ("c", 300.0)):
+        any_store.put_result(record(mid, t))
+    any_store.put_result(record("other", 250.0, camera="door"))
+    assert any_store.latest_result("plaza", 250.0).message_id == "b"
+    assert any_store.latest_result("plaza", 1e12).message_id == "c"
+    assert any_store.latest_result("plaza", 100.0) is None  # strictly before
+    assert any_store.latest_result("nobody", 1e12) is None
