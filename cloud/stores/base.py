@@ -162,10 +162,10 @@ class ResultsStore(ABC):
         """Rows of `camera` with t1 <= t < t2, oldest first."""
 
     @abstractmethod
-    @abstractmethod
     def latest_result(self, camera: str, before_t_s: float) -> ResultRecord | None:
         """The camera's newest row before a time (for writing rows only on a change)."""
 
+    @abstractmethod
     def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
         """Rows of every camera of `site` on UTC day `day` (YYYY-MM-DD), oldest first."""
 
