@@ -121,3 +121,18 @@ def test_a_camera_that_changes_resolution_keeps_running(vtest_frames, tmp_path):
     assert len(lines) == 6 and summary["cameras"]["door"]["corrupt_frames"] == 1
     for line in lines[3:]:
         assert all(d["box"][2] <= 384 and d["box"][3] <= 288 for d in line["detections"])
+
+
+def test_sagemaker_transport_through_boto3_against_the_real_server(teacher_server_url, vtest_path, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    base = teacher_server_url.rsplit("/", 1)[0]
+    config = AgentConfig.model_validate({
+        "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.25, "cascade": UNSURE}],
+        "escalation": {"transport": "sagemaker", "endpoint_name": "framesieve-teacher", "region": "eu-west-1",
+                       "endpoint_url": base, "retries": 1}})
+    summary, lines = _run(config, tmp_path)
+    t = summary["total"]
+    assert t["escalated"] >= 1 and t["cloud_failed"] == 0
+    assert any(ln["decided_by"] == "cloud" and ln["detections"] for ln in lines)
