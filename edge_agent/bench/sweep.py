@@ -15,7 +15,7 @@ from edge_agent.bench.metrics import escalation_fraction, label_agreement
 from edge_agent.bench.runner import Baseline, OracleTransport, agent_config, replay, run_hybrid
 
 ACCEPTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-REJECTS = (0.1, 0.2, 0.3)
+REJECTS = (0.05, 0.1, 0.2, 0.3)
 
 
 def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence",

@@ -60,13 +60,16 @@ class EscalationBudget:
 class Cascade:
     def __init__(self, bands: dict[str, Band], student_thresholds: dict[str, float],
                  level: Literal["presence", "boxes"] = "presence", audit_fraction: float = 0.0,
-                 budget_per_hour: float = 3600.0, seed: int = 0):
+                 budget_per_hour: float = 3600.0, seed: int = 0, nothing_ttl_s: float = 10.0,
+                 nothing_rise: float = 0.15):
         self.bands = bands
         self.student_thresholds = student_thresholds
         self.level = level
         self.audit_fraction = audit_fraction
         self.budget = EscalationBudget(budget_per_hour)
         self.rng = np.random.default_rng(seed)
+        self.nothing_ttl_s = nothing_ttl_s
+        self.nothing_rise = nothing_rise
 
     def decide(self, dets: Detections, tracker: IouTracker, pts_s: float) -> Decision:
         """`dets` carry track ids from `tracker`."""
@@ -77,7 +80,8 @@ class Cascade:
         for i in range(len(dets)):
             track = tracker.get(dets.track_ids[i]) if len(dets.track_ids) else None
             label, score = str(dets.labels[i]), dets.scores[i]
-            if track is not None and track.confirmed:
+            if track is not None and track.answer_holds(float(dets.scores[i]), pts_s, self.nothing_ttl_s,
+                                                        self.nothing_rise):
                 keep[i] = track.cloud_label != NOTHING
                 if keep[i]:
                     labels[i] = track.cloud_label

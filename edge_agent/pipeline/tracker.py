@@ -27,10 +27,23 @@ class Track:
     hits: int = 1
     cloud_label: str | None = None  # None: never checked; NOTHING: checked, no object
     cloud_score: float = 0.0
+    checked_s: float = 0.0  # when the cloud answered
+    checked_student_score: float = 0.0  # the student's score for the track at that moment
 
     @property
     def confirmed(self) -> bool:
         return self.cloud_label is not None
+
+    def answer_holds(self, score: float, now_s: float, nothing_ttl_s: float, rise: float) -> bool:
+        """Whether the cloud's answer still stands for this detection. A label holds while the track
+        lives (a person stays a person). "Nothing here" is weaker evidence: it lapses after
+        `nothing_ttl_s`, or at once when the student's score rises by `rise`, since someone may have
+        stepped into the spot where the student first saw a shadow."""
+        if self.cloud_label is None:
+            return False
+        if self.cloud_label != NOTHING:
+            return True
+        return now_s - self.checked_s <= nothing_ttl_s and score < self.checked_student_score + rise
 
 
 class IouTracker:
@@ -75,13 +88,15 @@ class IouTracker:
         track.last_seen_s = pts_s
         track.hits += 1
 
-    def confirm(self, track_ids: np.ndarray, cloud: Detections) -> None:
+    def confirm(self, track_ids: np.ndarray, cloud: Detections, now_s: float = 0.0) -> None:
         """Record the cloud's answer for these tracks: the label of the best-overlapping cloud box, or
         NOTHING when the cloud saw no object there."""
         for tid in track_ids:
             track = self.tracks.get(int(tid))
             if track is None:
                 continue
+            track.checked_s = now_s
+            track.checked_student_score = track.score
             if len(cloud):
                 iou = box_iou(track.box[None, :], cloud.xyxy)[0]
                 k = int(iou.argmax())

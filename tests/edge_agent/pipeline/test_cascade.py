@@ -108,3 +108,29 @@ def test_audit_share_escalates_confident_frames_at_about_the_configured_rate():
     share = reasons.count("audit") / len(reasons)
     assert 0.07 < share < 0.13
     assert set(reasons) <= {"audit", None}
+
+
+@pytest.mark.parametrize(
+    ("t", "score", "escalate"),
+    [
+        (5.0, 0.30, False),   # still trusted: same spot, same doubt
+        (5.0, 0.50, True),    # the student's score rose by 0.2: someone may have stepped in; ask again
+        (12.0, 0.30, True),   # "nothing here" lapsed after 10 s
+    ],
+)
+def test_nothing_here_is_weaker_than_a_label(t, score, escalate):
+    tracker = IouTracker(max_age_s=30.0)
+    cascade = Cascade(BANDS, STUDENT_T, nothing_ttl_s=10.0, nothing_rise=0.15)
+    first = tracker.update(dets(("person", 0.3, 0)), 0.0)
+    tracker.confirm(first.track_ids, Detections.empty(), now_s=0.0)
+    d = cascade.decide(tracker.update(dets(("person", score, 2)), t), tracker, t)
+    assert d.escalate is escalate
+
+
+def test_a_confirmed_label_holds_whatever_the_student_says():
+    tracker = IouTracker(max_age_s=60.0)
+    cascade = Cascade(BANDS, STUDENT_T, nothing_ttl_s=1.0)
+    first = tracker.update(dets(("person", 0.3, 0)), 0.0)
+    tracker.confirm(first.track_ids, dets(("person", 0.8, 0)), now_s=0.0)
+    d = cascade.decide(tracker.update(dets(("person", 0.25, 3)), 50.0), tracker, 50.0)
+    assert not d.escalate and d.edge.scores.tolist() == pytest.approx([0.8])
