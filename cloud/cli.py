@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: its own choice)")
     p.add_argument("--cpu", action="store_true", help="CPU provider only, even where CUDA is available")
     p.set_defaults(func=_cmd_bench)
+
+    from cloud.deploy import add_arguments, run_from_args
+
+    p = sub.add_parser("deploy", help="package the router and the teacher, upload them, create or update the "
+                                      "AWS stack (infra/cloudformation/framesieve.yaml), streaming its events")
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
     return parser
 
 

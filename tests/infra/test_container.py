@@ -1,0 +1,41 @@
+"""The inference image's entry point and build context (the image itself is not built: no Docker here)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINER = ROOT / "infra" / "container"
+
+
+def _entry(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """Run the entry script with a stand-in `framesieve-cloud` that records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "framesieve-cloud"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    proc = subprocess.run(["sh", str(CONTAINER / "sagemaker-entry.sh"), *args], capture_output=True, text=True,
+                          timeout=10, env={"PATH": f"{bin_dir}:{os.environ['PATH']}", **(env or {})})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_sagemaker_serve_listens_on_every_interface_of_the_container(tmp_path):
+    assert _entry(tmp_path, "serve") == ["serve", "--host", "0.0.0.0", "--port", "8080"]
+    assert _entry(tmp_path) == ["serve", "--host", "0.0.0.0", "--port", "8080"]
+    assert _entry(tmp_path, "serve", "--max-batch", "16", env={"SAGEMAKER_BIND_TO_PORT": "9000"}) == \
+        ["serve", "--host", "0.0.0.0", "--port", "9000", "--max-batch", "16"]
+    assert _entry(tmp_path, "bench-endpoint", "--cpu") == ["bench-endpoint", "--cpu"]
+
+
+def test_dockerfile_copies_what_exists_and_installs_the_cloud_extra():
+    text = (CONTAINER / "Dockerfile").read_text()
+    for sources in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
+        for src in sources.split():
+            assert (ROOT / src).exists(), f"COPY {src}: not in the build context"
+    assert "'/src[cloud]'" in text and "onnxruntime-gpu" in text
+    assert 'ENTRYPOINT ["/usr/local/bin/sagemaker-entry"]' in text
