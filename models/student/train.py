@@ -108,13 +108,16 @@ def distillation_loss(logits, log_dist, heat_t, box_t, box_w, n_boxes: int):
 
 
 def train_student(cfg: TrainConfig, out_dir: Path, init_from: Path | None = None, name: str = "student",
-                  version: str = "1.0.0", progress: bool = True) -> dict:
-    """Train (or fine-tune from `init_from`, a student manifest) and write the models and manifests."""
+                  version: str = "1.0.0", progress: bool = True, data: Dataset | None = None,
+                  extra_training: dict | None = None) -> dict:
+    """Train (or fine-tune from `init_from`, a student manifest) and write the models and manifests.
+    `data` replaces the config's clips (per-camera specialization trains on collected records)."""
     started = time.time()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     rng = _seed(cfg.seed)
     teacher_manifest = ensure_teacher()
-    data = build_dataset(cfg, teacher_manifest)
+    if data is None:
+        data = build_dataset(cfg, teacher_manifest)
     net = StudentNet()
     if init_from is not None:
         parent = load_manifest(init_from)
@@ -166,6 +169,7 @@ def train_student(cfg: TrainConfig, out_dir: Path, init_from: Path | None = None
         "fine_tuned_from": str(init_from) if init_from else None,
         "loss_history": history,
         "train_seconds": round(time.time() - started, 1),
+        **(extra_training or {}),
     }
     result = export_variants(net, data, cfg, out_dir, name, version, training)
     (out_dir / "training-report.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -9,6 +9,7 @@ import threading
 
 from cloud.router import handler as lambda_handler
 from cloud.stores.dynamodb import DynamoDBStore
+from contracts.training import TrainingRecord
 from contracts.wire import Verdict
 from tests.cloud.conftest import CAMERA, SITE, THING, escalation_event
 
@@ -37,6 +38,7 @@ def test_one_escalation_makes_a_row_an_object_an_alert_and_a_verdict(stack, plaz
     assert key == f"training-data/{SITE}/{CAMERA}/2025-11-29/{mid}.json" == row.training_key
     body = json.loads(stack.client("s3").get_object(Bucket=stack.resources.bucket, Key=key)["Body"].read())
     assert [c["crop_id"] for c in body["crops"]] == [0, 1]
+    assert TrainingRecord.from_payload(body).camera == CAMERA  # the format specialization reads
     assert any(d["label"] == "person" for c in body["crops"] for d in c["teacher"])
     assert all(d["box"][2] <= 384 for c in body["crops"] for d in c["teacher"])  # crop pixels, not frame pixels
     # the alert, delivered by SNS to the subscribed queue

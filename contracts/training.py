@@ -1,0 +1,76 @@
+"""The training record: one escalation's crops with the teacher's labels, as kept for retraining.
+
+Written by the cloud router (S3, under the training prefix) and by the agent's local collector (a
+folder, in the embedded default); read by per-camera specialization. Pure Python, defined once.
+Boxes of the teacher are in the crop JPEG's own pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.wire import Crop, DetectionRecord, WireError, b64decode
+
+TRAINING_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainingCrop:
+    crop: Crop
+    teacher: tuple[DetectionRecord, ...]  # in the crop JPEG's pixels
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    message_id: str
+    camera: str
+    t_s: float  # when the frame was seen (the edge's clock)
+    pts_s: float
+    frame_index: int
+    reason: str
+    teacher_model: str
+    crops: tuple[TrainingCrop, ...]
+    site: str = ""
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "v": TRAINING_VERSION, "type": "training", "message_id": self.message_id, "site": self.site,
+            "camera": self.camera, "t_s": self.t_s, "frame_index": self.frame_index, "pts_s": self.pts_s,
+            "reason": self.reason, "teacher_model": self.teacher_model,
+            "crops": [{**c.crop.to_payload(), "teacher": [d.to_payload() for d in c.teacher]} for c in self.crops],
+        }
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_payload(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> TrainingRecord:
+        if not isinstance(payload, dict) or payload.get("type") != "training":
+            raise WireError("not a training record (type must be 'training')")
+        if payload.get("v") != TRAINING_VERSION:
+            raise WireError(f"training record version {payload.get('v')!r} is not supported")
+        crops = []
+        for i, c in enumerate(payload.get("crops") or []):
+            where = f"training.crops[{i}]"
+            crop = Crop.from_payload(c, where)
+            b64decode(c.get("jpeg_b64"), f"{where}.jpeg_b64")
+            teacher = tuple(DetectionRecord.from_payload(d, f"{where}.teacher") for d in c.get("teacher", []))
+            crops.append(TrainingCrop(crop, teacher))
+        if not crops:
+            raise WireError("training record has no crops")
+        try:
+            return cls(str(payload["message_id"]), str(payload["camera"]), float(payload["t_s"]),
+                       float(payload.get("pts_s", 0.0)), int(payload.get("frame_index", 0)),
+                       str(payload.get("reason", "")), str(payload.get("teacher_model", "")), tuple(crops),
+                       str(payload.get("site", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"training record field missing or malformed: {exc}") from exc
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainingRecord:
+        try:
+            return cls.from_payload(json.loads(data))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise WireError(f"training record is not JSON: {exc}") from exc

@@ -1,0 +1,102 @@
+"""Per-camera specialization: fine-tune a student on one camera's collected teacher answers, then let
+it replace the camera's current student (the champion) only if it is no worse in recall and needs
+fewer escalations, on the camera's newest frames, which neither model trained on.
+
+The decision simulates the cascade at the presence level frame by frame: a label's best score at or
+above `accept` decides "present", at or below `reject` decides "absent", anything between is escalated
+(and then answered by the teacher, so it is right).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from contracts.labels import PRODUCT_LABELS
+from models.exceptions import ModelError
+from models.manifest import load_manifest
+from models.runtime import load_detector
+from models.student.collected import load_records, records_dataset
+from models.student.config import TrainConfig
+from models.student.evaluate import run_on
+from models.student.train import Dataset, train_student
+
+GRID = [(a, r) for a in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) for r in (0.05, 0.1, 0.2, 0.3) if r < a]
+
+
+def frame_scores(manifest: Path, data: Dataset, items, ref_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, labels) best calibrated scores of the model, and the teacher's presence."""
+    preds, refs = run_on(load_detector(manifest, threads=2, conf_threshold=0.01), data, items)
+    scores = np.array([[p.max_score(label) for label in PRODUCT_LABELS] for p in preds])
+    scores = scores.reshape(-1, len(PRODUCT_LABELS))
+    present = np.array([[len(r.with_label(label).with_min_score(ref_threshold)) > 0 for label in PRODUCT_LABELS]
+                        for r in refs]).reshape(-1, len(PRODUCT_LABELS))
+    return scores, present
+
+
+def cascade_outcome(scores: np.ndarray, present: np.ndarray, accept: float, reject: float,
+                    label: str = "person") -> dict:
+    k = PRODUCT_LABELS.index(label)
+    uncertain = ((scores > reject) & (scores < accept)).any(axis=1)
+    said = np.where(uncertain, present[:, k], scores[:, k] >= accept)
+    truth = present[:, k]
+    recall = float((said & truth).sum() / truth.sum()) if truth.any() else 1.0
+    precision = float((said & truth).sum() / said.sum()) if said.any() else 1.0
+    return {"accept": accept, "reject": reject, "escalation_fraction": round(float(uncertain.mean()), 4),
+            "presence_recall": round(recall, 4), "presence_precision": round(precision, 4)}
+
+
+def needed_escalation(scores: np.ndarray, present: np.ndarray, target_recall: float) -> dict | None:
+    """The cheapest (accept, reject) reaching the target recall, or None."""
+    ok = [o for o in (cascade_outcome(scores, present, a, r) for a, r in GRID) if o["presence_recall"] >= target_recall]
+    return min(ok, key=lambda o: (o["escalation_fraction"], -o["presence_precision"])) if ok else None
+
+
+def decide(champion: Path, challenger: Path, data: Dataset, accept: float, reject: float, target_recall: float,
+           ref_threshold: float) -> dict:
+    items = data.frames("held")
+    if not items:
+        raise ModelError("no held-back frames to compare the models on; collect more records")
+    out = {"frames": len(items), "bands": {"accept": accept, "reject": reject}, "target_recall": target_recall}
+    for role, manifest in (("champion", champion), ("challenger", challenger)):
+        scores, present = frame_scores(manifest, data, items, ref_threshold)
+        out[role] = {"manifest": str(manifest), "at_bands": cascade_outcome(scores, present, accept, reject),
+                     "cheapest_for_target": needed_escalation(scores, present, target_recall)}
+    ch, cc = out["champion"], out["challenger"]
+    no_worse = cc["at_bands"]["presence_recall"] >= ch["at_bands"]["presence_recall"]
+    need_ch = (ch["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
+    need_cc = (cc["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
+    fewer = cc["at_bands"]["escalation_fraction"] < ch["at_bands"]["escalation_fraction"] or need_cc < need_ch
+    out["promote"] = bool(no_worse and fewer)
+    out["why"] = (
+        f"challenger recall {cc['at_bands']['presence_recall']:.3f} vs {ch['at_bands']['presence_recall']:.3f} at "
+        f"accept {accept}/reject {reject}, escalating {cc['at_bands']['escalation_fraction']:.1%} vs "
+        f"{ch['at_bands']['escalation_fraction']:.1%}; for recall >= {target_recall}: "
+        f"{'n/a' if need_cc > 1 else f'{need_cc:.1%}'} vs {'n/a' if need_ch > 1 else f'{need_ch:.1%}'}"
+        + ("" if out["promote"] else " -> keep the champion" + ("" if no_worse else " (worse recall)")))
+    return out
+
+
+def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path, epochs: int = 15,
+               accept: float = 0.5, reject: float = 0.2, target_recall: float = 0.97, min_records: int = 8,
+               config: TrainConfig | None = None, progress: bool = True) -> dict:
+    """One step of the loop: collect -> train -> decide. Writes the challenger and `decision.json` to
+    `out_dir`; rolling out is the caller's (a model job, or `--install` into the agent config)."""
+    champion_manifest = load_manifest(champion)
+    base = config or TrainConfig.model_validate(champion_manifest.training["config"])
+    cfg = base.model_copy(update={"epochs": epochs, "learning_rate": min(base.learning_rate, 0.002)})
+    records = load_records(records_dir, camera)
+    data = records_dataset(records, (cfg.input_width * 2, cfg.input_height * 2), min_records=min_records)
+    window = {"camera": camera, "records": len(records), "from_t_s": records[0].t_s, "to_t_s": records[-1].t_s,
+              "records_dir": str(records_dir)}
+    train_student(cfg, out_dir, init_from=champion, name=f"student-{camera}", version=f"{champion_manifest.version}+"
+                  f"{camera}.{int(time.time())}", progress=progress, data=data,
+                  extra_training={"specialization": window})
+    decision = decide(champion, out_dir / "manifest.json", data, accept, reject, target_recall,
+                      cfg.reference_threshold)
+    decision.update(window)
+    (out_dir / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
+    return decision

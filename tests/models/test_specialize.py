@@ -1,0 +1,86 @@
+"""Per-camera specialization on real footage, short form: records -> fine-tune -> champion/challenger."""
+
+import json
+import shutil
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+
+from contracts.training import TrainingCrop, TrainingRecord
+from contracts.wire import Crop, DetectionRecord
+from models.exceptions import ModelError
+from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.runtime import load_detector
+from models.student.collected import load_records, records_dataset
+from models.student.specialize import cascade_outcome, specialize
+
+
+def write_records(folder, clip, teacher_manifest, camera="road", every=5, limit=40):
+    """What the agent's collector writes: whole-frame crops the teacher answered."""
+    teacher = load_detector(teacher_manifest, threads=2, conf_threshold=0.4)
+    cap = cv2.VideoCapture(str(clip))
+    k = written = 0
+    while written < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if k % every == 0:
+            h, w = frame.shape[:2]
+            jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+            dets = teacher.detect([frame])[0]
+            teacher_records = tuple(DetectionRecord(r["label"], r["score"], tuple(r["box"])) for r in dets.to_records())
+            record = TrainingRecord(str(uuid.uuid4()), camera, 1000.0 + k, k / 12.5, k, "uncertain", "teacher@1",
+                                    (TrainingCrop(Crop(0, (0.0, 0.0, float(w), float(h)), jpeg, (w, h)),
+                                                  teacher_records),))
+            (folder / f"{record.message_id}.json").write_bytes(record.to_bytes())
+            written += 1
+        k += 1
+    cap.release()
+    return written
+
+
+@pytest.fixture(scope="module")
+def records_dir(tmp_path_factory, teacher_manifest, shared_footage):
+    folder = tmp_path_factory.mktemp("records")
+    assert write_records(folder, shared_footage / "car-detection.mp4", teacher_manifest) == 40
+    (folder / "junk.json").write_text("{not json")  # a bad file is skipped, not fatal
+    return folder
+
+
+def test_records_load_in_time_order_and_split_without_overlap(records_dir):
+    records = load_records(records_dir, "road")
+    assert len(records) == 40 and [r.t_s for r in records] == sorted(r.t_s for r in records)
+    assert load_records(records_dir, "other-camera") == []
+    data = records_dataset(records, (640, 384))
+    split = data.splits[0]
+    assert split.train.max() < split.calib.min() <= split.calib.max() < split.held.min()
+    assert len(split.held) == 8
+    with pytest.raises(ModelError, match="at least 50"):
+        records_dataset(records, (640, 384), min_records=50)
+
+
+def test_cascade_outcome_known_answer():
+    # 4 frames, person column: a confident hit, an uncertain one (escalated, so right), a miss, a true negative
+    scores = np.array([[0.9, 0.0], [0.4, 0.0], [0.1, 0.0], [0.05, 0.0]])
+    present = np.array([[True, False], [True, False], [True, False], [False, False]])
+    out = cascade_outcome(scores, present, accept=0.5, reject=0.2)
+    assert out["escalation_fraction"] == 0.25
+    assert out["presence_recall"] == pytest.approx(2 / 3, abs=1e-4) and out["presence_precision"] == 1.0
+
+
+def test_specialize_trains_decides_and_records_why(records_dir, tmp_path):
+    champion_dir = tmp_path / "champion"
+    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, champion_dir)
+    decision = specialize("road", records_dir, champion_dir / "manifest.json", tmp_path / "challenger", epochs=2,
+                          progress=False)
+    assert decision["frames"] == 8 and decision["camera"] == "road" and decision["records"] == 40
+    assert isinstance(decision["promote"], bool) and decision["why"]
+    for role in ("champion", "challenger"):
+        assert 0 <= decision[role]["at_bands"]["escalation_fraction"] <= 1
+    saved = json.loads((tmp_path / "challenger" / "decision.json").read_text())
+    assert saved["promote"] == decision["promote"]
+    manifest = json.loads((tmp_path / "challenger" / "manifest.json").read_text())
+    assert manifest["training"]["specialization"]["camera"] == "road"
+    assert manifest["training"]["fine_tuned_from"].endswith("manifest.json")
