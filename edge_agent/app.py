@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,11 +16,11 @@ import numpy as np
 
 from contracts.detections import Detections, box_iou
 from contracts.wire import WireError
-from edge_agent.config import AgentConfig, CameraConfig
+from edge_agent.config import AgentConfig, CameraConfig, CameraSettings
 from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
 from edge_agent.escalation.base import TRANSPORTS, Transport, TransportError
 from edge_agent.escalation.crops import build_request
-from edge_agent.events import EventLog, FrameEvent
+from edge_agent.events import EventLog, FrameEvent, event_message
 from edge_agent.feeder import FrameFeeder
 from edge_agent.metrics import serve_metrics
 from edge_agent.pipeline.cascade import Band, Cascade
@@ -27,8 +29,7 @@ from edge_agent.pipeline.motion import MotionGate
 from edge_agent.pipeline.regions import Region, plan_regions
 from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
 from edge_agent.pipeline.tracker import IouTracker
-from models.paths import DEFAULT_STUDENT_MANIFEST
-from models.runtime import load_detector
+from models.runtime import Detector
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +65,33 @@ def build_transport(config: AgentConfig) -> Transport | None:
     esc = config.escalation
     if esc.transport == "none":
         return None
+    if esc.transport in ("mqtt", "iot-core"):
+        from edge_agent.escalation.mqtt import build_mqtt_transport
+
+        return build_mqtt_transport(config)
     if esc.transport == "url":
         return TRANSPORTS["url"](esc.url, timeout_s=esc.timeout_s, retries=esc.retries)
     return TRANSPORTS["sagemaker"](esc.endpoint_name, esc.region, esc.endpoint_url, esc.timeout_s, esc.retries)
+
+
+@dataclass
+class Probation:
+    """A freshly installed student, watched for `batches_left` live batches; the previous one is kept
+    to come back if it fails. `done(None)` once it passed, `done(reason)` after a roll-back."""
+
+    previous: BatchedStudent
+    batches_left: int
+    done: Callable[[str | None], None]
 
 
 class Agent:
     def __init__(self, config: AgentConfig, transport: Transport | None = None, jsonl: Path | str | None = None,
                  events_db: Path | str | None = None, sources: list[FrameSource] | None = None):
         """`transport` and `sources` default to what the config says; the bench injects its own."""
+        from edge_agent.fleet.models import load_student
+
         self.config = config
-        manifest = DEFAULT_STUDENT_MANIFEST if config.student == "default" else Path(config.student)
-        self.student = BatchedStudent(load_detector(manifest, threads=config.student_threads))
+        self.student = BatchedStudent(load_student(config))  # an installed model update wins, if intact
         self.model_wh = self.student.detector.input_wh
         thresholds = self.student.detector.manifest.thresholds
         self.transport = transport if transport is not None else build_transport(config)
@@ -84,13 +100,28 @@ class Agent:
         for i, cam in enumerate(config.cameras):
             bands = {k: Band(v.accept, v.reject) for k, v in cam.cascade.labels.items()}
             cascade = Cascade(bands, thresholds, cam.cascade.level, cam.cascade.audit_fraction,
-                              cam.cascade.budget_per_hour, seed=i)
+                              cam.cascade.budget_per_hour, seed=i, nothing_ttl_s=cam.cascade.nothing_ttl_s,
+                              nothing_rise=cam.cascade.nothing_rise)
             self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade)
-        self.sources = sources if sources is not None else [
-            open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
+        try:
+            self.sources = sources if sources is not None else [
+                open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
+        except Exception:
+            if self.transport is not None:  # an MQTT link is connecting already: do not leave it behind
+                self.transport.close()
+            raise
         self.stop_event = threading.Event()
         self.errors = 0
         self.metrics_server = None
+        self._control: queue.SimpleQueue[Callable[[list[SampledFrame]], None]] = queue.SimpleQueue()
+        self._probation: Probation | None = None
+        self.started_s = time.time()
+        self.link = getattr(self.transport, "link", None)  # the MQTT connection, for events and the fleet
+        self.fleet = None
+        if self.link is not None:
+            from edge_agent.fleet import Fleet
+
+            self.fleet = Fleet(self, self.link).start()
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, max_batch: int = 8) -> dict:
@@ -101,6 +132,7 @@ class Agent:
         feeder = FrameFeeder(self.sources, self.stop_event).start()
         try:
             while (frames := feeder.batch(max_batch)) is not None:
+                self.run_control(frames)
                 try:
                     self.process(frames)
                 except Exception:  # one bad batch must not stop a gateway that watches many cameras
@@ -117,6 +149,98 @@ class Agent:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    # -- changes from other threads, applied by the loop between batches ---------------------------
+    def submit(self, action: Callable[[list[SampledFrame]], None]) -> None:
+        """Run `action(frames)` on the loop's thread before the next batch (`frames`: that batch, live
+        frames a change can be checked on). Thread-safe; the one way other threads change the agent."""
+        self._control.put(action)
+
+    def run_control(self, frames: list[SampledFrame]) -> None:
+        for _ in range(self._control.qsize()):  # what is queued now; an action may queue a retry for later
+            try:
+                action = self._control.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                action(frames)
+            except Exception:  # a bad change must not stop the cameras
+                log.exception("a queued change failed; the agent keeps its previous state")
+
+    def apply_settings(self, settings: dict[str, CameraSettings], done: Callable[[], None] | None = None) -> None:
+        """New settings for some cameras (validated already: the device shadow does it), applied between
+        batches without a restart; tracks, budgets and motion backgrounds carry over."""
+        unknown = sorted(set(settings) - set(self.cameras))
+        if unknown:
+            raise ValueError(f"unknown camera ids {unknown}; this agent runs {sorted(self.cameras)}")
+
+        def apply(_frames: list[SampledFrame]) -> None:
+            for camera, new in settings.items():
+                self._apply_camera(self.cameras[camera], new)
+            if done is not None:
+                done()
+
+        self.submit(apply)
+
+    def _apply_camera(self, state: CameraState, new: CameraSettings) -> None:
+        old = state.config
+        state.config = CameraConfig.model_validate({**new.model_dump(), "id": old.id, "source": old.source})
+        cascade, c = state.cascade, new.cascade
+        cascade.bands = {k: Band(v.accept, v.reject) for k, v in c.labels.items()}
+        cascade.level, cascade.audit_fraction = c.level, c.audit_fraction
+        if cascade.budget.per_hour != c.budget_per_hour:
+            cascade.budget.per_hour = c.budget_per_hour
+            cascade.budget.tokens = min(cascade.budget.tokens, float(c.budget_per_hour))
+        state.tracker.iou_threshold, state.tracker.max_age_s = new.tracker.iou, new.tracker.max_age_s
+        if new.motion != old.motion and state.gate is not None:
+            gate = MotionGate(new.motion, state.gate.frame_wh)
+            if gate.small_wh == state.gate.small_wh:  # keep the learnt background: no burst of false motion
+                gate._background = state.gate._background
+            state.gate = gate
+        if new.fps != old.fps:
+            for source in self.sources:
+                if source.camera == old.id:
+                    source.set_fps(new.fps)
+        log.info("camera %s: settings applied live", old.id)
+
+    def install_student(self, detector: Detector, probation_batches: int,
+                        done: Callable[[str | None], None]) -> None:
+        """Use `detector` from now on (call on the loop's thread, inside a `submit` action). The previous
+        student comes back if the new one fails on one of the next `probation_batches` batches."""
+        previous = self.student
+        self._use_student(BatchedStudent(detector))
+        self._probation = Probation(previous, probation_batches, done)
+        log.info("student %s %s installed; on probation for %d batch(es)", detector.manifest.name,
+                 detector.manifest.version, probation_batches)
+
+    def _use_student(self, student: BatchedStudent) -> None:
+        self.student = student
+        self.model_wh = student.detector.input_wh
+        for state in self.cameras.values():
+            state.cascade.student_thresholds = student.detector.manifest.thresholds
+
+    def _detect(self, jobs) -> list[Detections]:
+        probation = self._probation
+        if probation is None:
+            return self.student.detect(jobs)
+        try:
+            out = self.student.detect(jobs)
+        except Exception as exc:
+            self._probation = None
+            self._use_student(probation.previous)
+            log.error("the new student failed on a live batch (%s); rolled back to %s %s", exc,
+                      self.student.detector.manifest.name, self.student.detector.manifest.version)
+            probation.done(f"the new model failed on a live batch and was rolled back: {exc}")
+            return self.student.detect(jobs)
+        probation.batches_left -= 1
+        if probation.batches_left <= 0:
+            self._probation = None
+            probation.done(None)
+        return out
+
+    def model_info(self) -> dict[str, str]:
+        m = self.student.detector.manifest
+        return {"name": m.name, "version": m.version, "sha256": m.sha256}
 
     def process(self, frames: list[SampledFrame]) -> list[FrameEvent]:
         jobs, pending, events = [], [], []
@@ -148,7 +272,7 @@ class Agent:
             pending.append((frame, regions, motion.boxes))
         if not jobs:
             return events
-        for (frame, regions, moved), dets in zip(pending, self.student.detect(jobs), strict=True):
+        for (frame, regions, moved), dets in zip(pending, self._detect(jobs), strict=True):
             events.append(self._decide(frame, regions, moved, dets))
         return events
 
@@ -178,7 +302,7 @@ class Agent:
                             frame.camera, frame.frame_index, exc)
             else:
                 cloud = Detections.from_records(d.to_payload() for d in verdict.detections())
-                state.tracker.confirm(tracked.track_ids, cloud)
+                state.tracker.confirm(tracked.track_ids, cloud, frame.pts_s)
                 event.detections = self._merge(cloud, decision.edge, boxes, (w, h))
                 event.decided_by = "audit" if decision.reason == "audit" else "cloud"
                 event.escalated = True
@@ -208,6 +332,12 @@ class Agent:
 
     def _emit(self, event: FrameEvent) -> FrameEvent:
         self.cameras[event.camera].last = event.detections
+        if self.link is not None:  # spooled first, so whatever the local log holds the cloud gets, crash or not
+            try:
+                message = event_message(event, self.config.site)
+                self.link.send_later("event", message.message_id, self.link.topics.events, message.to_bytes())
+            except Exception:
+                log.exception("camera %s frame %d: event not queued for the cloud", event.camera, event.frame_index)
         self.events.write(event)
         return event
 
@@ -219,12 +349,19 @@ class Agent:
             counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
             per_camera[source.camera] = counters
         total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()))}
-        return {"cameras": per_camera, "total": total, "student_calls": self.student.calls,
-                "student_crops": self.student.crops, "errors": self.errors}
+        out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls,
+               "student_crops": self.student.crops, "errors": self.errors}
+        if self.link is not None:  # in-memory counters only: this runs after close() too
+            out["mqtt"] = {**self.transport.stats(), "spool_rows": self.link.spool.rows,
+                           "spool_bytes": self.link.spool.bytes, "spool_sent": self.link.sender.sent,
+                           "reconnects": max(0, self.link.connection.connects - 1), "model": self.model_info()}
+        return out
 
     def close(self) -> None:
         for source in self.sources:
             source.close()
+        if self.fleet is not None:
+            self.fleet.close()
         if self.transport is not None:
             self.transport.close()
         self.events.close()

@@ -51,6 +51,19 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_specialize(args: argparse.Namespace) -> int:
+    from models.student.specialize import specialize
+
+    decision = specialize(args.camera, Path(args.data), Path(args.init_from), Path(args.out), epochs=args.epochs,
+                          accept=args.accept, reject=args.reject, target_recall=args.target_recall,
+                          min_records=args.min_records)
+    verdict = "PROMOTE the challenger" if decision["promote"] else "keep the champion"
+    print(f"camera {args.camera}: {decision['records']} records, {decision['frames']} held-back frames compared")
+    print(f"{verdict}: {decision['why']}")
+    print(f"challenger: {Path(args.out) / 'manifest.json'}; decision: {Path(args.out) / 'decision.json'}")
+    return 0
+
+
 def _cmd_recalibrate(args: argparse.Namespace) -> int:
     from models.student.train import recalibrate
 
@@ -182,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "student, escalate only the uncertain ones to the accurate cloud model.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        help="log lines as text or JSON objects (default: json for `run`, text otherwise)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the agent on the cameras of a config file until stopped")
@@ -262,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="1.0.0-ft", help="version written into the manifest")
     p.set_defaults(func=_cmd_finetune)
 
+    p = msub.add_parser("specialize", help="one step of per-camera specialization: fine-tune on the camera's "
+                                           "collected teacher answers, then champion/challenger")
+    p.add_argument("--camera", required=True, help="camera id (as in the agent config and the records)")
+    p.add_argument("--data", required=True, help="folder of training records (the agent's collector or an S3 sync)")
+    p.add_argument("--from", dest="init_from", default=str(STUDENT_DIR / "manifest.json"),
+                   help="the camera's current student, the champion (default: the shipped student)")
+    p.add_argument("--out", required=True, help="output directory for the challenger and decision.json")
+    p.add_argument("--epochs", type=int, default=15, help="fine-tuning epochs (default: 15)")
+    p.add_argument("--accept", type=float, default=0.5, help="cascade accept threshold to compare at (default: 0.5)")
+    p.add_argument("--reject", type=float, default=0.2, help="cascade reject threshold to compare at (default: 0.2)")
+    p.add_argument("--target-recall", type=float, default=0.97, help="person presence recall to reach (default: 0.97)")
+    p.add_argument("--min-records", type=int, default=8, help="refuse with fewer records (default: 8)")
+    p.set_defaults(func=_cmd_specialize)
+
     p = msub.add_parser("recalibrate", help="redo calibration, thresholds, export and metrics of a trained "
                                             "student without training it again")
     p.add_argument("--student", default=str(STUDENT_DIR), help=f"student directory (default: {STUDENT_DIR})")
@@ -277,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("verify", help="check a model file against its manifest's sha256")
     p.add_argument("manifest")
     p.set_defaults(func=_cmd_verify)
+
+    from edge_agent.fleet.commands import add_commands
+
+    add_commands(sub, msub)
     return parser
 
 
@@ -284,8 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "label", "unset") is None:
         args.label = ["person"]
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edge_agent.logs import setup_logging
+
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO,
+                  args.log_format or ("json" if args.command == "run" else "text"))
     try:
         return args.func(args)
     except (ModelError, ConfigError, SourceError) as exc:

@@ -49,6 +49,8 @@ class CascadeSettings(_Strict):
         "person": LabelBand(accept=0.5, reject=0.2), "vehicle": LabelBand(accept=0.5, reject=0.2)})
     audit_fraction: float = Field(0.02, ge=0, le=1)
     budget_per_hour: int = Field(1200, ge=0)
+    nothing_ttl_s: float = Field(10.0, ge=0, description="how long the cloud's 'nothing here' is trusted")
+    nothing_rise: float = Field(0.15, gt=0, le=1, description="student score rise that reopens 'nothing here'")
 
     @field_validator("labels")
     @classmethod
@@ -77,8 +79,32 @@ class CameraConfig(CameraSettings):
     source: str = Field(min_length=1)
 
 
+class MqttSettings(_Strict):
+    """The broker connection of the mqtt and iot-core transports."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="broker host, or the IoT Core data endpoint")
+    port: int = Field(1883, ge=1, le=65535, description="1883 plain, 8883 TLS and IoT Core")
+    tls: bool = Field(False, description="mqtt: TLS on (iot-core is always mutual TLS)")
+    ca_file: str | None = Field(None, description="CA bundle (PEM) that signed the broker's certificate")
+    cert_file: str | None = Field(None, description="client certificate (PEM); required by iot-core")
+    key_file: str | None = Field(None, description="client private key (PEM); required by iot-core")
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = Field(30, ge=5, le=1200)
+    publish_timeout_s: float = Field(5.0, gt=0, le=60, description="wait for the broker's PUBACK this long")
+
+
+class SpoolSettings(_Strict):
+    """The durable outbox for escalations and events that could not be sent yet."""
+
+    path: str = "framesieve-spool.sqlite"
+    max_rows: int = Field(20_000, ge=1, le=10_000_000)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=256 * 1024, le=64 * 1024**3)
+    replay_rate_per_s: float = Field(50.0, gt=0, le=100, description="IoT Core allows 100 publishes/s a connection")
+
+
 class EscalationSettings(_Strict):
-    transport: Literal["none", "sagemaker", "url"] = "url"
+    transport: Literal["none", "sagemaker", "url", "mqtt", "iot-core"] = "url"
     url: str = "http://127.0.0.1:8080/invocations"
     endpoint_name: str = "framesieve-teacher"
     region: str = "us-east-1"
@@ -87,6 +113,32 @@ class EscalationSettings(_Strict):
     retries: int = Field(3, ge=1, le=10)
     crop: Literal["frame", "regions"] = "frame"
     jpeg_quality: int = Field(80, ge=30, le=100)
+    thing_name: str = Field("framesieve-gateway", pattern=r"^[A-Za-z0-9_:-]{1,128}$",
+                            description="the IoT thing name: MQTT client id and the {thing} in every topic")
+    topic_prefix: str = Field("framesieve", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    basic_ingest_rule: str | None = Field(None, pattern=r"^[A-Za-z0-9_]{1,128}$",
+                                          description="publish escalations to $aws/rules/<rule>/... (IoT Core)")
+    verdict_timeout_s: float = Field(10.0, gt=0, le=300, description="mqtt/iot-core: then the edge decides")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+
+    @model_validator(mode="after")
+    def _iot_core_needs_certificates(self) -> EscalationSettings:
+        if self.transport == "iot-core" and not (self.mqtt.cert_file and self.mqtt.key_file):
+            raise ValueError("transport iot-core needs mqtt.cert_file and mqtt.key_file (mutual TLS); "
+                             "`edge-agent provision` creates them")
+        return self
+
+
+class FleetSettings(_Strict):
+    """Fleet management over the same connection (mqtt and iot-core transports only)."""
+
+    shadow: bool = Field(True, description="apply the device shadow's desired config live, report state")
+    jobs: bool = Field(True, description="take model-update jobs")
+    telemetry_interval_s: float = Field(60.0, ge=0, le=86_400, description="0: no telemetry")
+    models_dir: str = Field("framesieve-models", description="where model updates are installed")
+    health_max_latency_ms: float = Field(1000.0, gt=0, description="a new model slower than this per batch fails")
+    probation_batches: int = Field(3, ge=1, le=1000, description="live batches a new model must pass")
 
 
 class OutputSettings(_Strict):
@@ -103,6 +155,7 @@ class AgentConfig(_Strict):
     cameras: list[CameraConfig] = Field(min_length=1)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @field_validator("cameras")
     @classmethod
@@ -112,6 +165,20 @@ class AgentConfig(_Strict):
         if dupes:
             raise ValueError(f"camera ids must be unique; repeated: {dupes}")
         return value
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """`override` over `base`, recursively for mappings; a None in `override` removes the key (as a
+    device shadow's null does)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = copy.deepcopy(base)
+        for key, value in override.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
 
 
 def _merge(base: Any, override: Any) -> Any:
@@ -155,14 +222,21 @@ def parse_config(text: str, source: str = "<config>") -> AgentConfig:
         CameraSettings.model_validate(defaults)
         return AgentConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
-            where = ".".join(map(str, loc)) or "(top level)"
-            at = f" (line {line})" if line else ""
-            problems.append(f"  {where}{at}: {err['msg']}; got {err.get('input')!r:.80}")
-        raise ConfigError(f"{source} is invalid:\n" + "\n".join(problems)) from exc
+        problems = describe_errors(exc, lines)
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  {p}" for p in problems)) from exc
+
+
+def describe_errors(exc: ValidationError, lines: dict[tuple, int] | None = None,
+                    prefix: tuple = ()) -> list[str]:
+    """One line per problem: key path, line (when known), what is wrong, the value given."""
+    problems = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None) if lines else None
+        where = ".".join(map(str, loc)) or "(top level)"
+        at = f" (line {line})" if line else ""
+        problems.append(f"{where}{at}: {err['msg']}; got {err.get('input')!r:.80}")
+    return problems
 
 
 def load_config(path: Path | str) -> AgentConfig:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
 
 from contracts.detections import Detections
+from contracts.wire import DetectionRecord, FrameEventMessage
 
 DecidedBy = Literal["edge", "cloud", "carried", "audit"]
 
@@ -53,6 +55,16 @@ class FrameEvent:
         return {"camera": self.camera, "frame_index": self.frame_index, "pts_s": round(self.pts_s, 3),
                 "decided_by": self.decided_by, "escalated": self.escalated,
                 "detections": self.detections.to_records()}
+
+
+def event_message(event: FrameEvent, site: str = "") -> FrameEventMessage:
+    """The event as the events topic carries it, with a fresh message id (the cloud deduplicates by it)."""
+    return FrameEventMessage(
+        message_id=str(uuid.uuid4()), camera=event.camera, frame_index=event.frame_index, pts_s=event.pts_s,
+        decided_by=event.decided_by, escalated=event.escalated, wall_time=event.wall_time, site=site,
+        cloud_failed=event.cloud_failed,
+        detections=tuple(DetectionRecord(r["label"], r["score"], tuple(r["box"]))
+                         for r in event.detections.to_records()))
 
 
 class EventLog:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edge_agent.bench.adapt import run_adapt
 from edge_agent.bench.metrics import clip_summary, pooled
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 from edge_agent.bench.sweep import pick_operating_point, sweep
@@ -46,7 +47,8 @@ def _model_card(path: Path) -> dict:
 
 
 def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None = None,
-              with_sweep: bool = True, target_recall: float = 0.97) -> dict:
+              with_sweep: bool = True, target_recall: float = 0.97, adapt_fraction: float | None = None,
+              student: Path = DEFAULT_STUDENT_MANIFEST) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     results, raw, skipped, timelines = {}, {}, {}, {}
     with local_inference_server() as url:
@@ -57,15 +59,19 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
                 log.warning("skipping %s: %s", name, skipped[name])
                 continue
             camera = path.stem
-            baseline = run_baseline(path, fps, keep_frames=with_sweep)
+            baseline = run_baseline(path, fps, keep_frames=with_sweep or bool(adapt_fraction))
             if not baseline.detections:
                 skipped[name] = "no frame could be read"
                 continue
-            hybrid = run_hybrid(agent_config(camera, path, fps, url, cascade), out_dir, camera)
-            held_from = held_back_start_s(path.name)
+            config = agent_config(camera, path, fps, url, cascade).model_copy(update={"student": str(student)})
+            hybrid = run_hybrid(config, out_dir, camera)
+            held_from = held_back_start_s(path.name, student)
             summary = clip_summary(hybrid, baseline, held_from)
             if with_sweep:
-                summary["sweep"] = sweep(baseline, path, camera, held_from_s=held_from)
+                summary["sweep"] = sweep(baseline, path, camera, held_from_s=held_from, student=student)
+            if adapt_fraction:
+                summary["adaptation"] = run_adapt(path, fps, adapt_fraction, url, out_dir / "adapt",
+                                                  generic=student, baseline=baseline)
             results[path.name] = summary
             raw[path.name] = (hybrid, baseline)
             timelines[path.name] = [
@@ -83,12 +89,12 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "fps": fps,
         "teacher": {**_model_card(ensure_teacher()), "reference_threshold": TEACHER_THRESHOLD},
-        "student": _model_card(DEFAULT_STUDENT_MANIFEST),
+        "student": _model_card(student),
         "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
         "clips": results,
         "skipped_clips": skipped,
         "total": pooled(results, raw),
-        "warmup": None,
+        "warmup": _warmup(results),
     }
     sweeps = [p for r in results.values() for p in r.get("sweep", [])]
     if sweeps:
@@ -96,6 +102,17 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "timeline.json").write_text(json.dumps(timelines) + "\n")
     return summary
+
+
+def _warmup(results: dict) -> dict | None:
+    """The adaptation phase's extra escalations, for the cost model to amortise (None without one)."""
+    runs = [r["adaptation"] for r in results.values() if r.get("adaptation")]
+    if not runs:
+        return None
+    frames = sum(a["adapt"]["frames"] for a in runs)
+    escalated = sum(a["adapt"]["escalated"] for a in runs)
+    hours = sum(a["adapt"]["frames"] / a["fps"] for a in runs) / len(runs) / 3600
+    return {"escalation_fraction": round(escalated / max(1, frames), 4), "hours": round(hours, 4)}
 
 
 def _pooled_operating_point(results: dict, target_recall: float) -> dict | None:

@@ -18,8 +18,8 @@ ACCEPTS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 REJECTS = (0.05, 0.1, 0.2, 0.3)
 
 
-def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence",
-          accepts=ACCEPTS, rejects=REJECTS, held_from_s: float | None = None) -> list[dict]:
+def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence", accepts=ACCEPTS,
+          rejects=REJECTS, held_from_s: float | None = None, student: Path | None = None) -> list[dict]:
     points = []
     with tempfile.TemporaryDirectory(prefix="framesieve-sweep-") as tmp:
         for accept in accepts:
@@ -29,6 +29,8 @@ def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence",
                 bands = {label: {"accept": accept, "reject": reject} for label in PRODUCT_LABELS}
                 cascade = {"level": level, "labels": bands, "audit_fraction": 0.0}
                 config = agent_config(camera, clip, baseline.fps, "http://127.0.0.1:9/unused", cascade)
+                if student is not None:
+                    config = config.model_copy(update={"student": str(student)})
                 run = run_hybrid(config, Path(tmp), "sweep", transport=OracleTransport(baseline),
                                  sources=replay(baseline, camera))
                 lines = run.lines

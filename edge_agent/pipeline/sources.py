@@ -113,6 +113,13 @@ class FrameSource(ABC):
                 if self._closed.is_set():
                     self._release()
 
+    def set_fps(self, fps: float) -> None:
+        """Change the sampling rate of a running source (the device shadow does); from the next sample on."""
+        if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
+            raise SourceError(f"camera {self.camera}: sampling fps must be a positive number, got {fps!r}")
+        self.fps = float(fps)
+        self._clock.interval_s = 1.0 / self.fps
+
     def close(self) -> None:
         self._closed.set()
         if self._io_lock.acquire(blocking=False):

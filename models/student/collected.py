@@ -68,8 +68,9 @@ def records_dataset(records: list[TrainingRecord], store_wh: tuple[int, int], tr
                     np.array(det_scores, np.float32), np.array(det_labels, np.int64))
     # Split by record (all crops of one frame on the same side), in time.
     n = len(records)
-    t_end = max(1, round(n * train_fraction))
-    c_end = max(t_end + 1, round(n * (train_fraction + calib_fraction)))
+    held = max(2, round(n * (1 - train_fraction - calib_fraction)))  # the decision needs a few frames
+    c_end = n - held
+    t_end = min(max(1, round(n * train_fraction)), c_end - 1)
     owners = np.array(owner)
     split = Split(np.flatnonzero(owners < t_end), np.flatnonzero((owners >= t_end) & (owners < c_end)),
                   np.flatnonzero(owners >= c_end))

@@ -13,7 +13,9 @@ def test_example_config_is_valid_and_documents_every_option():
     config = load_config(EXAMPLE)
     assert config.cameras[0].id == "plaza"
     text = EXAMPLE.read_text()
-    for section in (config.cameras[0], config.escalation, config.output):
+    sections = (config.cameras[0], config.escalation, config.escalation.mqtt, config.escalation.spool,
+                config.output, config.fleet)
+    for section in sections:
         for name in type(section).model_fields:
             assert f"{name}:" in text, f"option {name} is not documented in {EXAMPLE.name}"
     for sub in ("motion", "regions", "cascade", "tracker"):
@@ -54,6 +56,10 @@ cameras:
         ("cameras:\n  - {id: a, source: x}\nfrobnicate: 1\n", "frobnicate"),
         ("cameras:\n  - {id: a, source: x}\n    motion: [\n", "not valid YAML"),
         ("- a list", "top level must be a mapping"),
+        ("cameras:\n  - {id: a, source: x}\nescalation: {transport: iot-core}\n", "needs mqtt.cert_file"),
+        ("cameras:\n  - {id: a, source: x}\nescalation: {thing_name: 'gw/1'}\n", "escalation.thing_name"),
+        ("cameras:\n  - {id: a, source: x}\nescalation: {topic_prefix: 'fs/#'}\n", "escalation.topic_prefix"),
+        ("cameras:\n  - {id: a, source: x}\nescalation: {spool: {max_bytes: 10}}\n", "escalation.spool.max_bytes"),
         ("defaults: {motion: {threshold: 999}}\ncameras:\n  - {id: a, source: x}\n", "threshold"),
     ],
 )

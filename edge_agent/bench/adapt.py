@@ -1,0 +1,71 @@
+"""`edge-agent bench CLIP --adapt-fraction F`: per-camera specialization, measured.
+
+The first fraction F of the clip is the adaptation phase: the agent runs with the generic student and
+a warm-up policy (a share of confident frames escalated too), and keeps the teacher's answers to what
+it escalated, through the local inference server. It then specializes (fine-tune + champion /
+challenger). The rest of the clip is the evaluation phase, run with the generic student and with the
+specialized one: only the teacher's answers to escalated frames are ever trained on, never the
+baseline's labels for frames the agent did not send.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_agent.bench.metrics import escalation_fraction, label_agreement
+from edge_agent.bench.runner import Baseline, ReplaySource, agent_config, run_baseline, run_hybrid
+from edge_agent.escalation.collect import CollectingTransport
+from edge_agent.escalation.http import UrlTransport
+from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.student.specialize import specialize
+
+
+def _phase(lines: list[dict], phase: str) -> list[dict]:
+    return [{**ln, "phase": phase} for ln in lines]
+
+
+def _figures(lines: list[dict], baseline: Baseline) -> dict:
+    labels = label_agreement(lines, baseline) if lines else {}
+    return {"frames": len(lines), "escalation_fraction": round(escalation_fraction(lines), 4),
+            "person": labels.get("person", {})}
+
+
+def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
+              generic: Path = DEFAULT_STUDENT_MANIFEST, warmup_audit: float = 1.0, epochs: int = 15,
+              baseline: Baseline | None = None) -> dict:
+    if not 0 < fraction < 1:
+        raise ValueError(f"--adapt-fraction must be between 0 and 1, got {fraction}")
+    baseline = baseline or run_baseline(clip, fps)
+    frames = [baseline.frames[k] for k in sorted(baseline.frames)]
+    cut = frames[0].pts_s + fraction * baseline.duration_s
+    adapt, evaluate = [f for f in frames if f.pts_s < cut], [f for f in frames if f.pts_s >= cut]
+    camera = clip.stem
+    records = out_dir / "training-records"
+    warm = {"audit_fraction": warmup_audit}
+    config = agent_config(camera, clip, fps, url, warm).model_copy(update={"student": str(generic)})
+    collector = CollectingTransport(UrlTransport(url), records)
+    adapt_run = run_hybrid(config, out_dir, f"{camera}.adapt", transport=collector,
+                           sources=[ReplaySource(camera, adapt, fps)])
+    specialized_dir = out_dir / f"student-{camera}"
+    decision = specialize(camera, records, generic, specialized_dir, epochs=epochs, min_records=4, progress=False)
+    results = {}
+    for name, manifest in (("generic", generic), ("specialized", specialized_dir / "manifest.json")):
+        cfg = agent_config(camera, clip, fps, url).model_copy(update={"student": str(manifest)})
+        run = run_hybrid(cfg, out_dir, f"{camera}.eval-{name}", sources=[ReplaySource(camera, evaluate, fps)])
+        results[name] = _figures(run.lines, baseline)
+        results[name]["lines"] = run.lines
+    jsonl = out_dir / f"{camera}.jsonl"
+    with jsonl.open("w") as f:
+        for line in _phase(adapt_run.lines, "adapt") + _phase(results["specialized"].pop("lines"), "eval"):
+            f.write(json.dumps(line) + "\n")
+    results["generic"].pop("lines")
+    return {
+        "clip": clip.name, "fps": fps, "adapt_fraction": fraction, "adapt_until_s": round(cut, 2),
+        "adapt": {"frames": len(adapt), "escalated": adapt_run.counters["escalated"],
+                  "escalation_fraction": round(escalation_fraction(adapt_run.lines), 4),
+                  "records_kept": collector.written, "warmup_audit_fraction": warmup_audit},
+        "decision": {k: decision[k] for k in ("promote", "why", "frames")},
+        "eval": results,
+        "jsonl": str(jsonl),
+    }

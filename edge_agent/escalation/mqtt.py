@@ -1,0 +1,167 @@
+"""The mqtt and iot-core transports: an escalation is published to `{prefix}/{thing}/escalations` and
+its Verdict awaited on `{prefix}/{thing}/verdicts`, matched by message_id, within a timeout.
+
+What happens when something fails, and why:
+- not connected, or no PUBACK: the escalation goes to the durable spool (the cloud still gets it for
+  its records and training data, later) and the edge decides the frame now (TransportError);
+- acknowledged but no verdict in time: the edge decides; the message is with the cloud already, so it
+  is not spooled again. A verdict that arrives later is counted and dropped;
+- a malformed verdict, or one for another frame: rejected, logged and counted; the wait goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from contracts.wire import EscalationRequest, Verdict, WireError
+from edge_agent.config import AgentConfig, ConfigError
+from edge_agent.escalation.base import Transport, TransportError, register
+from edge_agent.escalation.connection import MqttConnection, Topics
+from edge_agent.escalation.outbox import SpoolSender
+from edge_agent.escalation.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MqttLink:
+    """The gateway's connection with its topics and its spool: what the transport, the event outbox and
+    fleet management share."""
+
+    connection: MqttConnection
+    topics: Topics
+    spool: Spool
+    sender: SpoolSender
+    site: str = ""
+
+    def send_later(self, kind: str, message_id: str, topic: str, payload: bytes) -> None:
+        """Durably queue a message; the sender publishes it as soon as (and as fast as) allowed."""
+        self.spool.put(kind, message_id, topic, payload)
+        self.sender.notify()
+
+    def close(self, drain_s: float = 2.0) -> None:
+        """Give the sender a moment to empty the spool (what is left stays on disk for next time)."""
+        if self.spool.rows and drain_s > 0:
+            self.sender.drain(drain_s)
+        self.sender.close()
+        self.connection.close()
+        self.spool.close()
+
+
+def open_link(config: AgentConfig) -> MqttLink:
+    """The connection (not started yet), spool and sender a config describes; ConfigError when a
+    certificate or key file it names is missing."""
+    esc, m = config.escalation, config.escalation.mqtt
+    connection: MqttConnection
+    try:
+        if esc.transport == "iot-core":
+            from edge_agent.escalation.iot_core import IotCoreConnection
+
+            connection = IotCoreConnection(m.host, m.port, esc.thing_name, m.cert_file or "", m.key_file or "",
+                                           m.ca_file, m.keepalive_s, m.publish_timeout_s)
+        else:
+            from edge_agent.escalation.paho_client import PahoConnection
+
+            connection = PahoConnection(m.host, m.port, esc.thing_name, tls=m.tls, ca_file=m.ca_file,
+                                        cert_file=m.cert_file, key_file=m.key_file, username=m.username,
+                                        password=m.password, keepalive_s=m.keepalive_s,
+                                        publish_timeout_s=m.publish_timeout_s)
+    except TransportError as exc:
+        raise ConfigError(str(exc)) from exc
+    spool = Spool(esc.spool.path, esc.spool.max_rows, esc.spool.max_bytes)
+    sender = SpoolSender(spool, connection, esc.spool.replay_rate_per_s, ack_timeout_s=2 * m.publish_timeout_s)
+    topics = Topics(esc.topic_prefix, esc.thing_name, esc.basic_ingest_rule)
+    return MqttLink(connection, topics, spool, sender, config.site)
+
+
+class _Waiter:
+    def __init__(self, request: EscalationRequest):
+        self.request = request
+        self.event = threading.Event()
+        self.verdict: Verdict | None = None
+
+
+class MqttTransport(Transport):
+    def __init__(self, link: MqttLink, verdict_timeout_s: float = 10.0):
+        self.link = link
+        self.verdict_timeout_s = verdict_timeout_s
+        self._waiting: dict[str, _Waiter] = {}
+        self._lock = threading.Lock()
+        self.verdicts = 0
+        self.late_verdicts = 0
+        self.rejected = 0
+        self.timeouts = 0
+        self.spooled = 0
+        link.connection.subscribe(link.topics.verdicts, self._on_verdict)
+        link.connection.start()
+        link.sender.start()
+
+    def escalate(self, request: EscalationRequest) -> Verdict:
+        payload = request.to_bytes()
+        waiter = _Waiter(request)
+        with self._lock:
+            self._waiting[request.message_id] = waiter
+        try:
+            try:
+                self.link.connection.publish(self.link.topics.escalations, payload)
+            except TransportError as exc:
+                self.link.send_later("escalation", request.message_id, self.link.topics.escalations, payload)
+                self.spooled += 1
+                raise TransportError(
+                    f"{exc}; escalation {request.message_id} spooled, sent when the link is back") from exc
+            if not waiter.event.wait(self.verdict_timeout_s):
+                self.timeouts += 1
+                raise TransportError(f"no verdict for escalation {request.message_id} within "
+                                     f"{self.verdict_timeout_s} s (escalation.verdict_timeout_s)")
+            assert waiter.verdict is not None
+            return waiter.verdict
+        finally:
+            with self._lock:
+                self._waiting.pop(request.message_id, None)
+
+    def _on_verdict(self, topic: str, payload: bytes) -> None:
+        try:
+            verdict = Verdict.from_bytes(payload)
+        except WireError as exc:
+            self.rejected += 1
+            log.warning("rejected a message on %s: %s", topic, exc)
+            return
+        with self._lock:
+            waiter = self._waiting.get(verdict.message_id)
+        if waiter is None:
+            self.late_verdicts += 1
+            log.info("verdict for %s arrived after the edge decided (or is not ours); dropped", verdict.message_id)
+            return
+        req = waiter.request
+        if (verdict.camera, verdict.frame_index) != (req.camera, req.frame_index):
+            self.rejected += 1
+            log.warning("rejected a verdict on %s: message %s is camera %s frame %d, the verdict says %s frame %d",
+                        topic, req.message_id, req.camera, req.frame_index, verdict.camera, verdict.frame_index)
+            return
+        self.verdicts += 1
+        waiter.verdict = verdict
+        waiter.event.set()
+
+    def stats(self) -> dict[str, int]:
+        return {"verdicts": self.verdicts, "late_verdicts": self.late_verdicts, "rejected": self.rejected,
+                "timeouts": self.timeouts, "spooled": self.spooled}
+
+    def close(self) -> None:
+        self.link.close()
+
+
+@register("mqtt")
+class PahoTransport(MqttTransport):
+    """Any MQTT broker (paho-mqtt)."""
+
+
+@register("iot-core")
+class IotCoreTransport(MqttTransport):
+    """AWS IoT Core (awsiotsdk MQTT 5, mutual TLS)."""
+
+
+def build_mqtt_transport(config: AgentConfig) -> MqttTransport:
+    cls = IotCoreTransport if config.escalation.transport == "iot-core" else PahoTransport
+    return cls(open_link(config), config.escalation.verdict_timeout_s)

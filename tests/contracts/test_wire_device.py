@@ -1,0 +1,36 @@
+"""The gateway's other messages to the cloud: frame events and telemetry round trips, and malformed ones
+rejected with the field named."""
+
+import copy
+
+import pytest
+
+from contracts.wire import MAX_MESSAGE_BYTES, DetectionRecord, FrameEventMessage, Telemetry, WireError
+
+EVENT = FrameEventMessage("e-1", "plaza", 15, 15.0, "cloud", True, (DetectionRecord("person", 0.9, (1, 2, 30, 60)),),
+                          1_764_400_000.0, site="site-1")
+TELEMETRY = Telemetry("t-1", "gw-1", 1_764_400_000.0, 60.0, "0.1.0", "1.0.0", 35.5, 410.0, 3, 1200, 0, True,
+                      {"plaza": {"fps": 1.0, "motion_rate": 0.8, "escalation_rate": 0.05, "cloud_failed_rate": 0.0}})
+
+
+def test_round_trips():
+    assert FrameEventMessage.from_bytes(EVENT.to_bytes()) == EVENT
+    assert Telemetry.from_bytes(TELEMETRY.to_bytes()) == TELEMETRY
+    assert len(EVENT.to_bytes()) < 1024 < MAX_MESSAGE_BYTES  # one IoT Core 5 KB unit
+
+
+@pytest.mark.parametrize(("message", "change", "error"), [
+    (EVENT, {"decided_by": "oracle"}, "event.decided_by: 'oracle' is not one of"),
+    (EVENT, {"escalated": "yes"}, "event.escalated"),
+    (EVENT, {"v": 2}, "wire version 2 is not supported"),
+    (EVENT, {"detections": [{"label": "person", "score": 2, "box": [0, 0, 1, 1]}]}, "event.detections[0].score"),
+    (TELEMETRY, {"type": "event"}, "expected type 'telemetry'"),
+    (TELEMETRY, {"cpu_percent": float("nan")}, "telemetry.cpu_percent"),
+    (TELEMETRY, {"spool": {"rows": 1}}, "telemetry.spool: missing field 'bytes'"),
+    (TELEMETRY, {"cameras": {"plaza": {"fps": 1}}}, "telemetry.cameras.plaza: missing field 'motion_rate'"),
+])
+def test_malformed_messages_name_the_field(message, change, error):
+    payload = copy.deepcopy(message.to_payload())
+    payload.update(change)
+    with pytest.raises(WireError, match=error.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        type(message).from_payload(payload)
