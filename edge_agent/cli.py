@@ -120,8 +120,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     _cmd_fetch(argparse.Namespace(force=False))
     out = Path(args.out)
     cascade = {"level": args.level} if args.level else None
+    student = Path(args.student) if args.student else STUDENT_DIR / "manifest.json"
     summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
-                        target_recall=args.target_recall)
+                        target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student)
     timelines = json.loads((out / "timeline.json").read_text())
     plot_timeline(timelines, out / "timeline.png")
     plot_tradeoff(summary, out / "tradeoff.png")
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="person presence recall the chosen operating point must reach (default: 0.97)")
     p.add_argument("--teacher-cpu-s", type=float,
                    help="also price the baseline with your own model's CPU seconds per frame")
+    p.add_argument("--student", help="student manifest (default: the shipped student)")
+    p.add_argument("--adapt-fraction", type=float,
+                   help="per-camera specialization: adapt on this first fraction of each clip, evaluate on the rest")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("cost", help="$ per camera-month and per fleet, baseline vs hybrid, from a bench summary")

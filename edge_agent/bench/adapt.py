@@ -28,7 +28,7 @@ def _phase(lines: list[dict], phase: str) -> list[dict]:
 def _figures(lines: list[dict], baseline: Baseline) -> dict:
     labels = label_agreement(lines, baseline) if lines else {}
     return {"frames": len(lines), "escalation_fraction": round(escalation_fraction(lines), 4),
-            "person": labels.get("person", {})}
+            "person": labels.get("person", {}), "vehicle": labels.get("vehicle", {})}
 
 
 def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,

@@ -140,6 +140,25 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
                   f"{summary['operating_point']['target_person_recall']} (frame-weighted over clips): "
                   f"accept {op['accept']}, reject {op['reject']}, escalating {_fmt(op['escalation_fraction'], True)}.",
                   ""]
+    adapted = {clip: r["adaptation"] for clip, r in summary["clips"].items() if r.get("adaptation")}
+    if adapted:
+        lines += ["## Per-camera specialization", "",
+                  "| clip | adapt phase | adapt escalated | records | decision | eval frames | student | escalated | "
+                  "person recall | person precision | vehicle recall | vehicle precision |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for clip, a in adapted.items():
+            for name in ("generic", "specialized"):
+                e = a["eval"][name]
+                lines.append(
+                    f"| {clip} | first {a['adapt']['frames']} frames (< {a['adapt_until_s']} s) | "
+                    f"{_fmt(a['adapt']['escalation_fraction'], True)} | {a['adapt']['records_kept']} | "
+                    f"{'promote' if a['decision']['promote'] else 'keep champion'} | {e['frames']} | {name} | "
+                    f"{_fmt(e['escalation_fraction'], True)} | {_fmt(e['person'].get('presence_recall'))} | "
+                    f"{_fmt(e['person'].get('presence_precision'))} | {_fmt(e['vehicle'].get('presence_recall'))} | "
+                    f"{_fmt(e['vehicle'].get('presence_precision'))} |")
+            lines.append("")
+            lines.append(f"Decision for {clip}: {a['decision']['why']}")
+        lines.append("")
     lines += ["![escalations and detections over time](timeline.png)", "",
               "![accuracy against escalations](tradeoff.png)", ""]
     if cost_text:

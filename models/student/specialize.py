@@ -37,22 +37,28 @@ def frame_scores(manifest: Path, data: Dataset, items, ref_threshold: float) -> 
     return scores, present
 
 
-def cascade_outcome(scores: np.ndarray, present: np.ndarray, accept: float, reject: float,
-                    label: str = "person") -> dict:
-    k = PRODUCT_LABELS.index(label)
+def cascade_outcome(scores: np.ndarray, present: np.ndarray, accept: float, reject: float) -> dict:
+    """Frame-level presence cascade over every label: escalated when any label's best score is between
+    the bands (the teacher then answers, so the frame is right), else each label decided by `accept`."""
     uncertain = ((scores > reject) & (scores < accept)).any(axis=1)
-    said = np.where(uncertain, present[:, k], scores[:, k] >= accept)
-    truth = present[:, k]
-    recall = float((said & truth).sum() / truth.sum()) if truth.any() else 1.0
-    precision = float((said & truth).sum() / said.sum()) if said.any() else 1.0
-    return {"accept": accept, "reject": reject, "escalation_fraction": round(float(uncertain.mean()), 4),
-            "presence_recall": round(recall, 4), "presence_precision": round(precision, 4)}
+    said = np.where(uncertain[:, None], present, scores >= accept)
+    out = {"accept": accept, "reject": reject, "escalation_fraction": round(float(uncertain.mean()), 4)}
+    for k, label in enumerate(PRODUCT_LABELS):
+        truth = present[:, k]
+        hit = (said[:, k] & truth).sum()
+        out[f"{label}_presence_recall"] = round(float(hit / truth.sum()), 4) if truth.any() else 1.0
+        out[f"{label}_presence_precision"] = round(float(hit / said[:, k].sum()), 4) if said[:, k].any() else 1.0
+    return out
+
+
+def _recall_ok(outcome: dict, target: float) -> bool:
+    return all(outcome[f"{label}_presence_recall"] >= target for label in PRODUCT_LABELS)
 
 
 def needed_escalation(scores: np.ndarray, present: np.ndarray, target_recall: float) -> dict | None:
-    """The cheapest (accept, reject) reaching the target recall, or None."""
-    ok = [o for o in (cascade_outcome(scores, present, a, r) for a, r in GRID) if o["presence_recall"] >= target_recall]
-    return min(ok, key=lambda o: (o["escalation_fraction"], -o["presence_precision"])) if ok else None
+    """The cheapest (accept, reject) reaching the target recall on every label, or None."""
+    ok = [o for o in (cascade_outcome(scores, present, a, r) for a, r in GRID) if _recall_ok(o, target_recall)]
+    return min(ok, key=lambda o: o["escalation_fraction"]) if ok else None
 
 
 def decide(champion: Path, challenger: Path, data: Dataset, accept: float, reject: float, target_recall: float,
@@ -65,18 +71,22 @@ def decide(champion: Path, challenger: Path, data: Dataset, accept: float, rejec
         scores, present = frame_scores(manifest, data, items, ref_threshold)
         out[role] = {"manifest": str(manifest), "at_bands": cascade_outcome(scores, present, accept, reject),
                      "cheapest_for_target": needed_escalation(scores, present, target_recall)}
-    ch, cc = out["champion"], out["challenger"]
-    no_worse = cc["at_bands"]["presence_recall"] >= ch["at_bands"]["presence_recall"]
-    need_ch = (ch["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
-    need_cc = (cc["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
-    fewer = cc["at_bands"]["escalation_fraction"] < ch["at_bands"]["escalation_fraction"] or need_cc < need_ch
-    out["promote"] = bool(no_worse and fewer)
+    ch, cc = out["champion"]["at_bands"], out["challenger"]["at_bands"]
+    worse = [label for label in PRODUCT_LABELS
+             if cc[f"{label}_presence_recall"] < ch[f"{label}_presence_recall"]]
+    need_ch = (out["champion"]["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
+    need_cc = (out["challenger"]["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
+    fewer = cc["escalation_fraction"] < ch["escalation_fraction"] or need_cc < need_ch
+    out["promote"] = bool(not worse and fewer)
+    recalls = ", ".join(f"{label} recall {cc[f'{label}_presence_recall']:.3f} vs {ch[f'{label}_presence_recall']:.3f}"
+                        for label in PRODUCT_LABELS)
     out["why"] = (
-        f"challenger recall {cc['at_bands']['presence_recall']:.3f} vs {ch['at_bands']['presence_recall']:.3f} at "
-        f"accept {accept}/reject {reject}, escalating {cc['at_bands']['escalation_fraction']:.1%} vs "
-        f"{ch['at_bands']['escalation_fraction']:.1%}; for recall >= {target_recall}: "
+        f"challenger vs champion on {len(items)} held-back frames at accept {accept}/reject {reject}: {recalls}; "
+        f"escalating {cc['escalation_fraction']:.1%} vs {ch['escalation_fraction']:.1%}; "
+        f"for recall >= {target_recall}: "
         f"{'n/a' if need_cc > 1 else f'{need_cc:.1%}'} vs {'n/a' if need_ch > 1 else f'{need_ch:.1%}'}"
-        + ("" if out["promote"] else " -> keep the champion" + ("" if no_worse else " (worse recall)")))
+        + (" -> promote" if out["promote"] else " -> keep the champion"
+           + (f" (worse recall on {', '.join(worse)})" if worse else " (no fewer escalations)")))
     return out
 
 

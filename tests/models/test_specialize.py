@@ -67,7 +67,9 @@ def test_cascade_outcome_known_answer():
     present = np.array([[True, False], [True, False], [True, False], [False, False]])
     out = cascade_outcome(scores, present, accept=0.5, reject=0.2)
     assert out["escalation_fraction"] == 0.25
-    assert out["presence_recall"] == pytest.approx(2 / 3, abs=1e-4) and out["presence_precision"] == 1.0
+    assert out["person_presence_recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert out["person_presence_precision"] == 1.0
+    assert out["vehicle_presence_recall"] == 1.0  # never present: nothing to miss
 
 
 def test_specialize_trains_decides_and_records_why(records_dir, tmp_path):
