@@ -38,7 +38,10 @@ def local_inference_server(timeout_s: float = 60.0):
     """`framesieve-cloud serve` as its own process on a free loopback port (so its CPU is not counted
     as the edge's); yields its /invocations URL."""
     port = free_port()
-    exe = shutil.which("framesieve-cloud") or str(Path(sys.executable).with_name("framesieve-cloud"))
+    beside = Path(sys.executable).with_name("framesieve-cloud")  # this environment's, before any on PATH
+    exe = str(beside) if beside.exists() else shutil.which("framesieve-cloud")
+    if exe is None:
+        raise RuntimeError("framesieve-cloud is not installed in this environment; pip install -e '.[cloud]'")
     proc = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
