@@ -106,7 +106,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import format_summary, run_demo
     from models.fetch import fetch_vtest
 
-    _cmd_fetch(argparse.Namespace(force=False))
+    from models.teacher.build import ensure_teacher
+
+    ensure_teacher()  # fetched and converted once, silently reused after
     clip = Path(args.clip) if args.clip else fetch_vtest()
     summary = run_demo(clip, Path(args.out), fps=args.fps)
     print(format_summary(summary))
