@@ -105,7 +105,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import format_summary, run_demo
     from models.fetch import fetch_vtest
-
     from models.teacher.build import ensure_teacher
 
     ensure_teacher()  # fetched and converted once, silently reused after

@@ -27,6 +27,7 @@ def draw(image: np.ndarray, hybrid: Detections, reference: Detections, title: st
         cv2.rectangle(out, tuple(box[:2]), tuple(box[2:]), (0, 220, 0), 1)
         cv2.putText(out, f"{label} {score:.2f}", (box[0], max(10, box[1] - 3)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4, (0, 220, 0), 1)
+    cv2.rectangle(out, (0, 0), (out.shape[1], 50), (0, 0, 0), -1)  # a banner so the text reads on any scene
     cv2.putText(out, title, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
     cv2.putText(out, "green: FrameSieve   red: teacher on every frame", (8, 42), cv2.FONT_HERSHEY_SIMPLEX,
                 0.5, (255, 255, 255), 1)
