@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cloud.exceptions import StoreError
+from cloud.httpjson import send_json
 from cloud.stores import Page, ResultsStore, open_store
 
 log = logging.getLogger("framesieve.api")
@@ -144,12 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
             bad = "page token" in str(exc)
             status, payload = (400, {"error": str(exc), "parameter": "next_token"}) if bad else (
                 503, {"error": str(exc)})
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
         log.info(json.dumps({"method": "GET", "path": url.path, "status": status,
                              "ms": round((time.perf_counter() - t0) * 1000, 1)}))
 

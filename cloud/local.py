@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from cloud import constants as c
 from cloud.devaws import DUMMY_ENV, MotoServer, provision
 from cloud.exceptions import ConfigError
+from cloud.httpjson import send_json
 from cloud.router.config import RouterConfig
 from cloud.router.service import Router
 
@@ -65,12 +66,7 @@ class _RouterHandler(BaseHTTPRequestHandler):
         self._send(200 if outcome.status != "dead_letter" else 422, outcome.to_dict())
 
     def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug(format, *args)

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from cloud.exceptions import RequestError, ServerClosing
+from cloud.httpjson import send_json
 from contracts.detections import Detections
 from contracts.wire import DetectionRecord, InvocationRequest, InvocationResponse, WireError, decode
 from models.manifest import Manifest
@@ -252,16 +253,10 @@ class _Handler(BaseHTTPRequestHandler):
                                 "OriginalMessage": message}, {"x-amzn-ErrorType": exc.code})
 
     def _send(self, status: int, payload: dict | bytes, headers: dict[str, str] | None = None) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
+        headers = dict(headers or {})
         if self.command == "POST" and not self._consumed:
-            self.send_header("Connection", "close")  # the unread body would be taken for the next request
-        self.end_headers()
-        self.wfile.write(data)
+            headers["Connection"] = "close"  # the unread body would be taken for the next request
+        send_json(self, status, payload, headers)
         ms = round((time.perf_counter() - self._t0) * 1000, 1)
         log.info(json.dumps({"method": self.command, "path": self._path, "status": status, "ms": ms,
                              "images": self._images}))
