@@ -39,8 +39,9 @@ class MotoServer:
     """`moto_server` on a loopback port, recording the requests it receives into `recording`."""
 
     def __init__(self, recording: Path, host: str = "127.0.0.1", port: int = 0):
-        exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-        if not Path(exe).exists():
+        beside = Path(sys.executable).with_name("moto_server")  # this environment's moto, before any on PATH
+        exe = str(beside) if beside.exists() else shutil.which("moto_server")
+        if exe is None or not Path(exe).exists():
             raise ConfigError("moto_server is not installed; pip install 'framesieve[dev]' (it brings moto[server])")
         self.host, self.port, self.recording = host, port or free_port(host), Path(recording)
         self.recording.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +72,25 @@ class MotoServer:
         raise ConfigError(f"moto_server did not answer on {self.url} within {timeout_s} s")
 
     def requests(self) -> list[dict[str, Any]]:
-        """Every request moto received since it started, in order (method, url, headers, body)."""
-        lines = self.recording.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        """Every request moto received since it started, in order (method, url, headers, body).
+
+        moto appends to the recording from its own process while we read it, so a read can meet a record
+        still being written (cut short, or run into the next one): records are decoded one after the
+        other, and a trailing partial one is left for the next read."""
+        text = self.recording.read_text()
+        decoder = json.JSONDecoder()
+        out, i = [], 0
+        while i < len(text):
+            while i < len(text) and text[i].isspace():
+                i += 1
+            if i >= len(text):
+                break
+            try:
+                record, i = decoder.raw_decode(text, i)
+            except json.JSONDecodeError:
+                break  # the record moto is writing right now
+            out.append(record)
+        return out
 
     def published(self, topic_prefix: str = "") -> list[tuple[str, bytes]]:
         """(topic, payload) of each iot-data Publish moto received."""
