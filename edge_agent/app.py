@@ -8,6 +8,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from edge_agent.pipeline.motion import MotionGate
 from edge_agent.pipeline.regions import Region, plan_regions
 from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
 from edge_agent.pipeline.tracker import IouTracker
-from models.runtime import Detector
+from models.runtime import Detector, load_detector
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class CameraState:
     # areas without motion; an uncertain guess is never carried, or it would outlive its evidence.
     settled: Detections = field(default_factory=Detections.empty)
     last_whole_s: float = float("-inf")  # when the student last looked at the whole frame
+    own_student: BatchedStudent | None = None  # a per-camera (specialized) student, else the agent's
+    recent_escalations: deque = field(default_factory=lambda: deque(maxlen=50))
     counters: Counters = field(default_factory=Counters)
 
 
@@ -97,12 +100,16 @@ class Agent:
         self.transport = transport if transport is not None else build_transport(config)
         self.events = EventLog(events_db or config.output.events_db, jsonl or config.output.detections_out)
         self.cameras: dict[str, CameraState] = {}
+        self.student_rollbacks = 0
         for i, cam in enumerate(config.cameras):
+            own = BatchedStudent(load_detector(Path(os.path.expanduser(cam.student)), threads=config.student_threads)) \
+                if cam.student else None  # sha256-verified like every model: a tampered one never runs
             bands = {k: Band(v.accept, v.reject) for k, v in cam.cascade.labels.items()}
-            cascade = Cascade(bands, thresholds, cam.cascade.level, cam.cascade.audit_fraction,
-                              cam.cascade.budget_per_hour, seed=i, nothing_ttl_s=cam.cascade.nothing_ttl_s,
-                              nothing_rise=cam.cascade.nothing_rise)
-            self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade)
+            cascade = Cascade(bands, own.detector.manifest.thresholds if own else thresholds, cam.cascade.level,
+                              cam.cascade.audit_fraction, cam.cascade.budget_per_hour, seed=i,
+                              nothing_ttl_s=cam.cascade.nothing_ttl_s, nothing_rise=cam.cascade.nothing_rise)
+            self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade,
+                                               own_student=own)
         try:
             self.sources = sources if sources is not None else [
                 open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
@@ -217,7 +224,38 @@ class Agent:
         self.student = student
         self.model_wh = student.detector.input_wh
         for state in self.cameras.values():
-            state.cascade.student_thresholds = student.detector.manifest.thresholds
+            if state.own_student is None:
+                state.cascade.student_thresholds = student.detector.manifest.thresholds
+
+    def _detect_all(self, pending, jobs) -> list[Detections]:
+        """The agent's student for most cameras (one batched call), each specialized one for its own."""
+        out: list[Detections | None] = [None] * len(jobs)
+        groups: dict[str, list[int]] = {}
+        for k, (frame, _regions, _moved) in enumerate(pending):
+            own = self.cameras[frame.camera].own_student
+            groups.setdefault(frame.camera if own else "", []).append(k)
+        for camera, indices in groups.items():
+            batch = [jobs[k] for k in indices]
+            found = self.cameras[camera].own_student.detect(batch) if camera else self._detect(batch)
+            for k, dets in zip(indices, found, strict=True):
+                out[k] = dets
+        return out  # type: ignore[return-value]
+
+    def _watch_own_student(self, state: CameraState, escalated: bool) -> None:
+        """Roll a camera back to the agent's student when its own one escalates more than it was promised to."""
+        limit = state.config.student_max_escalation
+        if state.own_student is None or limit is None:
+            return
+        state.recent_escalations.append(escalated)
+        window = state.recent_escalations
+        if len(window) >= 20 and sum(window) / len(window) > limit:
+            log.error("camera %s: its own student %s escalated %.0f%% of the last %d frames (limit %.0f%%); back "
+                      "to the agent's student", state.config.id, state.own_student.detector.manifest.name,
+                      100 * sum(window) / len(window), len(window), 100 * limit)
+            state.own_student = None
+            state.cascade.student_thresholds = self.student.detector.manifest.thresholds
+            window.clear()
+            self.student_rollbacks += 1
 
     def _detect(self, jobs) -> list[Detections]:
         probation = self._probation
@@ -264,7 +302,8 @@ class Agent:
                 # student false positive on a tripod, a car that left unseen) cannot last for ever.
                 regions = [Region((0, 0, w, h), whole_frame=True)]
             else:
-                regions = plan_regions(motion.boxes, (w, h), self.model_wh, settings.whole_frame_fraction,
+                model_wh = state.own_student.detector.input_wh if state.own_student else self.model_wh
+                regions = plan_regions(motion.boxes, (w, h), model_wh, settings.whole_frame_fraction,
                                        settings.margin, max_regions=settings.max_regions)
             if [tuple(r.box) for r in regions] == [(0, 0, w, h)]:
                 state.last_whole_s = frame.pts_s
@@ -272,8 +311,10 @@ class Agent:
             pending.append((frame, regions, motion.boxes))
         if not jobs:
             return events
-        for (frame, regions, moved), dets in zip(pending, self._detect(jobs), strict=True):
-            events.append(self._decide(frame, regions, moved, dets))
+        for (frame, regions, moved), dets in zip(pending, self._detect_all(pending, jobs), strict=True):
+            event = self._decide(frame, regions, moved, dets)
+            self._watch_own_student(self.cameras[frame.camera], event.escalated)
+            events.append(event)
         return events
 
     def _decide(self, frame: SampledFrame, regions, moved, dets: Detections) -> FrameEvent:
@@ -349,8 +390,10 @@ class Agent:
             counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
             per_camera[source.camera] = counters
         total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()))}
-        out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls,
-               "student_crops": self.student.crops, "errors": self.errors}
+        own = [c.own_student for c in self.cameras.values() if c.own_student is not None]
+        out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls + sum(o.calls for o in own),
+               "student_crops": self.student.crops + sum(o.crops for o in own), "errors": self.errors,
+               "student_rollbacks": self.student_rollbacks}
         if self.link is not None:  # in-memory counters only: this runs after close() too
             out["mqtt"] = {**self.transport.stats(), "spool_rows": self.link.spool.rows,
                            "spool_bytes": self.link.spool.bytes, "spool_sent": self.link.sender.sent,

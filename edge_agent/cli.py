@@ -61,6 +61,14 @@ def _cmd_specialize(args: argparse.Namespace) -> int:
     print(f"camera {args.camera}: {decision['records']} records, {decision['frames']} held-back frames compared")
     print(f"{verdict}: {decision['why']}")
     print(f"challenger: {Path(args.out) / 'manifest.json'}; decision: {Path(args.out) / 'decision.json'}")
+    if args.install and decision["promote"]:
+        from edge_agent.config import load_config
+        from models.student.specialize import install
+
+        limit = install(Path(args.install), args.camera, Path(args.out) / "manifest.json", decision)
+        load_config(args.install)  # the rewritten config must still be valid
+        print(f"installed for camera {args.camera} in {args.install} (rolled back above {limit:.0%} escalated); "
+              "restart the agent or push the config")
     return 0
 
 
@@ -294,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reject", type=float, default=0.2, help="cascade reject threshold to compare at (default: 0.2)")
     p.add_argument("--target-recall", type=float, default=0.97, help="person presence recall to reach (default: 0.97)")
     p.add_argument("--min-records", type=int, default=8, help="refuse with fewer records (default: 8)")
+    p.add_argument("--install", metavar="CONFIG",
+                   help="if promoted, give the camera this student in this agent config (a .bak is kept)")
     p.set_defaults(func=_cmd_specialize)
 
     p = msub.add_parser("recalibrate", help="redo calibration, thresholds, export and metrics of a trained "

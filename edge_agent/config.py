@@ -77,6 +77,9 @@ class CameraSettings(_Strict):
 class CameraConfig(CameraSettings):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     source: str = Field(min_length=1)
+    student: str | None = Field(None, description="this camera's own student manifest (specialization)")
+    student_max_escalation: float | None = Field(
+        None, gt=0, le=1, description="back to the agent's student if this camera's escalates more than this")
 
 
 class MqttSettings(_Strict):

@@ -87,7 +87,9 @@ class ShadowSync:
         self.switch_model = switch_model  # the job runner's: same checks as a model update
         self.model_status: str | None = None
         self._switching: str | None = None
-        self.bases = {c.id: CameraSettings.model_validate(c.model_dump(exclude={"id", "source"})).model_dump(
+        # Only what the shadow may change: not a camera's identity, source, or its own student.
+        only_settings = {"id", "source", "student", "student_max_escalation"}
+        self.bases = {c.id: CameraSettings.model_validate(c.model_dump(exclude=only_settings)).model_dump(
             mode="json") for c in agent.config.cameras}
         self.desired: dict[str, Any] = {}  # the last desired state that was applied
         self.error: dict[str, Any] | None = None

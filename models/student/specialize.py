@@ -110,3 +110,29 @@ def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path, ep
     decision.update(window)
     (out_dir / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
     return decision
+
+
+def install(config_path: Path, camera: str, challenger: Path, decision: dict, margin: float = 0.05) -> float:
+    """Roll a promoted challenger out to one camera of an agent config: its own `student`, and the
+    escalation fraction above which the agent rolls it back (what the champion needed, plus a margin).
+    The challenger is verified first: a tampered or mismatched model is never deployed."""
+    import shutil
+
+    import yaml
+
+    if not decision.get("promote"):
+        raise ModelError(f"the decision for camera {camera} was to keep the champion; nothing to install")
+    manifest = load_manifest(challenger)  # raises on a sha256 mismatch
+    if manifest.training.get("specialization", {}).get("camera") != camera:
+        raise ModelError(f"{challenger} was specialized for camera "
+                         f"{manifest.training.get('specialization', {}).get('camera')!r}, not {camera!r}")
+    raw = yaml.safe_load(Path(config_path).read_text())
+    cams = [c for c in raw.get("cameras", []) if isinstance(c, dict) and c.get("id") == camera]
+    if not cams:
+        raise ModelError(f"camera {camera!r} is not in {config_path}")
+    limit = round(min(1.0, decision["champion"]["at_bands"]["escalation_fraction"] + margin), 4)
+    cams[0]["student"] = str(Path(challenger).resolve())
+    cams[0]["student_max_escalation"] = limit
+    shutil.copyfile(config_path, Path(str(config_path) + ".bak"))
+    Path(config_path).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return limit
