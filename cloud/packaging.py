@@ -53,10 +53,6 @@ class Artifact:
     sha256: str
     detail: str  # one line for the progress output
 
-    @property
-    def key_suffix(self) -> str:
-        return self.sha256[:16]
-
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()

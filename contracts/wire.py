@@ -19,6 +19,7 @@ import binascii
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 WIRE_VERSION = 1
@@ -168,8 +169,13 @@ class EscalationRequest:
             "student": [d.to_payload() for d in self.student],
         }
 
-    def to_bytes(self) -> bytes:
+    @cached_property
+    def encoded(self) -> bytes:
+        # Built, size-checked, counted and sent: encode ~100 KB of JSON once, not at every step.
         return encode(self.to_payload(), f"escalation {self.message_id}")
+
+    def to_bytes(self) -> bytes:
+        return self.encoded
 
     @classmethod
     def from_payload(cls, payload: Any) -> EscalationRequest:

@@ -445,11 +445,3 @@ def _outside(dets: Detections, boxes) -> Detections:
     cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
     inside = sum(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)) for x1, y1, x2, y2 in boxes) > 0
     return dets[~inside]
-
-
-def run_agent(config: AgentConfig, **kwargs) -> dict:
-    agent = Agent(config, **kwargs)
-    started = time.process_time()
-    summary = agent.run()
-    summary["cpu_s"] = round(time.process_time() - started, 3)
-    return summary

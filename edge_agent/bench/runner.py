@@ -15,8 +15,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from contracts.detections import Detections
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.app import Agent
@@ -173,7 +171,3 @@ def run_hybrid(config: AgentConfig, out_dir: Path, name: str, transport: Transpo
 def replay(baseline: Baseline, camera: str) -> list[FrameSource]:
     frames = [baseline.frames[k] for k in sorted(baseline.frames)]
     return [ReplaySource(camera, frames, baseline.fps)]
-
-
-def presence(dets: Detections, label: str) -> bool:
-    return bool(np.any(dets.labels == label))

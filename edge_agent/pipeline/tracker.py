@@ -30,10 +30,6 @@ class Track:
     checked_s: float = 0.0  # when the cloud answered
     checked_student_score: float = 0.0  # the student's score for the track at that moment
 
-    @property
-    def confirmed(self) -> bool:
-        return self.cloud_label is not None
-
     def answer_holds(self, score: float, now_s: float, nothing_ttl_s: float, rise: float) -> bool:
         """Whether the cloud's answer still stands for this detection. A label holds while the track
         lives (a person stays a person). "Nothing here" is weaker evidence: it lapses after
