@@ -8,7 +8,6 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 
 from contracts.detections import Detections, box_iou
 from contracts.wire import WireError
-from edge_agent.config import AgentConfig, CameraConfig, CameraSettings
+from edge_agent.config import AgentConfig, CameraConfig, CameraSettings, ConfigError
 from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
 from edge_agent.escalation.base import TRANSPORTS, Transport, TransportError
 from edge_agent.escalation.crops import build_request
@@ -30,6 +29,8 @@ from edge_agent.pipeline.motion import MotionGate
 from edge_agent.pipeline.regions import Region, plan_regions
 from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
 from edge_agent.pipeline.tracker import IouTracker
+from edge_agent.specialization.guard import Limits, StudentGuard
+from edge_agent.specialization.rollout import camera_store, installed_student
 from models.runtime import Detector, load_detector
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class CameraState:
     settled: Detections = field(default_factory=Detections.empty)
     last_whole_s: float = float("-inf")  # when the student last looked at the whole frame
     own_student: BatchedStudent | None = None  # a per-camera (specialized) student, else the agent's
-    recent_escalations: deque = field(default_factory=lambda: deque(maxlen=50))
+    guard: StudentGuard = field(default_factory=StudentGuard)  # rolls the own student back if it does worse live
     counters: Counters = field(default_factory=Counters)
 
 
@@ -102,14 +103,17 @@ class Agent:
         self.cameras: dict[str, CameraState] = {}
         self.student_rollbacks = 0
         for i, cam in enumerate(config.cameras):
-            own = BatchedStudent(load_detector(Path(os.path.expanduser(cam.student)), threads=config.student_threads)) \
-                if cam.student else None  # sha256-verified like every model: a tampered one never runs
             bands = {k: Band(v.accept, v.reject) for k, v in cam.cascade.labels.items()}
-            cascade = Cascade(bands, own.detector.manifest.thresholds if own else thresholds, cam.cascade.level,
-                              cam.cascade.audit_fraction, cam.cascade.budget_per_hour, seed=i,
-                              nothing_ttl_s=cam.cascade.nothing_ttl_s, nothing_rise=cam.cascade.nothing_rise)
-            self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade,
-                                               own_student=own)
+            cascade = Cascade(bands, thresholds, cam.cascade.level, cam.cascade.audit_fraction,
+                              cam.cascade.budget_per_hour, seed=i, nothing_ttl_s=cam.cascade.nothing_ttl_s,
+                              nothing_rise=cam.cascade.nothing_rise)
+            self.cameras[cam.id] = CameraState(cam, IouTracker(cam.tracker.iou, cam.tracker.max_age_s), cascade)
+            own = self._camera_student(cam)
+            if own is not None:
+                self.use_camera_student(cam.id, *own)
+        self.specialization = None
+        if config.specialization.enabled:
+            self._start_collecting()
         try:
             self.sources = sources if sources is not None else [
                 open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
@@ -137,6 +141,8 @@ class Agent:
             else None
         self.metrics_server = metrics
         feeder = FrameFeeder(self.sources, self.stop_event).start()
+        if self.specialization is not None:
+            self.specialization.start()
         try:
             while (frames := feeder.batch(max_batch)) is not None:
                 self.run_control(frames)
@@ -227,6 +233,58 @@ class Agent:
             if state.own_student is None:
                 state.cascade.student_thresholds = student.detector.manifest.thresholds
 
+    # -- per-camera students ------------------------------------------------------------------------
+    def _camera_student(self, cam: CameraConfig) -> tuple[Detector, Limits] | None:
+        """A student rolled out to this camera (by the loop or a job; it wins: it was trained from the
+        configured one), else the config's own `student`; both sha256-verified: a tampered one never runs."""
+        installed = installed_student(self.config.fleet.models_dir, cam.id, self.config.student_threads)
+        if installed is not None:
+            return installed
+        if cam.student:
+            detector = load_detector(Path(os.path.expanduser(cam.student)), threads=self.config.student_threads)
+            return detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement)
+        return None
+
+    def use_camera_student(self, camera: str, detector: Detector, limits: Limits) -> None:
+        """Give one camera its own student, watched against `limits` (on the loop's thread)."""
+        state = self.cameras[camera]
+        state.own_student = BatchedStudent(detector)
+        state.cascade.student_thresholds = detector.manifest.thresholds
+        state.cascade.warmup_audit_fraction = 0.0
+        state.guard.watch(limits)
+
+    def _roll_back_camera(self, state: CameraState, reason: str) -> None:
+        log.error("camera %s: its own student %s goes: %s; back to the agent's student", state.config.id,
+                  state.own_student.detector.manifest.version, reason)
+        state.own_student = None
+        state.cascade.student_thresholds = self.student.detector.manifest.thresholds
+        state.guard.watch(Limits())
+        self.student_rollbacks += 1
+        try:
+            camera_store(self.config.fleet.models_dir, state.config.id).deactivate()  # a restart must not revive it
+        except OSError as exc:
+            log.error("camera %s: could not deactivate its rolled-back student: %s", state.config.id, exc)
+        if self.specialization is not None:
+            self.specialization.rolled_back(state.config.id, reason)
+
+    def _start_collecting(self) -> None:
+        """Keep the teacher's answers as training records and run the specialization loop."""
+        import importlib.util
+
+        from edge_agent.escalation.collect import CollectingTransport
+        from edge_agent.specialization.loop import SpecializationLoop
+
+        if importlib.util.find_spec("torch") is None:
+            raise ConfigError("specialization.enabled: training on this gateway needs PyTorch, the train extra "
+                              "(pip install 'framesieve[train]'); or turn it off and let the cloud train from the "
+                              "records the router keeps in S3")
+        self.specialization = loop = SpecializationLoop(self, self.config.specialization)
+        if self.transport is not None:
+            self.transport = CollectingTransport(self.transport, loop.records_dir, on_record=loop.record_kept)
+        for camera, state in self.cameras.items():
+            if state.own_student is None and loop.in_warmup(camera):
+                state.cascade.warmup_audit_fraction = self.config.specialization.warmup_audit_fraction
+
     def _detect_all(self, pending, jobs) -> list[Detections]:
         """The agent's student for most cameras (one batched call), each specialized one for its own."""
         out: list[Detections | None] = [None] * len(jobs)
@@ -240,22 +298,6 @@ class Agent:
             for k, dets in zip(indices, found, strict=True):
                 out[k] = dets
         return out  # type: ignore[return-value]
-
-    def _watch_own_student(self, state: CameraState, escalated: bool) -> None:
-        """Roll a camera back to the agent's student when its own one escalates more than it was promised to."""
-        limit = state.config.student_max_escalation
-        if state.own_student is None or limit is None:
-            return
-        state.recent_escalations.append(escalated)
-        window = state.recent_escalations
-        if len(window) >= 20 and sum(window) / len(window) > limit:
-            log.error("camera %s: its own student %s escalated %.0f%% of the last %d frames (limit %.0f%%); back "
-                      "to the agent's student", state.config.id, state.own_student.detector.manifest.name,
-                      100 * sum(window) / len(window), len(window), 100 * limit)
-            state.own_student = None
-            state.cascade.student_thresholds = self.student.detector.manifest.thresholds
-            window.clear()
-            self.student_rollbacks += 1
 
     def _detect(self, jobs) -> list[Detections]:
         probation = self._probation
@@ -312,9 +354,7 @@ class Agent:
         if not jobs:
             return events
         for (frame, regions, moved), dets in zip(pending, self._detect_all(pending, jobs), strict=True):
-            event = self._decide(frame, regions, moved, dets)
-            self._watch_own_student(self.cameras[frame.camera], event.escalated)
-            events.append(event)
+            events.append(self._decide(frame, regions, moved, dets))
         return events
 
     def _decide(self, frame: SampledFrame, regions, moved, dets: Detections) -> FrameEvent:
@@ -350,8 +390,15 @@ class Agent:
                 event.reason = decision.reason
                 c.escalated += 1
                 c.audit += decision.reason == "audit"
+                if decision.reason == "audit":  # the edge's answer, checked: did it say what the teacher said?
+                    inside = decision.edge[_centre_inside(decision.edge, boxes)]
+                    state.guard.audit({str(x) for x in inside.labels} != {str(x) for x in cloud.labels
+                                                                          if str(x) in state.cascade.bands})
         if not event.escalated:
             c.edge_decided += 1
+        state.guard.frame(decision.reason == "uncertain")
+        if state.own_student is not None and (breach := state.guard.breach()):
+            self._roll_back_camera(state, breach)
         # Where nothing moved the previous decision stands: a parked car stays reported although the
         # student, busy with the people walking past, did not find it again in this crop (a
         # whole-frame escalation has already seen everything).
@@ -394,6 +441,8 @@ class Agent:
         out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls + sum(o.calls for o in own),
                "student_crops": self.student.crops + sum(o.crops for o in own), "errors": self.errors,
                "student_rollbacks": self.student_rollbacks}
+        if self.specialization is not None:
+            out["specialization"] = self.specialization.summary()
         if self.link is not None:  # in-memory counters only: this runs after close() too
             out["mqtt"] = {**self.transport.stats(), "spool_rows": self.link.spool.rows,
                            "spool_bytes": self.link.spool.bytes, "spool_sent": self.link.sender.sent,
@@ -401,6 +450,8 @@ class Agent:
         return out
 
     def close(self) -> None:
+        if self.specialization is not None:
+            self.specialization.close()
         for source in self.sources:
             source.close()
         if self.fleet is not None:
@@ -437,11 +488,15 @@ def _touches(dets: Detections, boxes) -> np.ndarray:
             & (np.minimum(d[:, None, 3], b[None, :, 3]) > np.maximum(d[:, None, 1], b[None, :, 1]))).any(axis=1)
 
 
-def _outside(dets: Detections, boxes) -> Detections:
-    """The detections whose centre lies in none of the boxes."""
+def _centre_inside(dets: Detections, boxes) -> np.ndarray:
+    """Which detections have their centre in one of the boxes."""
     if len(dets) == 0 or not boxes:
-        return dets
+        return np.zeros(len(dets), bool)
     cx = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2
     cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
-    inside = sum(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)) for x1, y1, x2, y2 in boxes) > 0
-    return dets[~inside]
+    return sum(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)) for x1, y1, x2, y2 in boxes) > 0
+
+
+def _outside(dets: Detections, boxes) -> Detections:
+    """The detections whose centre lies in none of the boxes."""
+    return dets[~_centre_inside(dets, boxes)] if len(dets) and boxes else dets

@@ -80,6 +80,8 @@ class CameraConfig(CameraSettings):
     student: str | None = Field(None, description="this camera's own student manifest (specialization)")
     student_max_escalation: float | None = Field(
         None, gt=0, le=1, description="back to the agent's student if this camera's escalates more than this")
+    student_max_audit_disagreement: float | None = Field(
+        None, gt=0, le=1, description="back to the agent's student if this camera's audits disagree more than this")
 
 
 class MqttSettings(_Strict):
@@ -144,6 +146,34 @@ class FleetSettings(_Strict):
     probation_batches: int = Field(3, ge=1, le=1000, description="live batches a new model must pass")
 
 
+class SpecializationSettings(_Strict):
+    """The per-camera specialization loop: keep the teacher's answers, fine-tune, promote, roll out."""
+
+    enabled: bool = Field(False, description="collect training records and run the loop (needs the train extra)")
+    records_dir: str = Field("framesieve-training", description="the teacher's answers, one folder per camera")
+    retrain_after_records: int = Field(200, ge=1, description="run the loop after this many new records")
+    interval_s: float = Field(86_400.0, ge=0, description="and at least this often when there are new ones (0: off)")
+    min_records: int = Field(40, ge=4, description="never train on fewer")
+    keep_records: int = Field(2000, ge=8, description="newest records kept per camera; older ones are deleted")
+    epochs: int = Field(15, ge=1, le=500)
+    target_recall: float = Field(0.97, gt=0, le=1, description="presence recall the decision compares at")
+    warmup_records: int = Field(100, ge=0, description="a camera audits more until it has this many records")
+    warmup_audit_fraction: float = Field(0.25, ge=0, le=1, description="its audit share during the warm-up")
+    escalation_margin: float = Field(0.05, ge=0, le=1, description="roll back above the champion's live "
+                                                                    "escalation fraction plus this")
+    audit_margin: float = Field(0.1, ge=0, le=1, description="roll back above the champion's audit "
+                                                              "disagreement plus this")
+    check_interval_s: float = Field(60.0, gt=0, description="how often the loop looks for new records")
+    train_threads: int = Field(1, ge=1, le=64, description="CPU threads for training (it runs niced)")
+    timeout_s: float = Field(3600.0, gt=0, description="a training run taking longer is stopped")
+
+    @model_validator(mode="after")
+    def _enough_kept(self) -> SpecializationSettings:
+        if self.keep_records < self.min_records:
+            raise ValueError(f"keep_records ({self.keep_records}) must be at least min_records ({self.min_records})")
+        return self
+
+
 class OutputSettings(_Strict):
     events_db: str = "framesieve-events.sqlite"
     detections_out: str | None = None
@@ -159,6 +189,7 @@ class AgentConfig(_Strict):
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    specialization: SpecializationSettings = Field(default_factory=SpecializationSettings)
 
     @field_validator("cameras")
     @classmethod

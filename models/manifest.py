@@ -72,6 +72,11 @@ class Manifest(_Strict):
     _path: Path | None = None
 
     @property
+    def path(self) -> Path | None:
+        """The manifest file this was loaded from."""
+        return self._path
+
+    @property
     def model_path(self) -> Path:
         base = self._path.parent if self._path else Path(".")
         return base / self.file

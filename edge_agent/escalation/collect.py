@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from contracts.training import TrainingCrop, TrainingRecord
@@ -30,10 +31,12 @@ def to_crop_pixels(crop, record: DetectionRecord) -> DetectionRecord:
 class CollectingTransport(Transport):
     name = "collect"
 
-    def __init__(self, inner: Transport, folder: Path | str):
+    def __init__(self, inner: Transport, folder: Path | str, on_record: Callable[[str], None] | None = None):
         self.inner = inner
         self.folder = Path(folder)
         self.written = 0
+        self.on_record = on_record  # called with the camera id after each record written
+        self.link = getattr(inner, "link", None)  # an MQTT transport's connection stays visible to the agent
 
     def escalate(self, request: EscalationRequest) -> Verdict:
         verdict = self.inner.escalate(request)
@@ -56,6 +59,11 @@ class CollectingTransport(Transport):
         tmp.write_bytes(record.to_bytes())
         os.replace(tmp, path)  # a crash never leaves half a record for the trainer to choke on
         self.written += 1
+        if self.on_record is not None:
+            self.on_record(request.camera)
+
+    def stats(self) -> dict:
+        return self.inner.stats() if hasattr(self.inner, "stats") else {}
 
     def close(self) -> None:
         self.inner.close()

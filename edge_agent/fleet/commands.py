@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -28,6 +29,18 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     sha256 = pack_bundle(Path(args.manifest), out)
     document = {"operation": "model-update", "version": manifest.version, "url": args.url or f"<URL of {out.name}>",
                 "sha256": sha256}
+    if args.camera:
+        made_for = manifest.training.get("specialization", {}).get("camera")
+        if made_for != args.camera:
+            print(f"error: {args.manifest} was specialized for camera {made_for!r}, not {args.camera!r}",
+                  file=sys.stderr)
+            return 2
+        document["camera"] = args.camera
+        decision = Path(args.manifest).parent / "decision.json"
+        if decision.is_file():  # roll back above what the champion needed, as the local loop does
+            champion = json.loads(decision.read_text())["champion"]["at_bands"]
+            document["max_escalation"] = round(min(1.0, champion["escalation_fraction"] + 0.05), 4)
+            document["max_audit_disagreement"] = round(min(1.0, champion.get("edge_disagreement", 0.0) + 0.1), 4)
     print(json.dumps(document, indent=2))
     return 0
 
@@ -51,4 +64,5 @@ def add_commands(sub: argparse._SubParsersAction, models: argparse._SubParsersAc
     p.add_argument("manifest", help="the student's manifest.json")
     p.add_argument("--out", required=True, help="bundle file to write (.tar.gz)")
     p.add_argument("--url", help="where the bundle will be downloadable from (e.g. a presigned S3 URL)")
+    p.add_argument("--camera", help="a specialized student: the job installs it for this camera only")
     p.set_defaults(func=_cmd_pack)

@@ -7,9 +7,10 @@
   FAILED and `statusDetails.reason`.
 
 The job document: {"operation": "model-update", "version": "1.1.0", "url": "https://.../bundle.tar.gz",
-"sha256": "<the bundle's sha256>"} (`edge-agent models pack` prints one). Download, verify, install,
-health check on live frames, swap, probation, then SUCCEEDED, or FAILED with the reason and the
-previous model still running. Jobs run one at a time on their own thread.
+"sha256": "<the bundle's sha256>"} (`edge-agent models pack` prints one). With "camera": "<id>" (and
+optionally "max_escalation", "max_audit_disagreement") it is a specialized student for that camera only.
+Download, verify, install, health check on live frames, swap, probation, then SUCCEEDED, or FAILED with
+the reason and the previous model still running. Jobs run one at a time on their own thread.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.fleet.models import ModelStore, UpdateError, health_check
 from edge_agent.fleet.worker import Worker
+from edge_agent.specialization.guard import Limits
+from edge_agent.specialization.rollout import SwapAborted, camera_store, swap_camera_student
 from models.exceptions import ModelError
 from models.runtime import load_detector
 
@@ -48,6 +51,10 @@ class ModelJob(BaseModel):
     version: str = Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")
     url: str = Field(pattern=r"^https?://\S+$", description="https (a presigned S3 URL) or http")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # A specialized student for one camera (`models pack --camera`); without it the update is the agent's.
+    camera: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    max_escalation: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
+    max_audit_disagreement: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
 
 
 class JobRunner:
@@ -157,6 +164,8 @@ class JobRunner:
             job = ModelJob.model_validate(document)
         except ValidationError as exc:
             return "FAILED", "invalid job document: " + "; ".join(describe_errors(exc, prefix=("jobDocument",)))
+        if job.camera is not None:
+            return self._update_camera_model(job_id, job)
         running = self.agent.model_info()
         if running["version"] == job.version and self.store.manifest_of(job.version) == self.store.active_manifest():
             return "SUCCEEDED", f"model {job.version} is already running"
@@ -183,6 +192,27 @@ class JobRunner:
                 shutil.rmtree(installed.parent, ignore_errors=True)
             return "FAILED", outcome
         return "SUCCEEDED", f"model {job.version} installed, passed its health check and probation"
+
+    def _update_camera_model(self, job_id: str, job: ModelJob) -> tuple[str | None, str]:
+        """One camera's own student: installed in its own store, checked on its frames, watched by its guard."""
+        if job.camera not in self.agent.cameras:
+            return "FAILED", f"camera {job.camera!r} is not on this gateway (it runs {sorted(self.agent.cameras)})"
+        store = camera_store(self.agent.config.fleet.models_dir, job.camera)
+        self._update(job_id, "IN_PROGRESS", step="downloading", version=job.version, camera=job.camera)
+        limits = None
+        if job.max_escalation is not None or job.max_audit_disagreement is not None:
+            limits = Limits(job.max_escalation, job.max_audit_disagreement)
+        try:
+            installed = store.install(store.download(job.url, job.sha256), job.version)
+            outcome = swap_camera_student(self.agent, job.camera, installed, limits, note=f"job {job_id}",
+                                          wait_s=self.swap_timeout_s)
+        except UpdateError as exc:
+            outcome = str(exc)
+        except SwapAborted:
+            return None, ""
+        if outcome:
+            return "FAILED", outcome + f"; camera {job.camera} kept its student"
+        return "SUCCEEDED", f"model {job.version} runs for camera {job.camera}, watched for rollback"
 
     def switch_to(self, version: str, then: Callable[[str | None], None]) -> None:
         """Run an installed model version (the shadow's desired model_version: a pin or a roll-back),

@@ -79,12 +79,24 @@ class ModelStore:
         path = self.versions / _safe_name(version) / "manifest.json"
         return path if path.is_file() else None
 
-    def activate(self, manifest: Path) -> None:
-        """Make `manifest` the model a restart loads (atomic replace of active.json)."""
+    def activate(self, manifest: Path, **extra) -> None:
+        """Make `manifest` the model a restart loads (atomic replace of active.json); `extra` is kept beside."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".active-{uuid.uuid4().hex}.json"
-        tmp.write_text(json.dumps({"manifest": str(manifest.relative_to(self.root)), "t_s": time.time()}))
+        tmp.write_text(json.dumps({**extra, "manifest": str(manifest.relative_to(self.root)), "t_s": time.time()}))
         os.replace(tmp, self.root / "active.json")
+
+    def active_extra(self) -> dict:
+        """What `activate` kept beside the active model ({} if none)."""
+        try:
+            active = json.loads((self.root / "active.json").read_text())
+            return active if isinstance(active, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def deactivate(self) -> None:
+        """No active model: a restart loads the configured one."""
+        (self.root / "active.json").unlink(missing_ok=True)
 
     def download(self, url: str, sha256: str, timeout_s: float = 60.0) -> Path:
         """Fetch the bundle into the store's scratch folder, hashing as it streams; verify or delete."""
@@ -139,13 +151,19 @@ class ModelStore:
 
 
 def pack_bundle(manifest_path: Path, out: Path) -> str:
-    """A reproducible bundle (fixed mtimes and owners) of a manifest and its model; returns its sha256."""
+    """A reproducible bundle (fixed mtimes and owners) of a manifest, its model and its training checkpoint
+    (when there is one); returns its sha256."""
     manifest = json.loads(Path(manifest_path).read_text())
     model = Path(manifest_path).parent / manifest["file"]
+    files = [("manifest.json", Path(manifest_path).read_bytes()), (model.name, model.read_bytes())]
+    # The training checkpoint, if beside it, travels too: the specialization loop fine-tunes from it next time.
+    checkpoint = Path(manifest_path).parent / str(manifest.get("training", {}).get("checkpoint") or "")
+    if checkpoint.is_file() and _plain_name(checkpoint.name):
+        files.append((checkpoint.name, checkpoint.read_bytes()))
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for name, data in (("manifest.json", Path(manifest_path).read_bytes()), (model.name, model.read_bytes())):
+        for name, data in files:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))

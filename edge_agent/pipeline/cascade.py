@@ -70,6 +70,8 @@ class Cascade:
         self.rng = np.random.default_rng(seed)
         self.nothing_ttl_s = nothing_ttl_s
         self.nothing_rise = nothing_rise
+        # A new camera's warm-up (specialization): audit at least this share while its data is collected.
+        self.warmup_audit_fraction = 0.0
 
     def decide(self, dets: Detections, tracker: IouTracker, pts_s: float) -> Decision:
         """`dets` carry track ids from `tracker`."""
@@ -106,11 +108,11 @@ class Cascade:
         reason: Literal["uncertain", "audit"] | None = None
         if needs_cloud:
             reason = "uncertain"
-        elif self.audit_fraction and self.rng.random() < self.audit_fraction:
+        elif (audit := max(self.audit_fraction, self.warmup_audit_fraction)) and self.rng.random() < audit:
             reason = "audit"
         track_ids = dets.track_ids[uncertain] if len(dets.track_ids) else np.zeros(0, np.int64)
         if reason is None:
             return Decision(False, None, edge, track_ids)
         if not self.budget.take(pts_s):
-            return Decision(False, None, edge, track_ids, budget_refused=True)
+            return Decision(False, reason, edge, track_ids, budget_refused=True)  # the reason says what was refused
         return Decision(True, reason, edge, track_ids)

@@ -43,6 +43,11 @@ def cascade_outcome(scores: np.ndarray, present: np.ndarray, accept: float, reje
     uncertain = ((scores > reject) & (scores < accept)).any(axis=1)
     said = np.where(uncertain[:, None], present, scores >= accept)
     out = {"accept": accept, "reject": reject, "escalation_fraction": round(float(uncertain.mean()), 4)}
+    # What a live audit would see: among frames decided at the edge, the share where some label's answer
+    # differs from the teacher's. The agent rolls a student back when its audits disagree more than this.
+    decided = ~uncertain
+    wrong = (said != present).any(axis=1) & decided
+    out["edge_disagreement"] = round(float(wrong.sum() / decided.sum()), 4) if decided.any() else 0.0
     for k, label in enumerate(PRODUCT_LABELS):
         truth = present[:, k]
         hit = (said[:, k] & truth).sum()

@@ -14,7 +14,7 @@ from models.exceptions import ModelError
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.runtime import load_detector
 from models.student.collected import load_records, records_dataset
-from models.student.specialize import cascade_outcome, specialize
+from models.student.specialize import cascade_outcome, decide, specialize
 
 
 def write_records(folder, clip, teacher_manifest, camera="road", every=5, limit=40):
@@ -70,6 +70,7 @@ def test_cascade_outcome_known_answer():
     assert out["person_presence_recall"] == pytest.approx(2 / 3, abs=1e-4)
     assert out["person_presence_precision"] == 1.0
     assert out["vehicle_presence_recall"] == 1.0  # never present: nothing to miss
+    assert out["edge_disagreement"] == pytest.approx(1 / 3, abs=1e-4)  # of 3 frames decided at the edge, 1 wrong
 
 
 def test_specialize_trains_decides_and_records_why(records_dir, tmp_path):
@@ -86,3 +87,26 @@ def test_specialize_trains_decides_and_records_why(records_dir, tmp_path):
     manifest = json.loads((tmp_path / "challenger" / "manifest.json").read_text())
     assert manifest["training"]["specialization"]["camera"] == "road"
     assert manifest["training"]["fine_tuned_from"].endswith("manifest.json")
+
+
+def _with_calibration(folder, a, b):
+    """The shipped student (same weights, sha256 intact) with every label's Platt calibration replaced."""
+    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["calibration"] = {label: {"a": a, "b": b} for label in manifest["calibration"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder / "manifest.json"
+
+
+def test_decide_refuses_a_worse_challenger_and_says_why(tmp_path, vtest_path, teacher_manifest):
+    (tmp_path / "records").mkdir()
+    write_records(tmp_path / "records", vtest_path, teacher_manifest, camera="plaza", every=20, limit=40)
+    blind = _with_calibration(tmp_path / "blind", 0.01, -8.0)  # every score ~0: it misses every person
+    data = records_dataset(load_records(tmp_path / "records", "plaza"), (640, 384))
+    decision = decide(DEFAULT_STUDENT_MANIFEST, blind, data, 0.5, 0.2, 0.97, 0.4)
+    assert decision["challenger"]["at_bands"]["person_presence_recall"] == 0.0
+    assert decision["champion"]["at_bands"]["person_presence_recall"] > 0.5
+    assert decision["challenger"]["at_bands"]["edge_disagreement"] == 1.0  # what its audits would show
+    assert decision["promote"] is False and "worse recall on person" in decision["why"]
+    same = decide(DEFAULT_STUDENT_MANIFEST, DEFAULT_STUDENT_MANIFEST, data, 0.5, 0.2, 0.97, 0.4)
+    assert same["promote"] is False and "no fewer escalations" in same["why"]  # a tie is not a promotion

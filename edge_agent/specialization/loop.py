@@ -1,0 +1,252 @@
+"""The specialization loop on the gateway, one camera at a time:
+
+1. collect: the agent's transport is wrapped so every answered escalation and audit becomes a training
+   record under `records_dir/<camera>/` (the same record the router keeps in S3); a camera without its
+   own student audits more (the warm-up) until it has `warmup_records`, so its data is not only hard cases;
+2. train: after `retrain_after_records` new records, or `interval_s` with any new ones, `edge-agent models
+   specialize` runs as a niced child process (PyTorch never enters the agent's process; a crash or a
+   timeout there costs nothing but the attempt) from the camera's current student, the champion;
+3. decide: champion/challenger on the newest records, which neither trained on (decision.json says why);
+4. roll out: a promoted challenger is installed under `<fleet.models_dir>/cameras/<camera>/` (verified
+   against its sha256 at load), checked on that camera's live frames, swapped in for that camera alone,
+   and watched (guard.py): rolled back if its live escalation fraction or its audit disagreement rises.
+   The active one survives restarts; a rollback deactivates it.
+
+Every attempt and outcome is kept in `<fleet.models_dir>/cameras/state.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_agent.config import SpecializationSettings
+from edge_agent.fleet.models import UpdateError, pack_bundle
+from edge_agent.specialization.guard import Limits
+from edge_agent.specialization.rollout import SwapAborted, camera_store, swap_camera_student
+
+if TYPE_CHECKING:
+    from edge_agent.app import Agent
+
+log = logging.getLogger(__name__)
+HISTORY = 20  # attempts kept per camera in state.json
+KEEP_RUNS = 3  # training run folders kept per camera (the promoted one is installed apart)
+
+
+def record_files(folder: Path) -> list[os.DirEntry]:
+    try:
+        return [e for e in os.scandir(folder) if e.name.endswith(".json") and e.is_file()]
+    except FileNotFoundError:
+        return []
+
+
+class SpecializationLoop:
+    def __init__(self, agent: Agent, settings: SpecializationSettings, command: list[str] | None = None):
+        self.agent, self.settings = agent, settings
+        self.records_dir = Path(settings.records_dir).expanduser()
+        self.root = Path(agent.config.fleet.models_dir).expanduser() / "cameras"
+        self.state_path = self.root / "state.json"
+        # The child that trains; tests and packagers may point it elsewhere.
+        self.command = command or [sys.executable, "-m", "edge_agent.cli"]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self.state = self._load_state()
+        self.counts = {camera: len(record_files(self.records_dir / camera)) for camera in agent.cameras}
+        self.runs = self.promotions = 0
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _load_state(self) -> dict:
+        try:
+            state = json.loads(self.state_path.read_text())
+            return state if isinstance(state, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _camera_state(self, camera: str) -> dict:
+        return self.state.setdefault(camera, {"last_run_s": 0.0, "history": []})
+
+    def _note(self, camera: str, **entry) -> None:
+        with self._lock:
+            cam = self._camera_state(camera)
+            cam["history"] = [*cam["history"], {"t_s": round(time.time(), 3), **entry}][-HISTORY:]
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_path.with_suffix(".part")
+            tmp.write_text(json.dumps(self.state, indent=2) + "\n")
+            os.replace(tmp, self.state_path)  # a crash never leaves half a state file
+
+    # -- collection and warm-up ---------------------------------------------------------------------
+    def in_warmup(self, camera: str) -> bool:
+        return self.counts.get(camera, 0) < self.settings.warmup_records
+
+    def record_kept(self, camera: str) -> None:
+        """Called by the collector (on the agent's thread) after each record it wrote."""
+        self.counts[camera] = self.counts.get(camera, 0) + 1
+        if self.counts[camera] == self.settings.warmup_records:
+            state = self.agent.cameras.get(camera)
+            if state is not None:
+                state.cascade.warmup_audit_fraction = 0.0
+                log.info("camera %s: %d training records; warm-up over", camera, self.counts[camera])
+
+    def prune(self, camera: str) -> int:
+        """Delete all but the newest `keep_records` records of a camera; returns how many went."""
+        entries = sorted(record_files(self.records_dir / camera), key=lambda e: e.stat().st_mtime)
+        extra = entries[:max(0, len(entries) - self.settings.keep_records)]
+        for entry in extra:
+            Path(entry.path).unlink(missing_ok=True)
+        if extra:
+            self.counts[camera] = len(entries) - len(extra)
+        return len(extra)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def start(self) -> SpecializationLoop:
+        self._thread = threading.Thread(target=self._run, name="specialization", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()  # an unfinished challenger is worth nothing; the next trigger starts again
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.check_interval_s):
+            for camera in list(self.agent.cameras):
+                if self._stop.is_set():
+                    return
+                try:
+                    if self.due(camera):
+                        self.run_once(camera)
+                except Exception:  # the loop must outlive one bad attempt
+                    log.exception("camera %s: specialization attempt failed", camera)
+
+    def due(self, camera: str, now_s: float | None = None) -> str | None:
+        """Why the camera's loop should run now, or None."""
+        s = self.settings
+        now_s = time.time() if now_s is None else now_s
+        last = self._camera_state(camera)["last_run_s"]
+        entries = record_files(self.records_dir / camera)
+        self.counts[camera] = len(entries)
+        if len(entries) < s.min_records:
+            return None
+        new = sum(e.stat().st_mtime > last for e in entries)
+        if new >= s.retrain_after_records:
+            return f"{new} new records"
+        if s.interval_s and new and now_s - last >= s.interval_s:
+            return f"{new} new records and {s.interval_s:.0f} s since the last run"
+        return None
+
+    def champion(self, camera: str) -> Path:
+        state = self.agent.cameras[camera]
+        student = state.own_student or self.agent.student
+        return student.detector.manifest.path
+
+    def run_once(self, camera: str, wait_install_s: float = 600.0) -> dict:
+        """Train, decide and (if promoted) install for one camera; returns what happened."""
+        s = self.settings
+        started = time.time()
+        self._camera_state(camera)["last_run_s"] = started  # records newer than this are "new" next time
+        self.prune(camera)
+        champion = self.champion(camera)
+        runs = self.root / camera / "runs"
+        for old in sorted(runs.glob("*"))[:-(KEEP_RUNS - 1) or None]:
+            shutil.rmtree(old, ignore_errors=True)
+        out = runs / time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        band = self.agent.cameras[camera].config.cascade.labels.get("person")
+        args = [*self.command, "models", "specialize", "--camera", camera, "--data", str(self.records_dir / camera),
+                "--from", str(champion), "--out", str(out), "--epochs", str(s.epochs), "--target-recall",
+                str(s.target_recall), "--min-records", str(s.min_records)]
+        if band is not None:
+            args += ["--accept", str(band.accept), "--reject", str(band.reject)]
+        self.runs += 1
+        log.info("camera %s: specializing from %s (%s)", camera, champion, out)
+        error = self._train(args, out / "specialize.log")
+        if error:
+            self._note(camera, outcome="failed", why=error, run=str(out))
+            return {"outcome": "failed", "why": error}
+        decision = json.loads((out / "decision.json").read_text())
+        if not decision["promote"]:
+            self._note(camera, outcome="kept", why=decision["why"], run=str(out))
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+            return {"outcome": "kept", "why": decision["why"]}
+        outcome = self.install(camera, out / "manifest.json", decision, wait_s=wait_install_s)
+        self._note(camera, outcome="promoted" if outcome is None else "refused",
+                   why=decision["why"] if outcome is None else outcome, run=str(out))
+        return {"outcome": "promoted" if outcome is None else "refused", "why": outcome or decision["why"]}
+
+    def _train(self, args: list[str], log_path: Path) -> str | None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.settings.train_threads), "PYTHONUNBUFFERED": "1"}
+        with open(log_path, "wb") as out:
+            try:
+                self._child = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                               preexec_fn=lambda: os.nice(10))  # the cameras come first
+            except OSError as exc:
+                return f"could not start the trainer ({args[0]}): {exc}"
+            try:
+                rc = self._child.wait(self.settings.timeout_s)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait()
+                return f"training took over specialization.timeout_s = {self.settings.timeout_s:.0f} s; stopped"
+            finally:
+                self._child = None
+        if rc != 0:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            if any("No module named 'torch'" in line for line in tail):
+                return "training needs PyTorch: install the train extra (pip install 'framesieve[train]')"
+            return f"the trainer exited with {rc}: {' | '.join(tail)} (full log: {log_path})"
+        return None
+
+    # -- roll-out ------------------------------------------------------------------------------------
+    def install(self, camera: str, challenger: Path, decision: dict, wait_s: float = 600.0) -> str | None:
+        """Install a promoted challenger for `camera` and swap it in on live frames; None on success,
+        else why it was refused (the camera keeps its current student)."""
+        store = camera_store(self.agent.config.fleet.models_dir, camera)
+        version = json.loads(challenger.read_text())["version"]
+        bundle = self.root / camera / "bundle.tar.gz"
+        pack_bundle(challenger, bundle)  # the model-update install: unpacked atomically beside the others
+        try:
+            manifest = store.install(bundle, version)
+            outcome = swap_camera_student(self.agent, camera, manifest, self.limits(camera, decision),
+                                          note=decision["why"], wait_s=wait_s)
+        except (UpdateError, SwapAborted) as exc:
+            return str(exc)
+        if outcome is None:
+            self.promotions += 1
+        return outcome
+
+    def limits(self, camera: str, decision: dict) -> Limits:
+        """Roll back above what the champion needed: its live escalation fraction (or, without enough live
+        frames yet, what it needed on the held-back records), and its audit disagreement there."""
+        s = self.settings
+        live = self.agent.cameras[camera].guard.escalation_fraction()
+        champion = decision["champion"]["at_bands"]
+        base = live if live is not None else champion["escalation_fraction"]
+        return Limits(round(min(1.0, base + s.escalation_margin), 4),
+                      round(min(1.0, champion.get("edge_disagreement", 0.0) + s.audit_margin), 4))
+
+    def rolled_back(self, camera: str, reason: str) -> None:
+        """The agent took the camera's student away: the next run trains from the agent's student."""
+        self._note(camera, outcome="rolled-back", why=reason)
+
+    def summary(self) -> dict:
+        out = {"runs": self.runs, "promotions": self.promotions, "cameras": {}}
+        for camera in self.agent.cameras:
+            history = self.state.get(camera, {}).get("history", [])
+            out["cameras"][camera] = {"records": self.counts.get(camera, 0), "warmup": self.in_warmup(camera),
+                                      "last": history[-1] if history else None}
+        return out
