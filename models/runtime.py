@@ -113,7 +113,7 @@ class Detector(ABC):
         for label, platt in self.manifest.calibration.items():
             mask = labels == label
             if mask.any():
-                out[mask] = 1 / (1 + np.exp(-(platt.a * _logit(scores[mask]) + platt.b)))
+                out[mask] = 0.5 * (1 + np.tanh(0.5 * (platt.a * _logit(scores[mask]) + platt.b)))  # = sigmoid
         return out
 
     @abstractmethod

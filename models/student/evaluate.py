@@ -39,7 +39,7 @@ def fit_platt(raw: np.ndarray, positive: np.ndarray, iters: int = 50) -> tuple[f
     y = positive.astype(np.float64)
     w = np.array([1.0, 0.0])
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-X @ w))
+        p = 0.5 * (1 + np.tanh(0.5 * (X @ w)))  # the logistic function, without overflow on separable data
         grad = X.T @ (p - y)
         hess = X.T @ (X * (p * (1 - p))[:, None]) + 1e-6 * np.eye(2)
         step = np.linalg.solve(hess, grad)

@@ -26,12 +26,15 @@ from tests.edge_agent.conftest import agent_config
 NEW = "1.0.1-test"
 
 
-def _student(root: Path, version: str, tamper_model: bool = False) -> Path:
-    """A copy of the shipped student as another version (same weights: its sha256 still matches)."""
+def _student(root: Path, version: str, tamper_model: bool = False, camera: str | None = None) -> Path:
+    """A copy of the shipped student as another version (same weights: its sha256 still matches),
+    optionally marked as specialized for one camera."""
     folder = root / version
     folder.mkdir(parents=True)
     manifest = json.loads(DEFAULT_STUDENT_MANIFEST.read_text())
     manifest["version"] = version
+    if camera is not None:
+        manifest["training"]["specialization"] = {"camera": camera}
     shutil.copy(DEFAULT_STUDENT_MANIFEST.parent / manifest["file"], folder / manifest["file"])
     if tamper_model:  # the model no longer matches the sha256 its manifest declares
         with open(folder / manifest["file"], "ab") as f:
@@ -55,6 +58,10 @@ def bundles(tmp_path_factory):
     out["tampered"] = ("tampered.tar.gz", good_sha)
     out["lying"] = ("lying.tar.gz", pack_bundle(_student(root / "src2", "1.0.2-test", tamper_model=True),
                                                 served / "lying.tar.gz"))
+    out["for-cam"] = ("for-cam.tar.gz", pack_bundle(_student(root / "src3", "1.0.0+cam.1", camera="cam"),
+                                                    served / "for-cam.tar.gz"))
+    out["for-door"] = ("for-door.tar.gz", pack_bundle(_student(root / "src4", "1.0.0+door.1", camera="door"),
+                                                      served / "for-door.tar.gz"))
     escape = io.BytesIO()
     with tarfile.open(fileobj=escape, mode="w:gz") as tar:
         info = tarfile.TarInfo("../../outside.txt")
@@ -173,3 +180,46 @@ def test_failed_health_check_or_probation_keeps_or_restores_the_running_model(ru
     assert ModelStore(config.fleet.models_dir).active_manifest() is None
     sampled = agent.summary()["total"]["sampled"]
     wait_until(lambda: agent.summary()["total"]["sampled"] > sampled + 3, 10, "frames after the roll-back")
+
+
+def test_a_camera_job_gives_that_camera_its_own_student_and_refuses_a_mismatch(running, bundles, tmp_path):
+    agent, service, config = running("gw-camera")
+    jobs = [("wrong-camera", {**_doc(bundles, "for-door", "1.0.0+door.1"), "camera": "cam"}, "not 'cam'"),
+            ("no-such-camera", {**_doc(bundles, "for-door", "1.0.0+door.1"), "camera": "door"}, "not on this gateway"),
+            ("tampered", {**_doc(bundles, "tampered"), "camera": "cam"}, "sha256"),
+            ("cam", {**_doc(bundles, "for-cam", "1.0.0+cam.1"), "camera": "cam", "max_escalation": 0.3},
+             "runs for camera cam")]
+    for job_id, document, _ in jobs:
+        service.add(job_id, document)
+    wait_until(lambda: all(service.final(j) for j, _, _ in jobs), 60, "every camera job to finish")
+    for job_id, _, reason in jobs:
+        status, details = service.final(job_id)
+        assert status == ("SUCCEEDED" if job_id == "cam" else "FAILED"), (job_id, details)
+        assert reason in details["reason"], (job_id, details)
+    own = agent.cameras["cam"].own_student
+    assert own is not None and own.detector.manifest.version == "1.0.0+cam.1"
+    assert agent.cameras["cam"].guard.limits.max_escalation == 0.3
+    assert agent.model_info()["version"] == "1.0.0"  # the agent's own student is untouched
+    restarted = Agent(config, sources=[])
+    try:  # the camera's student survives a restart, with its limits
+        assert restarted.cameras["cam"].own_student.detector.manifest.version == "1.0.0+cam.1"
+        assert restarted.cameras["cam"].guard.limits.max_escalation == 0.3
+    finally:
+        restarted.close()
+
+
+def test_models_pack_prints_a_camera_job_document_with_the_decisions_limits(tmp_path, capsys):
+    from edge_agent.cli import main
+
+    manifest = _student(tmp_path, "1.0.0+cam.2", camera="cam")
+    (manifest.parent / "decision.json").write_text(json.dumps(
+        {"promote": True, "champion": {"at_bands": {"escalation_fraction": 0.4, "edge_disagreement": 0.05}}}))
+    assert main(["models", "pack", str(manifest), "--out", str(tmp_path / "b.tar.gz"), "--camera", "door"]) == 2
+    assert "specialized for camera 'cam', not 'door'" in capsys.readouterr().err
+    assert main(["models", "pack", str(manifest), "--out", str(tmp_path / "b.tar.gz"), "--camera", "cam",
+                 "--url", "https://bucket.s3.amazonaws.com/b.tar.gz"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["camera"] == "cam" and document["version"] == "1.0.0+cam.2"
+    assert document["max_escalation"] == 0.45 and document["max_audit_disagreement"] == 0.15
+    assert document["sha256"] == hashlib.sha256((tmp_path / "b.tar.gz").read_bytes()).hexdigest()
+    jobs_module.ModelJob.model_validate(document)  # what the agent accepts

@@ -1,0 +1,197 @@
+"""The specialization loop on a running agent, on real footage, against the real teacher server over HTTP:
+collect (with the warm-up), retrain after N records in a child process, champion/challenger, live swap
+for that camera only, survive a restart; roll back on audit disagreement; a failing trainer is recorded,
+never fatal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+
+import cv2
+import pytest
+
+from contracts.training import TrainingRecord
+from edge_agent.app import Agent
+from edge_agent.config import AgentConfig
+from edge_agent.specialization.guard import Limits, StudentGuard
+from edge_agent.specialization.loop import SpecializationLoop
+from edge_agent.specialization.rollout import camera_store
+from models.paths import DEFAULT_STUDENT_MANIFEST
+from tests.edge_agent.aws_side import PacedSource, wait_until
+
+
+@pytest.fixture(scope="module")
+def plaza_frames(vtest_path):
+    """40 real frames, 2 s apart."""
+    cap = cv2.VideoCapture(str(vtest_path))
+    frames, k = [], 0
+    while len(frames) < 40:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if k % 20 == 0:
+            frames.append(frame)
+        k += 1
+    cap.release()
+    return frames
+
+
+def _student(folder, a=None, b=None, camera=None):
+    """A copy of the shipped student (weights and sha256 intact); optionally another calibration, or
+    marked as specialized for `camera`."""
+    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if a is not None:
+        manifest["calibration"] = {label: {"a": a, "b": b} for label in manifest["calibration"]}
+    if camera is not None:
+        manifest["training"]["specialization"] = {"camera": camera}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder / "manifest.json"
+
+
+def _config(tmp_path, url, student, cameras=None, **specialization):
+    return AgentConfig.model_validate({
+        "student": str(student),
+        "cameras": cameras or [{"id": "plaza", "source": "injected", "cascade": {"audit_fraction": 0.0}}],
+        "escalation": {"transport": "url", "url": url},
+        "output": {"events_db": str(tmp_path / "events.sqlite")},
+        "fleet": {"models_dir": str(tmp_path / "models")},
+        "specialization": {"records_dir": str(tmp_path / "records"), **specialization}})
+
+
+def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_path, plaza_frames,
+                                                                          teacher_server_url):
+    # The champion has good weights but a calibration that squeezes every score into the uncertain band:
+    # it escalates nearly every frame. Its fine-tuned challenger is recalibrated on the teacher's answers.
+    unsure = _student(tmp_path / "unsure", a=0.01, b=-0.3)
+    config = _config(tmp_path, teacher_server_url, unsure, enabled=True, retrain_after_records=16,
+                     min_records=16, epochs=2, check_interval_s=0.2, warmup_records=0)
+    agent = Agent(config, sources=[PacedSource("plaza", plaza_frames, 100_000, 0.15)])
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: agent.specialization.state.get("plaza", {}).get("history"), 300, "a loop outcome")
+    finally:
+        agent.stop()
+        thread.join(60)
+    history = agent.specialization.state["plaza"]["history"]
+    assert history[-1]["outcome"] == "promoted", history
+    assert "-> promote" in history[-1]["why"]
+    own = agent.cameras["plaza"].own_student.detector.manifest
+    assert own.training["specialization"]["camera"] == "plaza"
+    assert own.training["fine_tuned_from"] == str(unsure)
+    assert agent.cameras["plaza"].guard.limits.max_escalation is not None
+    summary = agent.summary()
+    assert summary["specialization"]["promotions"] == 1 and summary["errors"] == 0
+    records = list((tmp_path / "records" / "plaza").glob("*.json"))
+    assert len(records) >= 16
+    record = TrainingRecord.from_bytes(records[0].read_bytes())  # what the loop trained on: teacher answers
+    assert record.camera == "plaza" and record.crops and record.teacher_model.startswith("yolov3-tiny")
+    saved = json.loads((tmp_path / "models" / "cameras" / "state.json").read_text())
+    assert saved["plaza"]["history"][-1]["outcome"] == "promoted"
+
+    again = Agent(config, sources=[PacedSource("plaza", plaza_frames, 3)])  # a restart keeps the promoted one
+    try:
+        assert again.cameras["plaza"].own_student.detector.manifest.version == own.version
+        assert again.cameras["plaza"].guard.limits == agent.cameras["plaza"].guard.limits
+    finally:
+        again.close()
+    # ...unless it was tampered with on disk: then it never runs
+    model = camera_store(tmp_path / "models", "plaza").active_manifest().parent / own.file
+    model.write_bytes(model.read_bytes()[:-4] + b"\0\0\0\0")
+    tampered = Agent(config, sources=[PacedSource("plaza", plaza_frames, 3)])
+    try:
+        assert tampered.cameras["plaza"].own_student is None
+    finally:
+        tampered.close()
+
+
+def test_warmup_audits_until_enough_records_then_stops(tmp_path, plaza_frames, teacher_server_url):
+    config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, enabled=True, warmup_records=10,
+                     warmup_audit_fraction=1.0, check_interval_s=3600)
+    agent = Agent(config, sources=[PacedSource("plaza", plaza_frames, 40)])
+    assert agent.cameras["plaza"].cascade.warmup_audit_fraction == 1.0
+    total = agent.run()["total"]
+    kept = len(list((tmp_path / "records" / "plaza").glob("*.json")))
+    assert kept == total["escalated"]  # every answered escalation became a record
+    assert 5 <= total["audit"] <= 10  # audited while warming up, not after (the config's audit share is 0)
+    assert agent.cameras["plaza"].cascade.warmup_audit_fraction == 0.0
+
+
+def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames, teacher_server_url):
+    blind = _student(tmp_path / "blind", a=0.01, b=-8.0, camera="plaza")  # sure nobody is there: always wrong
+    cameras = [{"id": "plaza", "source": "injected", "student": str(blind), "student_max_audit_disagreement": 0.2,
+                "cascade": {"audit_fraction": 1.0}}]
+    agent = Agent(_config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, cameras),
+                  sources=[PacedSource("plaza", plaza_frames, 12)])
+    assert agent.cameras["plaza"].own_student is not None
+    summary = agent.run()
+    assert summary["student_rollbacks"] == 1 and agent.cameras["plaza"].own_student is None
+    # the agent's student is back for the frames after the 5th audit
+    assert agent.cameras["plaza"].cascade.student_thresholds == agent.student.detector.manifest.thresholds
+
+
+def test_guard_counts_uncertainty_not_audits():
+    guard = StudentGuard(window=10, min_frames=4, audit_window=5, min_audits=3)
+    guard.watch(Limits(max_escalation=0.5, max_audit_disagreement=0.4))
+    for uncertain in (True, False, True, False):
+        guard.frame(uncertain)
+    assert guard.escalation_fraction() == 0.5 and guard.breach() is None  # at the limit is not over it
+    guard.frame(True)
+    assert "escalated 60% of the last 5 frames" in guard.breach()
+    guard.watch(Limits(max_audit_disagreement=0.4))  # a new student starts with a clean record
+    assert guard.escalation_fraction() is None
+    guard.audit(True)
+    guard.audit(False)
+    assert guard.breach() is None  # too few audits to judge
+    guard.audit(True)
+    assert "67% of its last 3 audited decisions disagreed" in guard.breach()
+
+
+def test_due_after_n_new_records_or_on_schedule(tmp_path, teacher_server_url):
+    config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, enabled=True, min_records=8,
+                     retrain_after_records=20, interval_s=600)
+    agent = Agent(config, sources=[PacedSource("plaza", [], 0)])
+    loop = agent.specialization
+    folder = tmp_path / "records" / "plaza"
+    folder.mkdir(parents=True)
+
+    def add(n, mtime):
+        for _ in range(n):
+            path = folder / f"{len(os.listdir(folder)):04d}.json"
+            path.write_text("{}")
+            os.utime(path, (mtime, mtime))
+
+    now = time.time()
+    add(7, now - 100)
+    assert loop.due("plaza", now) is None  # under min_records: never
+    add(1, now - 100)
+    assert loop.due("plaza", now) == "8 new records and 600 s since the last run"  # never ran: due on schedule
+    loop._camera_state("plaza")["last_run_s"] = now - 50
+    assert loop.due("plaza", now) is None  # nothing new since the last run
+    add(19, now - 10)
+    assert loop.due("plaza", now) is None  # 19 new, 50 s ago: neither trigger
+    assert loop.due("plaza", now + 600) == "19 new records and 600 s since the last run"
+    add(1, now - 5)
+    assert loop.due("plaza", now) == "20 new records"
+    agent.close()
+
+
+def test_a_failing_or_missing_trainer_is_recorded_not_fatal(tmp_path, teacher_server_url):
+    config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, enabled=True, min_records=8)
+    agent = Agent(config, sources=[PacedSource("plaza", [], 0)])
+    crash = SpecializationLoop(agent, config.specialization,
+                               command=[sys.executable, "-c", "import sys; print('out of memory'); sys.exit(3)"])
+    outcome = crash.run_once("plaza")
+    assert outcome["outcome"] == "failed" and "exited with 3" in outcome["why"] and "out of memory" in outcome["why"]
+    missing = SpecializationLoop(agent, config.specialization, command=[str(tmp_path / "no-such-python")])
+    assert "could not start the trainer" in missing.run_once("plaza")["why"]
+    history = json.loads((tmp_path / "models" / "cameras" / "state.json").read_text())["plaza"]["history"]
+    assert [h["outcome"] for h in history] == ["failed", "failed"]
+    assert agent.cameras["plaza"].own_student is None
+    agent.close()
