@@ -131,7 +131,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     cascade = {"level": args.level} if args.level else None
     student = Path(args.student) if args.student else STUDENT_DIR / "manifest.json"
     summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
-                        target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student)
+                        target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student,
+                        adapt_epochs=args.adapt_epochs)
     timelines = json.loads((out / "timeline.json").read_text())
     plot_timeline(timelines, out / "timeline.png")
     plot_tradeoff(summary, out / "tradeoff.png")
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", help="student manifest (default: the shipped student)")
     p.add_argument("--adapt-fraction", type=float,
                    help="per-camera specialization: adapt on this first fraction of each clip, evaluate on the rest")
+    p.add_argument("--adapt-epochs", type=int, default=60,
+                   help="fine-tuning epochs of that specialization (default: 60, as `models specialize`)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("cost", help="$ per camera-month and per fleet, baseline vs hybrid, from a bench summary")
@@ -297,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="init_from", default=str(STUDENT_DIR / "manifest.json"),
                    help="the camera's current student, the champion (default: the shipped student)")
     p.add_argument("--out", required=True, help="output directory for the challenger and decision.json")
-    p.add_argument("--epochs", type=int, default=15, help="fine-tuning epochs (default: 15)")
+    p.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (default: 60)")
     p.add_argument("--accept", type=float, default=0.5, help="cascade accept threshold to compare at (default: 0.5)")
     p.add_argument("--reject", type=float, default=0.2, help="cascade reject threshold to compare at (default: 0.2)")
     p.add_argument("--target-recall", type=float, default=0.97, help="person presence recall to reach (default: 0.97)")

@@ -155,7 +155,7 @@ class SpecializationSettings(_Strict):
     interval_s: float = Field(86_400.0, ge=0, description="and at least this often when there are new ones (0: off)")
     min_records: int = Field(40, ge=4, description="never train on fewer")
     keep_records: int = Field(2000, ge=8, description="newest records kept per camera; older ones are deleted")
-    epochs: int = Field(15, ge=1, le=500)
+    epochs: int = Field(60, ge=1, le=500)
     target_recall: float = Field(0.97, gt=0, le=1, description="presence recall the decision compares at")
     warmup_records: int = Field(100, ge=0, description="a camera audits more until it has this many records")
     warmup_audit_fraction: float = Field(0.25, ge=0, le=1, description="its audit share during the warm-up")

@@ -32,7 +32,7 @@ def _figures(lines: list[dict], baseline: Baseline) -> dict:
 
 
 def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
-              generic: Path = DEFAULT_STUDENT_MANIFEST, warmup_audit: float = 1.0, epochs: int = 15,
+              generic: Path = DEFAULT_STUDENT_MANIFEST, warmup_audit: float = 1.0, epochs: int = 60,
               baseline: Baseline | None = None) -> dict:
     if not 0 < fraction < 1:
         raise ValueError(f"--adapt-fraction must be between 0 and 1, got {fraction}")
@@ -66,6 +66,7 @@ def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
                   "escalation_fraction": round(escalation_fraction(adapt_run.lines), 4),
                   "records_kept": collector.written, "warmup_audit_fraction": warmup_audit},
         "decision": {k: decision[k] for k in ("promote", "why", "frames")},
+        "deployed": "specialized" if decision["promote"] else "generic",  # what the camera runs from then on
         "eval": results,
         "jsonl": str(jsonl),
     }

@@ -48,7 +48,7 @@ def _model_card(path: Path) -> dict:
 
 def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None = None,
               with_sweep: bool = True, target_recall: float = 0.97, adapt_fraction: float | None = None,
-              student: Path = DEFAULT_STUDENT_MANIFEST) -> dict:
+              student: Path = DEFAULT_STUDENT_MANIFEST, adapt_epochs: int = 60) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     results, raw, skipped, timelines = {}, {}, {}, {}
     with local_inference_server() as url:
@@ -71,7 +71,7 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
                 summary["sweep"] = sweep(baseline, path, camera, held_from_s=held_from, student=student)
             if adapt_fraction:
                 summary["adaptation"] = run_adapt(path, fps, adapt_fraction, url, out_dir / "adapt",
-                                                  generic=student, baseline=baseline)
+                                                  generic=student, baseline=baseline, epochs=adapt_epochs)
             results[path.name] = summary
             raw[path.name] = (hybrid, baseline)
             timelines[path.name] = [
@@ -112,7 +112,10 @@ def _warmup(results: dict) -> dict | None:
     frames = sum(a["adapt"]["frames"] for a in runs)
     escalated = sum(a["adapt"]["escalated"] for a in runs)
     hours = sum(a["adapt"]["frames"] / a["fps"] for a in runs) / len(runs) / 3600
-    return {"escalation_fraction": round(escalated / max(1, frames), 4), "hours": round(hours, 4)}
+    deployed = [a["eval"][a["deployed"]] for a in runs]  # what each camera runs after its warm-up
+    steady = sum(d["escalation_fraction"] * d["frames"] for d in deployed) / max(1, sum(d["frames"] for d in deployed))
+    return {"escalation_fraction": round(escalated / max(1, frames), 4), "hours": round(hours, 4),
+            "steady_escalation_fraction": round(steady, 4)}
 
 
 def _pooled_operating_point(results: dict, target_recall: float) -> dict | None:

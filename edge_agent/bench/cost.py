@@ -26,6 +26,7 @@ from edge_agent.bench.cost_model import (
     hybrid_cost,
     load_summary,
     messages_per_escalation,
+    steady_escalation_fraction,
     usage_items,
 )
 from edge_agent.bench.cost_table import format_cost
@@ -179,7 +180,7 @@ def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT
     if teacher_cpu_s is not None and not teacher_cpu_s > 0:
         raise ValueError(f"the teacher CPU time per frame must be positive; got {teacher_cpu_s}")
     hybrid = hybrid_cost(summary, pricing, cameras)
-    measured = summary.total.escalation_fraction
+    measured = steady_escalation_fraction(summary)
     warmup = None
     if summary.warmup is not None:
         warmup = hybrid.cloud_usd_per_camera_month - hybrid_cost(summary, pricing, cameras, measured) \

@@ -44,6 +44,8 @@ class BenchTotals(_Input):
 class Warmup(_Input):
     escalation_fraction: float = Field(ge=0, le=1)
     hours: float = Field(ge=0)
+    # After the warm-up the camera runs the student its specialization deployed: this fraction from then on.
+    steady_escalation_fraction: float | None = Field(None, ge=0, le=1)
 
 
 class BenchSummary(_Input):
@@ -110,9 +112,16 @@ def messages_per_escalation(summary: BenchSummary) -> float:
     return t.messages / t.escalated if t.escalated else 1.0
 
 
+def steady_escalation_fraction(summary: BenchSummary) -> float:
+    """Escalations per sampled frame once running: after specialization, the deployed student's."""
+    if summary.warmup is not None and summary.warmup.steady_escalation_fraction is not None:
+        return summary.warmup.steady_escalation_fraction
+    return summary.total.escalation_fraction
+
+
 def monthly_escalation_fraction(summary: BenchSummary, pricing: Pricing) -> float:
     """The steady fraction plus a new camera's warm-up escalations spread over the amortisation months."""
-    f = summary.total.escalation_fraction
+    f = steady_escalation_fraction(summary)
     if summary.warmup is None:
         return f
     window_h = pricing.hours_per_month * pricing.warmup_amortisation_months

@@ -74,7 +74,9 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     """A readable table; the numbered sources at the end trace every unit price."""
     r, h, p, t = report, report.hybrid, report.pricing, report.summary.total
     sources: list[str] = []
-    warm = ""
+    warm = steady = ""
+    if r.summary.warmup and r.summary.warmup.steady_escalation_fraction is not None:
+        steady = " (the student each camera runs after its warm-up and specialization)"
     if r.summary.warmup:
         w = r.summary.warmup
         warm = (f"; monthly with warm-up {_pct(r.fraction_monthly)} ({w.escalation_fraction:.1%} for {w.hours:g} h per "
@@ -82,7 +84,7 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     lines = [
         f"FrameSieve cost model: {r.cameras:,} cameras at {r.summary.fps:g} fps; {p.region} on-demand prices as of "
         f"{p.as_of} ({' + '.join(p.sources)})",
-        f"Bench {r.summary_path}: escalation fraction {_pct(r.fraction_measured)}{warm}; "
+        f"Bench {r.summary_path}: escalation fraction {_pct(r.fraction_measured)}{steady}{warm}; "
         f"{t.message_bytes_mean:,.0f} B/message; edge {t.edge_cpu_s_per_frame:g} CPU-s/frame; "
         f"{t.cameras_per_core:g} cameras/core",
     ]

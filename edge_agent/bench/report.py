@@ -65,7 +65,12 @@ def plot_tradeoff(summary: dict, path: Path) -> None:
             title="Presence: recall against escalations")
     ax2.set(xlabel="sampled frames escalated (%)", ylabel="box F1 @ IoU 0.5 vs teacher",
             title="Boxes: F1 against escalations")
-    ax1.legend(fontsize=7, loc="lower right")
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=7, loc="lower right")
+    else:  # say so, rather than leave an empty chart to puzzle over
+        for ax in (ax1, ax2):
+            ax.text(0.5, 0.5, "no threshold sweep in this bench\n(it ran with --no-sweep)", ha="center",
+                    va="center", transform=ax.transAxes, color="grey")
     for ax in (ax1, ax2):
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
@@ -152,12 +157,14 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
                 lines.append(
                     f"| {clip} | first {a['adapt']['frames']} frames (< {a['adapt_until_s']} s) | "
                     f"{_fmt(a['adapt']['escalation_fraction'], True)} | {a['adapt']['records_kept']} | "
-                    f"{'promote' if a['decision']['promote'] else 'keep champion'} | {e['frames']} | {name} | "
+                    f"{'promote' if a['decision']['promote'] else 'keep champion'} | {e['frames']} | "
+                    f"{name}{' (deployed)' if a.get('deployed') == name else ''} | "
                     f"{_fmt(e['escalation_fraction'], True)} | {_fmt(e['person'].get('presence_recall'))} | "
                     f"{_fmt(e['person'].get('presence_precision'))} | {_fmt(e['vehicle'].get('presence_recall'))} | "
                     f"{_fmt(e['vehicle'].get('presence_precision'))} |")
             lines.append("")
-            lines.append(f"Decision for {clip}: {a['decision']['why']}")
+            lines.append(f"Decision for {clip}: {a['decision']['why']}. Only the teacher's answers to the adaptation "
+                         "phase's escalations were trained on; the evaluation phase's frames were never trained on.")
         lines.append("")
     lines += ["![escalations and detections over time](timeline.png)", "",
               "![accuracy against escalations](tradeoff.png)", ""]

@@ -79,7 +79,9 @@ def export_variants(net, data, cfg, out_dir: Path, name: str, version: str, trai
     fp32 = out_dir / "student-fp32.onnx"
     export_onnx(net, fp32, in_wh)
     calib_items = data.frames("calib")
-    calib_source = calib_items or data.frames("train")[:64]
+    # A camera's first records give only a few calibration frames (specialization): too few to fit scores
+    # on, so the newest training frames join them. A generic training run has hundreds and is unchanged.
+    calib_source = calib_items if len(calib_items) >= 16 else calib_items + data.frames("train")[-64:]
     rng = np.random.default_rng(cfg.seed)
     quant_items = [calib_source[k] for k in rng.permutation(len(calib_source))[:64]]
     int8 = out_dir / "student-int8.onnx"

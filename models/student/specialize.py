@@ -95,7 +95,7 @@ def decide(champion: Path, challenger: Path, data: Dataset, accept: float, rejec
     return out
 
 
-def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path, epochs: int = 15,
+def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path, epochs: int = 60,
                accept: float = 0.5, reject: float = 0.2, target_recall: float = 0.97, min_records: int = 8,
                config: TrainConfig | None = None, progress: bool = True) -> dict:
     """One step of the loop: collect -> train -> decide. Writes the challenger and `decision.json` to

@@ -110,3 +110,27 @@ def test_calibrate_writes_a_valid_config_with_the_chosen_thresholds(tmp_path, te
     with pytest.raises(ConfigError, match="no cascade thresholds reach"):
         calibrate(vtest_path, config, 1.5, fps=0.25, out_path=tmp_path / "never.yaml")
     assert not (tmp_path / "never.yaml").exists()
+
+
+def test_adapt_bench_trains_only_on_escalated_adaptation_frames(tmp_path, teacher_manifest, vtest_path):
+    from contracts.training import TrainingRecord
+    from edge_agent.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["bench", str(vtest_path), "--fps", "0.5", "--adapt-fraction", "0.5", "--adapt-epochs", "2",
+                 "--no-sweep", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    a = summary["clips"]["vtest.avi"]["adaptation"]
+    cut = a["adapt_until_s"]
+    assert a["adapt"]["frames"] == 20 and a["eval"]["generic"]["frames"] == a["eval"]["specialized"]["frames"] == 20
+    assert a["adapt"]["records_kept"] == a["adapt"]["escalated"] > 0  # the teacher's answers to escalations only
+    records = [TrainingRecord.from_bytes(p.read_bytes())
+               for p in (out / "adapt" / "training-records" / "vtest").glob("*.json")]
+    assert len(records) == a["adapt"]["records_kept"] and max(r.pts_s for r in records) < cut
+    assert a["deployed"] == ("specialized" if a["decision"]["promote"] else "generic") and a["decision"]["why"]
+    assert summary["warmup"]["steady_escalation_fraction"] == a["eval"][a["deployed"]]["escalation_fraction"]
+    phases = [json.loads(x) for x in (out / "adapt" / "vtest.jsonl").read_text().splitlines()]
+    assert [p["phase"] for p in phases] == ["adapt"] * 20 + ["eval"] * 20
+    assert all((p["pts_s"] < cut) == (p["phase"] == "adapt") for p in phases)
+    report = (out / "report.md").read_text()
+    assert "## Per-camera specialization" in report and "(deployed)" in report
