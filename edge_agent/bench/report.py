@@ -124,6 +124,7 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
                          f"{_fmt(p['box_f1_iou50'])} |")
     vt = summary["clips"].get("vtest.avi", {})
     held = vt.get("held_back") or {}
+    checks = []
     if held:
         checks = [
             ("person presence recall, held-back vtest", held["labels"]["person"]["presence_recall"], ">=",
@@ -132,6 +133,18 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
              TARGETS["escalation_fraction"]),
             ("edge / baseline CPU, vtest", vt["cpu_ratio"], "<=", TARGETS["cpu_ratio"]),
         ]
+    for clip, r in summary["clips"].items():  # specialization: the evaluation phase, deployed student
+        a = r.get("adaptation")
+        if a:
+            e = a["eval"][a["deployed"]]
+            checks += [
+                (f"person presence recall, {clip} after specialization ({a['deployed']})",
+                 e["person"].get("presence_recall", 1.0), ">=", TARGETS["person_recall"]),
+                (f"escalation fraction, {clip} after specialization ({a['deployed']})", e["escalation_fraction"],
+                 "<=", TARGETS["escalation_fraction"]),
+                (f"escalation fraction, {clip} after specialization (the goal beyond)", e["escalation_fraction"],
+                 "<=", 0.05)]
+    if checks:
         lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
         for name, value, op, goal in checks:
             met = value >= goal if op == ">=" else value <= goal
