@@ -16,7 +16,7 @@ import numpy as np
 
 from contracts.detections import Detections, box_iou
 from contracts.wire import WireError
-from edge_agent.config import AgentConfig, CameraConfig, CameraSettings, ConfigError
+from edge_agent.config import CAMERA_ONLY_FIELDS, AgentConfig, CameraConfig, CameraSettings, ConfigError
 from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
 from edge_agent.escalation.base import TRANSPORTS, Transport, TransportError
 from edge_agent.escalation.crops import build_request
@@ -197,7 +197,7 @@ class Agent:
 
     def _apply_camera(self, state: CameraState, new: CameraSettings) -> None:
         old = state.config
-        state.config = CameraConfig.model_validate({**new.model_dump(), "id": old.id, "source": old.source})
+        state.config = CameraConfig.model_validate({**new.model_dump(), **old.model_dump(include=CAMERA_ONLY_FIELDS)})
         cascade, c = state.cascade, new.cascade
         cascade.bands = {k: Band(v.accept, v.reject) for k, v in c.labels.items()}
         cascade.level, cascade.audit_fraction = c.level, c.audit_fraction

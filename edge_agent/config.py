@@ -84,6 +84,10 @@ class CameraConfig(CameraSettings):
         None, gt=0, le=1, description="back to the agent's student if this camera's audits disagree more than this")
 
 
+# A camera's identity, source and own student: fixed by its config, never by a live settings change.
+CAMERA_ONLY_FIELDS = frozenset(CameraConfig.model_fields) - frozenset(CameraSettings.model_fields)
+
+
 class MqttSettings(_Strict):
     """The broker connection of the mqtt and iot-core transports."""
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_agent.config import CameraSettings, deep_merge, describe_errors
+from edge_agent.config import CAMERA_ONLY_FIELDS, CameraSettings, deep_merge, describe_errors
 from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.fleet.worker import Worker
@@ -88,7 +88,7 @@ class ShadowSync:
         self.model_status: str | None = None
         self._switching: str | None = None
         # Only what the shadow may change: not a camera's identity, source, or its own student.
-        only_settings = {"id", "source", "student", "student_max_escalation"}
+        only_settings = CAMERA_ONLY_FIELDS
         self.bases = {c.id: CameraSettings.model_validate(c.model_dump(exclude=only_settings)).model_dump(
             mode="json") for c in agent.config.cameras}
         self.desired: dict[str, Any] = {}  # the last desired state that was applied

@@ -176,8 +176,9 @@ class SpecializationLoop:
         log.info("camera %s: specializing from %s (%s)", camera, champion, out)
         error = self._train(args, out / "specialize.log")
         if error:
-            self._note(camera, outcome="failed", why=error, run=str(out))
-            return {"outcome": "failed", "why": error}
+            outcome = "interrupted" if self._stop.is_set() else "failed"
+            self._note(camera, outcome=outcome, why=error, run=str(out))
+            return {"outcome": outcome, "why": error}
         decision = json.loads((out / "decision.json").read_text())
         if not decision["promote"]:
             self._note(camera, outcome="kept", why=decision["why"], run=str(out))
@@ -204,6 +205,8 @@ class SpecializationLoop:
                 return f"training took over specialization.timeout_s = {self.settings.timeout_s:.0f} s; stopped"
             finally:
                 self._child = None
+        if rc != 0 and self._stop.is_set():
+            return "interrupted: the agent stopped"
         if rc != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             if any("No module named 'torch'" in line for line in tail):

@@ -11,6 +11,7 @@ import shutil
 import sys
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import pytest
@@ -74,26 +75,39 @@ def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_p
     agent = Agent(config, sources=[PacedSource("plaza", plaza_frames, 100_000, 0.15)])
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
+    loop = agent.specialization
+
+    def first_outcome():
+        history = loop.state.get("plaza", {}).get("history")
+        if history:  # one round is what this test is about: no new trigger from here on
+            loop.settings.retrain_after_records, loop.settings.interval_s = 10**9, 0
+        return history
+
     try:
-        wait_until(lambda: agent.specialization.state.get("plaza", {}).get("history"), 300, "a loop outcome")
+        wait_until(first_outcome, 300, "a loop outcome")
     finally:
         agent.stop()
         thread.join(60)
     history = agent.specialization.state["plaza"]["history"]
-    assert history[-1]["outcome"] == "promoted", history
-    assert "-> promote" in history[-1]["why"]
-    own = agent.cameras["plaza"].own_student.detector.manifest
+    assert history[0]["outcome"] == "promoted", history
+    assert "-> promote" in history[0]["why"]
+    # a second run may have started on the newer records; stopping the agent interrupts it, nothing else
+    assert all(h["outcome"] in ("promoted", "kept", "interrupted") for h in history[1:]), history
+    first = json.loads((Path(history[0]["run"]) / "manifest.json").read_text())
+    assert first["training"]["fine_tuned_from"] == str(unsure)  # trained from the camera's champion
+    assert first["training"]["specialization"]["camera"] == "plaza"
+    own = agent.cameras["plaza"].own_student.detector.manifest  # the plaza camera alone runs it
     assert own.training["specialization"]["camera"] == "plaza"
-    assert own.training["fine_tuned_from"] == str(unsure)
     assert agent.cameras["plaza"].guard.limits.max_escalation is not None
     summary = agent.summary()
-    assert summary["specialization"]["promotions"] == 1 and summary["errors"] == 0
+    promoted = sum(h["outcome"] == "promoted" for h in history)
+    assert summary["specialization"]["promotions"] == promoted and summary["errors"] == 0
     records = list((tmp_path / "records" / "plaza").glob("*.json"))
     assert len(records) >= 16
     record = TrainingRecord.from_bytes(records[0].read_bytes())  # what the loop trained on: teacher answers
     assert record.camera == "plaza" and record.crops and record.teacher_model.startswith("yolov3-tiny")
     saved = json.loads((tmp_path / "models" / "cameras" / "state.json").read_text())
-    assert saved["plaza"]["history"][-1]["outcome"] == "promoted"
+    assert saved["plaza"]["history"][0]["outcome"] == "promoted"
 
     again = Agent(config, sources=[PacedSource("plaza", plaza_frames, 3)])  # a restart keeps the promoted one
     try:
