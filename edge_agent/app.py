@@ -234,7 +234,7 @@ class Agent:
                 state.cascade.student_thresholds = student.detector.manifest.thresholds
 
     # -- per-camera students ------------------------------------------------------------------------
-    def _camera_student(self, cam: CameraConfig) -> tuple[Detector, Limits] | None:
+    def _camera_student(self, cam: CameraConfig) -> tuple[Detector, Limits, dict | None] | None:
         """A student rolled out to this camera (by the loop or a job; it wins: it was trained from the
         configured one), else the config's own `student`; both sha256-verified: a tampered one never runs."""
         installed = installed_student(self.config.fleet.models_dir, cam.id, self.config.student_threads)
@@ -242,13 +242,16 @@ class Agent:
             return installed
         if cam.student:
             detector = load_detector(Path(os.path.expanduser(cam.student)), threads=self.config.student_threads)
-            return detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement)
+            return detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement), None
         return None
 
-    def use_camera_student(self, camera: str, detector: Detector, limits: Limits) -> None:
-        """Give one camera its own student, watched against `limits` (on the loop's thread)."""
+    def use_camera_student(self, camera: str, detector: Detector, limits: Limits, bands: dict | None = None) -> None:
+        """Give one camera its own student, watched against `limits`, with its own cascade `bands`
+        ({accept, reject} for every label) if given (on the loop's thread)."""
         state = self.cameras[camera]
         state.own_student = BatchedStudent(detector)
+        if bands:
+            state.cascade.bands = {label: Band(bands["accept"], bands["reject"]) for label in state.cascade.bands}
         state.cascade.student_thresholds = detector.manifest.thresholds
         state.cascade.warmup_audit_fraction = 0.0
         state.guard.watch(limits)
@@ -258,6 +261,7 @@ class Agent:
                   state.own_student.detector.manifest.version, reason)
         state.own_student = None
         state.cascade.student_thresholds = self.student.detector.manifest.thresholds
+        state.cascade.bands = {k: Band(v.accept, v.reject) for k, v in state.config.cascade.labels.items()}
         state.guard.watch(Limits())
         self.student_rollbacks += 1
         try:

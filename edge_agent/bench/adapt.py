@@ -50,8 +50,11 @@ def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
     specialized_dir = out_dir / f"student-{camera}"
     decision = specialize(camera, records, generic, specialized_dir, epochs=epochs, min_records=4, progress=False)
     results = {}
-    for name, manifest in (("generic", generic), ("specialized", specialized_dir / "manifest.json")):
-        cfg = agent_config(camera, clip, fps, url).model_copy(update={"student": str(manifest)})
+    bands = decision.get("bands")  # a promoted student runs at its own operating point, as the loop sets it
+    own = {"labels": {label: bands for label in ("person", "vehicle")}} if bands else None
+    challenger = specialized_dir / "manifest.json"
+    for name, manifest, cascade in (("generic", generic, None), ("specialized", challenger, own)):
+        cfg = agent_config(camera, clip, fps, url, cascade).model_copy(update={"student": str(manifest)})
         run = run_hybrid(cfg, out_dir, f"{camera}.eval-{name}", sources=[ReplaySource(camera, evaluate, fps)])
         results[name] = _figures(run.lines, baseline)
         results[name]["lines"] = run.lines
@@ -65,7 +68,7 @@ def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
         "adapt": {"frames": len(adapt), "escalated": adapt_run.counters["escalated"],
                   "escalation_fraction": round(escalation_fraction(adapt_run.lines), 4),
                   "records_kept": collector.written, "warmup_audit_fraction": warmup_audit},
-        "decision": {k: decision[k] for k in ("promote", "why", "frames")},
+        "decision": {k: decision[k] for k in ("promote", "why", "frames", "bands")},
         "deployed": "specialized" if decision["promote"] else "generic",  # what the camera runs from then on
         "eval": results,
         "jsonl": str(jsonl),

@@ -176,8 +176,11 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
                     f"{_fmt(e['person'].get('presence_precision'))} | {_fmt(e['vehicle'].get('presence_recall'))} | "
                     f"{_fmt(e['vehicle'].get('presence_precision'))} |")
             lines.append("")
-            lines.append(f"Decision for {clip}: {a['decision']['why']}. Only the teacher's answers to the adaptation "
-                         "phase's escalations were trained on; the evaluation phase's frames were never trained on.")
+            bands = a["decision"].get("bands")
+            own = (f" The specialized student runs at its own bands, accept {bands['accept']} / reject "
+                   f"{bands['reject']}, the cheapest on those held-back frames." if bands else "")
+            lines.append(f"Decision for {clip}: {a['decision']['why']}.{own} Only the teacher's answers to the "
+                         "adaptation phase's escalations were trained on; the evaluation phase's frames never were.")
         lines.append("")
     lines += ["![escalations and detections over time](timeline.png)", "",
               "![accuracy against escalations](tradeoff.png)", ""]

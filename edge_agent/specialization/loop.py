@@ -225,7 +225,7 @@ class SpecializationLoop:
         try:
             manifest = store.install(bundle, version)
             outcome = swap_camera_student(self.agent, camera, manifest, self.limits(camera, decision),
-                                          note=decision["why"], wait_s=wait_s)
+                                          note=decision["why"], wait_s=wait_s, bands=decision.get("bands"))
         except (UpdateError, SwapAborted) as exc:
             return str(exc)
         if outcome is None:

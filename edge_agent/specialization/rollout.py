@@ -32,8 +32,10 @@ def camera_store(models_dir: str | Path, camera: str) -> ModelStore:
     return ModelStore(Path(models_dir).expanduser() / "cameras" / camera)
 
 
-def installed_student(models_dir: str | Path, camera: str, threads: int) -> tuple[Detector, Limits] | None:
-    """The camera's rolled-out student from before a restart, if any and intact, with its rollback limits."""
+def installed_student(models_dir: str | Path, camera: str,
+                      threads: int) -> tuple[Detector, Limits, dict | None] | None:
+    """The camera's rolled-out student from before a restart, if any and intact, with its rollback limits
+    and its bands."""
     store = camera_store(models_dir, camera)
     manifest = store.active_manifest()
     if manifest is None:
@@ -43,7 +45,8 @@ def installed_student(models_dir: str | Path, camera: str, threads: int) -> tupl
     except ModelError as exc:  # tampered or damaged on disk: it never runs
         log.error("camera %s: installed student %s refused (%s); using the configured one", camera, manifest, exc)
         return None
-    return detector, Limits(**store.active_extra().get("limits", {}))
+    extra = store.active_extra()
+    return detector, Limits(**extra.get("limits", {})), extra.get("bands")
 
 
 def load_camera_student(manifest: Path, camera: str, threads: int) -> Detector:
@@ -59,10 +62,11 @@ def load_camera_student(manifest: Path, camera: str, threads: int) -> Detector:
 
 
 def swap_camera_student(agent: Agent, camera: str, manifest: Path, limits: Limits | None = None,
-                        note: str = "", wait_s: float = 600.0) -> str | None:
+                        note: str = "", wait_s: float = 600.0, bands: dict | None = None) -> str | None:
     """Install the student at `manifest` (already in the camera's store) for `camera` once it passes a
     health check on that camera's live frames. None on success, else why not (the camera keeps its
-    current student). `limits=None`: the champion's live escalation fraction plus 5 points."""
+    current student). `limits=None`: the champion's live escalation fraction plus 5 points. `bands`
+    ({accept, reject}): the student's own cascade bands for every label, else the camera's stay."""
     if camera not in agent.cameras:
         return f"camera {camera!r} is not on this gateway (it runs {sorted(agent.cameras)})"
     try:
@@ -89,8 +93,9 @@ def swap_camera_student(agent: Agent, camera: str, manifest: Path, limits: Limit
             if watch is None:
                 live_fraction = agent.cameras[camera].guard.escalation_fraction()
                 watch = Limits(round(min(1.0, live_fraction + 0.05), 4) if live_fraction is not None else None)
-            agent.use_camera_student(camera, detector, watch)
-            store.activate(manifest, limits={k: v for k, v in vars(watch).items() if v is not None}, note=note)
+            agent.use_camera_student(camera, detector, watch, bands)
+            store.activate(manifest, limits={k: v for k, v in vars(watch).items() if v is not None}, note=note,
+                           bands=bands)
             log.info("camera %s: now runs %s %s; rolled back if %s", camera, detector.manifest.name,
                      detector.manifest.version, watch)
             result.append(None)

@@ -61,9 +61,10 @@ def _recall_ok(outcome: dict, target: float) -> bool:
 
 
 def needed_escalation(scores: np.ndarray, present: np.ndarray, target_recall: float) -> dict | None:
-    """The cheapest (accept, reject) reaching the target recall on every label, or None."""
+    """The cheapest (accept, reject) reaching the target recall on every label, or None; of equally cheap
+    ones the most conservative (highest accept, then highest reject), as few frames decide it."""
     ok = [o for o in (cascade_outcome(scores, present, a, r) for a, r in GRID) if _recall_ok(o, target_recall)]
-    return min(ok, key=lambda o: o["escalation_fraction"]) if ok else None
+    return min(ok, key=lambda o: (o["escalation_fraction"], -o["accept"], -o["reject"])) if ok else None
 
 
 def decide(champion: Path, challenger: Path, data: Dataset, accept: float, reject: float, target_recall: float,
@@ -83,6 +84,10 @@ def decide(champion: Path, challenger: Path, data: Dataset, accept: float, rejec
     need_cc = (out["challenger"]["cheapest_for_target"] or {}).get("escalation_fraction", 1.01)
     fewer = cc["escalation_fraction"] < ch["escalation_fraction"] or need_cc < need_ch
     out["promote"] = bool(not worse and fewer)
+    # The promoted student's own operating point: its calibrated scores are its own, so are its bands.
+    cheapest = out["challenger"]["cheapest_for_target"]
+    out["bands"] = {"accept": cheapest["accept"], "reject": cheapest["reject"]} if out["promote"] and cheapest \
+        else None
     recalls = ", ".join(f"{label} recall {cc[f'{label}_presence_recall']:.3f} vs {ch[f'{label}_presence_recall']:.3f}"
                         for label in PRODUCT_LABELS)
     out["why"] = (

@@ -98,6 +98,9 @@ def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_p
     assert first["training"]["specialization"]["camera"] == "plaza"
     own = agent.cameras["plaza"].own_student.detector.manifest  # the plaza camera alone runs it
     assert own.training["specialization"]["camera"] == "plaza"
+    decision = json.loads((Path(history[promoted_at(history)]["run"]) / "decision.json").read_text())
+    bands = {label: (b.accept, b.reject) for label, b in agent.cameras["plaza"].cascade.bands.items()}
+    assert bands == {label: (decision["bands"]["accept"], decision["bands"]["reject"]) for label in bands}
     assert agent.cameras["plaza"].guard.limits.max_escalation is not None
     summary = agent.summary()
     promoted = sum(h["outcome"] == "promoted" for h in history)
@@ -113,6 +116,7 @@ def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_p
     try:
         assert again.cameras["plaza"].own_student.detector.manifest.version == own.version
         assert again.cameras["plaza"].guard.limits == agent.cameras["plaza"].guard.limits
+        assert again.cameras["plaza"].cascade.bands == agent.cameras["plaza"].cascade.bands
     finally:
         again.close()
     # ...unless it was tampered with on disk: then it never runs
@@ -123,6 +127,10 @@ def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_p
         assert tampered.cameras["plaza"].own_student is None
     finally:
         tampered.close()
+
+
+def promoted_at(history):
+    return max(k for k, h in enumerate(history) if h["outcome"] == "promoted")
 
 
 def test_warmup_audits_until_enough_records_then_stops(tmp_path, plaza_frames, teacher_server_url):
@@ -143,11 +151,15 @@ def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames
                 "cascade": {"audit_fraction": 1.0}}]
     agent = Agent(_config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, cameras),
                   sources=[PacedSource("plaza", plaza_frames, 12)])
-    assert agent.cameras["plaza"].own_student is not None
+    state = agent.cameras["plaza"]
+    assert state.own_student is not None
+    agent.use_camera_student("plaza", state.own_student.detector, state.guard.limits, {"accept": 0.3, "reject": 0.05})
+    assert state.cascade.bands["person"].accept == 0.3  # its own operating point, until it goes
     summary = agent.run()
     assert summary["student_rollbacks"] == 1 and agent.cameras["plaza"].own_student is None
-    # the agent's student is back for the frames after the 5th audit
-    assert agent.cameras["plaza"].cascade.student_thresholds == agent.student.detector.manifest.thresholds
+    # the agent's student is back for the frames after the 5th audit, at the camera's configured bands
+    assert state.cascade.student_thresholds == agent.student.detector.manifest.thresholds
+    assert (state.cascade.bands["person"].accept, state.cascade.bands["person"].reject) == (0.5, 0.2)
 
 
 def test_guard_counts_uncertainty_not_audits():
