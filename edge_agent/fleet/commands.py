@@ -38,9 +38,9 @@ def _cmd_pack(args: argparse.Namespace) -> int:
         document["camera"] = args.camera
         decision = Path(args.manifest).parent / "decision.json"
         if decision.is_file():  # roll back above what the champion needed, as the local loop does
-            champion = json.loads(decision.read_text())["champion"]["at_bands"]
-            document["max_escalation"] = round(min(1.0, champion["escalation_fraction"] + 0.05), 4)
-            document["max_audit_disagreement"] = round(min(1.0, champion.get("edge_disagreement", 0.0) + 0.1), 4)
+            from models.student.limits import rollback_limits
+
+            document.update(rollback_limits(json.loads(decision.read_text())))
     print(json.dumps(document, indent=2))
     return 0
 

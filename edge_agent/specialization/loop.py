@@ -32,6 +32,7 @@ from edge_agent.config import SpecializationSettings
 from edge_agent.fleet.models import UpdateError, pack_bundle
 from edge_agent.specialization.guard import Limits
 from edge_agent.specialization.rollout import SwapAborted, camera_store, swap_camera_student
+from models.student.limits import rollback_limits
 
 if TYPE_CHECKING:
     from edge_agent.app import Agent
@@ -235,12 +236,8 @@ class SpecializationLoop:
     def limits(self, camera: str, decision: dict) -> Limits:
         """Roll back above what the champion needed: its live escalation fraction (or, without enough live
         frames yet, what it needed on the held-back records), and its audit disagreement there."""
-        s = self.settings
         live = self.agent.cameras[camera].guard.escalation_fraction()
-        champion = decision["champion"]["at_bands"]
-        base = live if live is not None else champion["escalation_fraction"]
-        return Limits(round(min(1.0, base + s.escalation_margin), 4),
-                      round(min(1.0, champion.get("edge_disagreement", 0.0) + s.audit_margin), 4))
+        return Limits(**rollback_limits(decision, self.settings.escalation_margin, self.settings.audit_margin, live))
 
     def rolled_back(self, camera: str, reason: str) -> None:
         """The agent took the camera's student away: the next run trains from the agent's student."""

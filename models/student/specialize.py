@@ -22,6 +22,7 @@ from models.runtime import load_detector
 from models.student.collected import load_records, records_dataset
 from models.student.config import TrainConfig
 from models.student.evaluate import run_on
+from models.student.limits import rollback_limits
 from models.student.train import Dataset, train_student
 
 GRID = [(a, r) for a in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) for r in (0.05, 0.1, 0.2, 0.3) if r < a]
@@ -140,9 +141,11 @@ def install(config_path: Path, camera: str, challenger: Path, decision: dict, ma
     cams = [c for c in raw.get("cameras", []) if isinstance(c, dict) and c.get("id") == camera]
     if not cams:
         raise ModelError(f"camera {camera!r} is not in {config_path}")
-    limit = round(min(1.0, decision["champion"]["at_bands"]["escalation_fraction"] + margin), 4)
+    limits = rollback_limits(decision, escalation_margin=margin)
+    limit = limits["max_escalation"]
     cams[0]["student"] = str(Path(challenger).resolve())
     cams[0]["student_max_escalation"] = limit
+    cams[0]["student_max_audit_disagreement"] = limits["max_audit_disagreement"]
     shutil.copyfile(config_path, Path(str(config_path) + ".bak"))
     Path(config_path).write_text(yaml.safe_dump(raw, sort_keys=False))
     return limit
