@@ -143,6 +143,7 @@ class Agent:
         feeder = FrameFeeder(self.sources, self.stop_event).start()
         if self.specialization is not None:
             self.specialization.start()
+        last: dict[str, SampledFrame] = {}  # each camera's latest frame
         try:
             while (frames := feeder.batch(max_batch)) is not None:
                 self.run_control(frames)
@@ -151,6 +152,9 @@ class Agent:
                 except Exception:  # one bad batch must not stop a gateway that watches many cameras
                     self.errors += 1
                     log.exception("processing %d frame(s) failed; continuing", len(frames))
+                last.update((f.camera, f) for f in frames)
+            if self.specialization is not None and not self.stop_event.is_set():
+                self._finish_specialization(list(last.values()))
         finally:
             self.stop_event.set()
             feeder.join()
@@ -162,6 +166,18 @@ class Agent:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _finish_specialization(self, frames: list[SampledFrame]) -> None:
+        """The sources ended (files) while a camera was specializing: let it finish, and check a promoted
+        student on each camera's last frames, so the next run starts with it. A stop request ends the wait."""
+        loop = self.specialization
+        if loop.busy is None:
+            return
+        log.info("the sources ended while camera %s was specializing; waiting for it (stop the agent to skip)",
+                 loop.busy)
+        while loop.busy is not None and not self.stop_event.wait(0.2):
+            self.run_control(frames)
+        self.run_control(frames)
 
     # -- changes from other threads, applied by the loop between batches ---------------------------
     def submit(self, action: Callable[[list[SampledFrame]], None]) -> None:

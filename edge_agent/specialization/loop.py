@@ -64,6 +64,7 @@ class SpecializationLoop:
         self.state = self._load_state()
         self.counts = {camera: len(record_files(self.records_dir / camera)) for camera in agent.cameras}
         self.runs = self.promotions = 0
+        self.busy: str | None = None  # the camera being specialized now
 
     # -- state ---------------------------------------------------------------------------------------
     def _load_state(self) -> dict:
@@ -156,6 +157,13 @@ class SpecializationLoop:
 
     def run_once(self, camera: str, wait_install_s: float = 600.0) -> dict:
         """Train, decide and (if promoted) install for one camera; returns what happened."""
+        self.busy = camera
+        try:
+            return self._run_once(camera, wait_install_s)
+        finally:
+            self.busy = None
+
+    def _run_once(self, camera: str, wait_install_s: float) -> dict:
         s = self.settings
         started = time.time()
         self._camera_state(camera)["last_run_s"] = started  # records newer than this are "new" next time
@@ -178,14 +186,18 @@ class SpecializationLoop:
         error = self._train(args, out / "specialize.log")
         if error:
             outcome = "interrupted" if self._stop.is_set() else "failed"
+            log.warning("camera %s: specialization %s: %s", camera, outcome, error)
             self._note(camera, outcome=outcome, why=error, run=str(out))
             return {"outcome": outcome, "why": error}
         decision = json.loads((out / "decision.json").read_text())
         if not decision["promote"]:
+            log.info("camera %s: the champion stays: %s", camera, decision["why"])
             self._note(camera, outcome="kept", why=decision["why"], run=str(out))
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
             return {"outcome": "kept", "why": decision["why"]}
         outcome = self.install(camera, out / "manifest.json", decision, wait_s=wait_install_s)
+        if outcome is not None:
+            log.warning("camera %s: the promoted challenger was not installed: %s", camera, outcome)
         self._note(camera, outcome="promoted" if outcome is None else "refused",
                    why=decision["why"] if outcome is None else outcome, run=str(out))
         return {"outcome": "promoted" if outcome is None else "refused", "why": outcome or decision["why"]}
@@ -207,7 +219,7 @@ class SpecializationLoop:
             finally:
                 self._child = None
         if rc != 0 and self._stop.is_set():
-            return "interrupted: the agent stopped"
+            return "the agent stopped during training; the next trigger starts it again"
         if rc != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             if any("No module named 'torch'" in line for line in tail):

@@ -129,6 +129,24 @@ def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_p
         tampered.close()
 
 
+def test_sources_that_end_mid_training_wait_for_it_and_the_next_run_starts_specialized(tmp_path, plaza_frames,
+                                                                                       teacher_server_url):
+    unsure = _student(tmp_path / "unsure", a=0.01, b=-0.3)
+    config = _config(tmp_path, teacher_server_url, unsure, enabled=True, retrain_after_records=12,
+                     min_records=12, epochs=2, check_interval_s=0.2, warmup_records=0)
+    agent = Agent(config, sources=[PacedSource("plaza", plaza_frames, 30, 0.1)])  # a file: it ends
+    summary = agent.run()  # returns only once the run in flight is decided and its student checked
+    history = agent.specialization.state["plaza"]["history"]
+    assert history[0]["outcome"] == "promoted", history
+    assert summary["specialization"]["promotions"] >= 1 and summary["cameras"]["plaza"]["sampled"] == 30
+    restarted = Agent(config, sources=[PacedSource("plaza", plaza_frames, 2)])
+    try:
+        assert restarted.cameras["plaza"].own_student.detector.manifest.training["specialization"]["camera"] == \
+            "plaza"
+    finally:
+        restarted.close()
+
+
 def promoted_at(history):
     return max(k for k, h in enumerate(history) if h["outcome"] == "promoted")
 

@@ -110,3 +110,18 @@ def test_decide_refuses_a_worse_challenger_and_says_why(tmp_path, vtest_path, te
     assert decision["promote"] is False and "worse recall on person" in decision["why"]
     same = decide(DEFAULT_STUDENT_MANIFEST, DEFAULT_STUDENT_MANIFEST, data, 0.5, 0.2, 0.97, 0.4)
     assert same["promote"] is False and "no fewer escalations" in same["why"]  # a tie is not a promotion
+
+
+def test_rollback_limits_hold_the_student_to_the_larger_need_not_to_a_confidently_wrong_champion():
+    from models.student.limits import rollback_limits
+
+    wrong_champion = {"promote": True, "bands": {"accept": 0.3, "reject": 0.2},
+                      "champion": {"at_bands": {"escalation_fraction": 0.02, "edge_disagreement": 0.9}},
+                      "challenger": {"cheapest_for_target": {"escalation_fraction": 0.15},
+                                     "at_bands": {"escalation_fraction": 0.6}}}
+    # the champion escalated 2% by being wrong; the student needs 15% at its own bands: that is its promise
+    assert rollback_limits(wrong_champion) == {"max_escalation": 0.2, "max_audit_disagreement": 1.0}
+    # live, the champion escalated 30%: the student may not exceed that (+5 points) either way
+    assert rollback_limits(wrong_champion, live_escalation=0.3)["max_escalation"] == 0.35
+    at_camera_bands = {**wrong_champion, "bands": None}  # no bands of its own: its need at the camera's bands
+    assert rollback_limits(at_camera_bands, escalation_margin=0.1)["max_escalation"] == 0.7
