@@ -12,9 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from contracts.detections import Detections, box_iou
+from contracts.detections import Detections
 from contracts.wire import WireError
 from edge_agent.config import CAMERA_ONLY_FIELDS, AgentConfig, CameraConfig, CameraSettings, ConfigError
 from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
@@ -23,6 +21,7 @@ from edge_agent.escalation.crops import build_request
 from edge_agent.events import EventLog, FrameEvent, event_message
 from edge_agent.feeder import FrameFeeder
 from edge_agent.metrics import serve_metrics
+from edge_agent.pipeline.carry import centre_inside, confident, outside, with_static
 from edge_agent.pipeline.cascade import Band, Cascade
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
@@ -411,7 +410,7 @@ class Agent:
                 c.escalated += 1
                 c.audit += decision.reason == "audit"
                 if decision.reason == "audit":  # the edge's answer, checked: did it say what the teacher said?
-                    inside = decision.edge[_centre_inside(decision.edge, boxes)]
+                    inside = decision.edge[centre_inside(decision.edge, boxes)]
                     state.guard.audit({str(x) for x in inside.labels} != {str(x) for x in cloud.labels
                                                                           if str(x) in state.cascade.bands})
         if not event.escalated:
@@ -424,11 +423,11 @@ class Agent:
         # whole-frame escalation has already seen everything).
         whole = [tuple(r.box) for r in regions] == [(0, 0, *frame.image.shape[1::-1])]
         looked_everywhere = whole or (event.escalated and self.config.escalation.crop == "frame")
-        static = Detections.empty() if looked_everywhere else _with_static(
+        static = Detections.empty() if looked_everywhere else with_static(
             Detections.empty(), state.settled, moved)
-        settled_now = event.detections if event.escalated else _confident(event.detections, state.cascade.bands)
-        event.detections = _with_static(event.detections, static, [])
-        state.settled = _with_static(settled_now, static, [])
+        settled_now = event.detections if event.escalated else confident(event.detections, state.cascade.bands)
+        event.detections = with_static(event.detections, static, [])
+        state.settled = with_static(settled_now, static, [])
         return self._emit(event)
 
     @staticmethod
@@ -436,7 +435,7 @@ class Agent:
         """The cloud's answer inside the escalated crops, the edge's outside them."""
         if crops == [(0, 0, *frame_wh)]:
             return cloud
-        return Detections.concat([cloud, _outside(edge, crops)])
+        return Detections.concat([cloud, outside(edge, crops)])
 
     def _emit(self, event: FrameEvent) -> FrameEvent:
         self.cameras[event.camera].last = event.detections
@@ -480,43 +479,3 @@ class Agent:
             self.transport.close()
         self.events.close()
 
-
-def _with_static(current: Detections, previous: Detections, moved) -> Detections:
-    """`current` plus the previous detections that no motion touched and no current one repeats."""
-    still = previous[~_touches(previous, moved)] if len(previous) else previous
-    if len(still) and len(current):
-        iou = box_iou(still.xyxy, current.xyxy)
-        same = still.labels[:, None] == current.labels[None, :]
-        still = still[~((iou >= 0.3) & same).any(axis=1)]
-    return Detections.concat([current, still])
-
-
-def _confident(dets: Detections, bands) -> Detections:
-    """The detections at or above their label's accept threshold."""
-    if len(dets) == 0:
-        return dets
-    accept = np.array([bands[str(lbl)].accept if str(lbl) in bands else 2.0 for lbl in dets.labels], np.float32)
-    return dets[dets.scores >= accept]
-
-
-def _touches(dets: Detections, boxes) -> np.ndarray:
-    if not boxes:
-        return np.zeros(len(dets), bool)
-    b = np.asarray(boxes, np.float32).reshape(-1, 4)
-    d = dets.xyxy
-    return ((np.minimum(d[:, None, 2], b[None, :, 2]) > np.maximum(d[:, None, 0], b[None, :, 0]))
-            & (np.minimum(d[:, None, 3], b[None, :, 3]) > np.maximum(d[:, None, 1], b[None, :, 1]))).any(axis=1)
-
-
-def _centre_inside(dets: Detections, boxes) -> np.ndarray:
-    """Which detections have their centre in one of the boxes."""
-    if len(dets) == 0 or not boxes:
-        return np.zeros(len(dets), bool)
-    cx = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2
-    cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
-    return sum(((cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)) for x1, y1, x2, y2 in boxes) > 0
-
-
-def _outside(dets: Detections, boxes) -> Detections:
-    """The detections whose centre lies in none of the boxes."""
-    return dets[~_centre_inside(dets, boxes)] if len(dets) and boxes else dets
