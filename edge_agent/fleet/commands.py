@@ -21,7 +21,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
-    from edge_agent.fleet.models import pack_bundle
+    from models.bundle import pack_bundle
     from models.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)  # refuses a model that does not match its manifest

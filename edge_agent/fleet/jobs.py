@@ -22,10 +22,11 @@ import shutil
 import threading
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from contracts.jobs import ModelJob
 from edge_agent.config import describe_errors
 from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
@@ -42,19 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class ModelJob(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # operators may add notes; what we need is strict
-
-    operation: Literal["model-update", "framesieve.model-update"]
-    version: str = Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")
-    url: str = Field(pattern=r"^https?://\S+$", description="https (a presigned S3 URL) or http")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    # A specialized student for one camera (`models pack --camera`); without it the update is the agent's.
-    camera: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    max_escalation: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
-    max_audit_disagreement: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
 
 
 class JobRunner:

@@ -12,7 +12,6 @@ deleted and never loaded. Installs go to a temporary folder renamed into place (
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_agent.config import AgentConfig
+from models.bundle import plain_name
 from models.exceptions import ModelError
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.runtime import Detector, load_detector
@@ -132,7 +132,7 @@ class ModelStore:
         try:
             with tarfile.open(bundle, "r:gz") as tar:
                 members = tar.getmembers()
-                bad = [m.name for m in members if not m.isfile() or not _plain_name(m.name)]
+                bad = [m.name for m in members if not m.isfile() or not plain_name(m.name)]
                 if bad or not members:
                     raise UpdateError(f"the bundle must hold plain files only (manifest.json and its model); "
                                       f"refused entries: {bad[:5]}")
@@ -148,27 +148,6 @@ class ModelStore:
             shutil.rmtree(tmp, ignore_errors=True)
             bundle.unlink(missing_ok=True)
         return final / "manifest.json"
-
-
-def pack_bundle(manifest_path: Path, out: Path) -> str:
-    """A reproducible bundle (fixed mtimes and owners) of a manifest, its model and its training checkpoint
-    (when there is one); returns its sha256."""
-    manifest = json.loads(Path(manifest_path).read_text())
-    model = Path(manifest_path).parent / manifest["file"]
-    files = [("manifest.json", Path(manifest_path).read_bytes()), (model.name, model.read_bytes())]
-    # The training checkpoint, if beside it, travels too: the specialization loop fine-tunes from it next time.
-    checkpoint = Path(manifest_path).parent / str(manifest.get("training", {}).get("checkpoint") or "")
-    if checkpoint.is_file() and _plain_name(checkpoint.name):
-        files.append((checkpoint.name, checkpoint.read_bytes()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    out.write_bytes(buffer.getvalue())
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
 def health_check(detector: Detector, frames: list[SampledFrame], max_latency_ms: float) -> str | None:
@@ -194,12 +173,6 @@ def health_check(detector: Detector, frames: list[SampledFrame], max_latency_ms:
                           or not ((dets.scores >= 0) & (dets.scores <= 1)).all()):
             return "the model gave boxes outside the frame or scores outside [0, 1] on live frames"
     return None
-
-
-def _plain_name(name: str) -> bool:
-    """A file at the top of the bundle: no folders, no way out of the install folder."""
-    name = name[2:] if name.startswith("./") else name
-    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".")
 
 
 def _safe_name(version: str) -> str:

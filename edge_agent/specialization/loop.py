@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.config import SpecializationSettings
-from edge_agent.fleet.models import UpdateError, pack_bundle
+from edge_agent.fleet.models import UpdateError
 from edge_agent.specialization.guard import Limits
 from edge_agent.specialization.rollout import SwapAborted, camera_store, swap_camera_student
+from models.bundle import pack_bundle
 from models.student.limits import rollback_limits
 
 if TYPE_CHECKING:

@@ -1,0 +1,27 @@
+"""The model-update job document: what the cloud (or an operator) puts in an AWS IoT job and the gateway
+runs. Defined once, here, for both sides.
+
+{"operation": "model-update", "version": "1.1.0", "url": "https://.../bundle.tar.gz", "sha256": "<the
+bundle's sha256>"}; with "camera" (and optionally the rollback limits) it is a specialized student for
+that one camera. The bundle is a tar.gz of manifest.json, its model and, if any, its training checkpoint
+(models/bundle.py makes them).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelJob(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # operators may add notes; what we need is strict
+
+    operation: Literal["model-update", "framesieve.model-update"]
+    version: str = Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")
+    url: str = Field(pattern=r"^https?://\S+$", description="https (a presigned S3 URL) or http")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # A specialized student for one camera (`models pack --camera`); without it the update is the agent's.
+    camera: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    max_escalation: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
+    max_audit_disagreement: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
