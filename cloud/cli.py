@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                                       "AWS stack (infra/cloudformation/framesieve.yaml), streaming its events")
     add_arguments(p)
     p.set_defaults(func=run_from_args)
+
+    from cloud import specialize
+
+    p = sub.add_parser("specialize", help="one step of per-camera specialization in the cloud: sync the camera's "
+                                          "training records from S3, fine-tune, champion/challenger, and if "
+                                          "promoted upload the bundle and create the gateway's IoT job")
+    specialize.add_arguments(p)
+    p.set_defaults(func=specialize.run_from_args)
     return parser
 
 

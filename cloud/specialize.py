@@ -1,0 +1,146 @@
+"""`framesieve-cloud specialize`: the per-camera specialization loop run in the cloud, one step per call
+(a schedule runs it: cron, EventBridge, a CI job).
+
+1. sync: the router's training records of one camera (`<prefix><site>/<camera>/<day>/<id>.json` in the
+   training bucket) into a local folder, downloading only what is new;
+2. specialize: fine-tune the camera's current student (the champion) on them, champion/challenger on the
+   newest records (models/student/specialize.py; needs the train extra);
+3. roll out, if promoted: the bundle (models/bundle.py) is uploaded content-addressed, a presigned URL is
+   made, and an AWS IoT job whose document (contracts/jobs.py) names the camera and its rollback limits
+   targets the gateway's thing. The gateway installs it for that camera only, checks it on live frames and
+   rolls it back itself if it does worse (edge_agent/specialization/).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloud.exceptions import CloudError
+from contracts.jobs import ModelJob
+
+log = logging.getLogger(__name__)
+PRESIGN_S = 7 * 24 * 3600  # a gateway offline for a week can still fetch its update
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass
+class Options:
+    bucket: str
+    site: str
+    camera: str
+    champion: Path
+    out: Path
+    thing: str | None = None
+    prefix: str = "training-data/"
+    models_prefix: str = "models/cameras/"
+    epochs: int = 60
+    target_recall: float = 0.97
+    min_records: int = 40
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+def sync_records(s3: Any, bucket: str, prefix: str, dest: Path) -> tuple[int, int]:
+    """Download the objects under `prefix` that `dest` lacks (same relative path and size); returns
+    (records there now, downloaded)."""
+    total = fetched = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if not obj["Key"].endswith(".json"):
+                continue
+            total += 1
+            local = dest / obj["Key"][len(prefix):]
+            if local.is_file() and local.stat().st_size == obj["Size"]:
+                continue
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_suffix(".part")
+            s3.download_file(bucket, obj["Key"], str(tmp))
+            tmp.replace(local)
+            fetched += 1
+    return total, fetched
+
+
+def publish(s3: Any, iot: Any, options: Options, challenger: Path, decision: dict) -> dict:
+    """Upload the promoted challenger's bundle and create the camera's model-update job (or, without a
+    thing, just return the job document)."""
+    from models.bundle import pack_bundle
+    from models.student.limits import rollback_limits
+
+    version = json.loads(challenger.read_text())["version"]
+    bundle = options.out / "bundle.tar.gz"
+    sha256 = pack_bundle(challenger, bundle)
+    key = f"{options.models_prefix}{options.camera}/{sha256}.tar.gz"  # content-addressed: a re-run re-uses it
+    s3.upload_file(str(bundle), options.bucket, key)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": options.bucket, "Key": key},
+                                    ExpiresIn=PRESIGN_S)
+    document = ModelJob.model_validate({"operation": "model-update", "version": version, "url": url,
+                                        "sha256": sha256, "camera": options.camera,
+                                        **rollback_limits(decision)}).model_dump(exclude_none=True)
+    out = {"bundle": f"s3://{options.bucket}/{key}", "document": document}
+    if options.thing:
+        thing_arn = iot.describe_thing(thingName=options.thing)["thingArn"]
+        job_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"specialize-{options.camera}-{int(time.time())}")[:64]
+        iot.create_job(jobId=job_id, targets=[thing_arn], document=json.dumps(document),
+                       description=f"specialized student {version} for camera {options.camera}"[:2028])
+        out["job_id"] = job_id
+    return out
+
+
+def run(options: Options) -> dict:
+    from cloud.awscalls import client
+
+    for what, value in (("--site", options.site), ("--camera", options.camera)):
+        if not _NAME.match(value):
+            raise CloudError(f"{what} {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+    try:
+        from models.student.specialize import specialize
+    except ImportError as exc:
+        raise CloudError(f"training needs PyTorch, the train extra (pip install 'framesieve[train]'): {exc}") from exc
+    s3 = client("s3", endpoint_url=options.endpoint_url, region_name=options.region)
+    records = options.out / "records"
+    prefix = f"{options.prefix}{options.site}/{options.camera}/"
+    total, fetched = sync_records(s3, options.bucket, prefix, records)
+    log.info("camera %s: %d training records in s3://%s/%s (%d new)", options.camera, total, options.bucket,
+             prefix, fetched)
+    decision = specialize(options.camera, records, options.champion, options.out / "challenger",
+                          epochs=options.epochs, target_recall=options.target_recall, min_records=options.min_records)
+    result = {"camera": options.camera, "records": total, "downloaded": fetched, "promote": decision["promote"],
+              "why": decision["why"]}
+    if decision["promote"]:
+        iot = client("iot", endpoint_url=options.endpoint_url, region_name=options.region) if options.thing else None
+        result.update(publish(s3, iot, options, options.out / "challenger" / "manifest.json", decision))
+    return result
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("--bucket", required=True, help="the training bucket the router writes records to")
+    p.add_argument("--site", required=True, help="the gateway's site (as in its agent config)")
+    p.add_argument("--camera", required=True, help="the camera id")
+    p.add_argument("--from", dest="champion", required=True,
+                   help="the camera's current student manifest, the champion (the fleet's student at first)")
+    p.add_argument("--out", required=True, help="working folder: synced records, the challenger, the bundle")
+    p.add_argument("--thing", help="the gateway's IoT thing: create a model-update job for it if promoted "
+                                   "(without it, the job document is printed only)")
+    p.add_argument("--prefix", default="training-data/", help="the router's training prefix (default: "
+                                                               "training-data/)")
+    p.add_argument("--models-prefix", default="models/cameras/", help="where bundles go in the bucket")
+    p.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (default: 60)")
+    p.add_argument("--target-recall", type=float, default=0.97, help="presence recall to compare at (default: 0.97)")
+    p.add_argument("--min-records", type=int, default=40, help="refuse with fewer records (default: 40)")
+    p.add_argument("--endpoint-url", help="AWS endpoint override (e.g. a moto_server for a dry run)")
+    p.add_argument("--region", help="AWS region (default: your AWS configuration's)")
+
+
+def run_from_args(args: Any) -> int:
+    options = Options(args.bucket, args.site, args.camera, Path(args.champion), Path(args.out), args.thing,
+                      args.prefix, args.models_prefix, args.epochs, args.target_recall, args.min_records,
+                      args.endpoint_url, args.region)
+    result = run(options)
+    print(json.dumps(result, indent=2))
+    return 0
