@@ -384,6 +384,9 @@ class FrameEventMessage:
 
 
 CAMERA_RATES = ("fps", "motion_rate", "escalation_rate", "cloud_failed_rate")
+# Added later, so optional on the way in (0 when an older agent leaves it out): 1 when the camera runs a
+# (specialized) student of its own.
+CAMERA_OPTIONAL = ("own_student",)
 
 
 @dataclass(frozen=True)
@@ -414,7 +417,8 @@ class Telemetry:
                 "model_version": self.model_version, "cpu_percent": round(self.cpu_percent, 1),
                 "memory_mb": round(self.memory_mb, 1), "connected": self.connected,
                 "spool": {"rows": self.spool_rows, "bytes": self.spool_bytes, "evicted": self.spool_evicted},
-                "cameras": {k: {r: round(v.get(r, 0.0), 4) for r in CAMERA_RATES} for k, v in self.cameras.items()}}
+                "cameras": {k: {r: round(v.get(r, 0.0), 4) for r in CAMERA_RATES + CAMERA_OPTIONAL}
+                            for k, v in self.cameras.items()}}
 
     def to_bytes(self) -> bytes:
         return encode(self.to_payload(), f"telemetry {self.message_id}")
@@ -435,7 +439,8 @@ class Telemetry:
             spool_bytes=int(_number(spool, "bytes", f"{where}.spool")),
             spool_evicted=int(_number(spool, "evicted", f"{where}.spool")),
             connected=_require(payload, "connected", bool, where),
-            cameras={str(k): {r: _number(v, r, f"{where}.cameras.{k}") for r in CAMERA_RATES}
+            cameras={str(k): {**{r: _number(v, r, f"{where}.cameras.{k}") for r in CAMERA_RATES},
+                              **{r: _number(v, r, f"{where}.cameras.{k}", 0.0) for r in CAMERA_OPTIONAL}}
                      for k, v in cameras.items()},
             site=str(payload.get("site", "")), uptime_s=_number(payload, "uptime_s", where, 0.0),
         )

@@ -459,7 +459,11 @@ class Agent:
         own = [c.own_student for c in self.cameras.values() if c.own_student is not None]
         out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls + sum(o.calls for o in own),
                "student_crops": self.student.crops + sum(o.crops for o in own), "errors": self.errors,
-               "student_rollbacks": self.student_rollbacks}
+               "student_rollbacks": self.student_rollbacks,
+               # which cameras run a student of their own, and the live share their guard watches
+               "students": {cid: {"own": s.own_student.detector.manifest.version if s.own_student else None,
+                                  "uncertain_fraction": s.guard.escalation_fraction()}
+                            for cid, s in self.cameras.items()}}
         if self.specialization is not None:
             out["specialization"] = self.specialization.summary()
         if self.link is not None:  # in-memory counters only: this runs after close() too

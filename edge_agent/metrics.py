@@ -33,7 +33,31 @@ def render(summary: dict) -> str:
         lines += [f"# HELP {name} {help_text}.", f"# TYPE {name} counter"]
         for camera, counters in sorted(summary["cameras"].items()):
             lines.append(f'{name}{{camera="{camera}"}} {counters.get(field, 0)}')
-    lines += ["# HELP framesieve_errors_total Batches that failed to process.",
+    students = summary.get("students", {})
+    if students:
+        lines += ["# HELP framesieve_own_student Whether the camera runs a (specialized) student of its own.",
+                  "# TYPE framesieve_own_student gauge"]
+        lines += [f'framesieve_own_student{{camera="{c}"}} {int(s["own"] is not None)}'
+                  for c, s in sorted(students.items())]
+        lines += ["# HELP framesieve_uncertain_fraction Share of the last 50 looked-at frames escalated for "
+                  "uncertainty (what the rollback guard watches).", "# TYPE framesieve_uncertain_fraction gauge"]
+        lines += [f'framesieve_uncertain_fraction{{camera="{c}"}} {s["uncertain_fraction"]:.4f}'
+                  for c, s in sorted(students.items()) if s["uncertain_fraction"] is not None]
+    spec = summary.get("specialization")
+    if spec:
+        for name, help_text in (("runs", "Specialization training runs started"),
+                                ("promotions", "Specialized students promoted and swapped in")):
+            lines += [f"# HELP framesieve_specialization_{name}_total {help_text}.",
+                      f"# TYPE framesieve_specialization_{name}_total counter",
+                      f"framesieve_specialization_{name}_total {spec[name]}"]
+        lines += ["# HELP framesieve_training_records Training records kept for the camera.",
+                  "# TYPE framesieve_training_records gauge"]
+        lines += [f'framesieve_training_records{{camera="{c}"}} {s["records"]}'
+                  for c, s in sorted(spec["cameras"].items())]
+    lines += ["# HELP framesieve_student_rollbacks_total Cameras sent back to the agent's student by their guard.",
+              "# TYPE framesieve_student_rollbacks_total counter",
+              f"framesieve_student_rollbacks_total {summary.get('student_rollbacks', 0)}",
+              "# HELP framesieve_errors_total Batches that failed to process.",
               "# TYPE framesieve_errors_total counter", f"framesieve_errors_total {summary.get('errors', 0)}"]
     return "\n".join(lines) + "\n"
 

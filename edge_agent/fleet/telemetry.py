@@ -74,7 +74,8 @@ class TelemetryReporter:
             sampled = max(0, d["sampled"])
             cameras[cid] = {"fps": sampled / dt, "motion_rate": _share(sampled - d["motion_skipped"], sampled),
                             "escalation_rate": _share(d["escalated"], sampled),
-                            "cloud_failed_rate": _share(d["cloud_failed"], sampled)}
+                            "cloud_failed_rate": _share(d["cloud_failed"], sampled),
+                            "own_student": float(self.agent.cameras[cid].own_student is not None)}
         spool = self.link.spool
         return Telemetry(
             message_id=str(uuid.uuid4()), thing=self.link.topics.thing, site=self.agent.config.site, t_s=time.time(),

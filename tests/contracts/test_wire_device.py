@@ -2,6 +2,7 @@
 rejected with the field named."""
 
 import copy
+import json
 
 import pytest
 
@@ -10,13 +11,17 @@ from contracts.wire import MAX_MESSAGE_BYTES, DetectionRecord, FrameEventMessage
 EVENT = FrameEventMessage("e-1", "plaza", 15, 15.0, "cloud", True, (DetectionRecord("person", 0.9, (1, 2, 30, 60)),),
                           1_764_400_000.0, site="site-1")
 TELEMETRY = Telemetry("t-1", "gw-1", 1_764_400_000.0, 60.0, "0.1.0", "1.0.0", 35.5, 410.0, 3, 1200, 0, True,
-                      {"plaza": {"fps": 1.0, "motion_rate": 0.8, "escalation_rate": 0.05, "cloud_failed_rate": 0.0}})
+                      {"plaza": {"fps": 1.0, "motion_rate": 0.8, "escalation_rate": 0.05, "cloud_failed_rate": 0.0,
+                                 "own_student": 1.0}})
 
 
 def test_round_trips():
     assert FrameEventMessage.from_bytes(EVENT.to_bytes()) == EVENT
     assert Telemetry.from_bytes(TELEMETRY.to_bytes()) == TELEMETRY
     assert len(EVENT.to_bytes()) < 1024 < MAX_MESSAGE_BYTES  # one IoT Core 5 KB unit
+    older = json.loads(TELEMETRY.to_bytes())  # an agent from before own_student: still read, as 0
+    del older["cameras"]["plaza"]["own_student"]
+    assert Telemetry.from_payload(older).cameras["plaza"]["own_student"] == 0.0
 
 
 @pytest.mark.parametrize(("message", "change", "error"), [

@@ -15,6 +15,20 @@ def test_render_is_prometheus_text_per_camera():
     assert 'framesieve_sampled_total{camera="a"} 3' in text and 'framesieve_sampled_total{camera="b"} 5' in text
     assert 'framesieve_escalated_total{camera="b"} 0' in text
     assert text.endswith("framesieve_errors_total 2\n")
+    assert "framesieve_student_rollbacks_total 0" in text and "framesieve_own_student" not in text
+
+
+def test_render_shows_per_camera_students_and_the_specialization_loop():
+    text = render({"cameras": {"a": {}, "b": {}}, "student_rollbacks": 1,
+                   "students": {"a": {"own": "1.0.0+a.1", "uncertain_fraction": 0.04},
+                                "b": {"own": None, "uncertain_fraction": None}},
+                   "specialization": {"runs": 3, "promotions": 1,
+                                      "cameras": {"a": {"records": 250}, "b": {"records": 12}}}})
+    assert 'framesieve_own_student{camera="a"} 1' in text and 'framesieve_own_student{camera="b"} 0' in text
+    assert 'framesieve_uncertain_fraction{camera="a"} 0.0400' in text and 'uncertain_fraction{camera="b"}' not in text
+    assert "framesieve_specialization_runs_total 3" in text and "framesieve_specialization_promotions_total 1" in text
+    assert 'framesieve_training_records{camera="a"} 250' in text
+    assert "framesieve_student_rollbacks_total 1" in text
 
 
 def test_running_agent_serves_its_counters(vtest_path, tmp_path):

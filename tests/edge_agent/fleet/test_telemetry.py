@@ -33,6 +33,7 @@ def test_telemetry_reports_rates_spool_cpu_memory_and_model(broker, vtest_frames
     cam = last.cameras["cam"]
     assert 2 < cam["fps"] < 25  # one sample every 50 ms at most
     assert 0 < cam["motion_rate"] <= 1 and 0 < cam["escalation_rate"] <= 1 and cam["cloud_failed_rate"] == 0
+    assert cam["own_student"] == 0.0  # the agent's student: no camera of its own
     assert last.cpu_percent > 0 and 50 < last.memory_mb < 4000 and last.spool_rows >= 0
     assert 0.3 < last.interval_s < 2 and last.uptime_s > 0
     assert len({t.message_id for t in cloud.telemetry}) == len(cloud.telemetry)
