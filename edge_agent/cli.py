@@ -124,7 +124,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent.bench.bench import default_clips, run_bench
-    from edge_agent.bench.report import plot_timeline, plot_tradeoff, write_report
+    from edge_agent.bench.report import plot_specialization, plot_timeline, plot_tradeoff, write_report
 
     _cmd_fetch(argparse.Namespace(force=False))
     out = Path(args.out)
@@ -136,6 +136,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     timelines = json.loads((out / "timeline.json").read_text())
     plot_timeline(timelines, out / "timeline.png")
     plot_tradeoff(summary, out / "tradeoff.png")
+    plot_specialization(summary, out / "specialization.png")
     cost_text = _bench_cost(out / "summary.json", out / "cost.png", args.teacher_cpu_s)
     report = write_report(summary, out, cost_text)
     print(report.read_text())

@@ -25,6 +25,17 @@ def _phase(lines: list[dict], phase: str) -> list[dict]:
     return [{**ln, "phase": phase} for ln in lines]
 
 
+def _marks(lines: list[dict], baseline: Baseline, phase: str, student: str) -> list[dict]:
+    """Per frame, for the plot: escalated, and whether its person presence agrees with the teacher."""
+    out = []
+    for ln in lines:
+        teacher = bool((baseline.detections[ln["frame_index"]].labels == "person").any())
+        said = any(d["label"] == "person" for d in ln["detections"])
+        out.append({"phase": phase, "student": student, "pts_s": ln["pts_s"], "escalated": ln["escalated"],
+                    "person_ok": said == teacher})
+    return out
+
+
 def _figures(lines: list[dict], baseline: Baseline) -> dict:
     labels = label_agreement(lines, baseline) if lines else {}
     return {"frames": len(lines), "escalation_fraction": round(escalation_fraction(lines), 4),
@@ -58,18 +69,22 @@ def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
         run = run_hybrid(cfg, out_dir, f"{camera}.eval-{name}", sources=[ReplaySource(camera, evaluate, fps)])
         results[name] = _figures(run.lines, baseline)
         results[name]["lines"] = run.lines
+    deployed = "specialized" if decision["promote"] else "generic"  # what the camera runs from then on
     jsonl = out_dir / f"{camera}.jsonl"
     with jsonl.open("w") as f:
-        for line in _phase(adapt_run.lines, "adapt") + _phase(results["specialized"].pop("lines"), "eval"):
+        for line in _phase(adapt_run.lines, "adapt") + _phase(results[deployed]["lines"], "eval"):
             f.write(json.dumps(line) + "\n")
-    results["generic"].pop("lines")
+    marks = _marks(adapt_run.lines, baseline, "adapt", "generic")
+    for name in ("generic", "specialized"):
+        marks += _marks(results[name].pop("lines"), baseline, "eval", name)
     return {
         "clip": clip.name, "fps": fps, "adapt_fraction": fraction, "adapt_until_s": round(cut, 2),
         "adapt": {"frames": len(adapt), "escalated": adapt_run.counters["escalated"],
                   "escalation_fraction": round(escalation_fraction(adapt_run.lines), 4),
                   "records_kept": collector.written, "warmup_audit_fraction": warmup_audit},
         "decision": {k: decision[k] for k in ("promote", "why", "frames", "bands")},
-        "deployed": "specialized" if decision["promote"] else "generic",  # what the camera runs from then on
+        "deployed": deployed,
         "eval": results,
         "jsonl": str(jsonl),
+        "timeline": marks,
     }

@@ -40,6 +40,39 @@ def plot_timeline(timelines: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_specialization(summary: dict, path: Path) -> bool:
+    """Per adapted clip, frame by frame over media time: the adaptation phase (generic student, warm-up),
+    then the evaluation phase with the generic and with the specialized student. Blue: escalated; red
+    cross: person presence differs from the teacher. False (nothing drawn) without an adaptation."""
+    adapted = {clip: r["adaptation"] for clip, r in summary["clips"].items() if r.get("adaptation")}
+    if not adapted:
+        return False
+    lanes = [("adapt", "generic", "adaptation: generic, warm-up"), ("eval", "generic", "evaluation: generic"),
+             ("eval", "specialized", "evaluation: specialized")]
+    fig, axes = plt.subplots(len(adapted), 1, figsize=(10, 1.9 * len(adapted) + 0.8), squeeze=False)
+    for ax, (clip, a) in zip(axes[:, 0], adapted.items(), strict=True):
+        for y, (phase, student, _) in enumerate(lanes):
+            rows = [m for m in a.get("timeline", []) if m["phase"] == phase and m["student"] == student]
+            ax.scatter([m["pts_s"] for m in rows], [y] * len(rows), s=18, marker="s",
+                       c=["tab:blue" if m["escalated"] else "0.85" for m in rows])
+            wrong = [m["pts_s"] for m in rows if not m["person_ok"]]
+            ax.plot(wrong, [y] * len(wrong), "x", color="tab:red", ms=7, mew=2)
+        ax.axvline(a["adapt_until_s"], color="k", ls="--", lw=1)
+        ax.set_yticks(range(len(lanes)), [label for _, _, label in lanes], fontsize=8)
+        ax.set_ylim(-0.7, len(lanes) - 0.3)
+        ev = a["eval"]
+        ax.set_title(f"{clip}: evaluation escalated {ev['generic']['escalation_fraction']:.0%} (generic) vs "
+                     f"{ev['specialized']['escalation_fraction']:.0%} (specialized); person recall "
+                     f"{ev['generic']['person'].get('presence_recall', 1):.2f} vs "
+                     f"{ev['specialized']['person'].get('presence_recall', 1):.2f}", fontsize=9)
+    axes[-1, 0].set_xlabel("media time (s)\nblue: escalated   grey: decided at the edge   red x: person presence "
+                           "differs from the teacher   dashed: end of adaptation", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def plot_tradeoff(summary: dict, path: Path) -> None:
     """Presence recall and box F1 against the escalation fraction, across cascade thresholds (person
     solid, vehicle dotted; a label is drawn only for clips where the baseline ever sees it)."""
@@ -181,6 +214,7 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
                    f"{bands['reject']}, the cheapest on those held-back frames." if bands else "")
             lines.append(f"Decision for {clip}: {a['decision']['why']}.{own} Only the teacher's answers to the "
                          "adaptation phase's escalations were trained on; the evaluation phase's frames never were.")
+        lines += ["", "![per-camera specialization, frame by frame](specialization.png)"]
         lines.append("")
     lines += ["![escalations and detections over time](timeline.png)", "",
               "![accuracy against escalations](tradeoff.png)", ""]

@@ -134,3 +134,7 @@ def test_adapt_bench_trains_only_on_escalated_adaptation_frames(tmp_path, teache
     assert all((p["pts_s"] < cut) == (p["phase"] == "adapt") for p in phases)
     report = (out / "report.md").read_text()
     assert "## Per-camera specialization" in report and "(deployed)" in report
+    assert _is_png(out / "specialization.png") and "specialization.png" in report
+    marks = a["timeline"]
+    assert len(marks) == 60 and {(m["phase"], m["student"]) for m in marks} == {
+        ("adapt", "generic"), ("eval", "generic"), ("eval", "specialized")}
