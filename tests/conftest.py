@@ -47,6 +47,21 @@ def vtest_frames(vtest_path):
 
 
 @pytest.fixture(scope="session")
+def vtest_every_2s(vtest_path):
+    """40 real consecutive samples, 2 s apart (every 20th frame): a camera's stream at 0.5 fps."""
+    cap = cv2.VideoCapture(str(vtest_path))
+    frames, k = [], 0
+    while len(frames) < 40:
+        ok, frame = cap.read()
+        assert ok, f"vtest.avi ended after {k} frames"
+        if k % 20 == 0:
+            frames.append(frame)
+        k += 1
+    cap.release()
+    return frames
+
+
+@pytest.fixture(scope="session")
 def shared_footage() -> Path:
     path = shared_footage_dir()
     if not path.is_dir():

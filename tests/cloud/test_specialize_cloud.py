@@ -22,20 +22,10 @@ from tests.cloud.conftest import CAMERA, SITE, THING, escalation_event
 
 
 @pytest.fixture(scope="module")
-def escalated_frames(vtest_path):
+def escalated_frames(vtest_every_2s):
     """24 real whole frames, 2 s apart, as the edge's crops."""
-    cap = cv2.VideoCapture(str(vtest_path))
-    crops, k = [], 0
-    while len(crops) < 24:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if k % 20 == 0:
-            jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-            crops.append((Crop(0, (0.0, 0.0, 768.0, 576.0), jpeg, (768, 576)),))
-        k += 1
-    cap.release()
-    return crops
+    return [(Crop(0, (0.0, 0.0, 768.0, 576.0), cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes(),
+                  (768, 576)),) for frame in vtest_every_2s[:24]]
 
 
 def test_cloud_loop_from_router_records_to_an_iot_job_the_gateway_accepts(stack, escalated_frames, tmp_path,

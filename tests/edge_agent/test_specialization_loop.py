@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 from contracts.training import TrainingRecord
@@ -27,19 +26,8 @@ from tests.edge_agent.aws_side import PacedSource, wait_until
 
 
 @pytest.fixture(scope="module")
-def plaza_frames(vtest_path):
-    """40 real frames, 2 s apart."""
-    cap = cv2.VideoCapture(str(vtest_path))
-    frames, k = [], 0
-    while len(frames) < 40:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if k % 20 == 0:
-            frames.append(frame)
-        k += 1
-    cap.release()
-    return frames
+def plaza_frames(vtest_every_2s):
+    return vtest_every_2s
 
 
 def _student(folder, a=None, b=None, camera=None):
