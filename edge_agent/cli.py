@@ -72,6 +72,19 @@ def _cmd_specialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_training_impact(args: argparse.Namespace) -> int:
+    from edge_agent.bench.training_impact import format_impact, measure
+    from models.fetch import fetch_vtest
+
+    clip = Path(args.clip) if args.clip else fetch_vtest()
+    result = measure(clip, Path(args.data), args.camera, Path(args.init_from), frames=args.frames,
+                     epochs=args.epochs, threads=args.threads)
+    print(format_impact(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def _cmd_recalibrate(args: argparse.Namespace) -> int:
     from models.student.train import recalibrate
 
@@ -309,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--install", metavar="CONFIG",
                    help="if promoted, give the camera this student in this agent config (a .bak is kept)")
     p.set_defaults(func=_cmd_specialize)
+
+    p = msub.add_parser("training-impact", help="what specializing on this gateway costs its cameras: the "
+                                                "agent's pipeline idle and while `models specialize` trains, "
+                                                "side by side")
+    p.add_argument("--data", required=True, help="a camera's training records (as for `models specialize`)")
+    p.add_argument("--camera", required=True, help="the records' camera id")
+    p.add_argument("--from", dest="init_from", default=str(STUDENT_DIR / "manifest.json"),
+                   help="the student to run and to fine-tune from (default: the shipped student)")
+    p.add_argument("--clip", help="footage for the pipeline (default: vtest.avi)")
+    p.add_argument("--frames", type=int, default=200, help="frames per pass (default: 200)")
+    p.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (default: 60)")
+    p.add_argument("--threads", type=int, default=1, help="training threads, as specialization.train_threads")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.set_defaults(func=_cmd_training_impact)
 
     p = msub.add_parser("recalibrate", help="redo calibration, thresholds, export and metrics of a trained "
                                             "student without training it again")
