@@ -59,7 +59,7 @@ class SpecializationLoop:
         # The child that trains; tests and packagers may point it elsewhere.
         self.command = command or [sys.executable, "-m", "edge_agent.cli"]
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the state is written by the loop's thread and the agent's (rollbacks)
         self._child: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self.state = self._load_state()
@@ -76,7 +76,8 @@ class SpecializationLoop:
             return {}
 
     def _camera_state(self, camera: str) -> dict:
-        return self.state.setdefault(camera, {"last_run_s": 0.0, "history": []})
+        with self._lock:
+            return self.state.setdefault(camera, {"last_run_s": 0.0, "history": []})
 
     def _note(self, camera: str, **entry) -> None:
         with self._lock:
@@ -94,9 +95,9 @@ class SpecializationLoop:
     def record_kept(self, camera: str) -> None:
         """Called by the collector (on the agent's thread) after each record it wrote."""
         self.counts[camera] = self.counts.get(camera, 0) + 1
-        if self.counts[camera] == self.settings.warmup_records:
+        if self.counts[camera] >= self.settings.warmup_records:
             state = self.agent.cameras.get(camera)
-            if state is not None:
+            if state is not None and state.cascade.warmup_audit_fraction:
                 state.cascade.warmup_audit_fraction = 0.0
                 log.info("camera %s: %d training records; warm-up over", camera, self.counts[camera])
 
@@ -167,7 +168,8 @@ class SpecializationLoop:
     def _run_once(self, camera: str, wait_install_s: float) -> dict:
         s = self.settings
         started = time.time()
-        self._camera_state(camera)["last_run_s"] = started  # records newer than this are "new" next time
+        with self._lock:
+            self._camera_state(camera)["last_run_s"] = started  # records newer than this are "new" next time
         self.prune(camera)
         champion = self.champion(camera)
         runs = self.root / camera / "runs"
