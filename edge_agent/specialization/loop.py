@@ -196,14 +196,13 @@ class SpecializationLoop:
         if not decision["promote"]:
             log.info("camera %s: the champion stays: %s", camera, decision["why"])
             self._note(camera, outcome="kept", why=decision["why"], run=str(out))
-            shutil.rmtree(out / "checkpoints", ignore_errors=True)
             return {"outcome": "kept", "why": decision["why"]}
-        outcome = self.install(camera, out / "manifest.json", decision, wait_s=wait_install_s)
-        if outcome is not None:
-            log.warning("camera %s: the promoted challenger was not installed: %s", camera, outcome)
-        self._note(camera, outcome="promoted" if outcome is None else "refused",
-                   why=decision["why"] if outcome is None else outcome, run=str(out))
-        return {"outcome": "promoted" if outcome is None else "refused", "why": outcome or decision["why"]}
+        refused = self.install(camera, out / "manifest.json", decision, wait_s=wait_install_s)
+        label = "promoted" if refused is None else "interrupted" if self.agent.stop_event.is_set() else "refused"
+        if refused is not None:
+            log.warning("camera %s: the promoted challenger was not installed (%s): %s", camera, label, refused)
+        self._note(camera, outcome=label, why=refused or decision["why"], run=str(out))
+        return {"outcome": label, "why": refused or decision["why"]}
 
     def _train(self, args: list[str], log_path: Path) -> str | None:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.settings.train_threads), "PYTHONUNBUFFERED": "1"}
@@ -249,8 +248,8 @@ class SpecializationLoop:
         return outcome
 
     def limits(self, camera: str, decision: dict) -> Limits:
-        """Roll back above what the champion needed: its live escalation fraction (or, without enough live
-        frames yet, what it needed on the held-back records), and its audit disagreement there."""
+        """The promoted student's rollback limits (models/student/limits.py), with the champion's live
+        escalation fraction when the guard has seen enough frames."""
         live = self.agent.cameras[camera].guard.escalation_fraction()
         return Limits(**rollback_limits(decision, self.settings.escalation_margin, self.settings.audit_margin, live))
 
