@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import IO, Literal
 
 from contracts.detections import Detections
-from contracts.wire import DetectionRecord, FrameEventMessage
+from contracts.device import FrameEventMessage
+from contracts.wire import DetectionRecord
 
 DecidedBy = Literal["edge", "cloud", "carried", "audit"]
 

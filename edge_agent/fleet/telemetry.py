@@ -16,7 +16,7 @@ import uuid
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from contracts.wire import Telemetry
+from contracts.device import Telemetry
 from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.fleet.shadow import agent_version

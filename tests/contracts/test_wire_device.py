@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from contracts.wire import MAX_MESSAGE_BYTES, DetectionRecord, FrameEventMessage, Telemetry, WireError
+from contracts.device import FrameEventMessage, Telemetry
+from contracts.wire import MAX_MESSAGE_BYTES, DetectionRecord, WireError
 
 EVENT = FrameEventMessage("e-1", "plaza", 15, 15.0, "cloud", True, (DetectionRecord("person", 0.9, (1, 2, 30, 60)),),
                           1_764_400_000.0, site="site-1")

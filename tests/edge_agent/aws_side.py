@@ -20,7 +20,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, FrameEventMessage, Telemetry, Verdict
+from contracts.device import FrameEventMessage, Telemetry
+from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
 
 

@@ -1,0 +1,139 @@
+"""The gateway's own messages to the cloud, beside the escalations (contracts/wire.py), versioned and
+validated the same way:
+
+- FrameEventMessage: the final decision for one sampled frame (the events topic).
+- Telemetry: the gateway's health every N seconds (the telemetry topic).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.wire import WIRE_VERSION, DetectionRecord, WireError, _check_version, _records, _require, decode, encode
+
+DECIDED_BY = ("edge", "cloud", "carried", "audit")
+
+
+def _number(payload: Any, key: str, where: str, default: float | None = None) -> float:
+    """A finite, non-negative number (rates, seconds, bytes, percentages)."""
+    if default is not None and key not in payload:
+        return default
+    value = float(_require(payload, key, (int, float), where))
+    if not math.isfinite(value) or value < 0:
+        raise WireError(f"{where}.{key}: {value} must be a finite number >= 0")
+    return value
+
+
+@dataclass(frozen=True)
+class FrameEventMessage:
+    """The final decision for one sampled frame, as the events topic carries it (at least once: the
+    cloud deduplicates by message_id)."""
+
+    message_id: str
+    camera: str
+    frame_index: int
+    pts_s: float
+    decided_by: str
+    escalated: bool
+    detections: tuple[DetectionRecord, ...]
+    wall_time: float
+    site: str = ""
+    cloud_failed: bool = False
+
+    def to_payload(self) -> dict:
+        return {"v": WIRE_VERSION, "type": "event", "message_id": self.message_id, "site": self.site,
+                "camera": self.camera, "frame_index": self.frame_index, "pts_s": round(self.pts_s, 3),
+                "decided_by": self.decided_by, "escalated": self.escalated, "cloud_failed": self.cloud_failed,
+                "wall_time": round(self.wall_time, 3), "detections": [d.to_payload() for d in self.detections]}
+
+    def to_bytes(self) -> bytes:
+        return encode(self.to_payload(), f"event {self.message_id}")
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> FrameEventMessage:
+        where = "event"
+        _check_version(payload, "event", where)
+        decided_by = _require(payload, "decided_by", str, where)
+        if decided_by not in DECIDED_BY:
+            raise WireError(f"{where}.decided_by: {decided_by!r} is not one of {DECIDED_BY}")
+        return cls(
+            message_id=_require(payload, "message_id", str, where), camera=_require(payload, "camera", str, where),
+            frame_index=_require(payload, "frame_index", int, where), pts_s=_number(payload, "pts_s", where),
+            decided_by=decided_by, escalated=_require(payload, "escalated", bool, where),
+            detections=_records(_require(payload, "detections", list, where), f"{where}.detections"),
+            wall_time=_number(payload, "wall_time", where), site=str(payload.get("site", "")),
+            cloud_failed=bool(payload.get("cloud_failed", False)),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> FrameEventMessage:
+        return cls.from_payload(decode(data, "event"))
+
+
+CAMERA_RATES = ("fps", "motion_rate", "escalation_rate", "cloud_failed_rate")
+# Added later, so optional on the way in (0 when an older agent leaves it out): 1 when the camera runs a
+# (specialized) student of its own.
+CAMERA_OPTIONAL = ("own_student",)
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """The gateway's health over the last interval. Per camera: sampled fps, and the shares of sampled
+    frames with motion, escalated, and decided at the edge because the cloud failed (0..1)."""
+
+    message_id: str
+    thing: str
+    t_s: float
+    interval_s: float
+    agent_version: str
+    model_version: str
+    cpu_percent: float  # of one core, over the interval
+    memory_mb: float  # resident set size
+    spool_rows: int
+    spool_bytes: int
+    spool_evicted: int
+    connected: bool
+    cameras: dict[str, dict[str, float]]
+    site: str = ""
+    uptime_s: float = 0.0
+
+    def to_payload(self) -> dict:
+        return {"v": WIRE_VERSION, "type": "telemetry", "message_id": self.message_id, "thing": self.thing,
+                "site": self.site, "t_s": round(self.t_s, 3), "interval_s": round(self.interval_s, 3),
+                "uptime_s": round(self.uptime_s, 1), "agent_version": self.agent_version,
+                "model_version": self.model_version, "cpu_percent": round(self.cpu_percent, 1),
+                "memory_mb": round(self.memory_mb, 1), "connected": self.connected,
+                "spool": {"rows": self.spool_rows, "bytes": self.spool_bytes, "evicted": self.spool_evicted},
+                "cameras": {k: {r: round(v.get(r, 0.0), 4) for r in CAMERA_RATES + CAMERA_OPTIONAL}
+                            for k, v in self.cameras.items()}}
+
+    def to_bytes(self) -> bytes:
+        return encode(self.to_payload(), f"telemetry {self.message_id}")
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> Telemetry:
+        where = "telemetry"
+        _check_version(payload, "telemetry", where)
+        spool = _require(payload, "spool", dict, where)
+        cameras = _require(payload, "cameras", dict, where)
+        return cls(
+            message_id=_require(payload, "message_id", str, where), thing=_require(payload, "thing", str, where),
+            t_s=_number(payload, "t_s", where), interval_s=_number(payload, "interval_s", where),
+            agent_version=_require(payload, "agent_version", str, where),
+            model_version=_require(payload, "model_version", str, where),
+            cpu_percent=_number(payload, "cpu_percent", where), memory_mb=_number(payload, "memory_mb", where),
+            spool_rows=int(_number(spool, "rows", f"{where}.spool")),
+            spool_bytes=int(_number(spool, "bytes", f"{where}.spool")),
+            spool_evicted=int(_number(spool, "evicted", f"{where}.spool")),
+            connected=_require(payload, "connected", bool, where),
+            cameras={str(k): {**{r: _number(v, r, f"{where}.cameras.{k}") for r in CAMERA_RATES},
+                              **{r: _number(v, r, f"{where}.cameras.{k}", 0.0) for r in CAMERA_OPTIONAL}}
+                     for k, v in cameras.items()},
+            site=str(payload.get("site", "")), uptime_s=_number(payload, "uptime_s", where, 0.0),
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> Telemetry:
+        return cls.from_payload(decode(data, "telemetry"))
