@@ -11,10 +11,10 @@ from edge_agent.pipeline.sources import (
     ImageFolderSource,
     SampledFrame,
     SourceError,
-    StreamSource,
     VideoFileSource,
     open_source,
 )
+from edge_agent.pipeline.stream import StreamSource
 
 __all__ = [
     "FrameSource",

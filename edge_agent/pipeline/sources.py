@@ -310,117 +310,6 @@ class ImageFolderSource(FrameSource):
         self._pos = len(self.files)
 
 
-class StreamSource(FrameSource):
-    """A live stream (RTSP, HTTP MJPEG/HLS/...) through OpenCV's FFmpeg backend, sampled on the wall clock.
-
-    Every frame is grabbed to keep FFmpeg's buffer drained; only due frames are retrieved. No frame
-    for `stall_timeout_s` (FFmpeg's read timeout makes grab() return False), an end of stream, or
-    only corrupt frames for that long => the capture is dropped and reopened, waiting
-    `backoff_initial_s` doubling up to `backoff_max_s` between attempts (reset by a good frame).
-    """
-
-    def __init__(self, camera: str, url: str, fps: float = 1.0, *, stall_timeout_s: float = 10.0,
-                 open_timeout_s: float = 10.0, backoff_initial_s: float = 0.5,
-                 backoff_max_s: float = 30.0) -> None:
-        super().__init__(camera, fps)
-        scheme = urlsplit(url).scheme.lower()
-        if scheme not in LIVE_SCHEMES:
-            raise SourceError(f"camera {camera}: {redact_url(url)} is not a live stream URL; "
-                              f"a source is {ACCEPTED}")
-        if min(stall_timeout_s, open_timeout_s, backoff_initial_s) <= 0 or backoff_max_s < backoff_initial_s:
-            raise SourceError(f"camera {camera}: timeouts and backoff must be positive "
-                              f"(and backoff_max_s >= backoff_initial_s)")
-        self.url = url
-        self.stall_timeout_s = stall_timeout_s
-        self.open_timeout_s = open_timeout_s
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.reconnect_attempts = 0  # opens tried after a loss or a failed open
-        self._backoff_s = backoff_initial_s
-        self._cap: cv2.VideoCapture | None = None
-        self._connected_once = False
-        self._must_wait = False
-        self._index = 0
-        self._t0: float | None = None
-        self._last_good = time.monotonic()
-
-    def stats(self) -> dict[str, object]:
-        return {**super().stats(), "reconnect_attempts": self.reconnect_attempts}
-
-    def _connect(self) -> bool:
-        """Open the stream, waiting with backoff between failures. False: closed while trying."""
-        safe_url = redact_url(self.url)
-        while not self._closed.is_set():
-            if self._must_wait:
-                self.reconnect_attempts += 1
-                log.warning("camera %s: reconnecting to %s in %.1f s (attempt %d)", self.camera, safe_url,
-                            self._backoff_s, self.reconnect_attempts)
-                if self._closed.wait(self._backoff_s):
-                    return False
-                self._backoff_s = min(self._backoff_s * 2, self.backoff_max_s)
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.stall_timeout_s * 1000)]
-            cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-            if cap.isOpened():
-                if self._connected_once:
-                    self.reconnects += 1
-                    log.warning("camera %s: reconnected to %s (attempt %d)", self.camera, safe_url,
-                                self.reconnect_attempts)
-                self._connected_once = True
-                self._cap = cap
-                self.healthy = True
-                self._last_good = time.monotonic()
-                return True
-            cap.release()
-            self.healthy = False
-            self.last_error = f"cannot open {safe_url}"
-            log.warning("camera %s: cannot open %s", self.camera, safe_url)
-            self._must_wait = True
-        return False
-
-    def _lost(self, why: str) -> None:
-        self._release()
-        self.healthy = False
-        self.last_error = f"{redact_url(self.url)}: {why}"
-        log.warning("camera %s: stream %s lost: %s", self.camera, redact_url(self.url), why)
-        self._must_wait = True
-
-    def _read(self) -> SampledFrame | None:
-        while not self._closed.is_set():
-            if self._cap is None and not self._connect():
-                return None
-            assert self._cap is not None
-            ok = self._cap.grab()
-            now = time.monotonic()
-            if not ok:
-                self._lost(f"no frame (stream ended, or nothing for {self.stall_timeout_s:g} s)")
-                continue
-            index = self._index
-            self._index += 1
-            self.frames_seen += 1
-            if self._t0 is None:
-                self._t0 = now
-            pts = now - self._t0
-            if not self._clock.due(pts):
-                continue  # drained, not converted
-            ok, image = self._cap.retrieve()
-            if not ok or image is None:
-                self._corrupt(f"frame {index} of {redact_url(self.url)} could not be decoded")
-                if now - self._last_good > self.stall_timeout_s:
-                    self._lost(f"only corrupt frames for {self.stall_timeout_s:g} s")
-                continue
-            self._last_good = now
-            self._backoff_s = self.backoff_initial_s
-            self.healthy = True
-            return self._emit(index, pts, image)
-        return None
-
-    def _release(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-
-
 def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) -> FrameSource:
     """A source for a URI: an existing folder -> images, rtsp/http(s) URL -> live stream, else a video file.
 
@@ -430,6 +319,8 @@ def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) 
     text = str(uri)
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
     if scheme in LIVE_SCHEMES:
+        from edge_agent.pipeline.stream import StreamSource
+
         return StreamSource(camera, text, fps, **opts)  # type: ignore[arg-type]
     if scheme == "file":
         text = urlsplit(text).path

@@ -9,10 +9,10 @@ import pytest
 from edge_agent.pipeline.sources import (
     ImageFolderSource,
     SourceError,
-    StreamSource,
     VideoFileSource,
     open_source,
 )
+from edge_agent.pipeline.stream import StreamSource
 
 
 class _CountingCapture:

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 import pytest
 
-from edge_agent.pipeline.sources import SampledFrame, StreamSource
+from edge_agent.pipeline.sources import SampledFrame
+from edge_agent.pipeline.stream import StreamSource
 
 FRAME_PERIOD_S = 0.1  # the camera sends 10 frames a second
 
@@ -111,7 +112,7 @@ def _stream(url: str, **opts) -> StreamSource:
 
 
 def test_frames_flow_then_a_dead_stream_is_reconnected(mjpeg_server, caplog):
-    caplog.set_level(logging.WARNING, logger="edge_agent.pipeline.sources")
+    caplog.set_level(logging.WARNING, logger="edge_agent.pipeline.stream")
     source = _stream(mjpeg_server.url)
     try:
         first = [read_within(source, 5) for _ in range(3)]
