@@ -85,6 +85,15 @@ def _cmd_training_impact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+    from edge_agent.specialization.status import camera_status, format_status
+
+    status = camera_status(load_config(args.config))
+    print(json.dumps(status, indent=2) if args.json else format_status(status, args.last))
+    return 0
+
+
 def _cmd_recalibrate(args: argparse.Namespace) -> int:
     from models.student.train import recalibrate
 
@@ -336,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="training threads, as specialization.train_threads")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=_cmd_training_impact)
+
+    p = msub.add_parser("status", help="per camera: the student it runs, its rollback limits and bands, its "
+                                       "training records and the specialization loop's last attempts")
+    p.add_argument("--config", required=True, help="the agent config (its fleet.models_dir and specialization)")
+    p.add_argument("--last", type=int, default=3, help="attempts shown per camera (default: 3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead")
+    p.set_defaults(func=_cmd_status)
 
     p = msub.add_parser("recalibrate", help="redo calibration, thresholds, export and metrics of a trained "
                                             "student without training it again")

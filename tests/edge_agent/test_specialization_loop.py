@@ -21,6 +21,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.specialization.guard import Limits, StudentGuard
 from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.specialization.rollout import camera_store
+from edge_agent.specialization.status import camera_status, format_status
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from tests.edge_agent.aws_side import PacedSource, wait_until
 
@@ -129,10 +130,15 @@ def test_sources_that_end_mid_training_wait_for_it_and_the_next_run_starts_speci
     assert summary["specialization"]["promotions"] >= 1 and summary["cameras"]["plaza"]["sampled"] == 30
     restarted = Agent(config, sources=[PacedSource("plaza", plaza_frames, 2)])
     try:
-        assert restarted.cameras["plaza"].own_student.detector.manifest.training["specialization"]["camera"] == \
-            "plaza"
+        own = restarted.cameras["plaza"].own_student.detector.manifest
+        assert own.training["specialization"]["camera"] == "plaza"
     finally:
         restarted.close()
+    status = camera_status(config)["plaza"]  # what `edge-agent models status` shows, read from disk
+    assert status["student"] == own.version and status["limits"]["max_escalation"] > 0
+    assert status["records"] >= 12 and status["history"][0]["outcome"] == "promoted"
+    text = format_status(camera_status(config))
+    assert f"camera plaza: runs {own.version}" in text and "promoted: challenger vs champion" in text
 
 
 def promoted_at(history):
