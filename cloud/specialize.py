@@ -80,7 +80,7 @@ def publish(s3: Any, iot: Any, options: Options, challenger: Path, decision: dic
     url = s3.generate_presigned_url("get_object", Params={"Bucket": options.bucket, "Key": key},
                                     ExpiresIn=PRESIGN_S)
     document = ModelJob.model_validate({"operation": "model-update", "version": version, "url": url,
-                                        "sha256": sha256, "camera": options.camera,
+                                        "sha256": sha256, "camera": options.camera, "bands": decision.get("bands"),
                                         **rollback_limits(decision)}).model_dump(exclude_none=True)
     out = {"bundle": f"s3://{options.bucket}/{key}", "document": document}
     if options.thing:

@@ -11,7 +11,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Bands(BaseModel):
+    """A specialized student's own cascade bands, for every label."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    accept: float = Field(gt=0, le=1)
+    reject: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bands:
+        if self.reject >= self.accept:
+            raise ValueError(f"reject ({self.reject}) must be below accept ({self.accept})")
+        return self
 
 
 class ModelJob(BaseModel):
@@ -25,3 +40,4 @@ class ModelJob(BaseModel):
     camera: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     max_escalation: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
     max_audit_disagreement: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
+    bands: Bands | None = Field(None, description="camera only: the student's own cascade bands")

@@ -40,7 +40,10 @@ def _cmd_pack(args: argparse.Namespace) -> int:
         if decision.is_file():  # roll back above what the champion needed, as the local loop does
             from models.student.limits import rollback_limits
 
-            document.update(rollback_limits(json.loads(decision.read_text())))
+            decided = json.loads(decision.read_text())
+            document.update(rollback_limits(decided))
+            if decided.get("bands"):
+                document["bands"] = decided["bands"]
     print(json.dumps(document, indent=2))
     return 0
 

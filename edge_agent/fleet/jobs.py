@@ -193,7 +193,8 @@ class JobRunner:
         try:
             installed = store.install(store.download(job.url, job.sha256), job.version)
             outcome = swap_camera_student(self.agent, job.camera, installed, limits, note=f"job {job_id}",
-                                          wait_s=self.swap_timeout_s)
+                                          wait_s=self.swap_timeout_s,
+                                          bands=job.bands.model_dump() if job.bands else None)
         except UpdateError as exc:
             outcome = str(exc)
         except SwapAborted:

@@ -52,6 +52,7 @@ def test_cloud_loop_from_router_records_to_an_iot_job_the_gateway_accepts(stack,
     document = json.loads(iot.get_job_document(jobId=result["job_id"])["document"])
     assert document == result["document"] and document["camera"] == CAMERA
     assert document["max_escalation"] > 0 and document["max_audit_disagreement"] > 0
+    assert 0 <= document["bands"]["reject"] < document["bands"]["accept"] <= 1  # the student's own bands
     ModelJob.model_validate(document)  # what the gateway's job runner accepts
     assert iot.describe_job(jobId=result["job_id"])["job"]["targets"] == [
         iot.describe_thing(thingName=THING)["thingArn"]]

@@ -188,8 +188,10 @@ def test_a_camera_job_gives_that_camera_its_own_student_and_refuses_a_mismatch(r
     jobs = [("wrong-camera", {**_doc(bundles, "for-door", "1.0.0+door.1"), "camera": "cam"}, "not 'cam'"),
             ("no-such-camera", {**_doc(bundles, "for-door", "1.0.0+door.1"), "camera": "door"}, "not on this gateway"),
             ("tampered", {**_doc(bundles, "tampered"), "camera": "cam"}, "sha256"),
-            ("cam", {**_doc(bundles, "for-cam", "1.0.0+cam.1"), "camera": "cam", "max_escalation": 0.3},
-             "runs for camera cam")]
+            ("bad-bands", {**_doc(bundles, "for-cam", "1.0.0+cam.1"), "camera": "cam",
+                           "bands": {"accept": 0.2, "reject": 0.3}}, "jobDocument.bands"),
+            ("cam", {**_doc(bundles, "for-cam", "1.0.0+cam.1"), "camera": "cam", "max_escalation": 0.3,
+                     "bands": {"accept": 0.4, "reject": 0.1}}, "runs for camera cam")]
     for job_id, document, _ in jobs:
         service.add(job_id, document)
     wait_until(lambda: all(service.final(j) for j, _, _ in jobs), 60, "every camera job to finish")
@@ -200,11 +202,14 @@ def test_a_camera_job_gives_that_camera_its_own_student_and_refuses_a_mismatch(r
     own = agent.cameras["cam"].own_student
     assert own is not None and own.detector.manifest.version == "1.0.0+cam.1"
     assert agent.cameras["cam"].guard.limits.max_escalation == 0.3
+    assert (agent.cameras["cam"].cascade.bands["person"].accept, agent.cameras["cam"].cascade.bands["person"].reject) \
+        == (0.4, 0.1)  # the student's own bands, from the job
     assert agent.model_info()["version"] == "1.0.0"  # the agent's own student is untouched
     restarted = Agent(config, sources=[])
     try:  # the camera's student survives a restart, with its limits
         assert restarted.cameras["cam"].own_student.detector.manifest.version == "1.0.0+cam.1"
         assert restarted.cameras["cam"].guard.limits.max_escalation == 0.3
+        assert restarted.cameras["cam"].cascade.bands["person"].accept == 0.4
     finally:
         restarted.close()
 
@@ -214,7 +219,9 @@ def test_models_pack_prints_a_camera_job_document_with_the_decisions_limits(tmp_
 
     manifest = _student(tmp_path, "1.0.0+cam.2", camera="cam")
     (manifest.parent / "decision.json").write_text(json.dumps(
-        {"promote": True, "champion": {"at_bands": {"escalation_fraction": 0.4, "edge_disagreement": 0.05}}}))
+        {"promote": True, "bands": {"accept": 0.4, "reject": 0.2},
+         "champion": {"at_bands": {"escalation_fraction": 0.4, "edge_disagreement": 0.05}},
+         "challenger": {"cheapest_for_target": {"escalation_fraction": 0.1}}}))
     assert main(["models", "pack", str(manifest), "--out", str(tmp_path / "b.tar.gz"), "--camera", "door"]) == 2
     assert "specialized for camera 'cam', not 'door'" in capsys.readouterr().err
     assert main(["models", "pack", str(manifest), "--out", str(tmp_path / "b.tar.gz"), "--camera", "cam",
@@ -222,5 +229,6 @@ def test_models_pack_prints_a_camera_job_document_with_the_decisions_limits(tmp_
     document = json.loads(capsys.readouterr().out)
     assert document["camera"] == "cam" and document["version"] == "1.0.0+cam.2"
     assert document["max_escalation"] == 0.45 and document["max_audit_disagreement"] == 0.15
+    assert document["bands"] == {"accept": 0.4, "reject": 0.2}
     assert document["sha256"] == hashlib.sha256((tmp_path / "b.tar.gz").read_bytes()).hexdigest()
     jobs_module.ModelJob.model_validate(document)  # what the agent accepts
