@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Bands(BaseModel):
-    """A specialized student's own cascade bands, for every label."""
+    """A cascade band: score >= accept is decided at the edge, <= reject dropped, between escalated. The
+    agent config's per-label bands and a camera job's student bands are both this."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.jobs import Bands
 from edge_agent.pipeline.motion import MotionConfig
 
 
@@ -32,15 +33,7 @@ class RegionSettings(_Strict):
     refresh_s: float = Field(10.0, ge=0, description="run on the whole frame at least this often (0: never)")
 
 
-class LabelBand(_Strict):
-    accept: float = Field(gt=0, le=1)
-    reject: float = Field(ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> LabelBand:
-        if self.reject >= self.accept:
-            raise ValueError(f"reject ({self.reject}) must be below accept ({self.accept})")
-        return self
+LabelBand = Bands  # one definition with the job document's, which carries a student's own bands
 
 
 class CascadeSettings(_Strict):

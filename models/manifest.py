@@ -77,6 +77,11 @@ class Manifest(_Strict):
         return self._path
 
     @property
+    def specialized_for(self) -> str | None:
+        """The camera a specialized student was fine-tuned for (None for a generic one)."""
+        return (self.training.get("specialization") or {}).get("camera")
+
+    @property
     def model_path(self) -> Path:
         base = self._path.parent if self._path else Path(".")
         return base / self.file

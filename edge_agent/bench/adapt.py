@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_agent.bench.metrics import escalation_fraction, label_agreement
+from edge_agent.bench.metrics import escalation_fraction, label_agreement, presence_agrees
 from edge_agent.bench.runner import Baseline, ReplaySource, agent_config, run_baseline, run_hybrid
 from edge_agent.escalation.collect import CollectingTransport
 from edge_agent.escalation.http import UrlTransport
@@ -27,13 +27,8 @@ def _phase(lines: list[dict], phase: str) -> list[dict]:
 
 def _marks(lines: list[dict], baseline: Baseline, phase: str, student: str) -> list[dict]:
     """Per frame, for the plot: escalated, and whether its person presence agrees with the teacher."""
-    out = []
-    for ln in lines:
-        teacher = bool((baseline.detections[ln["frame_index"]].labels == "person").any())
-        said = any(d["label"] == "person" for d in ln["detections"])
-        out.append({"phase": phase, "student": student, "pts_s": ln["pts_s"], "escalated": ln["escalated"],
-                    "person_ok": said == teacher})
-    return out
+    return [{"phase": phase, "student": student, "pts_s": ln["pts_s"], "escalated": ln["escalated"],
+             "person_ok": presence_agrees(ln, baseline, "person")} for ln in lines]
 
 
 def _figures(lines: list[dict], baseline: Baseline) -> dict:

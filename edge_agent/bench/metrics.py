@@ -22,15 +22,16 @@ def escalation_fraction(lines: list[dict]) -> float:
     return sum(ln["escalated"] for ln in lines) / len(lines) if lines else 0.0
 
 
+def presence_agrees(line: dict, baseline: Baseline, label: str) -> bool:
+    """Whether one frame's decision says `label` is there exactly when the baseline does."""
+    said = any(d["label"] == label for d in line["detections"])
+    return said == (len(baseline.detections[line["frame_index"]].with_label(label)) > 0)
+
+
 def carried_wrong(lines: list[dict], baseline: Baseline) -> dict[str, int]:
     """Motion gating must cost no recall: carried frames whose presence differs from the baseline's."""
-    out = {}
-    for label in PRODUCT_LABELS:
-        out[label] = sum(
-            (len(Detections.from_records(ln["detections"]).with_label(label)) > 0)
-            != (len(baseline.detections[ln["frame_index"]].with_label(label)) > 0)
-            for ln in lines if ln["decided_by"] == "carried")
-    return out
+    return {label: sum(not presence_agrees(ln, baseline, label) for ln in lines if ln["decided_by"] == "carried")
+            for label in PRODUCT_LABELS}
 
 
 def clip_summary(hybrid: Hybrid, baseline: Baseline, held_from_s: float | None) -> dict:

@@ -30,10 +30,9 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     document = {"operation": "model-update", "version": manifest.version, "url": args.url or f"<URL of {out.name}>",
                 "sha256": sha256}
     if args.camera:
-        made_for = manifest.training.get("specialization", {}).get("camera")
-        if made_for != args.camera:
-            print(f"error: {args.manifest} was specialized for camera {made_for!r}, not {args.camera!r}",
-                  file=sys.stderr)
+        if manifest.specialized_for != args.camera:
+            print(f"error: {args.manifest} was specialized for camera {manifest.specialized_for!r}, "
+                  f"not {args.camera!r}", file=sys.stderr)
             return 2
         document["camera"] = args.camera
         decision = Path(args.manifest).parent / "decision.json"

@@ -55,9 +55,9 @@ def load_camera_student(manifest: Path, camera: str, threads: int) -> Detector:
         detector = load_detector(manifest, threads=threads)
     except ModelError as exc:
         raise UpdateError(f"the student was refused: {exc}") from exc
-    made_for = detector.manifest.training.get("specialization", {}).get("camera")
-    if made_for != camera:
-        raise UpdateError(f"the student was specialized for camera {made_for!r}, not {camera!r}")
+    if detector.manifest.specialized_for != camera:
+        raise UpdateError(f"the student was specialized for camera {detector.manifest.specialized_for!r}, "
+                          f"not {camera!r}")
     return detector
 
 

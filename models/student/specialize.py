@@ -134,9 +134,8 @@ def install(config_path: Path, camera: str, challenger: Path, decision: dict, ma
     if not decision.get("promote"):
         raise ModelError(f"the decision for camera {camera} was to keep the champion; nothing to install")
     manifest = load_manifest(challenger)  # raises on a sha256 mismatch
-    if manifest.training.get("specialization", {}).get("camera") != camera:
-        raise ModelError(f"{challenger} was specialized for camera "
-                         f"{manifest.training.get('specialization', {}).get('camera')!r}, not {camera!r}")
+    if manifest.specialized_for != camera:
+        raise ModelError(f"{challenger} was specialized for camera {manifest.specialized_for!r}, not {camera!r}")
     raw = yaml.safe_load(Path(config_path).read_text())
     cams = [c for c in raw.get("cameras", []) if isinstance(c, dict) and c.get("id") == camera]
     if not cams:
