@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FrameSieve set-up and entry points. Idempotent: each step does only what is missing.
 #   ./dev.sh demo   set up, then run the main job end to end on the embedded default
-#   ./dev.sh test   set up, then run the whole test suite (extra arguments go to pytest)
+#   ./dev.sh test   set up, then ruff, mypy, lint-imports and the whole test suite (extra arguments go to pytest)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,7 +50,16 @@ fi
 echo "==> fetching models and footage (cached after the first run)"
 .venv/bin/edge-agent models fetch
 
+# 3. `test`: the static checks first, each failing the command on any finding (so CI enforces them),
+#    then pytest. A fast tier: ./dev.sh test -m "not slow" (decision logic with fake transports).
 case "$cmd" in
   demo) exec .venv/bin/edge-agent demo "$@" ;;
-  test) exec .venv/bin/python -m pytest "$@" ;;
+  test)
+    echo "==> ruff"
+    .venv/bin/ruff check --quiet .
+    echo "==> mypy (contracts/, edge_agent/)"
+    .venv/bin/mypy
+    echo "==> import contracts (lint-imports)"
+    .venv/bin/lint-imports --no-cache
+    exec .venv/bin/python -m pytest "$@" ;;
 esac

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.detections import Detections
 from contracts.wire import WireError
@@ -31,6 +32,11 @@ from edge_agent.pipeline.tracker import IouTracker
 from edge_agent.specialization.guard import Limits, StudentGuard
 from edge_agent.specialization.rollout import camera_store, installed_student
 from models.runtime import Detector, load_detector
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    from edge_agent.specialization.loop import SpecializationLoop
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +116,7 @@ class Agent:
             own = self._camera_student(cam)
             if own is not None:
                 self.use_camera_student(cam.id, *own)
-        self.specialization = None
+        self.specialization: SpecializationLoop | None = None
         if config.specialization.enabled:
             self._start_collecting()
         try:
@@ -122,7 +128,7 @@ class Agent:
             raise
         self.stop_event = threading.Event()
         self.errors = 0
-        self.metrics_server = None
+        self.metrics_server: ThreadingHTTPServer | None = None
         self._control: queue.SimpleQueue[Callable[[list[SampledFrame]], None]] = queue.SimpleQueue()
         self._probation: Probation | None = None
         self.started_s = time.time()
@@ -170,7 +176,7 @@ class Agent:
         """The sources ended (files) while a camera was specializing: let it finish, and check a promoted
         student on each camera's last frames, so the next run starts with it. A stop request ends the wait."""
         loop = self.specialization
-        if loop.busy is None:
+        if loop is None or loop.busy is None:
             return
         log.info("the sources ended while camera %s was specializing; waiting for it (stop the agent to skip)",
                  loop.busy)
@@ -212,7 +218,8 @@ class Agent:
 
     def _apply_camera(self, state: CameraState, new: CameraSettings) -> None:
         old = state.config
-        state.config = CameraConfig.model_validate({**new.model_dump(), **old.model_dump(include=CAMERA_ONLY_FIELDS)})
+        state.config = CameraConfig.model_validate({**new.model_dump(),
+                                                    **old.model_dump(include=set(CAMERA_ONLY_FIELDS))})
         cascade, c = state.cascade, new.cascade
         cascade.bands = {k: Band(v.accept, v.reject) for k, v in c.labels.items()}
         cascade.level, cascade.audit_fraction = c.level, c.audit_fraction
@@ -272,8 +279,9 @@ class Agent:
         state.guard.watch(limits)
 
     def _roll_back_camera(self, state: CameraState, reason: str) -> None:
+        version = state.own_student.detector.manifest.version if state.own_student else None
         log.error("camera %s: its own student %s goes: %s; back to the agent's student", state.config.id,
-                  state.own_student.detector.manifest.version, reason)
+                  version, reason)
         state.own_student = None
         state.cascade.student_thresholds = self.student.detector.manifest.thresholds
         state.cascade.bands = {k: Band(v.accept, v.reject) for k, v in state.config.cascade.labels.items()}
@@ -309,11 +317,12 @@ class Agent:
         out: list[Detections | None] = [None] * len(jobs)
         groups: dict[str, list[int]] = {}
         for k, (frame, _regions, _moved) in enumerate(pending):
-            own = self.cameras[frame.camera].own_student
-            groups.setdefault(frame.camera if own else "", []).append(k)
+            has_own = self.cameras[frame.camera].own_student is not None
+            groups.setdefault(frame.camera if has_own else "", []).append(k)
         for camera, indices in groups.items():
             batch = [jobs[k] for k in indices]
-            found = self.cameras[camera].own_student.detect(batch) if camera else self._detect(batch)
+            own = self.cameras[camera].own_student if camera else None
+            found = own.detect(batch) if own is not None else self._detect(batch)
             for k, dets in zip(indices, found, strict=True):
                 out[k] = dets
         return out  # type: ignore[return-value]
@@ -467,7 +476,8 @@ class Agent:
         if self.specialization is not None:
             out["specialization"] = self.specialization.summary()
         if self.link is not None:  # in-memory counters only: this runs after close() too
-            out["mqtt"] = {**self.transport.stats(), "spool_rows": self.link.spool.rows,
+            transport_stats = self.transport.stats() if self.transport is not None else {}
+            out["mqtt"] = {**transport_stats, "spool_rows": self.link.spool.rows,
                            "spool_bytes": self.link.spool.bytes, "spool_sent": self.link.sender.sent,
                            "reconnects": max(0, self.link.connection.connects - 1), "model": self.model_info()}
         return out

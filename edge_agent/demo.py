@@ -40,7 +40,7 @@ def run_demo(clip: Path, out_dir: Path, fps: float = 1.0) -> dict:
         hybrid = run_hybrid(agent_config(clip.stem, clip, fps, url), out_dir, clip.stem)
     baseline = run_baseline(clip, fps)
     summary = clip_summary(hybrid, baseline, held_back_start_s(clip.name))
-    pictures = []
+    pictures: list[str] = []
     for wanted in ("cloud", "audit", "edge"):
         line = next((ln for ln in reversed(hybrid.lines) if ln["decided_by"] == wanted and ln["detections"]), None)
         if line is None or len(pictures) == 2:

@@ -179,9 +179,9 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
                  "<=", 0.05)]
     if checks:
         lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---|---|---|"]
-        for name, value, op, goal in checks:
-            met = value >= goal if op == ">=" else value <= goal
-            lines.append(f"| {name} | {_fmt(value)} | {op} {goal} | {'yes' if met else 'no'} |")
+        for name, value, sign, goal in checks:
+            met = value >= goal if sign == ">=" else value <= goal
+            lines.append(f"| {name} | {_fmt(value)} | {sign} {goal} | {'yes' if met else 'no'} |")
     carried = {k: sum(r["carried_wrong"][k] for r in summary["clips"].values()) for k in ("person", "vehicle")}
     lines += ["", f"Motion-carried frames whose presence differed from the baseline: {carried}.", "",
               f"Cameras one gateway core serves at {summary['fps']} fps: {t['cameras_per_core']}.", ""]

@@ -47,7 +47,8 @@ def local_inference_server(timeout_s: float = 60.0):
         deadline = time.monotonic() + timeout_s
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the inference server exited: {proc.stderr.read().decode()[-2000:]}")
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"the inference server exited: {err[-2000:]}")
             try:
                 with urllib.request.urlopen(base + "/ping", timeout=1) as reply:
                     if reply.status == 200:

@@ -21,13 +21,13 @@ from pathlib import Path
 from edge_agent.app import Agent
 from edge_agent.bench.runner import ReplaySource
 from edge_agent.config import AgentConfig
-from edge_agent.pipeline.sources import open_source
+from edge_agent.pipeline.sources import SampledFrame, open_source
 
 
 def _frames(clip: Path, fps: float, count: int) -> list:
     source = open_source("impact", str(clip), fps)
     try:
-        frames = []
+        frames: list[SampledFrame] = []
         while len(frames) < count and (frame := source.read_sampled()) is not None:
             frames.append(frame)
         return frames

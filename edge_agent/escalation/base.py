@@ -19,6 +19,10 @@ class Transport(ABC):
     def escalate(self, request: EscalationRequest) -> Verdict:
         """Send one escalation and return the cloud's verdict, or raise TransportError."""
 
+    def stats(self) -> dict[str, int]:
+        """Counters of what the transport did (verdicts, timeouts, ...); none by default."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional for transports that hold nothing
         pass
 

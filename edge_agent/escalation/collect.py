@@ -62,8 +62,8 @@ class CollectingTransport(Transport):
         if self.on_record is not None:
             self.on_record(request.camera)
 
-    def stats(self) -> dict:
-        return self.inner.stats() if hasattr(self.inner, "stats") else {}
+    def stats(self) -> dict[str, int]:
+        return {**self.inner.stats(), "training_records": self.written}
 
     def close(self) -> None:
         self.inner.close()

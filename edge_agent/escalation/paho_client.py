@@ -61,7 +61,7 @@ class PahoConnection(MqttConnection):
         client.max_inflight_messages_set(64)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = lambda _c, _u, msg: self._dispatch(msg.topic, msg.payload)
+        client.on_message = lambda _c, _u, msg: self._dispatch(msg.topic, bytes(msg.payload))
         client.on_publish = self._on_publish
         self._refused: dict[int, str] = {}
         self.client = client

@@ -56,7 +56,7 @@ class JobRunner:
         self.finished: set[str] = set()  # start-next may answer twice (two asks in flight): run a job once
         self.rejected = 0
         self.outcomes: list[tuple[str, str, str]] = []  # (job id, status, reason), for tests and telemetry
-        self.on_outcome: Callable[[], None] | None = None  # e.g. the shadow reporting the model now running
+        self.on_outcome: Callable[[], object] | None = None  # e.g. the shadow reporting the model now running
 
     def start(self) -> JobRunner:
         conn = self.link.connection

@@ -89,7 +89,7 @@ class ShadowSync:
         self._switching: str | None = None
         # Only what the shadow may change: not a camera's identity, source, or its own student.
         only_settings = CAMERA_ONLY_FIELDS
-        self.bases = {c.id: CameraSettings.model_validate(c.model_dump(exclude=only_settings)).model_dump(
+        self.bases = {c.id: CameraSettings.model_validate(c.model_dump(exclude=set(only_settings))).model_dump(
             mode="json") for c in agent.config.cameras}
         self.desired: dict[str, Any] = {}  # the last desired state that was applied
         self.error: dict[str, Any] | None = None
@@ -141,7 +141,7 @@ class ShadowSync:
             if isinstance(previous, dict) and _desired(previous) == _desired(current):
                 return  # a reported-only update (ours, usually): nothing for the agent to do
             message, kind = current, "get"
-        version = message.get("version") if isinstance(message.get("version"), int) else -1
+        version: int = message["version"] if isinstance(message.get("version"), int) else -1
         state = message.get("state")
         if kind in ("get", "delta"):
             if 0 <= version < self.seen_version:

@@ -23,7 +23,7 @@ class Worker:
         self._thread.start()
         return self
 
-    def submit(self, task: Callable[[], None]) -> bool:
+    def submit(self, task: Callable[[], object]) -> bool:
         """Queue a task; False (and counted) when the queue is full, e.g. a flood of bad messages."""
         try:
             self._queue.put_nowait(task)

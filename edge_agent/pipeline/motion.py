@@ -15,6 +15,7 @@ Two cases report motion over the whole frame, so the model looks once:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -131,7 +132,7 @@ class MotionGate:
         cv2.accumulateWeighted(small, self._background, self.config.frame_alpha)
         return MotionResult(boxes, changed, recalibrated=False)
 
-    def _to_source(self, rect: tuple[int, int, int, int]) -> list[int]:
+    def _to_source(self, rect: Sequence[int]) -> list[int]:
         x, y, w, h = rect
         sx, sy = self._scale
         width, height = self.frame_wh

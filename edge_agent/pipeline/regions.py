@@ -52,7 +52,7 @@ class Region:
 
 
 def _clip_boxes(boxes: Sequence[Sequence[float]], width: int, height: int) -> list[tuple[float, ...]]:
-    clipped = []
+    clipped: list[tuple[float, ...]] = []
     for box in boxes:
         x1, y1 = max(0.0, float(box[0])), max(0.0, float(box[1]))
         x2, y2 = min(float(width), float(box[2])), min(float(height), float(box[3]))

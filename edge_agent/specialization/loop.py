@@ -155,7 +155,9 @@ class SpecializationLoop:
     def champion(self, camera: str) -> Path:
         state = self.agent.cameras[camera]
         student = state.own_student or self.agent.student
-        return student.detector.manifest.path
+        path = student.detector.manifest.path
+        assert path is not None, "a loaded student always knows its manifest"
+        return path
 
     def run_once(self, camera: str, wait_install_s: float = 600.0) -> dict:
         """Train, decide and (if promoted) install for one camera; returns what happened."""
@@ -258,9 +260,10 @@ class SpecializationLoop:
         self._note(camera, outcome="rolled-back", why=reason)
 
     def summary(self) -> dict:
-        out = {"runs": self.runs, "promotions": self.promotions, "cameras": {}}
+        cameras: dict[str, dict] = {}
+        out = {"runs": self.runs, "promotions": self.promotions, "cameras": cameras}
         for camera in self.agent.cameras:
             history = self.state.get(camera, {}).get("history", [])
-            out["cameras"][camera] = {"records": self.counts.get(camera, 0), "warmup": self.in_warmup(camera),
+            cameras[camera] = {"records": self.counts.get(camera, 0), "warmup": self.in_warmup(camera),
                                       "last": history[-1] if history else None}
         return out

@@ -47,6 +47,7 @@ def _object(session, url: str) -> bytes:
     return session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
+@pytest.mark.slow
 def test_deploy_creates_then_updates_the_stack(aws, moto_template, tmp_path):
     lines: list[str] = []
     options = DeployOptions(stack="fs-deploy", image_uri=IMAGE, model=DEFAULT_STUDENT_MANIFEST,

@@ -105,6 +105,7 @@ def test_ping_names_the_model(port):
     assert _get(port) == (200, {"status": "ok", "model": "yolov3-tiny-coco@1.0.0"})
 
 
+@pytest.mark.slow
 def test_jpeg_body_gets_the_detectors_people_in_frame_pixels(port, jpegs, expected):
     for jpeg, want in zip(jpegs, expected, strict=True):
         status, payload = _post(port, jpeg)
@@ -120,6 +121,7 @@ def test_jpeg_body_gets_the_detectors_people_in_frame_pixels(port, jpegs, expect
         _assert_same(dets, want)
 
 
+@pytest.mark.slow
 def test_boto3_sagemaker_runtime_works_unchanged(runtime, jpegs, expected):
     reply = runtime.invoke_endpoint(EndpointName="framesieve-teacher", Body=jpegs[0],
                                     ContentType="image/jpeg", Accept="application/json")
@@ -138,6 +140,7 @@ def test_boto3_sagemaker_runtime_works_unchanged(runtime, jpegs, expected):
         _assert_same(dets, expected[k])
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_answers(port, jpegs, expected):
     barrier, results, errors = threading.Barrier(8), {}, []
 
@@ -252,6 +255,7 @@ class FailingDetector:
         raise ModelError("simulated: CUDA error: an illegal memory access was encountered")
 
 
+@pytest.mark.slow
 def test_model_failure_is_424_and_boto3_raises_model_error(served, jpegs):
     server, port = start_in_thread(FailingDetector(served[0].detector.manifest))
     try:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from cloud.cli import main
 from tests.cloud.conftest import escalation_event
 
@@ -31,6 +33,7 @@ def _request(url: str, method: str = "GET", body: bytes | None = None) -> tuple[
         conn.close()
 
 
+@pytest.mark.slow
 def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, plaza_crops, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
     proc = subprocess.Popen([sys.executable, "-m", "cloud.cli", "local", "--model", str(teacher_manifest),
@@ -71,6 +74,7 @@ def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, 
     assert "stopping" in rest
 
 
+@pytest.mark.slow
 def test_bench_endpoint_prints_batch_1_and_the_best_batch_side_by_side(teacher_manifest, capsys):
     assert main(["bench-endpoint", "--model", str(teacher_manifest), "--duration", "1.5", "--clients", "2",
                  "--batches", "1,2", "--threads", "1", "--cpu"]) == 0

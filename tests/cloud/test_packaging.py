@@ -59,6 +59,7 @@ def test_zip_is_reproducible(router_zip, tmp_path):
     assert again.sha256 == router_zip.sha256 and again.path.read_bytes() == router_zip.path.read_bytes()
 
 
+@pytest.mark.slow
 def test_unpacked_zip_runs_the_handler_without_numpy(router_zip, tmp_path, moto):
     """Lambda's view: only the zip and boto3. A real escalation goes through parsing, the DynamoDB store on
     moto_server and the endpoint call; with no endpoint listening it ends as a dead letter in the table."""
@@ -117,6 +118,7 @@ def test_tampered_model_is_not_packaged(student_copy, tmp_path):
         package_model(student_copy, tmp_path)
 
 
+@pytest.mark.slow
 def test_teacher_artifact_is_served_from_sagemakers_model_dir(teacher_manifest, tmp_path, monkeypatch):
     """Unpacked where SageMaker puts it, the teacher artifact is what `framesieve-cloud serve` finds and loads."""
     import urllib.request

@@ -28,6 +28,7 @@ def escalated_frames(vtest_every_2s):
                   (768, 576)),) for frame in vtest_every_2s[:24]]
 
 
+@pytest.mark.slow
 def test_cloud_loop_from_router_records_to_an_iot_job_the_gateway_accepts(stack, escalated_frames, tmp_path,
                                                                           capsys):
     for k, crops in enumerate(escalated_frames):

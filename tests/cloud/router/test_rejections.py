@@ -112,6 +112,7 @@ def throttling_endpoint():
     server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("endpoint", "kind", "attempts"), [
     ("failing_endpoint", "model", 1),  # the model failed (HTTP 424): retrying would fail again
     ("throttling_endpoint", "throttled", 3),

@@ -71,6 +71,7 @@ def _is_png(path):
     return data[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", data[16:24])[0] > 100
 
 
+@pytest.mark.slow
 def test_short_bench_run_writes_a_report_that_parses(tmp_path, teacher_manifest, vtest_path):
     from edge_agent.cli import main
 
@@ -93,6 +94,7 @@ def test_short_bench_run_writes_a_report_that_parses(tmp_path, teacher_manifest,
         assert _is_png(out / png)
 
 
+@pytest.mark.slow
 def test_calibrate_writes_a_valid_config_with_the_chosen_thresholds(tmp_path, teacher_manifest, vtest_path):
     from pathlib import Path
 
@@ -112,6 +114,7 @@ def test_calibrate_writes_a_valid_config_with_the_chosen_thresholds(tmp_path, te
     assert not (tmp_path / "never.yaml").exists()
 
 
+@pytest.mark.slow
 def test_adapt_bench_trains_only_on_escalated_adaptation_frames(tmp_path, teacher_manifest, vtest_path):
     from contracts.training import TrainingRecord
     from edge_agent.cli import main

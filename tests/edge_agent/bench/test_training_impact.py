@@ -8,6 +8,8 @@ import pytest
 from edge_agent.cli import main
 from tests.models.test_specialize import write_records
 
+pytestmark = pytest.mark.slow  # every test here runs real services, clips or training
+
 
 def test_training_impact_measures_the_pipeline_idle_and_while_training(tmp_path, vtest_path, teacher_manifest,
                                                                        capsys):

@@ -12,9 +12,13 @@ import sys
 import threading
 import time
 
+import pytest
+
 from edge_agent.app import Agent
 from tests.edge_agent.aws_side import CloudResponder, PacedSource, wait_until
 from tests.edge_agent.conftest import THING, agent_config
+
+pytestmark = pytest.mark.slow  # every test here runs real services, clips or training
 
 
 def _start(agent: Agent) -> threading.Thread:

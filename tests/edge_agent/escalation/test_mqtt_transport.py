@@ -143,6 +143,7 @@ def test_bad_verdicts_are_rejected_and_logged_and_the_real_one_still_counts(brok
         cloud.close()
 
 
+@pytest.mark.slow
 def test_broker_down_spools_and_replays_when_it_returns(own_broker, request_for, tmp_path):
     own_broker.kill()
     transport = build_mqtt_transport(agent_config(tmp_path, own_broker.port))

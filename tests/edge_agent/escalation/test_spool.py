@@ -58,6 +58,7 @@ def test_an_oversized_message_is_refused_not_stored(tmp_path):
     assert spool.rows == 0
 
 
+@pytest.mark.slow
 def test_replay_is_in_order_and_rate_bounded(broker, tmp_path):
     spool = Spool(tmp_path / "s.sqlite")
     for i in range(60):

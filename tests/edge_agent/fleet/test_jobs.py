@@ -108,6 +108,7 @@ def running(broker, vtest_frames, tmp_path):
         assert agent.errors == 0
 
 
+@pytest.mark.slow
 def test_bad_jobs_fail_with_a_reason_and_a_good_one_succeeds(running, bundles, tmp_path):
     agent, service, config = running("gw-jobs")
     jobs = [("no-doc", {"operation": "reboot"}, "jobDocument.operation"),
@@ -183,6 +184,7 @@ def test_failed_health_check_or_probation_keeps_or_restores_the_running_model(ru
     wait_until(lambda: agent.summary()["total"]["sampled"] > sampled + 3, 10, "frames after the roll-back")
 
 
+@pytest.mark.slow
 def test_a_camera_job_gives_that_camera_its_own_student_and_refuses_a_mismatch(running, bundles, tmp_path):
     agent, service, config = running("gw-camera")
     jobs = [("wrong-camera", {**_doc(bundles, "for-door", "1.0.0+door.1"), "camera": "cam"}, "not 'cam'"),

@@ -61,6 +61,7 @@ def aws(moto_url, monkeypatch, tmp_path):
     return boto3.client("iot", region_name="us-east-1")
 
 
+@pytest.mark.slow
 def test_provision_creates_a_least_privilege_identity_and_a_config(aws, tmp_path, capsys):
     out = tmp_path / "gw-7"
     assert main(["provision", "--thing", "gw-7", "--out", str(out), "--basic-ingest-rule", "fs_escalations",

@@ -8,12 +8,15 @@ import logging
 import sys
 import threading
 
+import pytest
+
 from edge_agent.app import Agent
 from edge_agent.logs import JsonFormatter
 from tests.edge_agent.aws_side import CloudResponder, PacedSource, wait_until
 from tests.edge_agent.conftest import agent_config
 
 
+@pytest.mark.slow
 def test_telemetry_reports_rates_spool_cpu_memory_and_model(broker, vtest_frames, tmp_path):
     cloud = CloudResponder(broker.port, client_id="cloud-telemetry")
     config = agent_config(tmp_path, broker.port, thing="gw-tele",

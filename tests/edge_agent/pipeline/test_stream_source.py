@@ -13,6 +13,8 @@ import pytest
 from edge_agent.pipeline.sources import SampledFrame
 from edge_agent.pipeline.stream import StreamSource
 
+pytestmark = pytest.mark.slow  # every test here runs real services, clips or training
+
 FRAME_PERIOD_S = 0.1  # the camera sends 10 frames a second
 
 
