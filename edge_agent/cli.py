@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge_agent.bench import loso_cli
 from edge_agent.config import ConfigError
 from edge_agent.pipeline.sources import SourceError
 from models.exceptions import ModelError
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="fetch, train, fine-tune, benchmark and verify models")
     msub = models.add_subparsers(dest="models_command", required=True)
+    loso_cli.add_parsers(msub)
 
     p = msub.add_parser("fetch", help="fetch the teacher weights and vtest.avi, convert the teacher to ONNX")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if cached")

@@ -5,6 +5,7 @@ Used for the student against the teacher here, and by the bench for the hybrid a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -82,3 +83,15 @@ def agreement(preds: Sequence[Detections], refs: Sequence[Detections], labels: S
                     ref.with_label(label).with_min_score(ref_threshold), iou)
         out[label] = acc.summary()
     return out
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% (by default) Wilson score interval of a proportion k/n: unlike k/n +- a normal margin it stays
+    inside [0, 1] and is honest for a handful of frames or a rate near 0 or 1."""
+    if n <= 0:
+        raise ValueError("a proportion needs at least one trial")
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
