@@ -31,6 +31,9 @@ class RegionSettings(_Strict):
     max_regions: int = Field(3, ge=1, le=16)
     margin: float = Field(0.15, ge=0, le=1)
     refresh_s: float = Field(10.0, ge=0, description="run on the whole frame at least this often (0: never)")
+    max_downscale: float = Field(3.0, ge=1, le=16, description=(
+        "a whole-frame look at a frame more than this many times the student's input on either axis is "
+        "split into overlapping tiles, so small objects keep enough pixels"))
 
 
 LabelBand = Bands  # one definition with the job document's, which carries a student's own bands

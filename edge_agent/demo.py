@@ -17,6 +17,7 @@ from contracts.detections import Detections
 from edge_agent.bench.bench import held_back_start_s
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
+from models.student.derived import ensure_derived_student
 
 
 def draw(image: np.ndarray, hybrid: Detections, reference: Detections, title: str) -> np.ndarray:
@@ -39,7 +40,8 @@ def run_demo(clip: Path, out_dir: Path, fps: float = 1.0) -> dict:
     with local_inference_server() as url:
         hybrid = run_hybrid(agent_config(clip.stem, clip, fps, url), out_dir, clip.stem)
     baseline = run_baseline(clip, fps)
-    summary = clip_summary(hybrid, baseline, held_back_start_s(clip.name))
+    # The agent's default student: whether a frame was ever trained on is read from its own manifest.
+    summary = clip_summary(hybrid, baseline, held_back_start_s(clip.name, ensure_derived_student()))
     pictures: list[str] = []
     for wanted in ("cloud", "audit", "edge"):
         line = next((ln for ln in reversed(hybrid.lines) if ln["decided_by"] == wanted and ln["detections"]), None)

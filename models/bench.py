@@ -35,13 +35,19 @@ def _latency(manifest: Path, frames: list[np.ndarray], repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_models_bench(student_dir: Path, clip: Path, frames: int = 20, repeats: int = 3) -> dict:
+def run_models_bench(student_dir: Path, clip: Path, frames: int = 20, repeats: int = 3,
+                     derived_dir: Path | None = None) -> dict:
+    """`derived_dir`: the teacher-derived student's variants join the latency table (its accuracy is
+    judged by `edge-agent models loso`, on scenes it was never calibrated on)."""
     teacher = ensure_teacher()
     variants = {"teacher": teacher}
     for precision in ("fp32", "int8"):
         path = student_dir / f"manifest-{precision}.json"
         if path.is_file():
             variants[f"student-{precision}"] = path
+    for precision in ("fp32", "int8"):
+        if derived_dir is not None and (derived_dir / f"manifest-{precision}.json").is_file():
+            variants[f"derived-{precision}"] = derived_dir / f"manifest-{precision}.json"
     sample = [f for k, f in enumerate(iter_video(clip)) if k % 10 == 0][:frames]
     latency = {name: _latency(path, sample, repeats) for name, path in variants.items()}
     base = next(p for n, p in variants.items() if n.startswith("student"))
@@ -49,7 +55,7 @@ def run_models_bench(student_dir: Path, clip: Path, frames: int = 20, repeats: i
     data = build_dataset(cfg, teacher)
     agreement = {}
     for name, path in variants.items():
-        if name == "teacher":
+        if name == "teacher" or name.startswith("derived"):
             continue
         manifest = load_manifest(path)
         metrics = held_back_metrics(load_detector(path, threads=2), data, manifest.thresholds,

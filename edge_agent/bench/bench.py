@@ -32,13 +32,13 @@ def default_clips() -> list[str]:
     return clips
 
 
-def held_back_start_s(clip_name: str, manifest_path: Path = DEFAULT_STUDENT_MANIFEST) -> float | None:
-    """Media time from which the student never trained on this clip (from its manifest); None when
-    the student never saw the clip at all (then every frame is unseen)."""
+def held_back_start_s(clip_name: str, manifest_path: Path) -> float:
+    """Media time from which the student never trained on this clip (from its manifest): 0.0 when it
+    never trained on the clip at all (the teacher-derived student trains on none)."""
     for entry in load_manifest(manifest_path).training.get("data", []):
         if entry["clip"] == clip_name:
             return 0.0 if entry["held_out"] else (entry["frames"] - entry["held_back"]) / entry["fps"]
-    return None
+    return 0.0
 
 
 def _model_card(path: Path) -> dict:

@@ -150,9 +150,11 @@ def pool(rows: list[dict]) -> dict:
 
 
 def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir: Path, fps: float = 1.0,
-             cascade: dict | None = None, with_sweep: bool = True, keep_students: bool = False) -> dict:
-    """One fold per scene. `build(fold_dir, other_scenes)` makes the fold's student from the other
-    scenes only (sampled at `fps` with the teacher's detections)."""
+             cascade: dict | None = None, with_sweep: bool = True, keep_students: bool = False,
+             regions: dict | None = None, judge: list[str] | None = None) -> dict:
+    """One fold per scene (or per scene in `judge`; the rest only serve the folds). `build(fold_dir,
+    other_scenes)` makes the fold's student from the other scenes only (sampled at `fps`, with the
+    teacher's detections)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher = load_detector(ensure_teacher(), threads=2)
     paths, skipped = {}, {}
@@ -169,19 +171,21 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
     rows = []
     students = out_dir / "students"
     with local_inference_server() as url:
-        for name in tqdm(list(paths), desc=f"leave one scene out ({family})", unit="scene"):
+        for name in tqdm([n for n in paths if not judge or n in judge], desc=f"leave one scene out ({family})",
+                         unit="scene"):
             fold = students / Path(name).stem
             if fold.exists():
                 shutil.rmtree(fold)
             manifest = build(fold, [s for n, s in scenes.items() if n != name])
             path = paths[name]
             baseline = run_baseline(path, fps, keep_frames=with_sweep)
-            config = agent_config(path.stem, path, fps, url, cascade).model_copy(update={"student": str(manifest)})
+            config = agent_config(path.stem, path, fps, url, cascade, regions=regions)
+            config = config.model_copy(update={"student": str(manifest)})
             with tempfile.TemporaryDirectory(prefix="framesieve-loso-") as tmp:
                 hybrid = run_hybrid(config, Path(tmp), path.stem)
             summary = clip_summary(hybrid, baseline, None)
             if with_sweep:
-                summary["sweep"] = sweep(baseline, path, path.stem, student=manifest)
+                summary["sweep"] = sweep(baseline, path, path.stem, student=manifest, regions=regions)
             (out_dir / f"{path.stem}.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in hybrid.lines))
             row = _scene_row(name, summary, hybrid.lines, baseline.detections,
                              calibration_error(manifest, scenes[name]))
@@ -193,6 +197,7 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
         "schema": SCHEMA, "family": family, "fps": fps, "target_recall": TARGET_RECALL,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
+        "regions": agent_config("c", Path("x"), fps, "http://x", None, regions=regions).cameras[0].regions.model_dump(),
         "scenes": rows, "pooled": pool(rows), "skipped": skipped,
     }
     (out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -66,7 +66,9 @@ def _cmd_loso(args: argparse.Namespace) -> int:
     scenes = args.scenes or default_clips()
     cascade = json.loads(args.cascade) if args.cascade else None
     result = run_loso(scenes, _builder(args), args.family, Path(args.out), fps=args.fps, cascade=cascade,
-                      with_sweep=not args.no_sweep, keep_students=args.keep_students)
+                      with_sweep=not args.no_sweep, keep_students=args.keep_students,
+                      regions={"max_downscale": args.max_downscale} if args.max_downscale else None,
+                      judge=args.judge)
     report = write_report(result, Path(args.out))
     pooled = result["pooled"]
     for label in ("person", "vehicle"):
@@ -102,9 +104,13 @@ def add_parsers(msub) -> None:
                         "--student for every scene (scenes it trained on are marked)")
     p.add_argument("--scenes", nargs="*", help="clips (default: vtest.avi and every clip in the shared footage)")
     p.add_argument("--out", default="out/loso", help="output directory (default: out/loso)")
+    p.add_argument("--judge", action="append", help="judge only this scene (repeatable); the other scenes "
+                                                    "still build each fold's student")
     p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default 1)")
     p.add_argument("--cascade", help='cascade override as JSON, e.g. \'{"labels": {"person": {"accept": 0.6, '
                                      '"reject": 0.1}}}\' (default: the shipped bands)')
+    p.add_argument("--max-downscale", type=float,
+                   help="regions.max_downscale for every camera (default: the agent's, 3; 16 turns tiling off)")
     p.add_argument("--width", type=int, default=320, help="derived: input width (default 320)")
     p.add_argument("--height", type=int, default=192, help="derived: input height (default 192)")
     p.add_argument("--int8", action="store_true", help="derived: use the INT8 variant")

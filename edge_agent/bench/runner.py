@@ -147,10 +147,12 @@ class Hybrid:
 
 
 def agent_config(camera: str, clip: Path, fps: float, url: str, cascade: dict | None = None,
-                 crop: str = "frame") -> AgentConfig:
-    cam = {"id": camera, "source": str(clip), "fps": fps}
+                 crop: str = "frame", regions: dict | None = None) -> AgentConfig:
+    cam: dict = {"id": camera, "source": str(clip), "fps": fps}
     if cascade:
         cam["cascade"] = cascade
+    if regions:
+        cam["regions"] = regions
     return AgentConfig.model_validate({"site": "bench", "cameras": [cam],
                                        "escalation": {"transport": "url", "url": url, "crop": crop}})
 

@@ -19,7 +19,8 @@ REJECTS = (0.05, 0.1, 0.2, 0.3)
 
 
 def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence", accepts=ACCEPTS,
-          rejects=REJECTS, held_from_s: float | None = None, student: Path | None = None) -> list[dict]:
+          rejects=REJECTS, held_from_s: float | None = None, student: Path | None = None,
+          regions: dict | None = None) -> list[dict]:
     points = []
     with tempfile.TemporaryDirectory(prefix="framesieve-sweep-") as tmp:
         for accept in accepts:
@@ -28,7 +29,8 @@ def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence", 
                     continue
                 bands = {label: {"accept": accept, "reject": reject} for label in PRODUCT_LABELS}
                 cascade = {"level": level, "labels": bands, "audit_fraction": 0.0}
-                config = agent_config(camera, clip, baseline.fps, "http://127.0.0.1:9/unused", cascade)
+                config = agent_config(camera, clip, baseline.fps, "http://127.0.0.1:9/unused", cascade,
+                                      regions=regions)
                 if student is not None:
                     config = config.model_copy(update={"student": str(student)})
                 run = run_hybrid(config, Path(tmp), "sweep", transport=OracleTransport(baseline),

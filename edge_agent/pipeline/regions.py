@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _MAX_ZOOM = 2.0  # a crop is at least model_wh / 2: the student never sees a region blown up >2x
+TILE_OVERLAP = 0.1  # neighbouring tiles share this share of a tile, so an object on a seam is whole in one
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,29 @@ class Region:
         out[..., 0::2] += self.box[0]
         out[..., 1::2] += self.box[1]
         return out
+
+
+def whole_frame_regions(frame_wh: tuple[int, int], model_wh: tuple[int, int],
+                        max_downscale: float = 3.0) -> list[Region]:
+    """A look at the whole frame: one region, or a grid of overlapping tiles when the frame is more than
+    `max_downscale` times the model's input on either axis. Why: a 20 px vehicle on a 1280x720 camera is
+    5 px at 320x192, below what any detector finds; in 2x2 tiles it is 10 px. Each tile is one more
+    student run (batched), paid only on whole-frame looks of large frames. Every tile is marked
+    `whole_frame`: together they are the whole frame."""
+    width, height = int(frame_wh[0]), int(frame_wh[1])
+    cols = max(1, math.ceil(width / (model_wh[0] * max_downscale)))
+    rows = max(1, math.ceil(height / (model_wh[1] * max_downscale)))
+    if cols == rows == 1:
+        return [Region((0, 0, width, height), whole_frame=True)]
+    tw, th = width / cols, height / rows
+    pad_x, pad_y = tw * TILE_OVERLAP / 2, th * TILE_OVERLAP / 2
+    tiles = []
+    for r in range(rows):
+        for c in range(cols):
+            tiles.append(Region((max(0, math.floor(c * tw - pad_x)), max(0, math.floor(r * th - pad_y)),
+                                 min(width, math.ceil((c + 1) * tw + pad_x)),
+                                 min(height, math.ceil((r + 1) * th + pad_y))), whole_frame=True))
+    return tiles
 
 
 def _clip_boxes(boxes: Sequence[Sequence[float]], width: int, height: int) -> list[tuple[float, ...]]:
@@ -98,17 +122,18 @@ def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 
 def plan_regions(motion_boxes: Sequence[Sequence[float]], frame_wh: tuple[int, int],
                  model_wh: tuple[int, int], whole_frame_fraction: float = 0.5, margin: float = 0.15,
-                 max_regions: int = 3) -> list[Region]:
+                 max_regions: int = 3, max_downscale: float = 3.0) -> list[Region]:
     """Crops for the student around the motion boxes (source pixels), or [whole frame], or [] (no motion).
 
     Whole frame when the motion covers more than `whole_frame_fraction` of the frame, when more than
     `max_regions` crops remain after merging, or when the crops together are no smaller than the
-    frame (one run of the whole frame is then cheaper and loses nothing).
+    frame (one run of the whole frame is then cheaper and loses nothing). A whole-frame look at a frame
+    far larger than the model is tiled (`whole_frame_regions`).
     """
     width, height = int(frame_wh[0]), int(frame_wh[1])
     if width <= 0 or height <= 0 or model_wh[0] <= 0 or model_wh[1] <= 0:
         raise ValueError(f"frame_wh {frame_wh} and model_wh {model_wh} must be positive")
-    whole = [Region((0, 0, width, height), whole_frame=True)]
+    whole = whole_frame_regions((width, height), model_wh, max_downscale)
     boxes = _clip_boxes(motion_boxes, width, height)
     if not boxes:
         return []

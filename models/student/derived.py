@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -214,4 +215,16 @@ def ensure_derived_student(force: bool = False) -> Path:
         raise ModelError(f"the derived student's recipe {RECIPE} is missing; reinstall FrameSieve or run "
                          f"`edge-agent models derive` to fit one")
     recipe = json.loads(RECIPE.read_text())
-    return build_derived(derived_dir(), [], tuple(recipe["input"]), calibration=recipe)
+    # Built beside the live one and swapped in only once it loads and verifies: a build killed part way
+    # leaves the previous student (or none) in place, never a half-written one.
+    final = derived_dir()
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    load_manifest(build_derived(partial, [], tuple(recipe["input"]), calibration=recipe))
+    retired = final.with_name(final.name + ".old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if final.exists():
+        final.rename(retired)
+    partial.rename(final)
+    shutil.rmtree(retired, ignore_errors=True)
+    return manifest

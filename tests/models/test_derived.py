@@ -97,3 +97,41 @@ def test_a_clip_that_cannot_be_read_is_a_clear_error(tmp_path):
 def test_frames_are_sampled_by_media_time(vtest_path):
     frames = sample_frames(vtest_path, 1.0)  # 10 fps, 795 frames
     assert len(frames) == 80 and all(f.shape == (576, 768, 3) and f.dtype == np.uint8 for f in frames)
+
+
+def test_a_build_killed_part_way_leaves_the_working_student(tmp_path, monkeypatch, teacher_manifest):
+    monkeypatch.setenv("FRAMESIEVE_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(teacher_manifest.parent.parent.parent / "teacher-src", cache_dir() / "teacher-src")
+    first = derived.ensure_derived_student()
+    before = load_manifest(first).sha256
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while exporting")
+
+    monkeypatch.setattr(derived, "derive_onnx", killed)
+    with pytest.raises(KeyboardInterrupt):
+        derived.ensure_derived_student(force=True)
+    assert load_manifest(derived.derived_dir() / "manifest.json").sha256 == before  # still the finished one
+    monkeypatch.undo()
+    monkeypatch.setenv("FRAMESIEVE_CACHE", str(tmp_path / "cache"))
+    assert load_manifest(derived.ensure_derived_student(force=True)).sha256 == before  # and the rebuild recovers
+
+
+def test_a_corrupt_stretch_mid_clip_costs_only_those_frames(tmp_path):
+    import cv2
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+    for i in range(100):
+        frame = np.full((120, 160, 3), 40, np.uint8)
+        cv2.rectangle(frame, (i, 30), (i + 30, 90), (200, 200, 200), -1)
+        writer.write(frame)
+    writer.release()
+    data = bytearray(clip.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4000] = bytes(4000)  # a run of zeroed bytes: a few frames undecodable
+    clip.write_bytes(bytes(data))
+    frames = sample_frames(clip, 10.0)
+    assert len(frames) >= 80 and all(f.shape == (120, 160, 3) for f in frames)
+    # the clip went on past the damage: the last frame is the 100th (its box spans x 99..129)
+    assert frames[-1][60, 115].mean() > 150 and frames[-1][60, 90].mean() < 100

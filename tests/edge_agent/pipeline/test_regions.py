@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.pipeline.regions import Region, plan_regions
+from edge_agent.pipeline.regions import Region, plan_regions, whole_frame_regions
 
 FRAME = (768, 576)
 MODEL = (320, 192)
@@ -82,3 +82,28 @@ def test_crop_is_a_view_and_to_source_maps_back():
     np.testing.assert_array_equal(region.to_source([1, 2, 3, 4]), [101, 52, 103, 54])
     with pytest.raises(ValueError):
         region.to_source(np.zeros((2, 5)))
+
+
+def test_a_large_frame_is_looked_at_in_overlapping_tiles_that_cover_it():
+    tiles = whole_frame_regions((1280, 720), (320, 192), max_downscale=3.0)
+    assert len(tiles) == 4 and all(t.whole_frame for t in tiles)
+    covered = np.zeros((720, 1280), bool)
+    for t in tiles:
+        x1, y1, x2, y2 = t.box
+        covered[y1:y2, x1:x2] = True
+        # each tile is at most max_downscale times the model's input: a 20 px vehicle stays >= 6 px
+        assert t.width / 320 <= 3.0 and t.height / 192 <= 3.0
+    assert covered.all()
+    left, right = sorted(tiles, key=lambda t: (t.box[1], t.box[0]))[:2]
+    assert left.box[2] - right.box[0] >= 0.1 * 640 * 0.9  # neighbours overlap: an object on the seam is whole in one
+
+
+@pytest.mark.parametrize("frame_wh", [(768, 576), (640, 360), (320, 240), (960, 576)])
+def test_a_frame_within_the_downscale_limit_stays_one_region(frame_wh):
+    assert [r.box for r in whole_frame_regions(frame_wh, (320, 192), 3.0)] == [(0, 0, *frame_wh)]
+
+
+def test_motion_spread_over_a_large_frame_gives_the_tiles():
+    spread = [(10, 10, 400, 300), (700, 50, 1270, 700), (300, 400, 900, 710)]
+    regions = plan_regions(spread, (1280, 720), (320, 192))
+    assert len(regions) == 4 and all(r.whole_frame for r in regions)
