@@ -115,7 +115,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylim(0, 1.05)
     ax.set_title(f"Leave one scene out ({result['family']}): recall with 95% interval, escalated share")
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, labels, fontsize=8, loc="lower left")
+    ax.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # clear of the bars
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
