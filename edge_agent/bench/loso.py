@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from contracts.detections import Detections
 from contracts.labels import PRODUCT_LABELS
+from edge_agent.bench.loso_bands import judged_out_of_sample
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 from edge_agent.bench.sweep import sweep
@@ -190,6 +191,7 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
             row = _scene_row(name, summary, hybrid.lines, baseline.detections,
                              calibration_error(manifest, scenes[name]))
             row["student_trained_on_scene"] = trained_on(manifest, name)
+            row["sweep"] = summary.get("sweep", [])
             rows.append(row)
             if not keep_students:
                 shutil.rmtree(fold, ignore_errors=True)
@@ -199,6 +201,7 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
         "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
         "regions": agent_config("c", Path("x"), fps, "http://x", None, regions=regions).cameras[0].regions.model_dump(),
         "scenes": rows, "pooled": pool(rows), "skipped": skipped,
+        "bands": judged_out_of_sample(rows) if with_sweep else None,
     }
     (out_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -77,6 +77,7 @@ def write_report(result: dict, out_dir: Path) -> Path:
         lines.append(f"| {row['scene']} | {c['person']['ece']:.3f} | {c['person']['confident_misses']}/"
                      f"{c['person']['positives']} | {c['vehicle']['ece']:.3f} | {c['vehicle']['confident_misses']}/"
                      f"{c['vehicle']['positives']} |")
+    lines += _bands_section(result.get("bands"))
     if result["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())]
     lines += ["", "![per scene](loso.png)", ""]
@@ -84,6 +85,42 @@ def write_report(result: dict, out_dir: Path) -> Path:
     path.write_text("\n".join(lines))
     plot(result, out_dir / "loso.png")
     return path
+
+
+def _bands_section(bands: dict | None) -> list[str]:
+    if not bands:
+        return []
+    floors = ", ".join(f"{k} >= {v}" for k, v in bands["floors"].items())
+    out = ["", "## Bands chosen without the scene", "",
+           f"For each scene, the cheapest bands (accept/reject, both labels) keeping presence recall {floors} on "
+           "every other scene, from their sweeps (escalations answered by the teacher's own detections, no "
+           "audit), applied to the left-out scene.", "",
+           "| scene | frames | bands chosen on the others | escalated | person recall | vehicle recall |",
+           "|---|---|---|---|---|---|"]
+    for f in bands["folds"]:
+        b = f["bands"]
+        if "escalation_fraction" not in f:
+            out.append(f"| {f['scene']} | {f['frames']} | {'none meets the floors' if b is None else b} | | | |")
+            continue
+        cells = [("n/a" if f[label]["presence_recall"] is None
+                  else f"{f[label]['presence_recall']:.3f} of {f[label]['reference_frames']}")
+                 for label in PRODUCT_LABELS]
+        out.append(f"| {f['scene']} | {f['frames']} | {b['accept']} / {b['reject']} | "
+                   f"{_frac(f['escalation_fraction'])} | {cells[0]} | {cells[1]} |")
+    p = bands["pooled"]
+    cells = []
+    for label in PRODUCT_LABELS:
+        w = p[label]["worst"]
+        cells.append("n/a" if p[label]["presence_recall"] is None else
+                     f"{p[label]['presence_recall']:.3f} ({p[label]['k']}/{p[label]['n']}); worst "
+                     f"{w['presence_recall']:.3f} {w['scene']}")
+    out.append(f"| **pooled** | {p['frames']} | | {_frac(p['escalation_fraction'])} | {cells[0]} | {cells[1]} |")
+    ship = bands["ship"]
+    out += ["", "Bands to ship, chosen on every scene: " + (
+        "none meets the floors" if ship is None else
+        f"accept {ship['accept']} / reject {ship['reject']} ({_frac(ship['escalation_fraction'])} escalated "
+        f"pooled on these scenes).")]
+    return out
 
 
 def plot(result: dict, path: Path) -> None:

@@ -71,3 +71,29 @@ def test_a_real_run_judges_each_scene_by_a_student_that_never_saw_it(tmp_path, s
     assert saved["schema"] == "framesieve.loso/1" and len(saved["scenes"]) == 3
     report = write_report(result, tmp_path).read_text()
     assert "n/a" in report and "| **pooled** |" in report and (tmp_path / "loso.png").stat().st_size > 10_000
+
+
+def _swept(scene, frames, person_n, vehicle_n, points):
+    row = _row(scene, frames, 0, (person_n, person_n, person_n), (vehicle_n, vehicle_n, vehicle_n))
+    row["sweep"] = [{"accept": a, "reject": r, "escalation_fraction": e, "person_presence_recall": pr,
+                     "vehicle_presence_recall": vr} for a, r, e, pr, vr in points]
+    return row
+
+
+def test_bands_are_chosen_on_the_other_scenes_and_judged_on_the_left_out_one():
+    from edge_agent.bench.loso_bands import choose, judged_out_of_sample
+
+    # (accept, reject, escalated, person recall, vehicle recall)
+    a = _swept("a", 10, 10, 0, [(0.5, 0.2, 0.1, 1.0, 1.0), (0.5, 0.3, 0.0, 0.96, 1.0)])
+    b = _swept("b", 10, 0, 10, [(0.5, 0.2, 0.2, 1.0, 0.95), (0.5, 0.3, 0.1, 1.0, 0.92)])
+    c = _swept("c", 20, 20, 0, [(0.5, 0.2, 0.3, 1.0, 1.0), (0.5, 0.3, 0.05, 0.80, 1.0)])
+    # On all three, 0.5/0.3 fails c's person floor: 0.5/0.2 ships.
+    assert choose([a, b, c]) == {"accept": 0.5, "reject": 0.2, "escalation_fraction": 0.225}
+    judged = judged_out_of_sample([a, b, c])
+    folds = {f["scene"]: f for f in judged["folds"]}
+    # Leaving c out, a and b allow the cheaper 0.5/0.3, and c is judged at it: its person recall falls to 0.8.
+    assert (folds["c"]["bands"]["accept"], folds["c"]["bands"]["reject"]) == (0.5, 0.3)
+    assert folds["c"]["person"]["presence_recall"] == 0.80
+    assert folds["b"]["person"]["presence_recall"] is None  # no person in b: n/a, not 1.0
+    assert judged["pooled"]["person"]["worst"]["scene"] == "c"
+    assert judged["pooled"]["person"]["n"] == 30
