@@ -19,9 +19,7 @@ import logging
 import os
 import re
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,17 +146,6 @@ def calibrate(manifest_path: Path, scenes: Sequence[Scene]) -> tuple[dict[str, P
     preds = [d for start in range(0, len(frames), 8) for d in calibrated.detect(frames[start:start + 8])]
     thresholds = {label: best_threshold(preds, refs, label, TEACHER_THRESHOLD) for label in PRODUCT_LABELS}
     return calibration, thresholds
-
-
-def latency_ms(manifest_path: Path, frame: np.ndarray, runs: int = 20) -> float:
-    detector = load_detector(manifest_path, threads=1)
-    detector.detect([frame])
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        detector.detect([frame])
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def build_derived(out_dir: Path, scenes: Sequence[Scene], input_wh: tuple[int, int] = DEFAULT_INPUT_WH,
