@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from contracts.wire import DetectionRecord
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -52,6 +54,15 @@ class Detections:
             np.array([r["score"] for r in records], np.float32),
             np.array([r["label"] for r in records], str),
         )
+
+    @classmethod
+    def from_wire(cls, records: Iterable[DetectionRecord]) -> Detections:
+        """From the wire format's records (a verdict's, an event's)."""
+        records = list(records)
+        if not records:
+            return cls.empty()
+        return cls(np.array([r.box for r in records], np.float32), np.array([r.score for r in records], np.float32),
+                   np.array([r.label for r in records], str))
 
     @classmethod
     def concat(cls, parts: Sequence[Detections]) -> Detections:
@@ -98,6 +109,11 @@ class Detections:
         """Presence score of a label: the best score among its boxes, 0.0 when there are none."""
         mask = self.labels == label
         return float(self.scores[mask].max()) if mask.any() else 0.0
+
+    def to_wire(self) -> tuple[DetectionRecord, ...]:
+        """As the wire format's records (what an escalation, a verdict or an event carries)."""
+        return tuple(DetectionRecord(str(label), float(score), (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+                     for b, score, label in zip(self.xyxy, self.scores, self.labels, strict=True))
 
     def to_records(self, decimals: int = 1) -> list[dict]:
         return [

@@ -18,7 +18,7 @@ class Bands(BaseModel):
     """A cascade band: score >= accept is decided at the edge, <= reject dropped, between escalated. The
     agent config's per-label bands and a camera job's student bands are both this."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     accept: float = Field(gt=0, le=1)
     reject: float = Field(ge=0, lt=1)

@@ -36,13 +36,12 @@ class RegionSettings(_Strict):
         "split into overlapping tiles, so small objects keep enough pixels"))
 
 
-LabelBand = Bands  # one definition with the job document's, which carries a student's own bands
 
 
 class CascadeSettings(_Strict):
     level: Literal["presence", "boxes"] = "presence"
-    labels: dict[str, LabelBand] = Field(default_factory=lambda: {
-        "person": LabelBand(accept=0.5, reject=0.2), "vehicle": LabelBand(accept=0.5, reject=0.2)})
+    labels: dict[str, Bands] = Field(default_factory=lambda: {
+        "person": Bands(accept=0.5, reject=0.2), "vehicle": Bands(accept=0.5, reject=0.2)})
     audit_fraction: float = Field(0.02, ge=0, le=1)
     budget_per_hour: int = Field(1200, ge=0)
     nothing_ttl_s: float = Field(10.0, ge=0, description="how long the cloud's 'nothing here' is trusted")
@@ -50,7 +49,7 @@ class CascadeSettings(_Strict):
 
     @field_validator("labels")
     @classmethod
-    def _known(cls, value: dict[str, LabelBand]) -> dict[str, LabelBand]:
+    def _known(cls, value: dict[str, Bands]) -> dict[str, Bands]:
         unknown = set(value) - {"person", "vehicle"}
         if unknown:
             raise ValueError(f"unknown labels {sorted(unknown)}; FrameSieve reports person and vehicle")

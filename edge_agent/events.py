@@ -1,22 +1,27 @@
 """The final decision for every sampled frame: a local SQLite log and, optionally, JSONL.
 
-The JSONL line is the format DESIGN.md fixes: camera, frame_index, pts_s, decided_by, escalated,
+The JSONL line is the format the README documents: camera, frame_index, pts_s, decided_by, escalated,
 detections (label, score, box in source pixels). The SQLite row adds why and how.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from contracts.detections import Detections
 from contracts.device import FrameEventMessage
-from contracts.wire import DetectionRecord
+
+if TYPE_CHECKING:
+    from edge_agent.escalation.mqtt import MqttLink
+
+log = logging.getLogger(__name__)
 
 DecidedBy = Literal["edge", "cloud", "carried", "audit"]
 
@@ -50,7 +55,6 @@ class FrameEvent:
     reason: str | None = None
     cloud_failed: bool = False
     budget_refused: bool = False
-    extra: dict = field(default_factory=dict)
 
     def to_line(self) -> dict:
         return {"camera": self.camera, "frame_index": self.frame_index, "pts_s": round(self.pts_s, 3),
@@ -63,15 +67,16 @@ def event_message(event: FrameEvent, site: str = "") -> FrameEventMessage:
     return FrameEventMessage(
         message_id=str(uuid.uuid4()), camera=event.camera, frame_index=event.frame_index, pts_s=event.pts_s,
         decided_by=event.decided_by, escalated=event.escalated, wall_time=event.wall_time, site=site,
-        cloud_failed=event.cloud_failed,
-        detections=tuple(DetectionRecord(r["label"], r["score"], tuple(r["box"]))
-                         for r in event.detections.to_records()))
+        cloud_failed=event.cloud_failed, detections=event.detections.to_wire())
 
 
 class EventLog:
-    """SQLite (WAL, so a reader such as a dashboard never blocks the agent) plus optional JSONL."""
+    """SQLite (WAL, so a reader such as a dashboard never blocks the agent) plus optional JSONL, and the
+    cloud's events topic through the shared MQTT link when there is one."""
 
-    def __init__(self, db_path: Path | str, jsonl_path: Path | str | None = None):
+    def __init__(self, db_path: Path | str, jsonl_path: Path | str | None = None, link: MqttLink | None = None,
+                 site: str = ""):
+        self.link, self.site = link, site
         self.db_path = Path(db_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.db_path), check_same_thread=False)
@@ -84,7 +89,19 @@ class EventLog:
             Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(jsonl_path, "w", buffering=1)  # line-buffered: a crash loses no line
 
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def write(self, event: FrameEvent) -> None:
+        if self.link is not None:  # spooled first, so whatever the local log holds the cloud gets, crash or not
+            try:
+                message = event_message(event, self.site)
+                self.link.send_later("event", message.message_id, self.link.topics.events, message.to_bytes())
+            except Exception:
+                log.exception("camera %s frame %d: event not queued for the cloud", event.camera, event.frame_index)
         line = event.to_line()
         with self._lock:
             self._db.execute(

@@ -84,8 +84,11 @@ class _Waiter:
 
 
 class MqttTransport(Transport):
-    def __init__(self, link: MqttLink, verdict_timeout_s: float = 10.0):
+    def __init__(self, link: MqttLink, verdict_timeout_s: float = 10.0, owns_link: bool = True):
+        """`owns_link`: close the link with the transport (False where the agent shares it with events and
+        fleet management and closes it last)."""
         self.link = link
+        self.owns_link = owns_link
         self.verdict_timeout_s = verdict_timeout_s
         self._waiting: dict[str, _Waiter] = {}
         self._lock = threading.Lock()
@@ -149,7 +152,8 @@ class MqttTransport(Transport):
                 "timeouts": self.timeouts, "spooled": self.spooled}
 
     def close(self) -> None:
-        self.link.close()
+        if self.owns_link:
+            self.link.close()
 
 
 @register("mqtt")

@@ -69,7 +69,8 @@ class SpoolSender:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(5)
 
     def _run(self) -> None:
         while not self._stop.is_set():

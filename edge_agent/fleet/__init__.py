@@ -4,20 +4,17 @@ updates), telemetry; `provision` creates a gateway's identity in AWS IoT."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from edge_agent.control import AgentPort
 from edge_agent.escalation.mqtt import MqttLink
-
-if TYPE_CHECKING:
-    from edge_agent.app import Agent
 
 log = logging.getLogger(__name__)
 
 
 class Fleet:
-    """What the config's `fleet` section turns on, wired to one agent and its connection."""
+    """What the config's `fleet` section turns on, wired to one agent (through its port) and its connection."""
 
-    def __init__(self, agent: Agent, link: MqttLink):
+    def __init__(self, agent: AgentPort, link: MqttLink):
         from edge_agent.fleet.jobs import JobRunner
         from edge_agent.fleet.shadow import ShadowSync
         from edge_agent.fleet.telemetry import TelemetryReporter
@@ -27,7 +24,8 @@ class Fleet:
         self.jobs = JobRunner(agent, link) if cfg.jobs else None
         self.shadow = ShadowSync(agent, link, self.jobs.switch_to if self.jobs else None) if cfg.shadow else None
         if self.jobs and self.shadow:
-            self.jobs.on_outcome = lambda: self.shadow.worker.submit(self.shadow.report)
+            shadow = self.shadow
+            self.jobs.on_outcome = lambda: shadow.worker.submit(shadow.report)
         self.telemetry = TelemetryReporter(agent, link, cfg.telemetry_interval_s) if cfg.telemetry_interval_s else None
 
     def start(self) -> Fleet:

@@ -19,34 +19,30 @@ import json
 import logging
 import re
 import shutil
-import threading
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from contracts.jobs import ModelJob
 from edge_agent.config import describe_errors
+from edge_agent.control import AgentPort, AgentStopped, CommandFailed, InstallCameraStudent, InstallStudent, outcome
 from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
-from edge_agent.fleet.models import ModelStore, UpdateError, health_check
 from edge_agent.fleet.worker import Worker
-from edge_agent.specialization.guard import Limits
-from edge_agent.specialization.rollout import SwapAborted, camera_store, swap_camera_student
+from edge_agent.students.guard import Limits
+from edge_agent.students.store import ModelStore, UpdateError, camera_store, load_camera_student
 from models.exceptions import ModelError
-from models.runtime import load_detector
-
-if TYPE_CHECKING:
-    from edge_agent.app import Agent
-    from edge_agent.pipeline.sources import SampledFrame
+from models.runtime import Detector, load_detector
 
 log = logging.getLogger(__name__)
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class JobRunner:
-    def __init__(self, agent: Agent, link: MqttLink, swap_timeout_s: float = 600.0):
+    def __init__(self, agent: AgentPort, link: MqttLink, swap_timeout_s: float = 600.0):
         self.agent, self.link = agent, link
         self.topics = link.topics
         self.store = ModelStore(agent.config.fleet.models_dir)
@@ -154,8 +150,8 @@ class JobRunner:
             return "FAILED", "invalid job document: " + "; ".join(describe_errors(exc, prefix=("jobDocument",)))
         if job.camera is not None:
             return self._update_camera_model(job_id, job)
-        running = self.agent.model_info()
-        if running["version"] == job.version and self.store.manifest_of(job.version) == self.store.active_manifest():
+        running = self.agent.status().student
+        if running.version == job.version and self.store.manifest_of(job.version) == self.store.active_manifest():
             return "SUCCEEDED", f"model {job.version} is already running"
         self._update(job_id, "IN_PROGRESS", step="downloading", version=job.version)
         installed = None
@@ -170,37 +166,37 @@ class JobRunner:
                 raise UpdateError(f"the bundle holds model version {detector.manifest.version}, "
                                   f"the job says {job.version}")
             self._update(job_id, "IN_PROGRESS", step="health-check", version=job.version)
-            outcome = self._swap(detector, installed)
+            failure = self._swap(detector, installed)
         except UpdateError as exc:
-            outcome = str(exc)
-        if outcome is None:
+            failure = str(exc)
+        if failure is None:
             return None, ""
-        if outcome:
+        if failure:
             if installed is not None and installed != self.store.active_manifest():
                 shutil.rmtree(installed.parent, ignore_errors=True)
-            return "FAILED", outcome
+            return "FAILED", failure
         return "SUCCEEDED", f"model {job.version} installed, passed its health check and probation"
 
     def _update_camera_model(self, job_id: str, job: ModelJob) -> tuple[str | None, str]:
         """One camera's own student: installed in its own store, checked on its frames, watched by its guard."""
-        if job.camera not in self.agent.cameras:
-            return "FAILED", f"camera {job.camera!r} is not on this gateway (it runs {sorted(self.agent.cameras)})"
-        store = camera_store(self.agent.config.fleet.models_dir, job.camera)
+        cameras = sorted(c.id for c in self.agent.config.cameras)
+        if job.camera not in cameras:
+            return "FAILED", f"camera {job.camera!r} is not on this gateway (it runs {cameras})"
+        config = self.agent.config
+        store = camera_store(config.fleet.models_dir, job.camera)
         self._update(job_id, "IN_PROGRESS", step="downloading", version=job.version, camera=job.camera)
         limits = None
         if job.max_escalation is not None or job.max_audit_disagreement is not None:
             limits = Limits(job.max_escalation, job.max_audit_disagreement)
         try:
             installed = store.install(store.download(job.url, job.sha256), job.version)
-            outcome = swap_camera_student(self.agent, job.camera, installed, limits, note=f"job {job_id}",
-                                          wait_s=self.swap_timeout_s,
-                                          bands=job.bands.model_dump() if job.bands else None)
-        except UpdateError as exc:
-            outcome = str(exc)
-        except SwapAborted:
+            detector = load_camera_student(installed, job.camera, config.student_threads)
+            install = InstallCameraStudent(job.camera, detector, installed, limits, job.bands, note=f"job {job_id}")
+            outcome(self.agent.submit(install), self.swap_timeout_s, f"camera {job.camera}'s student {job.version}")
+        except (UpdateError, CommandFailed) as exc:
+            return "FAILED", f"{exc}; camera {job.camera} kept its student"
+        except AgentStopped:
             return None, ""
-        if outcome:
-            return "FAILED", outcome + f"; camera {job.camera} kept its student"
         return "SUCCEEDED", f"model {job.version} runs for camera {job.camera}, watched for rollback"
 
     def switch_to(self, version: str, then: Callable[[str | None], None]) -> None:
@@ -217,37 +213,19 @@ class JobRunner:
             except ModelError as exc:
                 then(f"installed model {version} was refused: {exc}")
                 return
-            outcome = self._swap(detector, manifest)
-            if outcome is not None:
-                then(outcome or None)
+            reason = self._swap(detector, manifest)
+            if reason is not None:  # a timeout too: the shadow must not wait for this switch for ever
+                then(reason or None)
         self.worker.submit(task)
 
-    def _swap(self, detector, manifest) -> str | None:
-        """'' on success, the failure reason, or None if the agent stopped before the verdict."""
-        done = threading.Event()
-        result: list[str] = []
-        fleet = self.agent.config.fleet
-
-        def finish(reason: str | None) -> None:
-            if reason is None:
-                try:
-                    self.store.activate(manifest)
-                except OSError as exc:
-                    reason = f"the model ran but could not be recorded as active: {exc}"
-            result.append(reason or "")
-            done.set()
-
-        def action(frames: list[SampledFrame]) -> None:
-            reason = health_check(detector, frames, fleet.health_max_latency_ms)
-            if reason:
-                finish(f"health check on live frames failed: {reason}; the running model was kept")
-            else:
-                self.agent.install_student(detector, fleet.probation_batches, finish)
-
-        self.agent.submit(action)
-        waited = 0.0
-        while not done.wait(0.5):
-            waited += 0.5
-            if self.agent.stop_event.is_set() or waited > self.swap_timeout_s:
-                return None
-        return result[0]
+    def _swap(self, detector: Detector, manifest: Path) -> str | None:
+        """'' on success, the failure reason (a timeout included: then it was cancelled and never swaps
+        in later), or None if the agent stopped before the verdict."""
+        version = detector.manifest.version
+        try:
+            outcome(self.agent.submit(InstallStudent(detector, manifest)), self.swap_timeout_s, f"model {version}")
+        except CommandFailed as exc:
+            return str(exc)
+        except AgentStopped:
+            return None
+        return ""

@@ -21,17 +21,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import Future
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_agent.config import CAMERA_ONLY_FIELDS, CameraSettings, deep_merge, describe_errors
+from edge_agent.control import AgentPort, ApplySettings
 from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.fleet.worker import Worker
-
-if TYPE_CHECKING:
-    from edge_agent.app import Agent
 
 log = logging.getLogger(__name__)
 MAX_SHADOW_BYTES = 8 * 1024  # the AWS limit on a classic shadow's desired/reported sections
@@ -81,7 +80,7 @@ def replace_patch(old: Any, new: Any) -> Any:
 
 
 class ShadowSync:
-    def __init__(self, agent: Agent, link: MqttLink,
+    def __init__(self, agent: AgentPort, link: MqttLink,
                  switch_model: Callable[[str, Callable[[str | None], None]], None] | None = None):
         self.agent, self.link, self.topics = agent, link, link.topics
         self.switch_model = switch_model  # the job runner's: same checks as a model update
@@ -177,11 +176,11 @@ class ShadowSync:
             return
         self.error, self._refused = None, None
         self.desired = desired
-        self.agent.apply_settings(settings, done=lambda: self._applied(version))
+        self.agent.submit(ApplySettings(settings)).add_done_callback(lambda f: self._applied(version, f))
         self._consider_model(desired.get("model_version"))
 
     def _consider_model(self, wanted: str | None) -> None:
-        if not wanted or wanted == self.agent.model_info()["version"] or wanted == self._switching:
+        if not wanted or wanted == self.agent.status().student.version or wanted == self._switching:
             return
         if self.switch_model is None:
             self.model_status = f"model {wanted} wanted; model updates (fleet.jobs) are off on this gateway"
@@ -197,24 +196,28 @@ class ShadowSync:
 
         self.switch_model(wanted, then)
 
-    def _applied(self, version: int) -> None:
+    def _applied(self, version: int, done: Future) -> None:
+        if done.cancelled() or done.exception() is not None:  # the agent stopped first: applied at the next start
+            log.info("shadow: desired state version %d not applied: %s", version,
+                     "cancelled" if done.cancelled() else done.exception())
+            return
         self.applied_versions.append(version)
         log.info("shadow: desired state version %d applied", version)
         self.worker.submit(self.report)
 
     def reported_state(self) -> dict[str, Any]:
-        link, agent = self.link, self.agent
+        link, status = self.link, self.agent.status()
         return {
             "defaults": self.desired.get("defaults", {}), "cameras": self.desired.get("cameras", {}),
-            "model_version": agent.model_info()["version"], "model": agent.model_info(),
+            "model_version": status.student.version, "model": status.student.to_dict(),
             "agent_version": agent_version(), "config_error": self.error, "model_status": self.model_status,
-            "health": {"status": "ok" if link.connection.connected and not agent.errors else "degraded",
-                       "uptime_s": round(time.time() - agent.started_s, 1), "errors": agent.errors,
+            "health": {"status": "ok" if link.connection.connected and not status.errors else "degraded",
+                       "uptime_s": round(time.time() - status.started_s, 1), "errors": status.errors,
                        "spool_rows": link.spool.rows, "spool_evicted": link.spool.evicted()},
-            "applied": {cid: {"fps": s.config.fps, "level": s.config.cascade.level,
-                              "budget_per_hour": s.config.cascade.budget_per_hour,
-                              "labels": {k: [v.accept, v.reject] for k, v in s.config.cascade.labels.items()}}
-                        for cid, s in agent.cameras.items()},
+            "applied": {cid: {"fps": s.settings.fps, "level": s.settings.cascade.level,
+                              "budget_per_hour": s.settings.cascade.budget_per_hour,
+                              "labels": {k: [v.accept, v.reject] for k, v in s.settings.cascade.labels.items()}}
+                        for cid, s in status.cameras.items()},
         }
 
     def report(self) -> None:

@@ -13,16 +13,13 @@ import os
 import threading
 import time
 import uuid
-from dataclasses import asdict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from contracts.device import Telemetry
+from edge_agent.control import AgentPort
 from edge_agent.escalation.base import TransportError
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.fleet.shadow import agent_version
-
-if TYPE_CHECKING:
-    from edge_agent.app import Agent
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +40,11 @@ def _share(count: int, sampled: int) -> float:
 
 
 class TelemetryReporter:
-    def __init__(self, agent: Agent, link: MqttLink, interval_s: float):
+    def __init__(self, agent: AgentPort, link: MqttLink, interval_s: float,
+                 clock: Callable[[], float] = time.monotonic, cpu: Callable[[], float] = time.process_time):
+        """`clock` and `cpu` (seconds): injected by tests, so rates are checked without timing anything."""
         self.agent, self.link, self.interval_s = agent, link, interval_s
+        self.clock, self.cpu = clock, cpu
         self.sent = 0
         self.skipped = 0
         self._stop = threading.Event()
@@ -60,11 +60,13 @@ class TelemetryReporter:
         self._thread.join(2)
 
     def _snapshot(self) -> dict:
-        return {"t": time.monotonic(), "cpu": time.process_time(),
-                "cameras": {cid: asdict(s.counters) for cid, s in self.agent.cameras.items()}}
+        status = self.agent.status()
+        return {"t": self.clock(), "cpu": self.cpu(), "status": status,
+                "cameras": {cid: s.counters for cid, s in status.cameras.items()}}
 
     def build(self) -> Telemetry:
         now, last = self._snapshot(), self._last
+        status = now["status"]
         self._last = now
         dt = max(1e-6, now["t"] - last["t"])
         cameras = {}
@@ -75,12 +77,12 @@ class TelemetryReporter:
             cameras[cid] = {"fps": sampled / dt, "motion_rate": _share(sampled - d["motion_skipped"], sampled),
                             "escalation_rate": _share(d["escalated"], sampled),
                             "cloud_failed_rate": _share(d["cloud_failed"], sampled),
-                            "own_student": float(self.agent.cameras[cid].own_student is not None)}
+                            "own_student": float(status.cameras[cid].own_student is not None)}
         spool = self.link.spool
         return Telemetry(
             message_id=str(uuid.uuid4()), thing=self.link.topics.thing, site=self.agent.config.site, t_s=time.time(),
-            interval_s=dt, uptime_s=time.time() - self.agent.started_s, agent_version=agent_version(),
-            model_version=self.agent.model_info()["version"], cpu_percent=100 * (now["cpu"] - last["cpu"]) / dt,
+            interval_s=dt, uptime_s=time.time() - status.started_s, agent_version=agent_version(),
+            model_version=status.student.version, cpu_percent=100 * (now["cpu"] - last["cpu"]) / dt,
             memory_mb=memory_mb(), spool_rows=spool.rows, spool_bytes=spool.bytes, spool_evicted=spool.evicted(),
             connected=self.link.connection.connected, cameras=cameras)
 

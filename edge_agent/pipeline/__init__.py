@@ -1,7 +1,7 @@
 """The gateway's per-frame stages: sources (with the sampler), the motion gate, and region planning.
 
-See DESIGN.md, "Data flow on the gateway". These stages hold no models and talk to no cloud; they
-decide cheaply which frames, and which parts of them, are worth running the student on.
+The README's diagram and docs/architecture.md show where they sit. These stages hold no models and talk
+to no cloud; they decide cheaply which frames, and which parts of them, are worth running the student on.
 """
 
 from edge_agent.pipeline.motion import MotionConfig, MotionGate, MotionResult

@@ -10,19 +10,14 @@ and a per-camera hourly budget caps escalations; what it refuses is decided at t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from contracts.detections import Detections
+from contracts.jobs import Bands
 from edge_agent.pipeline.tracker import NOTHING, IouTracker
-
-
-@dataclass(frozen=True)
-class Band:
-    accept: float
-    reject: float
 
 
 @dataclass
@@ -32,7 +27,6 @@ class Decision:
     # What the edge reports by itself: confident detections, cloud-confirmed tracks, and uncertain
     # detections at or above the student's calibrated threshold (its best guess without the cloud).
     edge: Detections
-    uncertain_track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     budget_refused: bool = False
 
 
@@ -44,6 +38,11 @@ class EscalationBudget:
         self.per_hour = per_hour
         self.tokens = per_hour
         self.last_s: float | None = None
+
+    def resize(self, per_hour: float) -> None:
+        """A new hourly budget; what is left this hour never grows by it (no burst of escalations)."""
+        self.per_hour = per_hour
+        self.tokens = min(self.tokens, float(per_hour))
 
     def take(self, now_s: float) -> bool:
         if self.per_hour <= 0:
@@ -58,7 +57,7 @@ class EscalationBudget:
 
 
 class Cascade:
-    def __init__(self, bands: dict[str, Band], student_thresholds: dict[str, float],
+    def __init__(self, bands: dict[str, Bands], student_thresholds: dict[str, float],
                  level: Literal["presence", "boxes"] = "presence", audit_fraction: float = 0.0,
                  budget_per_hour: float = 3600.0, seed: int = 0, nothing_ttl_s: float = 10.0,
                  nothing_rise: float = 0.15):
@@ -110,9 +109,8 @@ class Cascade:
             reason = "uncertain"
         elif (audit := max(self.audit_fraction, self.warmup_audit_fraction)) and self.rng.random() < audit:
             reason = "audit"
-        track_ids = dets.track_ids[uncertain] if len(dets.track_ids) else np.zeros(0, np.int64)
         if reason is None:
-            return Decision(False, None, edge, track_ids)
+            return Decision(False, None, edge)
         if not self.budget.take(pts_s):
-            return Decision(False, reason, edge, track_ids, budget_refused=True)  # the reason says what was refused
-        return Decision(True, reason, edge, track_ids)
+            return Decision(False, reason, edge, budget_refused=True)  # the reason says what was refused
+        return Decision(True, reason, edge)

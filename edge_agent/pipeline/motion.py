@@ -89,6 +89,14 @@ class MotionGate:
             cv2.fillPoly(keep, [np.round(pts).astype(np.int32)], 0)
         return keep
 
+    def reconfigured(self, config: MotionConfig) -> MotionGate:
+        """A gate with new settings for the same camera; it keeps the learnt background when the small
+        frame's size is unchanged, so a settings change causes no burst of false motion."""
+        gate = MotionGate(config, self.frame_wh)
+        if gate.small_wh == self.small_wh:
+            gate._background = self._background
+        return gate
+
     def reset(self) -> None:
         """Forget the background (e.g. after a stream reconnect): the next frame is a first frame."""
         self._background = None

@@ -26,17 +26,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from contracts.jobs import Bands
 from edge_agent.config import SpecializationSettings
-from edge_agent.fleet.models import UpdateError
-from edge_agent.specialization.guard import Limits
-from edge_agent.specialization.rollout import SwapAborted, camera_store, swap_camera_student
+from edge_agent.control import AgentPort, AgentStopped, CommandFailed, EndWarmup, InstallCameraStudent, outcome
+from edge_agent.students.guard import Limits
+from edge_agent.students.store import UpdateError, camera_store, load_camera_student
 from models.bundle import pack_bundle
 from models.student.limits import rollback_limits
-
-if TYPE_CHECKING:
-    from edge_agent.app import Agent
 
 log = logging.getLogger(__name__)
 HISTORY = 20  # attempts kept per camera in state.json
@@ -51,7 +48,7 @@ def record_files(folder: Path) -> list[os.DirEntry]:
 
 
 class SpecializationLoop:
-    def __init__(self, agent: Agent, settings: SpecializationSettings, command: list[str] | None = None):
+    def __init__(self, agent: AgentPort, settings: SpecializationSettings, command: list[str] | None = None):
         self.agent, self.settings = agent, settings
         self.records_dir = Path(settings.records_dir).expanduser()
         self.root = Path(agent.config.fleet.models_dir).expanduser() / "cameras"
@@ -63,7 +60,8 @@ class SpecializationLoop:
         self._child: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
         self.state = self._load_state()
-        self.counts = {camera: len(record_files(self.records_dir / camera)) for camera in agent.cameras}
+        self.cameras = [c.id for c in agent.config.cameras]
+        self.counts = {camera: len(record_files(self.records_dir / camera)) for camera in self.cameras}
         self.runs = self.promotions = 0
         self.busy: str | None = None  # the camera being specialized now
 
@@ -95,11 +93,9 @@ class SpecializationLoop:
     def record_kept(self, camera: str) -> None:
         """Called by the collector (on the agent's thread) after each record it wrote."""
         self.counts[camera] = self.counts.get(camera, 0) + 1
-        if self.counts[camera] >= self.settings.warmup_records:
-            state = self.agent.cameras.get(camera)
-            if state is not None and state.cascade.warmup_audit_fraction:
-                state.cascade.warmup_audit_fraction = 0.0
-                log.info("camera %s: %d training records; warm-up over", camera, self.counts[camera])
+        if self.counts[camera] >= self.settings.warmup_records and self.agent.status().cameras[camera].warming_up:
+            self.agent.submit(EndWarmup(camera))
+            log.info("camera %s: %d training records; warm-up over", camera, self.counts[camera])
 
     def prune(self, camera: str) -> int:
         """Delete all but the newest `keep_records` records of a camera; returns how many went."""
@@ -127,7 +123,7 @@ class SpecializationLoop:
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.check_interval_s):
-            for camera in list(self.agent.cameras):
+            for camera in self.cameras:
                 if self._stop.is_set():
                     return
                 try:
@@ -153,11 +149,10 @@ class SpecializationLoop:
         return None
 
     def champion(self, camera: str) -> Path:
-        state = self.agent.cameras[camera]
-        student = state.own_student or self.agent.student
-        path = student.detector.manifest.path
-        assert path is not None, "a loaded student always knows its manifest"
-        return path
+        status = self.agent.status()
+        student = status.cameras[camera].own_student or status.student
+        assert student.manifest is not None, "a loaded student always knows its manifest"
+        return student.manifest
 
     def run_once(self, camera: str, wait_install_s: float = 600.0) -> dict:
         """Train, decide and (if promoted) install for one camera; returns what happened."""
@@ -180,7 +175,7 @@ class SpecializationLoop:
         out = runs / time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        band = self.agent.cameras[camera].config.cascade.labels.get("person")
+        band = self.agent.status().cameras[camera].settings.cascade.labels.get("person")
         args = [*self.command, "models", "specialize", "--camera", camera, "--data", str(self.records_dir / camera),
                 "--from", str(champion), "--out", str(out), "--epochs", str(s.epochs), "--target-recall",
                 str(s.target_recall), "--min-records", str(s.min_records)]
@@ -200,7 +195,7 @@ class SpecializationLoop:
             self._note(camera, outcome="kept", why=decision["why"], run=str(out))
             return {"outcome": "kept", "why": decision["why"]}
         refused = self.install(camera, out / "manifest.json", decision, wait_s=wait_install_s)
-        label = "promoted" if refused is None else "interrupted" if self.agent.stop_event.is_set() else "refused"
+        label = "promoted" if refused is None else "interrupted" if self.agent.stopped() else "refused"
         if refused is not None:
             log.warning("camera %s: the promoted challenger was not installed (%s): %s", camera, label, refused)
         self._note(camera, outcome=label, why=refused or decision["why"], run=str(out))
@@ -235,24 +230,27 @@ class SpecializationLoop:
     def install(self, camera: str, challenger: Path, decision: dict, wait_s: float = 600.0) -> str | None:
         """Install a promoted challenger for `camera` and swap it in on live frames; None on success,
         else why it was refused (the camera keeps its current student)."""
-        store = camera_store(self.agent.config.fleet.models_dir, camera)
+        config = self.agent.config
+        store = camera_store(config.fleet.models_dir, camera)
         version = json.loads(challenger.read_text())["version"]
         bundle = self.root / camera / "bundle.tar.gz"
         pack_bundle(challenger, bundle)  # the model-update install: unpacked atomically beside the others
+        bands = decision.get("bands")
         try:
             manifest = store.install(bundle, version)
-            outcome = swap_camera_student(self.agent, camera, manifest, self.limits(camera, decision),
-                                          note=decision["why"], wait_s=wait_s, bands=decision.get("bands"))
-        except (UpdateError, SwapAborted) as exc:
+            detector = load_camera_student(manifest, camera, config.student_threads)
+            install = InstallCameraStudent(camera, detector, manifest, self.limits(camera, decision),
+                                           Bands.model_validate(bands) if bands else None, note=decision["why"])
+            outcome(self.agent.submit(install), wait_s, f"camera {camera}'s promoted student")
+        except (UpdateError, CommandFailed, AgentStopped) as exc:
             return str(exc)
-        if outcome is None:
-            self.promotions += 1
-        return outcome
+        self.promotions += 1
+        return None
 
     def limits(self, camera: str, decision: dict) -> Limits:
         """The promoted student's rollback limits (models/student/limits.py), with the champion's live
         escalation fraction when the guard has seen enough frames."""
-        live = self.agent.cameras[camera].guard.escalation_fraction()
+        live = self.agent.status().cameras[camera].uncertain_fraction
         return Limits(**rollback_limits(decision, self.settings.escalation_margin, self.settings.audit_margin, live))
 
     def rolled_back(self, camera: str, reason: str) -> None:
@@ -262,7 +260,7 @@ class SpecializationLoop:
     def summary(self) -> dict:
         cameras: dict[str, dict] = {}
         out = {"runs": self.runs, "promotions": self.promotions, "cameras": cameras}
-        for camera in self.agent.cameras:
+        for camera in self.cameras:
             history = self.state.get(camera, {}).get("history", [])
             cameras[camera] = {"records": self.counts.get(camera, 0), "warmup": self.in_warmup(camera),
                                       "last": history[-1] if history else None}

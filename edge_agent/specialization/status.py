@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edge_agent.config import AgentConfig
 from edge_agent.specialization.loop import record_files
-from edge_agent.specialization.rollout import camera_store
+from edge_agent.students.store import camera_store
 
 
 def camera_status(config: AgentConfig) -> dict[str, dict]:

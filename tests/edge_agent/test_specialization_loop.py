@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from contracts.jobs import Bands
 from contracts.training import TrainingRecord
 from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
-from edge_agent.specialization.guard import Limits, StudentGuard
 from edge_agent.specialization.loop import SpecializationLoop
-from edge_agent.specialization.rollout import camera_store
 from edge_agent.specialization.status import camera_status, format_status
+from edge_agent.students.guard import Limits, StudentGuard
+from edge_agent.students.store import camera_store
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from tests.edge_agent.aws_side import PacedSource, wait_until
 
@@ -168,7 +169,7 @@ def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames
                   sources=[PacedSource("plaza", plaza_frames, 12)])
     state = agent.cameras["plaza"]
     assert state.own_student is not None
-    agent.use_camera_student("plaza", state.own_student.detector, state.guard.limits, {"accept": 0.3, "reject": 0.05})
+    state.use_student(state.own_student.detector, state.guard.limits, Bands(accept=0.3, reject=0.05))
     assert state.cascade.bands["person"].accept == 0.3  # its own operating point, until it goes
     summary = agent.run()
     assert summary["student_rollbacks"] == 1 and agent.cameras["plaza"].own_student is None

@@ -18,7 +18,7 @@ import pytest
 
 from edge_agent.app import Agent
 from edge_agent.fleet import jobs as jobs_module
-from edge_agent.fleet.models import ModelStore, load_student
+from edge_agent.students.store import ModelStore, load_student
 from models.bundle import pack_bundle
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from tests.edge_agent.aws_side import CloudResponder, JobsService, PacedSource, wait_until

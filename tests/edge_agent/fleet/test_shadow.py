@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
+from contracts.jobs import Bands
 from edge_agent.app import Agent
 from edge_agent.fleet.shadow import InvalidDesired, replace_patch, resolve
-from edge_agent.pipeline.cascade import Band
 from tests.edge_agent.aws_side import CloudResponder, PacedSource, ShadowService, _delta, wait_until
 from tests.edge_agent.conftest import agent_config
 
@@ -61,9 +61,9 @@ def test_shadow_config_applied_live_and_bad_desired_state_rejected(broker, vtest
         shadow.set_desired({"cameras": {"cam": {"cascade": {"labels": {"person": {"accept": 0.8, "reject": 0.3}},
                                                             "budget_per_hour": 10},
                                                 "motion": {"threshold": 40}}}})
-        wait_until(lambda: cam.cascade.bands.get("person") == Band(0.8, 0.3), 10, "the live change")
+        wait_until(lambda: cam.cascade.bands.get("person") == Bands(accept=0.8, reject=0.3), 10, "the live change")
         assert cam.cascade.budget.per_hour == 10 and cam.gate.config.threshold == 40
-        assert cam2.cascade.bands["person"] == Band(0.5, 0.2)  # the other camera kept its own
+        assert cam2.cascade.bands["person"] == Bands(accept=0.5, reject=0.2)  # the other camera kept its own
         wait_until(lambda: not _delta(shadow.desired, shadow.reported), 10, "the delta to empty")
         wait_until(lambda: cam.counters.sampled > sampled, 10, "frames under the new settings")
         assert thread.is_alive()  # no restart
@@ -77,7 +77,8 @@ def test_shadow_config_applied_live_and_bad_desired_state_rejected(broker, vtest
                        f"the rejection of {bad}")
             assert reason in shadow.reported["config_error"]["reason"]
             shadow.set_desired(undo)  # the operator takes the bad change back
-        assert (cam.config.fps, cam.cascade.bands["person"]) == (2.0, Band(0.8, 0.3))  # last good config kept
+        # the last good config is kept
+        assert (cam.config.fps, cam.cascade.bands["person"]) == (2.0, Bands(accept=0.8, reject=0.3))
 
         shadow.set_desired({"defaults": {"fps": None}, "model_version": "9.9.9"})
         wait_until(lambda: cam.config.fps == 1.0, 10, "the override to go")

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 from contracts.detections import Detections
-from edge_agent.pipeline.cascade import Band, Cascade, EscalationBudget
+from contracts.jobs import Bands
+from edge_agent.pipeline.cascade import Cascade, EscalationBudget
 from edge_agent.pipeline.tracker import NOTHING, IouTracker
 
-BANDS = {"person": Band(accept=0.6, reject=0.2), "vehicle": Band(accept=0.6, reject=0.2)}
+BANDS = {"person": Bands(accept=0.6, reject=0.2), "vehicle": Bands(accept=0.6, reject=0.2)}
 STUDENT_T = {"person": 0.4, "vehicle": 0.4}
 
 

@@ -1,5 +1,6 @@
-"""Model updates on the gateway: download a bundle, verify it, install it beside the others, check it on
-live frames, and remember the active one across restarts.
+"""Model updates on the gateway: download a bundle, verify it, install it beside the others, and remember
+the active one across restarts; the agent's student lives in `<fleet.models_dir>`, each camera's own in
+`<fleet.models_dir>/cameras/<camera>/`.
 
 A bundle is a tar.gz holding a student's manifest.json and the ONNX file it names (`edge-agent models
 pack` makes one and prints its sha256 for the job document). Two checks stand between a download and
@@ -20,19 +21,16 @@ import tarfile
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
-
+from contracts.jobs import Bands
 from edge_agent.config import AgentConfig
+from edge_agent.students.guard import Limits
 from models.bundle import plain_name
 from models.exceptions import ModelError
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.runtime import Detector, load_detector
-
-if TYPE_CHECKING:
-    from edge_agent.pipeline.sources import SampledFrame
 
 log = logging.getLogger(__name__)
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -150,31 +148,6 @@ class ModelStore:
         return final / "manifest.json"
 
 
-def health_check(detector: Detector, frames: list[SampledFrame], max_latency_ms: float) -> str | None:
-    """None if `detector` handles these live frames sanely, else why not: it must run, in time, and give
-    finite boxes inside the frame with scores in [0, 1]."""
-    if not frames:
-        return "no live frame to check the model on"
-    images = [f.image for f in frames[:4]]
-    try:
-        detector.detect(images[:1])  # warm-up: the first call allocates
-        started = time.perf_counter()
-        results = detector.detect(images)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-    except Exception as exc:
-        return f"the model failed on live frames: {exc}"
-    if elapsed_ms > max_latency_ms:
-        return (f"the model took {elapsed_ms:.0f} ms for {len(images)} live frame(s), over "
-                f"fleet.health_max_latency_ms = {max_latency_ms:.0f}")
-    for image, dets in zip(images, results, strict=True):
-        h, w = image.shape[:2]
-        if len(dets) and (not np.isfinite(dets.xyxy).all() or dets.xyxy.min() < -1
-                          or (dets.xyxy[:, [0, 2]] > w + 1).any() or (dets.xyxy[:, [1, 3]] > h + 1).any()
-                          or not ((dets.scores >= 0) & (dets.scores <= 1)).all()):
-            return "the model gave boxes outside the frame or scores outside [0, 1] on live frames"
-    return None
-
-
 def _safe_name(version: str) -> str:
     name = "".join(ch if ch.isalnum() or ch in "._-+" else "_" for ch in version)
     if not name.strip("."):
@@ -185,3 +158,46 @@ def _safe_name(version: str) -> str:
 def _redact(url: str) -> str:
     """A presigned URL's query string is a credential: keep it out of logs and job reasons."""
     return url.split("?", 1)[0]
+
+
+# -- a camera's own student -------------------------------------------------------------------------------
+def camera_store(models_dir: str | Path, camera: str) -> ModelStore:
+    return ModelStore(Path(models_dir).expanduser() / "cameras" / camera)
+
+
+@dataclass(frozen=True)
+class CameraStudent:
+    """A camera's own student as rolled out: the model, the limits its guard rolls it back above, and its
+    cascade bands (None: the camera's configured bands)."""
+
+    detector: Detector
+    limits: Limits
+    bands: Bands | None = None
+
+
+def installed_student(models_dir: str | Path, camera: str, threads: int) -> CameraStudent | None:
+    """The camera's rolled-out student from before a restart, if any and intact."""
+    store = camera_store(models_dir, camera)
+    manifest = store.active_manifest()
+    if manifest is None:
+        return None
+    try:
+        detector = load_detector(manifest, threads=threads)
+    except ModelError as exc:  # tampered or damaged on disk: it never runs
+        log.error("camera %s: installed student %s refused (%s); using the configured one", camera, manifest, exc)
+        return None
+    extra = store.active_extra()
+    bands = extra.get("bands")
+    return CameraStudent(detector, Limits(**extra.get("limits", {})), Bands.model_validate(bands) if bands else None)
+
+
+def load_camera_student(manifest: Path, camera: str, threads: int) -> Detector:
+    """Load (sha256-verified) a student made for `camera`; UpdateError says why not."""
+    try:
+        detector = load_detector(manifest, threads=threads)
+    except ModelError as exc:
+        raise UpdateError(f"the student was refused: {exc}") from exc
+    if detector.manifest.specialized_for != camera:
+        raise UpdateError(f"the student was specialized for camera {detector.manifest.specialized_for!r}, "
+                          f"not {camera!r}")
+    return detector

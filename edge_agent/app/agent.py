@@ -1,0 +1,277 @@
+"""The agent loop: frames of every camera in batches; per batch, queued commands first, then each camera
+looks (camera.py), the students run batched over cameras (detect.py), and each camera settles its frame
+(camera.py, escalate.py) into the event log. `wiring.py` builds the parts; fleet management and
+specialization drive the agent only through its AgentPort (control.py): `status()` and `submit()`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from contextlib import ExitStack
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from edge_agent.app import wiring
+from edge_agent.app.camera import CameraPipeline, Look
+from edge_agent.app.commands import CommandQueue
+from edge_agent.app.detect import Students
+from edge_agent.config import AgentConfig
+from edge_agent.control import (
+    AgentStatus,
+    ApplySettings,
+    Command,
+    CommandFailed,
+    EndWarmup,
+    InstallCameraStudent,
+    InstallStudent,
+    ModelInfo,
+)
+from edge_agent.escalation.base import Transport
+from edge_agent.events import FrameEvent
+from edge_agent.feeder import FrameFeeder
+from edge_agent.metrics import serve_metrics
+from edge_agent.pipeline.detector import BatchedStudent
+from edge_agent.pipeline.sources import FrameSource, SampledFrame
+from edge_agent.students.guard import Limits
+from edge_agent.students.health import health_check
+from edge_agent.students.store import ModelStore, camera_store
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, transport: Transport | None = None, jsonl: Path | str | None = None,
+                 events_db: Path | str | None = None, sources: list[FrameSource] | None = None):
+        """`transport` and `sources` default to what the config says; the bench injects its own."""
+        self.config = config
+        self.stop_event = threading.Event()
+        self.errors = 0
+        self.student_rollbacks = 0
+        self.started_s = time.time()
+        self.metrics_server: ThreadingHTTPServer | None = None
+        self._commands = CommandQueue()
+        self._loop_thread: int | None = None  # the thread in run(): the one that changes the cameras
+        with ExitStack() as stack:  # a failed start closes what it opened
+            parts = wiring.assemble(self, stack, transport, jsonl, events_db, sources)
+            self.link, self.transport, self.events = parts.link, parts.transport, parts.events
+            self.cameras: dict[str, CameraPipeline] = parts.cameras
+            self.sources, self.specialization = parts.sources, parts.specialization
+            self.students = Students(parts.student, self._follow_agent_student)
+            self.escalator = wiring.escalator(config, self.transport)
+            self.fleet = wiring.start_fleet(self, self.link, stack)
+            self._closing = stack.pop_all()
+
+    @property
+    def student(self) -> BatchedStudent:
+        """The agent's student: every camera without its own runs it."""
+        return self.students.shared
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def run(self, max_batch: int = 8) -> dict:
+        out = self.config.output
+        if out.metrics_port is not None:
+            self.metrics_server = serve_metrics(self.summary, out.metrics_port, out.metrics_host)
+        self._loop_thread = threading.get_ident()
+        feeder = FrameFeeder(self.sources, self.stop_event).start()
+        if self.specialization is not None:
+            self.specialization.start()
+        last: dict[str, SampledFrame] = {}  # each camera's latest frame
+        try:
+            while (frames := feeder.batch(max_batch)) is not None:
+                self._commands.run(frames, self._handle)
+                try:
+                    self.process(frames)
+                except Exception:  # one bad batch must not stop a gateway that watches many cameras
+                    self.errors += 1
+                    log.exception("processing %d frame(s) failed; continuing", len(frames))
+                last.update((f.camera, f) for f in frames)
+            if not self.stop_event.is_set():
+                self._finish_specialization(list(last.values()))
+        finally:
+            self.stop_event.set()
+            feeder.join()
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+                self.metrics_server.server_close()
+            self.close()
+        return self.summary()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def stopped(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _finish_specialization(self, frames: list[SampledFrame]) -> None:
+        """The sources ended (files) while a camera was specializing: let it finish, and check a promoted
+        student on each camera's last frames, so the next run starts with it. A stop request ends the wait."""
+        loop = self.specialization
+        if loop is None or loop.busy is None:
+            return
+        log.info("the sources ended while camera %s was specializing; waiting for it (stop the agent to skip)",
+                 loop.busy)
+        while loop.busy is not None and not self.stop_event.wait(0.2):
+            self._commands.run(frames, self._handle)
+        self._commands.run(frames, self._handle)
+
+    def process(self, frames: list[SampledFrame]) -> list[FrameEvent]:
+        """One batch: each frame's final event, written to the event log."""
+        events: list[FrameEvent] = []
+        looks: list[Look] = []
+        for frame in frames:
+            seen = self.cameras[frame.camera].look(frame, self.students.model_wh)
+            if isinstance(seen, Look):
+                looks.append(seen)
+            else:
+                events.append(seen)  # nothing moved: the previous decision, carried
+        for look, dets in zip(looks, self.students.detect(looks, self.cameras), strict=True):
+            camera = self.cameras[look.frame.camera]
+            events.append(camera.settle(look, dets, self.escalator))
+            if camera.own_student is not None and (breach := camera.guard.breach()):
+                self._roll_back(camera, breach)
+        for event in events:
+            self.events.write(event)
+        return events
+
+    # -- the AgentPort ----------------------------------------------------------------------------------
+    def status(self) -> AgentStatus:
+        return AgentStatus(ModelInfo.of(self.student.detector), {cid: c.status() for cid, c in self.cameras.items()},
+                           self.errors, self.started_s)
+
+    def submit(self, command: Command) -> concurrent.futures.Future[Any]:
+        camera = getattr(command, "camera", None)
+        cameras = set(command.settings) if isinstance(command, ApplySettings) else {camera} if camera else set()
+        unknown = sorted(cameras - set(self.cameras))
+        if unknown:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            future.set_exception(CommandFailed(f"unknown camera ids {unknown}; this agent runs {sorted(self.cameras)}"))
+            return future
+        if threading.get_ident() == self._loop_thread and isinstance(command, (ApplySettings, EndWarmup)):
+            # From the loop's own thread (the training-record collector, mid-batch): nothing else can be
+            # running, and a command that needs no frame takes effect for the very next frame.
+            future = concurrent.futures.Future()
+            self._handle(command, future, [])
+            return future
+        return self._commands.put(command)
+
+    def _handle(self, command: Command, future: concurrent.futures.Future, frames: list[SampledFrame]) -> bool:
+        """Run one command on the loop's thread; False: not now, offer it the next batch."""
+        if isinstance(command, InstallCameraStudent):
+            frames = [f for f in frames if f.camera == command.camera]  # checked on that camera's own frames
+        if not frames and isinstance(command, (InstallStudent, InstallCameraStudent)):
+            return False
+        if not future.set_running_or_notify_cancel():
+            return True  # its caller gave up on it: it must not take effect now
+        if isinstance(command, ApplySettings):
+            for camera_id, settings in command.settings.items():
+                self.cameras[camera_id].reconfigure(settings)
+                for source in self.sources:
+                    if source.camera == camera_id:
+                        source.set_fps(settings.fps)
+            future.set_result(None)
+        elif isinstance(command, EndWarmup):
+            self.cameras[command.camera].end_warmup()
+            future.set_result(None)
+        elif isinstance(command, InstallStudent):
+            self._install_student(command, future, frames)
+        else:
+            self._install_camera_student(command, future, frames)
+        return True
+
+    def _install_student(self, command: InstallStudent, future: concurrent.futures.Future,
+                         frames: list[SampledFrame]) -> None:
+        fleet = self.config.fleet
+        reason = health_check(command.detector, frames, fleet.health_max_latency_ms)
+        if reason:
+            future.set_exception(CommandFailed(f"health check on live frames failed: {reason}; the running model "
+                                               "was kept"))
+            return
+
+        def done(failure: str | None) -> None:
+            if failure is None:
+                try:
+                    ModelStore(fleet.models_dir).activate(command.manifest)
+                except OSError as exc:
+                    failure = f"the model ran but could not be recorded as active: {exc}"
+            if failure:
+                future.set_exception(CommandFailed(failure))
+            else:
+                future.set_result(None)
+
+        self.students.install(command.detector, fleet.probation_batches, done)
+
+    def _install_camera_student(self, command: InstallCameraStudent, future: concurrent.futures.Future,
+                                frames: list[SampledFrame]) -> None:
+        reason = health_check(command.detector, frames, self.config.fleet.health_max_latency_ms)
+        if reason:
+            future.set_exception(CommandFailed(f"health check on live frames failed: {reason}"))
+            return
+        camera = self.cameras[command.camera]
+        limits = command.limits
+        if limits is None:  # the champion's live escalation fraction, plus 5 points
+            live = camera.guard.escalation_fraction()
+            limits = Limits(round(min(1.0, live + 0.05), 4) if live is not None else None)
+        camera.use_student(command.detector, limits, command.bands)
+        camera_store(self.config.fleet.models_dir, command.camera).activate(
+            command.manifest, limits={k: v for k, v in vars(limits).items() if v is not None}, note=command.note,
+            bands=command.bands.model_dump() if command.bands else None)
+        log.info("camera %s: now runs %s %s; rolled back if %s", command.camera, command.detector.manifest.name,
+                 command.detector.manifest.version, limits)
+        future.set_result(limits)
+
+    def _follow_agent_student(self, student: BatchedStudent) -> None:
+        for camera in self.cameras.values():
+            if camera.own_student is None:
+                camera.cascade.student_thresholds = student.detector.manifest.thresholds
+
+    def _roll_back(self, camera: CameraPipeline, reason: str) -> None:
+        version = camera.own_student.detector.manifest.version if camera.own_student else None
+        log.error("camera %s: its own student %s goes: %s; back to the agent's student", camera.id, version, reason)
+        camera.drop_student(self.student.detector.manifest.thresholds)
+        self.student_rollbacks += 1
+        try:
+            camera_store(self.config.fleet.models_dir, camera.id).deactivate()  # a restart must not revive it
+        except OSError as exc:
+            log.error("camera %s: could not deactivate its rolled-back student: %s", camera.id, exc)
+        if self.specialization is not None:
+            self.specialization.rolled_back(camera.id, reason)
+
+    # -- reporting ----------------------------------------------------------------------------------------
+    def model_info(self) -> dict[str, str]:
+        return ModelInfo.of(self.student.detector).to_dict()
+
+    def summary(self) -> dict:
+        """What metrics, telemetry, the bench and `run` report."""
+        per_camera = {}
+        for source in self.sources:
+            counters = self.cameras[source.camera].status().counters
+            counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
+            per_camera[source.camera] = counters
+        total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()), {})}
+        own = [c.own_student for c in self.cameras.values() if c.own_student is not None]
+        out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls + sum(o.calls for o in own),
+               "student_crops": self.student.crops + sum(o.crops for o in own), "errors": self.errors,
+               "student_rollbacks": self.student_rollbacks,
+               # which cameras run a student of their own, and the live share their guard watches
+               "students": {cid: {"own": s.own_student.detector.manifest.version if s.own_student else None,
+                                  "uncertain_fraction": s.guard.escalation_fraction()}
+                            for cid, s in self.cameras.items()}}
+        if self.specialization is not None:
+            out["specialization"] = self.specialization.summary()
+        if self.link is not None:  # in-memory counters only: this runs after close() too
+            transport_stats = self.transport.stats() if self.transport is not None else {}
+            out["mqtt"] = {**transport_stats, "spool_rows": self.link.spool.rows,
+                           "spool_bytes": self.link.spool.bytes, "spool_sent": self.link.sender.sent,
+                           "reconnects": max(0, self.link.connection.connects - 1), "model": self.model_info()}
+        return out
+
+    def close(self) -> None:
+        """Stop taking commands (those without an outcome get AgentStopped), then close every part."""
+        self.stop_event.set()
+        self._commands.close()
+        self.students.close()
+        self._closing.close()

@@ -1,0 +1,201 @@
+"""One camera's pipeline, run on the agent's loop thread: `look` (motion gate, regions: where should the
+student look?) and `settle` (tracker, cascade, the cloud when unsure, carry: what is the frame's final
+answer?). Everything that changes a camera goes through its public methods: live settings, its own
+student and its rollback, the warm-up.
+
+The student itself runs between the two steps, in the agent, batched over cameras.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from contracts.detections import Detections
+from contracts.jobs import Bands
+from edge_agent.app.escalate import Answer, Escalator
+from edge_agent.config import CAMERA_ONLY_FIELDS, CameraConfig, CameraSettings
+from edge_agent.control import CameraStatus, ModelInfo
+from edge_agent.events import FrameEvent
+from edge_agent.pipeline.carry import centre_inside, confident, with_static
+from edge_agent.pipeline.cascade import Cascade
+from edge_agent.pipeline.detector import BatchedStudent
+from edge_agent.pipeline.motion import MotionGate
+from edge_agent.pipeline.regions import Region, plan_regions
+from edge_agent.pipeline.sources import SampledFrame
+from edge_agent.pipeline.tracker import IouTracker
+from edge_agent.students.guard import Limits, StudentGuard
+from models.runtime import Detector
+
+log = logging.getLogger(__name__)
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class Counters:
+    sampled: int = 0
+    motion_skipped: int = 0
+    edge_decided: int = 0
+    escalated: int = 0
+    audit: int = 0
+    budget_refused: int = 0
+    cloud_failed: int = 0
+    bytes_sent: int = 0
+    message_units: int = 0  # IoT Core meters messages in 5 KB units
+
+
+@dataclass(frozen=True)
+class Look:
+    """A frame with motion and the regions the student is to look at."""
+
+    frame: SampledFrame
+    regions: list[Region]
+    moved: Sequence[Sequence[int]] = ()  # the motion boxes
+
+    @property
+    def frame_wh(self) -> tuple[int, int]:
+        h, w = self.frame.image.shape[:2]
+        return w, h
+
+    @property
+    def whole_frame(self) -> bool:
+        return len(self.regions) == 1 and self.regions[0].whole_frame
+
+    def job(self) -> tuple:
+        """The student's input: (image, region boxes)."""
+        return self.frame.image, [r.box for r in self.regions]
+
+
+class CameraPipeline:
+    def __init__(self, config: CameraConfig, student_thresholds: dict[str, float], seed: int = 0):
+        self.config = config
+        c = config.cascade
+        self.tracker = IouTracker(config.tracker.iou, config.tracker.max_age_s)
+        self.cascade = Cascade(dict(c.labels), student_thresholds, c.level, c.audit_fraction, c.budget_per_hour,
+                               seed=seed, nothing_ttl_s=c.nothing_ttl_s, nothing_rise=c.nothing_rise)
+        self.gate: MotionGate | None = None
+        self.last = Detections.empty()  # the previous final decision, carried where nothing moves
+        # The settled part of it: cloud answers and confident edge detections. Only these are carried into
+        # areas without motion; an uncertain guess is never carried, or it would outlive its evidence.
+        self.settled = Detections.empty()
+        self.last_whole_s = float("-inf")  # when the student last looked at the whole frame
+        self.own_student: BatchedStudent | None = None  # a per-camera (specialized) student, else the agent's
+        self.guard = StudentGuard()  # rolls the own student back if it does worse live
+        self.counters = Counters()
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    # -- the two steps -------------------------------------------------------------------------------
+    def look(self, frame: SampledFrame, model_wh: tuple[int, int]) -> Look | FrameEvent:
+        """Where the student should look in `frame`, or, where nothing moved, the frame's final event:
+        the previous decision carried."""
+        self.counters.sampled += 1
+        h, w = frame.image.shape[:2]
+        if self.gate is None or self.gate.frame_wh != (w, h):
+            # First frame, or the camera came back from a reconnect at another resolution.
+            self.gate = MotionGate(self.config.motion, (w, h))
+            self.last = self.settled = Detections.empty()
+        motion = self.gate.detect(frame.image)
+        if not motion.has_motion:
+            self.counters.motion_skipped += 1
+            return FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "carried", False, self.last,
+                              frame.wall_time)
+        s = self.config.regions
+        if s.refresh_s and frame.pts_s - self.last_whole_s >= s.refresh_s:
+            # Carried detections live only until the next whole-frame look, so a stale one (a student
+            # false positive on a tripod, a car that left unseen) cannot last for ever.
+            regions = [Region((0, 0, w, h), whole_frame=True)]
+        else:
+            if self.own_student is not None:
+                model_wh = self.own_student.detector.input_wh
+            regions = plan_regions(motion.boxes, (w, h), model_wh, s.whole_frame_fraction, s.margin,
+                                   max_regions=s.max_regions)
+        look = Look(frame, regions, motion.boxes)
+        if look.whole_frame:
+            self.last_whole_s = frame.pts_s
+        return look
+
+    def settle(self, look: Look, dets: Detections, escalator: Escalator | None) -> FrameEvent:
+        """The frame's final event from the student's detections: tracked, decided by the cascade, asked
+        of the cloud when unsure, and the settled past carried where nothing moved."""
+        frame, c = look.frame, self.counters
+        tracked = self.tracker.update(dets, frame.pts_s)
+        decision = self.cascade.decide(tracked, self.tracker, frame.pts_s)
+        c.budget_refused += decision.budget_refused
+        event = FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "edge", False, decision.edge,
+                           frame.wall_time, budget_refused=decision.budget_refused)
+        answer = escalator.ask(look, decision, c) if decision.escalate and escalator is not None else None
+        event.cloud_failed = decision.escalate and escalator is not None and answer is None
+        if answer is not None:
+            self.tracker.confirm(tracked.track_ids, answer.cloud, frame.pts_s)
+            event.detections, event.escalated, event.reason = answer.merged, True, decision.reason
+            event.decided_by = "audit" if decision.reason == "audit" else "cloud"
+            c.escalated += 1
+            if decision.reason == "audit":  # the edge's answer, checked: did it say what the teacher said?
+                c.audit += 1
+                self.guard.audit(self._disagrees(decision.edge, answer))
+        else:
+            c.edge_decided += 1
+        self.guard.frame(decision.reason == "uncertain")
+        # Where nothing moved the previous decision stands: a parked car stays reported although the
+        # student, busy with the people walking past, did not find it again in this crop (a whole-frame
+        # look or escalation has already seen everything).
+        looked_everywhere = look.whole_frame or (answer is not None and answer.whole_frame)
+        static = Detections.empty() if looked_everywhere else with_static(Detections.empty(), self.settled,
+                                                                           look.moved)
+        settled_now = event.detections if event.escalated else confident(event.detections, self.cascade.bands)
+        event.detections = with_static(event.detections, static, [])
+        self.settled = with_static(settled_now, static, [])
+        self.last = event.detections
+        return event
+
+    def _disagrees(self, edge: Detections, answer: Answer) -> bool:
+        inside = edge[centre_inside(edge, answer.crops)]
+        return {str(x) for x in inside.labels} != {str(x) for x in answer.cloud.labels
+                                                   if str(x) in self.cascade.bands}
+
+    # -- changes, on the loop's thread ----------------------------------------------------------------
+    def reconfigure(self, new: CameraSettings) -> None:
+        """Live settings; tracks, the budget's tokens and the learnt motion background carry over."""
+        old = self.config
+        self.config = CameraConfig.model_validate({**new.model_dump(),
+                                                   **old.model_dump(include=set(CAMERA_ONLY_FIELDS))})
+        c = new.cascade
+        self.cascade.bands = dict(c.labels)
+        self.cascade.level, self.cascade.audit_fraction = c.level, c.audit_fraction
+        self.cascade.budget.resize(c.budget_per_hour)
+        self.tracker.iou_threshold, self.tracker.max_age_s = new.tracker.iou, new.tracker.max_age_s
+        if new.motion != old.motion and self.gate is not None:
+            self.gate = self.gate.reconfigured(new.motion)
+        log.info("camera %s: settings applied live", old.id)
+
+    def use_student(self, detector: Detector, limits: Limits, bands: Bands | None = None) -> None:
+        """Its own student from now on, watched against `limits`, at its own `bands` (every label) if given."""
+        self.own_student = BatchedStudent(detector)
+        if bands is not None:
+            self.cascade.bands = dict.fromkeys(self.cascade.bands, bands)
+        self.cascade.student_thresholds = detector.manifest.thresholds
+        self.cascade.warmup_audit_fraction = 0.0
+        self.guard.watch(limits)
+
+    def drop_student(self, agent_thresholds: dict[str, float]) -> None:
+        """Back to the agent's student, at the camera's configured bands."""
+        self.own_student = None
+        self.cascade.student_thresholds = agent_thresholds
+        self.cascade.bands = dict(self.config.cascade.labels)
+        self.guard.watch(Limits())
+
+    def start_warmup(self, audit_fraction: float) -> None:
+        self.cascade.warmup_audit_fraction = audit_fraction
+
+    def end_warmup(self) -> None:
+        self.cascade.warmup_audit_fraction = 0.0
+
+    def status(self) -> CameraStatus:
+        own = self.own_student
+        return CameraStatus(self.config, asdict(self.counters), ModelInfo.of(own.detector) if own else None,
+                            self.guard.limits, self.guard.escalation_fraction(),
+                            self.cascade.warmup_audit_fraction > 0)

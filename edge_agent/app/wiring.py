@@ -1,0 +1,142 @@
+"""Everything an agent runs with, built from its config in one place: the student, the shared MQTT link
+(built once and handed to the transport, the event log and fleet management), the transport, the event
+log, one pipeline per camera, the sources, the specialization loop and fleet management.
+
+Each part is entered into the caller's ExitStack as it is opened, so a start that fails half-way (a
+missing source, a bad certificate, a student refused) closes what it had opened: no MQTT thread, spool
+or event database is left behind.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_agent.app.camera import CameraPipeline
+from edge_agent.app.escalate import Escalator
+from edge_agent.config import AgentConfig, CameraConfig, ConfigError
+from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
+from edge_agent.escalation.base import TRANSPORTS, Transport
+from edge_agent.escalation.mqtt import MqttLink
+from edge_agent.events import EventLog
+from edge_agent.pipeline.sources import FrameSource, open_source
+from edge_agent.specialization.loop import SpecializationLoop
+from edge_agent.students.guard import Limits
+from edge_agent.students.store import CameraStudent, installed_student, load_student
+from models.runtime import Detector, load_detector
+
+if TYPE_CHECKING:
+    from edge_agent.app.agent import Agent
+    from edge_agent.fleet import Fleet
+
+
+@dataclass
+class Parts:
+    student: Detector
+    link: MqttLink | None
+    transport: Transport | None
+    events: EventLog
+    cameras: dict[str, CameraPipeline]
+    sources: list[FrameSource]
+    specialization: SpecializationLoop | None
+
+
+def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None, jsonl: Path | str | None = None,
+             events_db: Path | str | None = None, sources: list[FrameSource] | None = None) -> Parts:
+    """`transport` and `sources` default to what the config says (the bench injects its own)."""
+    config = agent.config
+    student = load_student(config)  # an installed model update wins, if intact
+    link = None
+    if transport is None:
+        link, transport = open_transport(config, stack)
+    else:
+        stack.callback(transport.close)
+    events = stack.enter_context(EventLog(events_db or config.output.events_db,
+                                          jsonl or config.output.detections_out, link=link, site=config.site))
+    cameras = {}
+    for i, cam in enumerate(config.cameras):
+        cameras[cam.id] = camera = CameraPipeline(cam, student.manifest.thresholds, seed=i)
+        own = camera_student(config, cam)
+        if own is not None:
+            camera.use_student(own.detector, own.limits, own.bands)
+    specialization = None
+    if config.specialization.enabled:
+        specialization, transport = collect(agent, cameras, transport)
+        stack.callback(specialization.close)
+    if sources is None:
+        sources = [open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
+    for source in sources:
+        stack.callback(source.close)
+    return Parts(student, link, transport, events, cameras, sources, specialization)
+
+
+def open_transport(config: AgentConfig, stack: ExitStack) -> tuple[MqttLink | None, Transport | None]:
+    """The configured transport; for mqtt and iot-core, also the link it shares with events and fleet."""
+    esc = config.escalation
+    if esc.transport == "none":
+        return None, None
+    if esc.transport in ("mqtt", "iot-core"):
+        from edge_agent.escalation.mqtt import IotCoreTransport, PahoTransport, open_link
+
+        link = open_link(config)
+        stack.callback(link.close)
+        cls = IotCoreTransport if esc.transport == "iot-core" else PahoTransport
+        return link, cls(link, esc.verdict_timeout_s, owns_link=False)
+    if esc.transport == "url":
+        transport = TRANSPORTS["url"](esc.url, timeout_s=esc.timeout_s, retries=esc.retries)
+    else:
+        transport = TRANSPORTS["sagemaker"](esc.endpoint_name, esc.region, esc.endpoint_url, esc.timeout_s,
+                                            esc.retries)
+    stack.callback(transport.close)
+    return None, transport
+
+
+def camera_student(config: AgentConfig, cam: CameraConfig) -> CameraStudent | None:
+    """A student rolled out to this camera (by the loop or a job; it wins: it was trained from the
+    configured one), else the config's own `student`; both sha256-verified: a tampered one never runs."""
+    installed = installed_student(config.fleet.models_dir, cam.id, config.student_threads)
+    if installed is not None:
+        return installed
+    if cam.student:
+        detector = load_detector(Path(os.path.expanduser(cam.student)), threads=config.student_threads)
+        return CameraStudent(detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement))
+    return None
+
+
+def collect(agent: Agent, cameras: dict[str, CameraPipeline],
+            transport: Transport | None) -> tuple[SpecializationLoop, Transport | None]:
+    """Keep the teacher's answers as training records (the transport wrapped) and make the loop that
+    trains on them; cameras without their own student audit more until they have enough."""
+    from edge_agent.escalation.collect import CollectingTransport
+
+    settings = agent.config.specialization
+    if importlib.util.find_spec("torch") is None:
+        raise ConfigError("specialization.enabled: training on this gateway needs PyTorch, the train extra "
+                          "(pip install 'framesieve[train]'); or turn it off and let the cloud train from the "
+                          "records the router keeps in S3")
+    loop = SpecializationLoop(agent, settings)
+    if transport is not None:
+        transport = CollectingTransport(transport, loop.records_dir, on_record=loop.record_kept)
+    for camera_id, camera in cameras.items():
+        if camera.own_student is None and loop.in_warmup(camera_id):
+            camera.start_warmup(settings.warmup_audit_fraction)
+    return loop, transport
+
+
+def escalator(config: AgentConfig, transport: Transport | None) -> Escalator | None:
+    return Escalator(transport, config.escalation, config.site) if transport is not None else None
+
+
+def start_fleet(agent: Agent, link: MqttLink | None, stack: ExitStack) -> Fleet | None:
+    """Shadow, jobs and telemetry over the shared link (mqtt and iot-core transports only)."""
+    if link is None:
+        return None
+    from edge_agent.fleet import Fleet
+
+    fleet = Fleet(agent, link)
+    stack.callback(fleet.close)
+    return fleet.start()
