@@ -24,6 +24,8 @@ from cloud.stackops import first_failure, load_template, wait_for_stack
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from tests.infra.moto_template import write_moto_template
 
+pytestmark = pytest.mark.slow  # moto and CloudFormation: seconds per test
+
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/framesieve-teacher:1.0.0"
 
 
@@ -47,7 +49,6 @@ def _object(session, url: str) -> bytes:
     return session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-@pytest.mark.slow
 def test_deploy_creates_then_updates_the_stack(aws, moto_template, tmp_path):
     lines: list[str] = []
     options = DeployOptions(stack="fs-deploy", image_uri=IMAGE, model=DEFAULT_STUDENT_MANIFEST,

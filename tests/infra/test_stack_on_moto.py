@@ -22,6 +22,8 @@ import pytest
 from tests.infra.iot_policy import THING_VARIABLE
 from tests.infra.moto_template import strip_for_moto
 
+pytestmark = pytest.mark.slow  # moto and CloudFormation: seconds per test
+
 STACK = "fs-moto"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/framesieve-teacher:1.0.0"
 
@@ -56,7 +58,6 @@ def stack(moto_url, template) -> dict[str, Any]:
             "physical": {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in summaries}}
 
 
-@pytest.mark.slow
 def test_stack_creates_what_moto_supports(stack, template):
     assert stack["status"] == "CREATE_COMPLETE"
     # the rule is the one part of the hot path moto cannot build; it is stripped, never silently missing
@@ -118,7 +119,6 @@ def _document(value):
         return ast.literal_eval(value)
 
 
-@pytest.mark.slow
 def test_iot_policy_thing_type_topics_and_queue(stack, moto_url):
     iot = _client("iot", moto_url)
     policy = iot.get_policy(policyName=f"{STACK}-gateway")

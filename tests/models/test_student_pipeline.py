@@ -14,6 +14,8 @@ from models.student.data import temporal_split
 from models.student.targets import build_targets
 from models.student.train import _batch, _seed, build_dataset, train_student
 
+pytestmark = pytest.mark.slow  # a smoke training run is their fixture
+
 SMOKE = dict(epochs=1, max_frames_per_clip=16, batch_size=8,
              clips=["vtest.avi", "people-detection.gif"], held_out_clips=["people-detection.gif"])
 
@@ -26,7 +28,6 @@ def smoke_student(tmp_path_factory, teacher_manifest, vtest_path, shared_footage
     return out, report
 
 
-@pytest.mark.slow
 def test_smoke_training_writes_verified_models_and_manifests(smoke_student, vtest_frames, teacher_manifest):
     out, report = smoke_student
     assert report["shipped"] in ("fp32", "int8")
@@ -58,7 +59,6 @@ def test_temporal_split_keeps_a_gap_between_parts():
     assert len(temporal_split(50, 10.0, 0.7, 0.1, 1.0, held_out=True).held) == 50
 
 
-@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_student(smoke_student, tmp_path):
     out, _ = smoke_student
     parent = torch.load(out / "student.pt", weights_only=True)
@@ -74,7 +74,6 @@ def test_fine_tuning_starts_from_the_given_student(smoke_student, tmp_path):
     assert load_manifest(tmp_path / "ft" / "manifest.json").training["fine_tuned_from"].endswith("manifest.json")
 
 
-@pytest.mark.slow
 def test_fine_tuning_from_a_student_without_checkpoint_is_refused(smoke_student, tmp_path):
     out, _ = smoke_student
     (out / "student.pt").rename(tmp_path / "moved.pt")
@@ -104,7 +103,6 @@ def test_soft_targets_peak_at_the_teacher_score():
     assert (box_t[:, box_w > 0] > -1).all()
 
 
-@pytest.mark.slow
 def test_recalibration_reuses_the_checkpoint_without_training(smoke_student):
     from models.student.train import recalibrate
 
