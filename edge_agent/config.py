@@ -77,6 +77,7 @@ class CameraConfig(CameraSettings):
         None, gt=0, le=1, description="back to the agent's student if this camera's escalates more than this")
     student_max_audit_disagreement: float | None = Field(
         None, gt=0, le=1, description="back to the agent's student if this camera's audits disagree more than this")
+    student_bands: Bands | None = Field(None, description="this camera's own student's cascade bands (every label)")
 
 
 # A camera's identity, source and own student: fixed by its config, never by a live settings change.

@@ -18,3 +18,17 @@ def test_import_contracts_hold():
 def test_wire_format_imports_no_numpy():
     code = "import sys, contracts.wire; sys.exit('numpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_fleet_and_specialization_never_import_the_agent_itself():
+    # import-linter sees imports in functions and under TYPE_CHECKING; this also catches import_module("...")
+    for package in ("fleet", "specialization"):
+        for path in (ROOT / "edge_agent" / package).rglob("*.py"):
+            text = path.read_text()
+            assert "edge_agent.app" not in text and "from edge_agent import app" not in text, path
+
+
+def test_no_python_module_is_over_350_lines():
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.glob("[!.]*/**/*.py")
+            if ".venv" not in p.parts and (n := len(p.read_text().splitlines())) > 350}
+    assert not long, f"split these by concern: {long}"

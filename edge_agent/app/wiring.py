@@ -103,7 +103,8 @@ def camera_student(config: AgentConfig, cam: CameraConfig) -> CameraStudent | No
         return installed
     if cam.student:
         detector = load_detector(Path(os.path.expanduser(cam.student)), threads=config.student_threads)
-        return CameraStudent(detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement))
+        return CameraStudent(detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement),
+                             cam.student_bands)
     return None
 
 

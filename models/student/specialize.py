@@ -22,7 +22,6 @@ from models.runtime import load_detector
 from models.student.collected import load_records, records_dataset
 from models.student.config import TrainConfig
 from models.student.evaluate import run_on
-from models.student.limits import rollback_limits
 from models.student.train import Dataset, train_student
 
 GRID = [(a, r) for a in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) for r in (0.05, 0.1, 0.2, 0.3) if r < a]
@@ -122,29 +121,3 @@ def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path, ep
     (out_dir / "decision.json").write_text(json.dumps(decision, indent=2) + "\n")
     return decision
 
-
-def install(config_path: Path, camera: str, challenger: Path, decision: dict, margin: float = 0.05) -> float:
-    """Roll a promoted challenger out to one camera of an agent config: its own `student`, and the
-    escalation fraction above which the agent rolls it back (what the champion needed, plus a margin).
-    The challenger is verified first: a tampered or mismatched model is never deployed."""
-    import shutil
-
-    import yaml
-
-    if not decision.get("promote"):
-        raise ModelError(f"the decision for camera {camera} was to keep the champion; nothing to install")
-    manifest = load_manifest(challenger)  # raises on a sha256 mismatch
-    if manifest.specialized_for != camera:
-        raise ModelError(f"{challenger} was specialized for camera {manifest.specialized_for!r}, not {camera!r}")
-    raw = yaml.safe_load(Path(config_path).read_text())
-    cams = [c for c in raw.get("cameras", []) if isinstance(c, dict) and c.get("id") == camera]
-    if not cams:
-        raise ModelError(f"camera {camera!r} is not in {config_path}")
-    limits = rollback_limits(decision, escalation_margin=margin)
-    limit = limits["max_escalation"]
-    cams[0]["student"] = str(Path(challenger).resolve())
-    cams[0]["student_max_escalation"] = limit
-    cams[0]["student_max_audit_disagreement"] = limits["max_audit_disagreement"]
-    shutil.copyfile(config_path, Path(str(config_path) + ".bak"))
-    Path(config_path).write_text(yaml.safe_dump(raw, sort_keys=False))
-    return limit

@@ -13,7 +13,6 @@ reference): batch norm folded into the convolutions in float32 with epsilon 1e-6
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,74 +22,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.exceptions import ModelError
+from models.teacher.darknet_cfg import REFETCH_HINT, int_list, int_value, parse_cfg, where
 
-SUPPORTED_SECTIONS = ("net", "convolutional", "maxpool", "yolo", "route", "upsample")
 BN_EPSILON = np.float32(1e-6)  # Darknet's .000001f; OpenCV's Darknet importer uses the same 1e-6.
 LEAKY_ALPHA = 0.1
-REFETCH_HINT = "delete it and run `edge-agent models fetch` to fetch it again"
-
-_SECTION_RE = re.compile(r"^\[([A-Za-z_]+)\]$")
-_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def parse_cfg(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Sections of a Darknet .cfg in file order.
-
-    Each dict holds the section's keys as strings plus "_type" (the section name) and "_line" (its
-    1-based line number, for later error messages); the underscore keeps them apart from cfg keys.
-    """
-    path = Path(path)
-    sections: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line[0] in "#;":
-                continue
-            if line.startswith("["):
-                match = _SECTION_RE.match(line)
-                if match is None:
-                    raise ModelError(f"{path}, line {lineno}: malformed section header {line!r}")
-                kind = match.group(1)
-                if kind not in SUPPORTED_SECTIONS:
-                    raise ModelError(
-                        f"{path}, line {lineno}: unknown section [{kind}]; FrameSieve's Darknet converter "
-                        f"supports {', '.join(f'[{s}]' for s in SUPPORTED_SECTIONS)}"
-                    )
-                sections.append({"_type": kind, "_line": lineno})
-                continue
-            key, sep, value = (part.strip() for part in line.partition("="))
-            if not sep or not _KEY_RE.match(key) or not value:
-                raise ModelError(f"{path}, line {lineno}: malformed line {line!r}; expected key=value")
-            if not sections:
-                raise ModelError(f"{path}, line {lineno}: {key}= appears before any [section]")
-            sections[-1][key] = value
-    if not sections or sections[0]["_type"] != "net":
-        raise ModelError(f"{path}: a Darknet cfg must start with a [net] section")
-    return sections
-
-
-def _where(section: dict[str, Any]) -> str:
-    return f"[{section['_type']}] at line {section['_line']}"
-
-
-def _int(section: dict[str, Any], key: str, default: int | None = None) -> int:
-    if key not in section:
-        if default is None:
-            raise ModelError(f"{_where(section)} lacks required key {key}=")
-        return default
-    try:
-        return int(section[key])
-    except ValueError:
-        raise ModelError(f"{_where(section)}: {key}={section[key]!r} is not an integer") from None
-
-
-def _ints(section: dict[str, Any], key: str) -> list[int]:
-    if key not in section:
-        raise ModelError(f"{_where(section)} lacks required key {key}=")
-    try:
-        return [int(v) for v in section[key].split(",") if v.strip()]
-    except ValueError:
-        raise ModelError(f"{_where(section)}: {key}={section[key]!r} is not a list of integers") from None
 
 
 @dataclass(frozen=True)
@@ -102,62 +37,62 @@ class _Shape:
 
 def _route_sources(layers: list[dict[str, Any]], i: int) -> list[int]:
     """Absolute indices (into layers[1:]) a [route] reads; Darknet allows relative (<0) and absolute."""
-    sources = [j if j >= 0 else i + j for j in _ints(layers[i + 1], "layers")]
+    sources = [j if j >= 0 else i + j for j in int_list(layers[i + 1], "layers")]
     for j in sources:
         if not 0 <= j < i:
-            raise ModelError(f"{_where(layers[i + 1])}: route to layer {j} is outside 0..{i - 1}")
-    if _int(layers[i + 1], "groups", 1) != 1:
-        raise ModelError(f"{_where(layers[i + 1])}: grouped routes are not supported")
+            raise ModelError(f"{where(layers[i + 1])}: route to layer {j} is outside 0..{i - 1}")
+    if int_value(layers[i + 1], "groups", 1) != 1:
+        raise ModelError(f"{where(layers[i + 1])}: grouped routes are not supported")
     return sources
 
 
 def _shapes(layers: list[dict[str, Any]]) -> list[_Shape]:
     """Output shape of every layer after [net] (Darknet numbering), checking what the converter supports."""
     net = layers[0]
-    shape = _Shape(_int(net, "channels", 3), _int(net, "height"), _int(net, "width"))
+    shape = _Shape(int_value(net, "channels", 3), int_value(net, "height"), int_value(net, "width"))
     shapes: list[_Shape] = []
     for i, layer in enumerate(layers[1:]):
         kind = layer["_type"]
         if kind == "net":
-            raise ModelError(f"{_where(layer)}: only the first section may be [net]")
+            raise ModelError(f"{where(layer)}: only the first section may be [net]")
         if kind == "convolutional":
-            size, stride = _int(layer, "size", 1), _int(layer, "stride", 1)
-            pad = size // 2 if _int(layer, "pad", 0) else _int(layer, "padding", 0)
-            if _int(layer, "groups", 1) != 1 or _int(layer, "dilation", 1) != 1:
-                raise ModelError(f"{_where(layer)}: grouped or dilated convolutions are not supported")
+            size, stride = int_value(layer, "size", 1), int_value(layer, "stride", 1)
+            pad = size // 2 if int_value(layer, "pad", 0) else int_value(layer, "padding", 0)
+            if int_value(layer, "groups", 1) != 1 or int_value(layer, "dilation", 1) != 1:
+                raise ModelError(f"{where(layer)}: grouped or dilated convolutions are not supported")
             if layer.get("activation", "logistic") not in ("leaky", "linear"):
-                raise ModelError(f"{_where(layer)}: activation={layer.get('activation')} is not supported")
+                raise ModelError(f"{where(layer)}: activation={layer.get('activation')} is not supported")
             shape = _Shape(
-                _int(layer, "filters"),
+                int_value(layer, "filters"),
                 (shape.height + 2 * pad - size) // stride + 1,
                 (shape.width + 2 * pad - size) // stride + 1,
             )
         elif kind == "maxpool":
-            size = _int(layer, "size", 1)
-            stride = _int(layer, "stride", 1)
-            padding = _int(layer, "padding", size - 1)
+            size = int_value(layer, "size", 1)
+            stride = int_value(layer, "stride", 1)
+            padding = int_value(layer, "padding", size - 1)
             shape = _Shape(
                 shape.channels,
                 (shape.height + padding - size) // stride + 1,
                 (shape.width + padding - size) // stride + 1,
             )
         elif kind == "upsample":
-            stride = _int(layer, "stride", 2)
+            stride = int_value(layer, "stride", 2)
             if stride < 1:
-                raise ModelError(f"{_where(layer)}: only upsampling (stride >= 1) is supported")
+                raise ModelError(f"{where(layer)}: only upsampling (stride >= 1) is supported")
             shape = _Shape(shape.channels, shape.height * stride, shape.width * stride)
         elif kind == "route":
             parts = [shapes[j] for j in _route_sources(layers, i)]
             if len({(p.height, p.width) for p in parts}) != 1:
-                raise ModelError(f"{_where(layer)}: routed layers differ in height/width")
+                raise ModelError(f"{where(layer)}: routed layers differ in height/width")
             shape = _Shape(sum(p.channels for p in parts), parts[0].height, parts[0].width)
         elif kind == "yolo":
             if i == 0:
-                raise ModelError(f"{_where(layer)}: a [yolo] layer needs an input")
-            mask, classes = _ints(layer, "mask"), _int(layer, "classes")
+                raise ModelError(f"{where(layer)}: a [yolo] layer needs an input")
+            mask, classes = int_list(layer, "mask"), int_value(layer, "classes")
             if shape.channels != len(mask) * (5 + classes):
                 raise ModelError(
-                    f"{_where(layer)}: input has {shape.channels} channels, expected "
+                    f"{where(layer)}: input has {shape.channels} channels, expected "
                     f"{len(mask)} anchors x (5 + {classes} classes) = {len(mask) * (5 + classes)}"
                 )
         shapes.append(shape)
@@ -193,12 +128,12 @@ def load_weights(path: str | os.PathLike[str], layers: list[dict[str, Any]]) -> 
     available = (len(data) - header) // 4
     trailing = (len(data) - header) % 4
 
-    in_channels = [_int(layers[0], "channels", 3)] + [s.channels for s in shapes]
+    in_channels = [int_value(layers[0], "channels", 3)] + [s.channels for s in shapes]
     plan: list[tuple[int, int, int, int, bool]] = []  # (layer, filters, in_channels, size, batch-normalized)
     for i, layer in enumerate(layers[1:]):
         if layer["_type"] == "convolutional":
-            plan.append((i, _int(layer, "filters"), in_channels[i], _int(layer, "size", 1),
-                         bool(_int(layer, "batch_normalize", 0))))
+            plan.append((i, int_value(layer, "filters"), in_channels[i], int_value(layer, "size", 1),
+                         bool(int_value(layer, "batch_normalize", 0))))
     expected = sum(f * (4 if bn else 1) + f * c * k * k for _, f, c, k, bn in plan)
     if available != expected or trailing:
         kind = "truncated" if available < expected else "larger than the cfg needs"
@@ -253,7 +188,7 @@ def convert_darknet(
     shapes = _shapes(layers)
     params = load_weights(weights_path, layers)
     net = layers[0]
-    width, height, channels = _int(net, "width"), _int(net, "height"), _int(net, "channels", 3)
+    width, height, channels = int_value(net, "width"), int_value(net, "height"), int_value(net, "channels", 3)
 
     body = layers[1:]
     yolo_at = [i for i, layer in enumerate(body) if layer["_type"] == "yolo"]
@@ -272,8 +207,8 @@ def convert_darknet(
             conv = params[i]
             assert conv is not None
             weight, bias = _fold_bn(conv)
-            size, stride = _int(layer, "size", 1), _int(layer, "stride", 1)
-            pad = size // 2 if _int(layer, "pad", 0) else _int(layer, "padding", 0)
+            size, stride = int_value(layer, "size", 1), int_value(layer, "stride", 1)
+            pad = size // 2 if int_value(layer, "pad", 0) else int_value(layer, "padding", 0)
             inits += [numpy_helper.from_array(weight, f"conv_{i}.weight"),
                       numpy_helper.from_array(bias, f"conv_{i}.bias")]
             leaky = layer.get("activation") == "leaky"
@@ -288,15 +223,15 @@ def convert_darknet(
         elif kind == "maxpool":
             # Darknet pads size-1 in total, padding//2 before and the rest after; out-of-range cells are
             # ignored, which ONNX MaxPool's implicit -inf padding reproduces.
-            size, stride = _int(layer, "size", 1), _int(layer, "stride", 1)
-            padding = _int(layer, "padding", size - 1)
+            size, stride = int_value(layer, "size", 1), int_value(layer, "stride", 1)
+            padding = int_value(layer, "padding", size - 1)
             begin, end = padding // 2, padding - padding // 2
             nodes.append(helper.make_node(
                 "MaxPool", [prev], [out], name=f"maxpool_{i}",
                 kernel_shape=[size, size], strides=[stride, stride], pads=[begin, begin, end, end],
             ))
         elif kind == "upsample":
-            stride = float(_int(layer, "stride", 2))
+            stride = float(int_value(layer, "stride", 2))
             scales = f"upsample_{i}.scales"
             inits.append(numpy_helper.from_array(np.array([1, 1, stride, stride], np.float32), scales))
             nodes.append(helper.make_node(
@@ -319,15 +254,15 @@ def convert_darknet(
     classes: set[int] = set()
     for k, i in enumerate(yolo_at):
         layer, grid = body[i], shapes[i - 1]
-        anchors, mask = _ints(layer, "anchors"), _ints(layer, "mask")
+        anchors, mask = int_list(layer, "anchors"), int_list(layer, "mask")
         if any(not 0 <= 2 * m + 1 < len(anchors) for m in mask):
-            raise ModelError(f"{_where(layer)}: mask refers to an anchor that anchors= does not list")
+            raise ModelError(f"{where(layer)}: mask refers to an anchor that anchors= does not list")
         pairs = [[anchors[2 * m], anchors[2 * m + 1]] for m in mask]
         if width % grid.width or height % grid.height or width // grid.width != height // grid.height:
-            raise ModelError(f"{_where(layer)}: grid {grid.width}x{grid.height} does not evenly divide "
+            raise ModelError(f"{where(layer)}: grid {grid.width}x{grid.height} does not evenly divide "
                              f"the {width}x{height} input")
         heads.append({"name": f"head_{k}", "stride": width // grid.width, "anchors": pairs})
-        classes.add(_int(layer, "classes"))
+        classes.add(int_value(layer, "classes"))
         outputs.append(helper.make_tensor_value_info(
             f"head_{k}", TensorProto.FLOAT, ["batch", grid.channels, grid.height, grid.width]))
     if len(classes) != 1:

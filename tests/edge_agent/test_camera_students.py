@@ -6,12 +6,13 @@ import shutil
 
 import pytest
 
+from contracts.jobs import Bands
 from edge_agent.app import Agent
-from edge_agent.config import AgentConfig, load_config
+from edge_agent.config import AgentConfig, ConfigError, load_config
+from edge_agent.specialization.install import install_in_config
 from models.exceptions import ChecksumMismatch, ModelError
 from models.manifest import load_manifest
 from models.paths import DEFAULT_STUDENT_MANIFEST
-from models.student.specialize import install
 
 UNSURE = {"labels": {"person": {"accept": 0.99, "reject": 0.01}, "vehicle": {"accept": 0.99, "reject": 0.01}},
           "audit_fraction": 0.0}
@@ -59,13 +60,40 @@ def test_install_only_a_promoted_intact_challenger_for_its_camera(own_student, t
     config.write_text("cameras:\n  - {id: plaza, source: a.mp4}\n  - {id: door, source: b.mp4}\n")
     promoted = {"promote": True, "champion": {"at_bands": {"escalation_fraction": 0.12}}}
     with pytest.raises(ModelError, match="keep the champion"):
-        install(config, "plaza", own_student, {**promoted, "promote": False})
+        install_in_config(config, "plaza", own_student, {**promoted, "promote": False})
     with pytest.raises(ModelError, match="not 'door'"):
-        install(config, "door", own_student, promoted)
-    assert install(config, "plaza", own_student, promoted) == pytest.approx(0.17)
+        install_in_config(config, "door", own_student, promoted)
+    assert install_in_config(config, "plaza", own_student, promoted)["max_escalation"] == pytest.approx(0.17)
     plaza = load_config(config).cameras[0]
     assert plaza.student == str(own_student.resolve()) and plaza.student_max_escalation == pytest.approx(0.17)
     model = load_manifest(own_student).model_path
     model.write_bytes(b"tampered")
     with pytest.raises(ChecksumMismatch):
-        install(config, "plaza", own_student, promoted)
+        install_in_config(config, "plaza", own_student, promoted)
+
+
+def test_install_keeps_the_decisions_bands_and_never_writes_an_invalid_config(own_student, tmp_path):
+    config = tmp_path / "agent.yaml"
+    config.write_text("cameras:\n  - {id: plaza, source: a.mp4}\n")
+    promoted = {"promote": True, "champion": {"at_bands": {"escalation_fraction": 0.12}},
+                "bands": {"accept": 0.7, "reject": 0.3},
+                "challenger": {"cheapest_for_target": {"escalation_fraction": 0.05}}}
+    install_in_config(config, "plaza", own_student, promoted)
+    # the same operating point the loop and a camera job give a promoted student
+    assert load_config(config).cameras[0].student_bands == Bands(accept=0.7, reject=0.3)
+    before = config.read_text()
+    with pytest.raises(ConfigError, match="left as it was"):  # reject above accept: refused, file untouched
+        install_in_config(config, "plaza", own_student, {**promoted, "bands": {"accept": 0.3, "reject": 0.7}})
+    assert config.read_text() == before and load_config(config).cameras[0].student_bands.accept == 0.7
+
+
+def test_a_configured_camera_student_runs_at_its_own_bands(own_student, tmp_path):
+    config = AgentConfig.model_validate({
+        "cameras": [{"id": "plaza", "source": "injected", "student": str(own_student),
+                     "student_bands": {"accept": 0.8, "reject": 0.1}}],
+        "escalation": {"transport": "none"}, "output": {"events_db": str(tmp_path / "e.sqlite")}})
+    agent = Agent(config, sources=[])
+    try:
+        assert agent.cameras["plaza"].cascade.bands["person"] == Bands(accept=0.8, reject=0.1)
+    finally:
+        agent.close()

@@ -14,7 +14,8 @@ import pytest
 
 from models.exceptions import FetchError, ModelError
 from models.fetch import fetch_teacher, fetch_vtest
-from models.teacher.darknet import convert_darknet, load_weights, parse_cfg
+from models.teacher.darknet import convert_darknet, load_weights
+from models.teacher.darknet_cfg import parse_cfg
 from models.yolo import decode_yolo, nms_per_class
 
 SIZE = 416

@@ -1,0 +1,51 @@
+"""`edge-agent`: the gateway's command line. One module per command group builds its parsers and
+handlers; this one puts them together, sets up logging and turns known errors into exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from edge_agent.bench import loso_cli
+from edge_agent.cli import agent, bench, models, specialize
+from edge_agent.config import ConfigError
+from edge_agent.fleet import commands as fleet_commands
+from edge_agent.pipeline.sources import SourceError
+from models.exceptions import ModelError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="FrameSieve gateway agent: decide most camera frames locally with a distilled "
+                    "student, escalate only the uncertain ones to the accurate cloud model.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        help="log lines as text or JSON objects (default: json for `run`, text otherwise)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    agent.add_commands(sub)
+    bench.add_commands(sub)
+    group = sub.add_parser("models", help="fetch, train, fine-tune, benchmark and verify models")
+    msub = group.add_subparsers(dest="models_command", required=True)
+    loso_cli.add_parsers(msub)
+    models.add_commands(msub)
+    specialize.add_commands(msub)
+    fleet_commands.add_commands(sub, msub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from edge_agent.logs import setup_logging
+
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO,
+                  args.log_format or ("json" if args.command == "run" else "text"))
+    try:
+        return args.func(args)
+    except (ModelError, ConfigError, SourceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,63 @@
+"""The agent's own commands: `run`, `validate-config`, `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from edge_agent.app import Agent
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    agent = Agent(config, jsonl=args.detections_out)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    logging.getLogger(__name__).info("agent started: %d camera(s)", len(config.cameras))
+    summary = agent.run()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config
+
+    config = load_config(args.config)
+    print(f"ok: {args.config}: site {config.site!r}, {len(config.cameras)} camera(s): "
+          + ", ".join(f"{c.id} ({c.source}, {c.fps} fps, {c.cascade.level})" for c in config.cameras))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import format_summary, run_demo
+    from models.fetch import fetch_vtest
+    from models.teacher.build import ensure_teacher
+
+    ensure_teacher()  # fetched and converted once, silently reused after
+    clip = Path(args.clip) if args.clip else fetch_vtest()
+    summary = run_demo(clip, Path(args.out), fps=args.fps)
+    print(format_summary(summary))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the agent on the cameras of a config file until stopped")
+    p.add_argument("--config", required=True, help="agent config YAML (see config/agent.example.yaml)")
+    p.add_argument("--detections-out", help="also write every sampled frame's decision to this JSONL file")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate-config", help="check an agent config file and print what it sets up")
+    p.add_argument("config")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("demo", help="the whole pipeline on real footage with a local teacher server, "
+                                    "compared with the teacher on every frame")
+    p.add_argument("--clip", help="video file (default: vtest.avi)")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
+    p.set_defaults(func=_cmd_demo)

@@ -1,0 +1,110 @@
+"""The measuring commands: `bench` (hybrid vs the teacher on every frame), `cost`, `calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from models.paths import ZOO_DIR
+
+STUDENT_DIR = ZOO_DIR / "student"
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_agent.bench.bench import default_clips, run_bench
+    from edge_agent.bench.report import plot_specialization, plot_timeline, plot_tradeoff, write_report
+    from edge_agent.cli.models import fetch_models
+
+    fetch_models()
+    out = Path(args.out)
+    cascade = {"level": args.level} if args.level else None
+    student = Path(args.student) if args.student else STUDENT_DIR / "manifest.json"
+    summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
+                        target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student,
+                        adapt_epochs=args.adapt_epochs)
+    timelines = json.loads((out / "timeline.json").read_text())
+    plot_timeline(timelines, out / "timeline.png")
+    plot_tradeoff(summary, out / "tradeoff.png")
+    plot_specialization(summary, out / "specialization.png")
+    cost_text = _bench_cost(out / "summary.json", out / "cost.png", args.teacher_cpu_s)
+    report = write_report(summary, out, cost_text)
+    print(report.read_text())
+    return 0
+
+
+def _bench_cost(summary_path: Path, png: Path, teacher_cpu_s: float | None) -> str:
+    from edge_agent.bench.cost import report_text
+
+    return report_text(summary_path, png, teacher_cpu_s=teacher_cpu_s)
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from edge_agent.bench.cost import run_cost_cli
+
+    return run_cost_cli(Path(args.bench), args.cameras, Path(args.pricing) if args.pricing else None,
+                        Path(args.pricing_overrides) if args.pricing_overrides else None, args.teacher_cpu_s,
+                        Path(args.plot) if args.plot else None)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge_agent.bench.calibrate import calibrate
+    from models.student.data import resolve_clip
+
+    clip = resolve_clip(args.clip)
+    if clip is None:
+        print(f"error: clip {args.clip} not found (a path, or a name in the fetch cache or shared footage)",
+              file=sys.stderr)
+        return 2
+    labels = args.label or ["person"]  # append-actions cannot default to a list: the default is here
+    result = calibrate(clip, Path(args.config), args.target_recall, args.fps, args.level, tuple(labels),
+                       Path(args.out) if args.out else None)
+    p = result["point"]
+    print(f"accept {p['accept']}, reject {p['reject']}: escalates {p['escalation_fraction']:.1%} of sampled frames, "
+          + ", ".join(f"{lbl} presence recall {p[f'{lbl}_presence_recall']:.3f}" for lbl in labels)
+          + f"\nwritten to {result['written']}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="the hybrid against the teacher on every frame, on real clips: "
+                                     "summary.json, report.md, per-clip JSONL and plots")
+    p.add_argument("clips", nargs="*", help="clip files or names (default: vtest.avi and every clip in the "
+                                            "shared footage folder)")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--out", default="out/bench", help="output directory (default: out/bench)")
+    p.add_argument("--level", choices=["presence", "boxes"], help="cascade level (default: the config default)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep (faster)")
+    p.add_argument("--target-recall", type=float, default=0.97,
+                   help="person presence recall the chosen operating point must reach (default: 0.97)")
+    p.add_argument("--teacher-cpu-s", type=float,
+                   help="also price the baseline with your own model's CPU seconds per frame")
+    p.add_argument("--student", help="student manifest (default: the shipped student)")
+    p.add_argument("--adapt-fraction", type=float,
+                   help="per-camera specialization: adapt on this first fraction of each clip, evaluate on the rest")
+    p.add_argument("--adapt-epochs", type=int, default=60,
+                   help="fine-tuning epochs of that specialization (default: 60, as `models specialize`)")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("cost", help="$ per camera-month and per fleet, baseline vs hybrid, from a bench summary")
+    p.add_argument("--bench", required=True, help="DIR/summary.json written by `edge-agent bench`")
+    p.add_argument("--cameras", type=int, default=1000, help="fleet size (default: 1000)")
+    p.add_argument("--pricing", help="price file (default: config/pricing.yaml)")
+    p.add_argument("--pricing-overrides", help="YAML merged over the price file (your own prices)")
+    p.add_argument("--teacher-cpu-s", type=float,
+                   help="your accurate model's CPU seconds per frame, instead of the measured YOLOv3-tiny's")
+    p.add_argument("--plot", help="also write the cost plot (PNG) here")
+    p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "
+                                         "and write them into an agent config")
+    p.add_argument("clip", help="calibration clip (path or name)")
+    p.add_argument("--config", required=True, help="agent config to update (a .bak copy is kept)")
+    p.add_argument("--out", help="write the calibrated config here instead of over --config")
+    p.add_argument("--target-recall", type=float, default=0.97, help="presence recall to reach (default: 0.97)")
+    p.add_argument("--label", action="append", choices=["person", "vehicle"],
+                   help="labels that must reach the target (default: person; repeatable)")
+    p.add_argument("--level", choices=["presence", "boxes"], default="presence", help="cascade level")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.set_defaults(func=_cmd_calibrate)
