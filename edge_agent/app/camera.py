@@ -22,7 +22,7 @@ from edge_agent.pipeline.carry import centre_inside, confident, with_static
 from edge_agent.pipeline.cascade import Cascade
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
-from edge_agent.pipeline.regions import Region, plan_regions
+from edge_agent.pipeline.regions import Region, plan_regions, whole_frame_regions
 from edge_agent.pipeline.sources import SampledFrame
 from edge_agent.pipeline.tracker import IouTracker
 from edge_agent.students.guard import Limits, StudentGuard
@@ -60,7 +60,8 @@ class Look:
 
     @property
     def whole_frame(self) -> bool:
-        return len(self.regions) == 1 and self.regions[0].whole_frame
+        """The student looked at all of the frame (one region, or the tiles of a large frame)."""
+        return bool(self.regions) and all(r.whole_frame for r in self.regions)
 
     def job(self) -> tuple:
         """The student's input: (image, region boxes)."""
@@ -104,15 +105,15 @@ class CameraPipeline:
             return FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "carried", False, self.last,
                               frame.wall_time)
         s = self.config.regions
+        if self.own_student is not None:
+            model_wh = self.own_student.detector.input_wh
         if s.refresh_s and frame.pts_s - self.last_whole_s >= s.refresh_s:
             # Carried detections live only until the next whole-frame look, so a stale one (a student
             # false positive on a tripod, a car that left unseen) cannot last for ever.
-            regions = [Region((0, 0, w, h), whole_frame=True)]
+            regions = whole_frame_regions((w, h), model_wh, s.max_downscale)
         else:
-            if self.own_student is not None:
-                model_wh = self.own_student.detector.input_wh
             regions = plan_regions(motion.boxes, (w, h), model_wh, s.whole_frame_fraction, s.margin,
-                                   max_regions=s.max_regions)
+                                   max_regions=s.max_regions, max_downscale=s.max_downscale)
         look = Look(frame, regions, motion.boxes)
         if look.whole_frame:
             self.last_whole_s = frame.pts_s

@@ -176,3 +176,11 @@ def test_an_escalation_sends_what_escalation_crop_says(crop):
     cam.settle(look, dets(("person", 0.35, (98, 52, 141, 149))), escalator(cloud, crop))
     sent = [c.box for c in cloud.requests[0].crops]
     assert sent == ([(0.0, 0.0, W, H)] if crop == "frame" else [tuple(map(float, r.box)) for r in look.regions])
+
+
+def test_a_whole_frame_look_at_a_large_frame_is_tiles_and_counts_as_whole():
+    config = CameraConfig.model_validate({"id": "cam", "source": "x", "regions": {"refresh_s": 10}})
+    cam = CameraPipeline(config, THRESHOLDS)
+    look = cam.look(frame(0), (80, 60))  # 640x480 is 8 times 80x60: more than regions.max_downscale (3)
+    assert isinstance(look, Look) and len(look.regions) > 1 and look.whole_frame
+    assert cam.last_whole_s == 0.0  # the next refresh is due refresh_s after this look
