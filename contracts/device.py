@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.wire import WIRE_VERSION, DetectionRecord, WireError, _check_version, _records, _require, decode, encode
+from contracts.codec import WIRE_VERSION, WireError, check_version, decode, encode, require
+from contracts.wire import DetectionRecord, detection_records
 
 DECIDED_BY = ("edge", "cloud", "carried", "audit")
 
@@ -20,7 +21,7 @@ def _number(payload: Any, key: str, where: str, default: float | None = None) ->
     """A finite, non-negative number (rates, seconds, bytes, percentages)."""
     if default is not None and key not in payload:
         return default
-    value = float(_require(payload, key, (int, float), where))
+    value = float(require(payload, key, (int, float), where))
     if not math.isfinite(value) or value < 0:
         raise WireError(f"{where}.{key}: {value} must be a finite number >= 0")
     return value
@@ -54,15 +55,15 @@ class FrameEventMessage:
     @classmethod
     def from_payload(cls, payload: Any) -> FrameEventMessage:
         where = "event"
-        _check_version(payload, "event", where)
-        decided_by = _require(payload, "decided_by", str, where)
+        check_version(payload, "event", where)
+        decided_by = require(payload, "decided_by", str, where)
         if decided_by not in DECIDED_BY:
             raise WireError(f"{where}.decided_by: {decided_by!r} is not one of {DECIDED_BY}")
         return cls(
-            message_id=_require(payload, "message_id", str, where), camera=_require(payload, "camera", str, where),
-            frame_index=_require(payload, "frame_index", int, where), pts_s=_number(payload, "pts_s", where),
-            decided_by=decided_by, escalated=_require(payload, "escalated", bool, where),
-            detections=_records(_require(payload, "detections", list, where), f"{where}.detections"),
+            message_id=require(payload, "message_id", str, where), camera=require(payload, "camera", str, where),
+            frame_index=require(payload, "frame_index", int, where), pts_s=_number(payload, "pts_s", where),
+            decided_by=decided_by, escalated=require(payload, "escalated", bool, where),
+            detections=detection_records(require(payload, "detections", list, where), f"{where}.detections"),
             wall_time=_number(payload, "wall_time", where), site=str(payload.get("site", "")),
             cloud_failed=bool(payload.get("cloud_failed", False)),
         )
@@ -115,19 +116,19 @@ class Telemetry:
     @classmethod
     def from_payload(cls, payload: Any) -> Telemetry:
         where = "telemetry"
-        _check_version(payload, "telemetry", where)
-        spool = _require(payload, "spool", dict, where)
-        cameras = _require(payload, "cameras", dict, where)
+        check_version(payload, "telemetry", where)
+        spool = require(payload, "spool", dict, where)
+        cameras = require(payload, "cameras", dict, where)
         return cls(
-            message_id=_require(payload, "message_id", str, where), thing=_require(payload, "thing", str, where),
+            message_id=require(payload, "message_id", str, where), thing=require(payload, "thing", str, where),
             t_s=_number(payload, "t_s", where), interval_s=_number(payload, "interval_s", where),
-            agent_version=_require(payload, "agent_version", str, where),
-            model_version=_require(payload, "model_version", str, where),
+            agent_version=require(payload, "agent_version", str, where),
+            model_version=require(payload, "model_version", str, where),
             cpu_percent=_number(payload, "cpu_percent", where), memory_mb=_number(payload, "memory_mb", where),
             spool_rows=int(_number(spool, "rows", f"{where}.spool")),
             spool_bytes=int(_number(spool, "bytes", f"{where}.spool")),
             spool_evicted=int(_number(spool, "evicted", f"{where}.spool")),
-            connected=_require(payload, "connected", bool, where),
+            connected=require(payload, "connected", bool, where),
             cameras={str(k): {**{r: _number(v, r, f"{where}.cameras.{k}") for r in CAMERA_RATES},
                               **{r: _number(v, r, f"{where}.cameras.{k}", 0.0) for r in CAMERA_OPTIONAL}}
                      for k, v in cameras.items()},

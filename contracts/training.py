@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.wire import Crop, DetectionRecord, WireError, b64decode
+from contracts.codec import WireError, b64decode
+from contracts.wire import Crop, DetectionRecord
 
 TRAINING_VERSION = 1
 
@@ -33,13 +34,16 @@ class TrainingRecord:
     teacher_model: str
     crops: tuple[TrainingCrop, ...]
     site: str = ""
+    thing: str = ""  # the gateway that sent it (the router knows it from the topic)
+    student: tuple[DetectionRecord, ...] = ()  # what the edge reported for the frame, in source pixels
 
     def to_payload(self) -> dict[str, Any]:
         return {
             "v": TRAINING_VERSION, "type": "training", "message_id": self.message_id, "site": self.site,
-            "camera": self.camera, "t_s": self.t_s, "frame_index": self.frame_index, "pts_s": self.pts_s,
-            "reason": self.reason, "teacher_model": self.teacher_model,
+            "thing": self.thing, "camera": self.camera, "t_s": self.t_s, "frame_index": self.frame_index,
+            "pts_s": self.pts_s, "reason": self.reason, "teacher_model": self.teacher_model,
             "crops": [{**c.crop.to_payload(), "teacher": [d.to_payload() for d in c.teacher]} for c in self.crops],
+            "student": [d.to_payload() for d in self.student],
         }
 
     def to_bytes(self) -> bytes:
@@ -60,11 +64,13 @@ class TrainingRecord:
             crops.append(TrainingCrop(crop, teacher))
         if not crops:
             raise WireError("training record has no crops")
+        student = tuple(DetectionRecord.from_payload(d, f"training.student[{i}]")
+                        for i, d in enumerate(payload.get("student") or []))
         try:
             return cls(str(payload["message_id"]), str(payload["camera"]), float(payload["t_s"]),
                        float(payload.get("pts_s", 0.0)), int(payload.get("frame_index", 0)),
                        str(payload.get("reason", "")), str(payload.get("teacher_model", "")), tuple(crops),
-                       str(payload.get("site", "")))
+                       str(payload.get("site", "")), str(payload.get("thing", "")), student)
         except (KeyError, TypeError, ValueError) as exc:
             raise WireError(f"training record field missing or malformed: {exc}") from exc
 

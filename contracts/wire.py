@@ -10,85 +10,31 @@ The gateway's other messages (frame events, telemetry) are in contracts/device.p
 document in contracts/jobs.py; the training record in contracts/training.py.
 
 Every message serialises to JSON of at most MAX_MESSAGE_BYTES (the AWS IoT Core payload limit).
-Parsing validates every field and raises WireError naming the field and the bad value.
+Parsing validates every field and raises WireError naming the field and the bad value; the codec itself
+(JSON within the limit, field checks) is contracts/codec.py.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-WIRE_VERSION = 1
-MAX_MESSAGE_BYTES = 128 * 1024
+from contracts.codec import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES  # part of this module's interface too
+from contracts.codec import (
+    WIRE_VERSION,
+    WireError,
+    b64decode,
+    box_value,
+    check_version,
+    decode,
+    encode,
+    require,
+)
+
 REASONS = ("uncertain", "audit")
-
-
-class WireError(ValueError):
-    """A message that is malformed, of an unknown version, or too large."""
-
-
-def _require(payload: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    if not isinstance(payload, dict):
-        raise WireError(f"{where}: expected a JSON object, got {type(payload).__name__}")
-    if key not in payload:
-        raise WireError(f"{where}: missing field {key!r}")
-    value = payload[key]
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise WireError(f"{where}.{key}: expected {kind}, got a boolean")
-    if not isinstance(value, kind):
-        raise WireError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}, got {value!r:.60}")
-    return value
-
-
-def _box(value: Any, where: str) -> tuple[float, float, float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise WireError(f"{where}: a box is [x1, y1, x2, y2], got {value!r:.60}")
-    try:
-        box = tuple(float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise WireError(f"{where}: box values must be numbers, got {value!r:.60}") from exc
-    if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
-        raise WireError(f"{where}: box {list(box)} is not finite with x2 >= x1 and y2 >= y1")
-    return box  # type: ignore[return-value]
-
-
-def _check_version(payload: Any, kind: str, where: str) -> None:
-    version = _require(payload, "v", int, where)
-    if version != WIRE_VERSION:
-        raise WireError(f"{where}: wire version {version} is not supported (this side speaks {WIRE_VERSION})")
-    if payload.get("type") != kind:
-        raise WireError(f"{where}: expected type {kind!r}, got {payload.get('type')!r}")
-
-
-def encode(payload: dict, what: str = "message") -> bytes:
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise WireError(f"{what} is {len(data)} bytes, over the {MAX_MESSAGE_BYTES}-byte limit; "
-                        "send fewer or smaller crops")
-    return data
-
-
-def decode(data: bytes | str, what: str = "message", limit: int = MAX_MESSAGE_BYTES) -> Any:
-    if len(data) > limit:
-        raise WireError(f"{what} is {len(data)} bytes, over the {limit}-byte limit")
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WireError(f"{what} is not valid JSON: {exc}") from exc
-
-
-def b64decode(value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise WireError(f"{where}: expected base64 text, got {type(value).__name__}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise WireError(f"{where}: not valid base64 ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -102,14 +48,14 @@ class DetectionRecord:
 
     @classmethod
     def from_payload(cls, payload: Any, where: str = "detection") -> DetectionRecord:
-        label = _require(payload, "label", str, where)
-        score = float(_require(payload, "score", (int, float), where))
+        label = require(payload, "label", str, where)
+        score = float(require(payload, "score", (int, float), where))
         if not 0.0 <= score <= 1.0:
             raise WireError(f"{where}.score: {score} is outside [0, 1]")
-        return cls(label, score, _box(payload.get("box"), f"{where}.box"))
+        return cls(label, score, box_value(payload.get("box"), f"{where}.box"))
 
 
-def _records(value: Any, where: str) -> tuple[DetectionRecord, ...]:
+def detection_records(value: Any, where: str) -> tuple[DetectionRecord, ...]:
     if not isinstance(value, list):
         raise WireError(f"{where}: expected a list of detections")
     return tuple(DetectionRecord.from_payload(d, f"{where}[{i}]") for i, d in enumerate(value))
@@ -138,14 +84,14 @@ class Crop:
 
     @classmethod
     def from_payload(cls, payload: Any, where: str = "crop") -> Crop:
-        crop_id = _require(payload, "crop_id", int, where)
-        jpeg = b64decode(_require(payload, "jpeg_b64", str, where), f"{where}.jpeg_b64")
+        crop_id = require(payload, "crop_id", int, where)
+        jpeg = b64decode(require(payload, "jpeg_b64", str, where), f"{where}.jpeg_b64")
         if not jpeg.startswith(b"\xff\xd8"):
             raise WireError(f"{where}.jpeg_b64: the data is not a JPEG image")
         size = payload.get("size", [0, 0])
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)):
             raise WireError(f"{where}.size: expected [width, height] in pixels, got {size!r:.40}")
-        return cls(crop_id, _box(payload.get("box"), f"{where}.box"), jpeg, (size[0], size[1]))
+        return cls(crop_id, box_value(payload.get("box"), f"{where}.box"), jpeg, (size[0], size[1]))
 
 
 @dataclass(frozen=True)
@@ -180,23 +126,23 @@ class EscalationRequest:
     @classmethod
     def from_payload(cls, payload: Any) -> EscalationRequest:
         where = "escalation"
-        _check_version(payload, "escalation", where)
-        reason = _require(payload, "reason", str, where)
+        check_version(payload, "escalation", where)
+        reason = require(payload, "reason", str, where)
         if reason not in REASONS:
             raise WireError(f"{where}.reason: {reason!r} is not one of {REASONS}")
-        crops = _require(payload, "crops", list, where)
+        crops = require(payload, "crops", list, where)
         if not crops:
             raise WireError(f"{where}.crops: an escalation carries at least one crop")
         return cls(
-            message_id=_require(payload, "message_id", str, where),
-            camera=_require(payload, "camera", str, where),
-            frame_index=_require(payload, "frame_index", int, where),
-            pts_s=float(_require(payload, "pts_s", (int, float), where)),
+            message_id=require(payload, "message_id", str, where),
+            camera=require(payload, "camera", str, where),
+            frame_index=require(payload, "frame_index", int, where),
+            pts_s=float(require(payload, "pts_s", (int, float), where)),
             reason=reason,
             crops=tuple(Crop.from_payload(c, f"{where}.crops[{i}]") for i, c in enumerate(crops)),
             site=payload.get("site", "") if isinstance(payload.get("site", ""), str) else "",
             created_s=float(payload.get("created_s", 0.0)),
-            student=_records(payload.get("student", []), f"{where}.student"),
+            student=detection_records(payload.get("student", []), f"{where}.student"),
         )
 
     @classmethod
@@ -235,16 +181,16 @@ class Verdict:
     @classmethod
     def from_payload(cls, payload: Any) -> Verdict:
         where = "verdict"
-        _check_version(payload, "verdict", where)
-        crops = _require(payload, "crops", list, where)
+        check_version(payload, "verdict", where)
+        crops = require(payload, "crops", list, where)
         return cls(
-            message_id=_require(payload, "message_id", str, where),
-            camera=_require(payload, "camera", str, where),
-            frame_index=_require(payload, "frame_index", int, where),
-            model=_require(payload, "model", str, where),
+            message_id=require(payload, "message_id", str, where),
+            camera=require(payload, "camera", str, where),
+            frame_index=require(payload, "frame_index", int, where),
+            model=require(payload, "model", str, where),
             crops=tuple(
-                CropVerdict(_require(c, "crop_id", int, f"{where}.crops[{i}]"),
-                            _records(_require(c, "detections", list, f"{where}.crops[{i}]"),
+                CropVerdict(require(c, "crop_id", int, f"{where}.crops[{i}]"),
+                            detection_records(require(c, "detections", list, f"{where}.crops[{i}]"),
                                      f"{where}.crops[{i}].detections"))
                 for i, c in enumerate(crops)
             ),
@@ -288,14 +234,14 @@ class InvocationRequest:
 
     @classmethod
     def from_payload(cls, payload: Any) -> InvocationRequest:
-        instances = _require(payload, "instances", list, "request")
+        instances = require(payload, "instances", list, "request")
         if not instances:
             raise WireError("request.instances: at least one image is needed")
         images = []
         for k, inst in enumerate(instances):
             where = f"request.instances[{k}]"
             image_id = inst.get("id", str(k)) if isinstance(inst, dict) else str(k)
-            images.append((str(image_id), b64decode(_require(inst, "jpeg_b64", str, where), f"{where}.jpeg_b64")))
+            images.append((str(image_id), b64decode(require(inst, "jpeg_b64", str, where), f"{where}.jpeg_b64")))
         return cls(tuple(images))
 
 
@@ -317,11 +263,11 @@ class InvocationResponse:
 
     @classmethod
     def from_payload(cls, payload: Any) -> InvocationResponse:
-        preds = _require(payload, "predictions", list, "response")
+        preds = require(payload, "predictions", list, "response")
         return cls(
-            _require(payload, "model", str, "response"),
-            tuple((str(_require(p, "id", (str, int), f"response.predictions[{k}]")),
-                   _records(_require(p, "detections", list, f"response.predictions[{k}]"),
+            require(payload, "model", str, "response"),
+            tuple((str(require(p, "id", (str, int), f"response.predictions[{k}]")),
+                   detection_records(require(p, "detections", list, f"response.predictions[{k}]"),
                             f"response.predictions[{k}].detections"))
                   for k, p in enumerate(preds)),
         )

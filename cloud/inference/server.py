@@ -153,8 +153,7 @@ class InferenceServer(ThreadingHTTPServer):
         for dets in self.batcher.submit(frames):
             floor = np.array([self.thresholds.get(str(lbl), 0.5) for lbl in dets.labels], np.float32)
             keep = dets.scores >= floor
-            out.append(tuple(DetectionRecord(r["label"], r["score"], tuple(r["box"]))
-                             for r in dets[keep].to_records()))
+            out.append(dets[keep].to_wire())
         return out
 
     def server_close(self) -> None:

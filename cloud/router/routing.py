@@ -23,6 +23,7 @@ from urllib.parse import quote
 from cloud import constants as c
 from cloud.alerts import AlertMatch
 from cloud.stores import DeadLetter
+from contracts.training import TrainingCrop, TrainingRecord
 from contracts.wire import MAX_MESSAGE_BYTES, EscalationRequest, InvocationResponse, WireError
 
 EXCERPT_CHARS = 300
@@ -120,14 +121,9 @@ def training_record(parsed: Parsed, response: InvocationResponse) -> bytes:
     """The crops and the teacher's labels in the crop's own pixels (what a student is trained on), with
     each crop's place in the frame: one object per escalation, so one PUT however many crops."""
     r, teacher = parsed.request, dict(response.predictions)
-    return json.dumps({
-        "v": 1, "type": "training", "message_id": r.message_id, "site": r.site, "camera": r.camera,
-        "thing": parsed.thing, "t_s": parsed.t_s, "frame_index": r.frame_index, "pts_s": r.pts_s,
-        "reason": r.reason, "teacher_model": response.model,
-        "crops": [{**crop.to_payload(), "teacher": [d.to_payload() for d in teacher.get(str(crop.crop_id), ())]}
-                  for crop in r.crops],
-        "student": [d.to_payload() for d in r.student],
-    }, separators=(",", ":")).encode()
+    crops = tuple(TrainingCrop(crop, teacher.get(str(crop.crop_id), ())) for crop in r.crops)
+    return TrainingRecord(r.message_id, r.camera, parsed.t_s, r.pts_s, r.frame_index, r.reason, response.model, crops,
+                          r.site, parsed.thing, r.student).to_bytes()
 
 
 def alert_message(parsed: Parsed, matches: list[AlertMatch]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contracts.detections import Detections
-from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
+from contracts.wire import CropVerdict, EscalationRequest, Verdict
 from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.escalation.base import Transport
@@ -131,8 +131,7 @@ class OracleTransport(Transport):
             cx = (ref.xyxy[:, 0] + ref.xyxy[:, 2]) / 2
             cy = (ref.xyxy[:, 1] + ref.xyxy[:, 3]) / 2
             inside = ref[(cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)]
-            crops.append(CropVerdict(crop.crop_id, tuple(
-                DetectionRecord(r["label"], r["score"], tuple(r["box"])) for r in inside.to_records())))
+            crops.append(CropVerdict(crop.crop_id, inside.to_wire()))
         return Verdict(request.message_id, request.camera, request.frame_index, "oracle", tuple(crops))
 
 

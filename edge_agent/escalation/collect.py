@@ -51,7 +51,8 @@ class CollectingTransport(Transport):
         crops = tuple(TrainingCrop(c, tuple(to_crop_pixels(c, d) for d in answers.get(c.crop_id, ())))
                       for c in request.crops)
         record = TrainingRecord(request.message_id, request.camera, request.created_s or time.time(),
-                                request.pts_s, request.frame_index, request.reason, verdict.model, crops, request.site)
+                                request.pts_s, request.frame_index, request.reason, verdict.model, crops, request.site,
+                                student=request.student)
         folder = self.folder / request.camera
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{request.message_id}.json"

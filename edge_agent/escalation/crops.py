@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from contracts.detections import Detections
-from contracts.wire import MAX_MESSAGE_BYTES, Crop, DetectionRecord, EscalationRequest, WireError
+from contracts.wire import MAX_MESSAGE_BYTES, Crop, EscalationRequest, WireError
 
 # base64 grows data by 4/3; leave room for the JSON around the crops.
 _ENVELOPE_BYTES = 2048
@@ -44,7 +44,7 @@ def build_request(camera: str, frame_index: int, pts_s: float, frame: np.ndarray
     request = EscalationRequest(
         message_id=str(uuid.uuid4()), camera=camera, frame_index=frame_index, pts_s=pts_s, reason=reason,
         crops=tuple(crops), site=site, created_s=time.time(),
-        student=tuple(DetectionRecord(r["label"], r["score"], tuple(r["box"])) for r in student.to_records()),
+        student=student.to_wire(),
     )
     request.to_bytes()  # raises WireError if the budget arithmetic was wrong: never send an oversized message
     return request

@@ -55,3 +55,16 @@ def test_class_map_groups_coco_and_names_unknown_classes():
         0: "person", 1: "vehicle", 2: "vehicle"}
     with pytest.raises(ValueError, match="'truck'"):
         build_class_map(names, {"vehicle": ["truck"]})
+
+
+def test_to_wire_and_from_wire_are_one_detection_type_on_both_sides():
+    from contracts.wire import DetectionRecord
+
+    dets = _dets()
+    records = dets.to_wire()
+    assert all(isinstance(r, DetectionRecord) for r in records)
+    assert [r.label for r in records] == ["person", "vehicle", "person"] and records[1].box == (5.0, 5.0, 15.0, 25.0)
+    back = Detections.from_wire(records)
+    assert np.array_equal(back.xyxy, dets.xyxy) and np.array_equal(back.scores, dets.scores)
+    assert back.labels.tolist() == dets.labels.tolist()
+    assert len(Detections.from_wire(())) == 0 and Detections.empty().to_wire() == ()
