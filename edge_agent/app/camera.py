@@ -18,7 +18,7 @@ from edge_agent.app.escalate import Answer, Escalator
 from edge_agent.config import CAMERA_ONLY_FIELDS, CameraConfig, CameraSettings
 from edge_agent.control import CameraStatus, ModelInfo
 from edge_agent.events import FrameEvent
-from edge_agent.pipeline.carry import centre_inside, confident, with_static
+from edge_agent.pipeline.carry import carry, centre_inside, confident
 from edge_agent.pipeline.cascade import Cascade
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
@@ -141,15 +141,9 @@ class CameraPipeline:
         else:
             c.edge_decided += 1
         self.guard.frame(decision.reason == "uncertain")
-        # Where nothing moved the previous decision stands: a parked car stays reported although the
-        # student, busy with the people walking past, did not find it again in this crop (a whole-frame
-        # look or escalation has already seen everything).
         looked_everywhere = look.whole_frame or (answer is not None and answer.whole_frame)
-        static = Detections.empty() if looked_everywhere else with_static(Detections.empty(), self.settled,
-                                                                           look.moved)
-        settled_now = event.detections if event.escalated else confident(event.detections, self.cascade.bands)
-        event.detections = with_static(event.detections, static, [])
-        self.settled = with_static(settled_now, static, [])
+        sure = event.detections if event.escalated else confident(event.detections, self.cascade.bands)
+        event.detections, self.settled = carry(event.detections, sure, self.settled, look.moved, looked_everywhere)
         self.last = event.detections
         return event
 

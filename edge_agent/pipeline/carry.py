@@ -8,6 +8,17 @@ import numpy as np
 from contracts.detections import Detections, box_iou
 
 
+def carry(now: Detections, sure: Detections, settled: Detections, moved,
+          looked_everywhere: bool) -> tuple[Detections, Detections]:
+    """A frame's final answer and its new settled part. Where nothing moved the settled past stands: a
+    parked car stays reported although the student, busy with the people walking past, did not find it
+    again in their crop. `sure` is the settled part of `now` (cloud answers, confident edge detections): only
+    that is carried later, so an uncertain guess never outlives its evidence. After a look at the whole
+    frame (by the student or the cloud) nothing is carried: it has seen everything."""
+    static = Detections.empty() if looked_everywhere else with_static(Detections.empty(), settled, moved)
+    return with_static(now, static, []), with_static(sure, static, [])
+
+
 def with_static(current: Detections, previous: Detections, moved) -> Detections:
     """`current` plus the previous detections that no motion touched and no current one repeats."""
     still = previous[~touches(previous, moved)] if len(previous) else previous
