@@ -7,10 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from models.paths import ZOO_DIR
-
-STUDENT_DIR = ZOO_DIR / "student"
-
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent.bench.bench import default_clips, run_bench
@@ -20,7 +16,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     fetch_models()
     out = Path(args.out)
     cascade = {"level": args.level} if args.level else None
-    student = Path(args.student) if args.student else STUDENT_DIR / "manifest.json"
+    from models.student.derived import ensure_derived_student
+
+    student = Path(args.student) if args.student else ensure_derived_student()  # the agent's default
     summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
                         target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student,
                         adapt_epochs=args.adapt_epochs)
@@ -80,7 +78,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="person presence recall the chosen operating point must reach (default: 0.97)")
     p.add_argument("--teacher-cpu-s", type=float,
                    help="also price the baseline with your own model's CPU seconds per frame")
-    p.add_argument("--student", help="student manifest (default: the shipped student)")
+    p.add_argument("--student", help="student manifest (default: the agent's, the teacher-derived student)")
     p.add_argument("--adapt-fraction", type=float,
                    help="per-camera specialization: adapt on this first fraction of each clip, evaluate on the rest")
     p.add_argument("--adapt-epochs", type=int, default=60,

@@ -12,12 +12,15 @@ STUDENT_DIR = ZOO_DIR / "student"
 
 
 def fetch_models(force: bool = False) -> None:
-    """The teacher's weights and vtest.avi (cached), the teacher converted to ONNX."""
+    """The teacher's weights and vtest.avi (cached), the teacher converted to ONNX, and the agent's
+    student derived from the teacher's weights with the committed recipe."""
     from models.fetch import fetch_vtest
+    from models.student.derived import ensure_derived_student
     from models.teacher.build import ensure_teacher
 
     print(f"teacher manifest: {ensure_teacher(force=force)}")
     print(f"vtest.avi:        {fetch_vtest(force=force)}")
+    print(f"student:          {ensure_derived_student(force=force)} (derived from the teacher's weights)")
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -74,7 +77,10 @@ def _cmd_models_bench(args: argparse.Namespace) -> int:
     from models.fetch import fetch_vtest
 
     clip = Path(args.clip) if args.clip else fetch_vtest()
-    result = run_models_bench(Path(args.student), clip, frames=args.frames)
+    from models.student.derived import ensure_derived_student
+
+    derived = Path(args.derived) if args.derived else ensure_derived_student().parent
+    result = run_models_bench(Path(args.student), clip, frames=args.frames, derived_dir=derived)
     print(format_bench(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -120,6 +126,8 @@ def add_commands(msub: argparse._SubParsersAction) -> None:
 
     p = msub.add_parser("bench", help="teacher vs student latency and agreement, side by side")
     p.add_argument("--student", default=str(STUDENT_DIR), help="directory with manifest-fp32/int8.json")
+    p.add_argument("--derived", help="the teacher-derived student's directory (default: the agent's, in the "
+                                     "cache; `models derive --int8 --out DIR` adds its INT8 variant)")
     p.add_argument("--clip", help="clip for latency frames (default: vtest.avi)")
     p.add_argument("--frames", type=int, default=20, help="frames timed per model (default: 20)")
     p.add_argument("--json", help="also write the figures to this JSON file")

@@ -29,8 +29,8 @@ from edge_agent.config import AgentConfig
 from edge_agent.students.guard import Limits
 from models.bundle import plain_name
 from models.exceptions import ModelError
-from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.runtime import Detector, load_detector
+from models.student.derived import ensure_derived_student
 
 log = logging.getLogger(__name__)
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -41,7 +41,9 @@ class UpdateError(Exception):
 
 
 def configured_manifest(config: AgentConfig) -> Path:
-    return DEFAULT_STUDENT_MANIFEST if config.student == "default" else Path(config.student).expanduser()
+    if config.student == "default":
+        return ensure_derived_student()  # built from the committed recipe on first use (seconds, no training)
+    return Path(config.student).expanduser()
 
 
 def load_student(config: AgentConfig) -> Detector:

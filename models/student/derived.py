@@ -32,7 +32,7 @@ from contracts.labels import DEFAULT_COCO_GROUPS, PRODUCT_LABELS
 from models.exceptions import ModelError
 from models.fetch import fetch_teacher
 from models.manifest import Manifest, Platt, load_manifest, manifest_for
-from models.paths import cache_dir
+from models.paths import CENTERNET_STUDENT_MANIFEST, cache_dir
 from models.runtime import load_detector
 from models.student.evaluate import best_threshold, calibration_pairs, fit_platt
 from models.student.scenes import Scene
@@ -46,6 +46,14 @@ DEFAULT_INPUT_WH = (320, 192)
 KEEP_CLASSES = [c for label in PRODUCT_LABELS for c in DEFAULT_COCO_GROUPS[label]]
 # The recipe's calibration as committed (fitted by `edge-agent models derive` on the footage at hand).
 RECIPE = Path(__file__).resolve().parent.parent / "zoo" / "derived" / "recipe.json"
+
+
+def trainable_base(manifest_path: Path) -> Path:
+    """The student a fine-tune starts from: the manifest itself, or for the teacher-derived student (no
+    small trainable checkpoint) the shipped CenterNet, which a camera's own student must then beat."""
+    if load_manifest(manifest_path).training.get("family") == FAMILY:
+        return CENTERNET_STUDENT_MANIFEST
+    return Path(manifest_path)
 
 
 def derived_dir() -> Path:

@@ -21,6 +21,7 @@ from models.manifest import load_manifest
 from models.runtime import load_detector
 from models.student.collected import load_records, records_dataset
 from models.student.config import TrainConfig
+from models.student.derived import trainable_base
 from models.student.evaluate import run_on
 from models.student.train import Dataset, train_student
 
@@ -106,7 +107,7 @@ def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path, ep
     """One step of the loop: collect -> train -> decide. Writes the challenger and `decision.json` to
     `out_dir`; rolling out is the caller's (a model job, or `--install` into the agent config)."""
     champion_manifest = load_manifest(champion)
-    base = config or TrainConfig.model_validate(champion_manifest.training["config"])
+    base = config or TrainConfig.model_validate(load_manifest(trainable_base(champion)).training["config"])
     cfg = base.model_copy(update={"epochs": epochs, "learning_rate": min(base.learning_rate, 0.002)})
     records = load_records(records_dir, camera)
     data = records_dataset(records, (cfg.input_width * 2, cfg.input_height * 2), min_records=min_records)

@@ -20,11 +20,10 @@ from tqdm import tqdm
 from contracts.labels import PRODUCT_LABELS
 from models.exceptions import ModelError
 from models.manifest import load_manifest
-from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.runtime import load_detector
 from models.student.config import TrainConfig
 from models.student.data import ClipData, Split, pseudo_label_clip, resolve_clip, temporal_split
-from models.student.derived import FAMILY as DERIVED_FAMILY
+from models.student.derived import trainable_base
 from models.student.export import export_variants
 from models.student.net import StudentNet
 from models.student.targets import augment, build_targets
@@ -122,11 +121,7 @@ def train_student(cfg: TrainConfig, out_dir: Path, init_from: Path | None = None
         data = build_dataset(cfg, teacher_manifest)
     net = StudentNet()
     if init_from is not None:
-        parent = load_manifest(init_from)
-        if parent.training.get("family") == DERIVED_FAMILY:
-            # The teacher-derived student has no small trainable checkpoint: a camera's own student is
-            # fine-tuned from the shipped from-scratch one and must then beat the derived champion.
-            parent = load_manifest(CENTERNET_STUDENT_MANIFEST)
+        parent = load_manifest(trainable_base(init_from))
         checkpoint = parent.model_path.parent / parent.training.get("checkpoint", "")
         if not checkpoint.is_file():
             raise ModelError(f"cannot fine-tune from {init_from}: its checkpoint {checkpoint} is missing")
