@@ -53,6 +53,7 @@ def test_agent_over_vtest_with_the_real_server(teacher_server_url, vtest_path, t
     assert rows == (80, t["escalated"])
 
 
+@pytest.mark.slow
 def test_cloud_unreachable_is_decided_at_the_edge_and_counted(vtest_path, tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

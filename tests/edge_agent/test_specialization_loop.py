@@ -148,6 +148,7 @@ def promoted_at(history):
     return max(k for k, h in enumerate(history) if h["outcome"] == "promoted")
 
 
+@pytest.mark.slow
 def test_warmup_audits_until_enough_records_then_stops(tmp_path, plaza_frames, teacher_server_url):
     config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, enabled=True, warmup_records=10,
                      warmup_audit_fraction=1.0, check_interval_s=3600)

@@ -17,6 +17,8 @@ from models.runtime import load_detector
 from models.student import derived
 from models.student.scenes import Scene, load_scene, sample_frames
 
+pytestmark = pytest.mark.slow  # builds students from the teacher's weights: seconds per test
+
 
 @pytest.fixture(scope="module")
 def vtest_scene(teacher_manifest, vtest_path):

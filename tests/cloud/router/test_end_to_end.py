@@ -15,10 +15,11 @@ from contracts.training import TrainingRecord
 from contracts.wire import Verdict
 from tests.cloud.conftest import CAMERA, SITE, THING, escalation_event
 
+pytestmark = pytest.mark.slow  # moto and the teacher server: about a second per test
+
 T0 = 1_764_400_000.0
 
 
-@pytest.mark.slow
 def test_one_escalation_makes_a_row_an_object_an_alert_and_a_verdict(stack, plaza_crops, monkeypatch):
     event = escalation_event(plaza_crops, created_s=T0)
     mid = event["message_id"]
