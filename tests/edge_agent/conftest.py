@@ -60,3 +60,11 @@ def agent_config(tmp_path: Path, port: int, *, transport: str = "mqtt", thing: s
         "fleet": {"models_dir": str(tmp_path / "models"), "telemetry_interval_s": 0, **(fleet or {})},
     }
     return AgentConfig.model_validate(raw)
+
+
+def default_student_version() -> str:
+    """The version of the agent's default student (the teacher-derived one), as model info reports it."""
+    from models.manifest import load_manifest
+    from models.student.derived import ensure_derived_student
+
+    return load_manifest(ensure_derived_student()).version

@@ -22,7 +22,7 @@ from edge_agent.students.store import ModelStore, load_student
 from models.bundle import pack_bundle
 from models.paths import DEFAULT_STUDENT_MANIFEST
 from tests.edge_agent.aws_side import CloudResponder, JobsService, PacedSource, wait_until
-from tests.edge_agent.conftest import agent_config
+from tests.edge_agent.conftest import agent_config, default_student_version
 
 NEW = "1.0.1-test"
 
@@ -146,7 +146,8 @@ def test_installed_model_tampered_on_disk_never_runs(bundles, tmp_path):
     assert load_student(config).manifest.version == NEW
     onnx = next(target.glob("*.onnx"))
     onnx.write_bytes(onnx.read_bytes()[:-10])  # damaged after install
-    assert load_student(config).manifest.version == "1.0.0"  # the configured student, not the damaged one
+    # the configured student, not the damaged one
+    assert load_student(config).manifest.version == default_student_version()
 
 
 def test_failed_health_check_or_probation_keeps_or_restores_the_running_model(running, bundles, monkeypatch):
@@ -154,7 +155,7 @@ def test_failed_health_check_or_probation_keeps_or_restores_the_running_model(ru
     service.add("too-slow", _doc(bundles, "good"))
     wait_until(lambda: service.final("too-slow"), 30, "the slow model's job")
     assert "health check on live frames failed" in service.final("too-slow")[1]["reason"]
-    assert agent.model_info()["version"] == "1.0.0"
+    assert agent.model_info()["version"] == default_student_version()
 
     config.fleet.health_max_latency_ms = 10_000.0
     real_load = jobs_module.load_detector
@@ -178,7 +179,7 @@ def test_failed_health_check_or_probation_keeps_or_restores_the_running_model(ru
     wait_until(lambda: service.final("breaks-live"), 30, "the probation job")
     status, details = service.final("breaks-live")
     assert status == "FAILED" and "rolled back" in details["reason"]
-    assert agent.model_info()["version"] == "1.0.0"
+    assert agent.model_info()["version"] == default_student_version()
     assert ModelStore(config.fleet.models_dir).active_manifest() is None
     sampled = agent.summary()["total"]["sampled"]
     wait_until(lambda: agent.summary()["total"]["sampled"] > sampled + 3, 10, "frames after the roll-back")
@@ -206,7 +207,7 @@ def test_a_camera_job_gives_that_camera_its_own_student_and_refuses_a_mismatch(r
     assert agent.cameras["cam"].guard.limits.max_escalation == 0.3
     assert (agent.cameras["cam"].cascade.bands["person"].accept, agent.cameras["cam"].cascade.bands["person"].reject) \
         == (0.4, 0.1)  # the student's own bands, from the job
-    assert agent.model_info()["version"] == "1.0.0"  # the agent's own student is untouched
+    assert agent.model_info()["version"] == default_student_version()  # the agent's own student is untouched
     restarted = Agent(config, sources=[])
     try:  # the camera's student survives a restart, with its limits
         assert restarted.cameras["cam"].own_student.detector.manifest.version == "1.0.0+cam.1"

@@ -12,7 +12,7 @@ from contracts.jobs import Bands
 from edge_agent.app import Agent
 from edge_agent.fleet.shadow import InvalidDesired, replace_patch, resolve
 from tests.edge_agent.aws_side import CloudResponder, PacedSource, ShadowService, _delta, wait_until
-from tests.edge_agent.conftest import agent_config
+from tests.edge_agent.conftest import agent_config, default_student_version
 
 BASES = {"a": {"fps": 1.0, "cascade": {"budget_per_hour": 100}}, "b": {"fps": 1.0}}
 
@@ -54,7 +54,7 @@ def test_shadow_config_applied_live_and_bad_desired_state_rejected(broker, vtest
         wait_until(lambda: cam.config.fps == 2.0 and cam2.config.fps == 2.0, 10, "the offline change")
         assert sources[0].fps == 2.0  # the running source samples at the new rate
         wait_until(lambda: shadow.reported.get("defaults") == {"fps": 2.0}, 10, "the reported state")
-        assert shadow.reported["agent_version"] and shadow.reported["model_version"] == "1.0.0"
+        assert shadow.reported["agent_version"] and shadow.reported["model_version"] == default_student_version()
         assert shadow.reported["health"]["status"] == "ok"
 
         sampled = cam.counters.sampled

@@ -14,7 +14,7 @@ import pytest
 from edge_agent.app import Agent
 from edge_agent.logs import JsonFormatter
 from tests.edge_agent.aws_side import CloudResponder, PacedSource, wait_until
-from tests.edge_agent.conftest import agent_config
+from tests.edge_agent.conftest import agent_config, default_student_version
 
 
 @pytest.mark.slow
@@ -34,7 +34,8 @@ def test_telemetry_reports_rates_spool_cpu_memory_and_model(broker, vtest_frames
     # What reaches the cloud parses and names the gateway; the rates themselves are checked without timing
     # anything in test_port_doubles.py (a loaded machine may see no frame in an interval).
     last = cloud.telemetry[-1]
-    assert (last.thing, last.site, last.model_version, last.connected) == ("gw-tele", "site-t", "1.0.0", True)
+    expected = ("gw-tele", "site-t", default_student_version(), True)
+    assert (last.thing, last.site, last.model_version, last.connected) == expected
     cam = last.cameras["cam"]
     assert set(cam) == {"fps", "motion_rate", "escalation_rate", "cloud_failed_rate", "own_student"}
     assert all(0 <= cam[k] <= 1 for k in ("motion_rate", "escalation_rate", "cloud_failed_rate"))
