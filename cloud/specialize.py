@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud.exceptions import CloudError
-from contracts.jobs import ModelJob
+from models.student.decision import Decision
+from models.student.defaults import DEFAULTS, SpecializationDefaults
 
 log = logging.getLogger(__name__)
 PRESIGN_S = 7 * 24 * 3600  # a gateway offline for a week can still fetch its update
@@ -39,11 +40,12 @@ class Options:
     thing: str | None = None
     prefix: str = "training-data/"
     models_prefix: str = "models/cameras/"
-    epochs: int = 60
-    target_recall: float = 0.97
-    min_records: int = 40
+    epochs: int = DEFAULTS.epochs
+    target_recall: float = DEFAULTS.target_recall
+    min_records: int = DEFAULTS.min_records
     endpoint_url: str | None = None
     region: str | None = None
+    rules: SpecializationDefaults = DEFAULTS  # promotion and guard rules; epochs etc. above override them
 
 
 def sync_records(s3: Any, bucket: str, prefix: str, dest: Path) -> tuple[int, int]:
@@ -66,11 +68,10 @@ def sync_records(s3: Any, bucket: str, prefix: str, dest: Path) -> tuple[int, in
     return total, fetched
 
 
-def publish(s3: Any, iot: Any, options: Options, challenger: Path, decision: dict) -> dict:
+def publish(s3: Any, iot: Any, options: Options, challenger: Path, decision: Decision) -> dict:
     """Upload the promoted challenger's bundle and create the camera's model-update job (or, without a
     thing, just return the job document)."""
     from models.bundle import pack_bundle
-    from models.student.limits import rollback_limits
 
     version = json.loads(challenger.read_text())["version"]
     bundle = options.out / "bundle.tar.gz"
@@ -79,9 +80,7 @@ def publish(s3: Any, iot: Any, options: Options, challenger: Path, decision: dic
     s3.upload_file(str(bundle), options.bucket, key)
     url = s3.generate_presigned_url("get_object", Params={"Bucket": options.bucket, "Key": key},
                                     ExpiresIn=PRESIGN_S)
-    document = ModelJob.model_validate({"operation": "model-update", "version": version, "url": url,
-                                        "sha256": sha256, "camera": options.camera, "bands": decision.get("bands"),
-                                        **rollback_limits(decision)}).model_dump(exclude_none=True)
+    document = decision.camera_job(version, url, sha256).model_dump(exclude_none=True)
     out = {"bundle": f"s3://{options.bucket}/{key}", "document": document}
     if options.thing:
         thing_arn = iot.describe_thing(thingName=options.thing)["thingArn"]
@@ -108,11 +107,11 @@ def run(options: Options) -> dict:
     total, fetched = sync_records(s3, options.bucket, prefix, records)
     log.info("camera %s: %d training records in s3://%s/%s (%d new)", options.camera, total, options.bucket,
              prefix, fetched)
-    decision = specialize(options.camera, records, options.champion, options.out / "challenger",
+    decision = specialize(options.camera, records, options.champion, options.out / "challenger", options.rules,
                           epochs=options.epochs, target_recall=options.target_recall, min_records=options.min_records)
-    result = {"camera": options.camera, "records": total, "downloaded": fetched, "promote": decision["promote"],
-              "why": decision["why"]}
-    if decision["promote"]:
+    result = {"camera": options.camera, "records": total, "downloaded": fetched, "promote": decision.promote,
+              "verdict": decision.verdict, "why": decision.why}
+    if decision.promote:
         iot = client("iot", endpoint_url=options.endpoint_url, region_name=options.region) if options.thing else None
         result.update(publish(s3, iot, options, options.out / "challenger" / "manifest.json", decision))
     return result
@@ -130,9 +129,13 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--prefix", default="training-data/", help="the router's training prefix (default: "
                                                                "training-data/)")
     p.add_argument("--models-prefix", default="models/cameras/", help="where bundles go in the bucket")
-    p.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (default: 60)")
-    p.add_argument("--target-recall", type=float, default=0.97, help="presence recall to compare at (default: 0.97)")
-    p.add_argument("--min-records", type=int, default=40, help="refuse with fewer records (default: 40)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs,
+                   help=f"fine-tuning epochs (default: {DEFAULTS.epochs})")
+    p.add_argument("--target-recall", type=float, default=DEFAULTS.target_recall,
+                   help=f"presence recall the lower bound must reach (default: {DEFAULTS.target_recall})")
+    p.add_argument("--min-records", type=int, default=DEFAULTS.min_records,
+                   help=f"refuse with fewer records (default: {DEFAULTS.min_records})")
+    p.add_argument("--rules", help="promotion and guard rules as JSON (models/student/defaults.py's fields)")
     p.add_argument("--endpoint-url", help="AWS endpoint override (e.g. a moto_server for a dry run)")
     p.add_argument("--region", help="AWS region (default: your AWS configuration's)")
 
@@ -140,7 +143,9 @@ def add_arguments(p: Any) -> None:
 def run_from_args(args: Any) -> int:
     options = Options(args.bucket, args.site, args.camera, Path(args.champion), Path(args.out), args.thing,
                       args.prefix, args.models_prefix, args.epochs, args.target_recall, args.min_records,
-                      args.endpoint_url, args.region)
+                      args.endpoint_url, args.region,
+                      SpecializationDefaults.model_validate_json(Path(args.rules).read_text()) if args.rules
+                      else DEFAULTS)
     result = run(options)
     print(json.dumps(result, indent=2))
     return 0

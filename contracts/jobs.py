@@ -42,3 +42,8 @@ class ModelJob(BaseModel):
     max_escalation: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
     max_audit_disagreement: float | None = Field(None, gt=0, le=1, description="camera only: roll back above this")
     bands: Bands | None = Field(None, description="camera only: the student's own cascade bands")
+    # camera only: the guard's recall test as the decision sized it (models/student/sequential.py)
+    audit_fraction: float | None = Field(None, gt=0, le=1, description="the audit share the test needs")
+    recall_threshold: int | None = Field(None, ge=1, description="the CUSUM's alarm level")
+    recall_weight: int | None = Field(None, ge=1, description="what a missed audit adds to it")
+    recall_labels: list[str] | None = Field(None, description="the labels it watches")

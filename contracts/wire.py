@@ -34,7 +34,7 @@ from contracts.codec import (
     require,
 )
 
-REASONS = ("uncertain", "audit")
+REASONS = ("uncertain", "audit", "onboarding")  # onboarding: a camera without a proven student
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from contracts.jobs import Bands
 from edge_agent.pipeline.motion import MotionConfig
+from models.student.defaults import DEFAULTS, SpecializationDefaults
 
 
 class ConfigError(Exception):
@@ -61,12 +62,34 @@ class TrackerSettings(_Strict):
     max_age_s: float = Field(3.0, gt=0)
 
 
+class OnboardingSettings(_Strict):
+    """A camera without a proven student of its own onboards: the cloud decides every frame where the
+    student's answer could matter, and the teacher's answers become its training records."""
+
+    enabled: bool = Field(True, description="onboard until a student of its own is promoted on evidence "
+                                            "(false: run the agent's student from the start, trading misses "
+                                            "for savings)")
+    still_check_s: float = Field(DEFAULTS.still_check_s, ge=0, description="with no motion, still send a frame "
+                                                                           "this often (0: never)")
+
+
+class StudentGuardSettings(_Strict):
+    """A promoted student's recall test (models/student/sequential.py): `models specialize --install` writes it."""
+
+    audit_fraction: float = Field(gt=0, le=1, description="the audit share the test was sized for")
+    recall_threshold: int = Field(ge=1, description="the CUSUM's alarm level")
+    recall_weight: int = Field(ge=1, description="what a missed audit adds to it (a hit takes 1 away)")
+    recall_labels: list[Literal["person", "vehicle"]] = Field(
+        default_factory=lambda: list(DEFAULTS.promotion_labels), min_length=1)
+
+
 class CameraSettings(_Strict):
     fps: float = Field(1.0, gt=0, le=30, description="sampled frames per second")
     motion: MotionConfig = Field(default_factory=MotionConfig)
     regions: RegionSettings = Field(default_factory=RegionSettings)
     cascade: CascadeSettings = Field(default_factory=CascadeSettings)
     tracker: TrackerSettings = Field(default_factory=TrackerSettings)
+    onboarding: OnboardingSettings = Field(default_factory=OnboardingSettings)
 
 
 class CameraConfig(CameraSettings):
@@ -78,6 +101,8 @@ class CameraConfig(CameraSettings):
     student_max_audit_disagreement: float | None = Field(
         None, gt=0, le=1, description="back to the agent's student if this camera's audits disagree more than this")
     student_bands: Bands | None = Field(None, description="this camera's own student's cascade bands (every label)")
+    student_guard: StudentGuardSettings | None = Field(
+        None, description="this camera's own student's recall test, as its decision sized it")
 
 
 # A camera's identity, source and own student: fixed by its config, never by a live settings change.
@@ -153,24 +178,51 @@ class SpecializationSettings(_Strict):
     records_dir: str = Field("framesieve-training", description="the teacher's answers, one folder per camera")
     retrain_after_records: int = Field(200, ge=1, description="run the loop after this many new records")
     interval_s: float = Field(86_400.0, ge=0, description="and at least this often when there are new ones (0: off)")
-    min_records: int = Field(40, ge=4, description="never train on fewer")
+    min_records: int = Field(DEFAULTS.min_records, ge=4, description="never train on fewer")
     keep_records: int = Field(2000, ge=8, description="newest records kept per camera; older ones are deleted")
-    epochs: int = Field(60, ge=1, le=500)
-    target_recall: float = Field(0.97, gt=0, le=1, description="presence recall the decision compares at")
-    warmup_records: int = Field(100, ge=0, description="a camera audits more until it has this many records")
+    epochs: int = Field(DEFAULTS.epochs, ge=1, le=500)
+    target_recall: float = Field(DEFAULTS.target_recall, gt=0, lt=1,
+                                 description="presence recall a promoted student's lower bound must reach")
+    confidence: float = Field(DEFAULTS.confidence, gt=0.5, lt=1, description="of that one-sided lower bound")
+    bound: Literal["wilson", "clopper-pearson"] = Field(DEFAULTS.bound, description="how the bound is computed")
+    min_present: int = Field(DEFAULTS.min_present, ge=1, description="held-back frames showing each promotion "
+                                                                     "label, at least")
+    min_absent: int = Field(DEFAULTS.min_absent, ge=0, description="held-back frames without it, at least")
+    min_span_s: float = Field(DEFAULTS.min_span_s, ge=0, description="camera time the held-back frames must cover")
+    promotion_labels: list[Literal["person", "vehicle"]] = Field(
+        default_factory=lambda: list(DEFAULTS.promotion_labels), min_length=1,
+        description="labels whose recall bound decides a promotion and which the guard watches")
+    guard_recall_drop_to: float = Field(DEFAULTS.guard_recall_drop_to, gt=0, lt=1,
+                                        description="the fall of recall the guard must notice...")
+    guard_detect_s: float = Field(DEFAULTS.guard_detect_s, gt=0, description="...within this much camera time")
+    guard_power: float = Field(DEFAULTS.guard_power, gt=0.5, lt=1, description="...with this probability")
+    guard_false_alarms_per_week: float = Field(DEFAULTS.guard_false_alarms_per_week, gt=0,
+                                               description="...at most this many false alarms a week")
+    guard_max_audit_fraction: float = Field(DEFAULTS.guard_max_audit_fraction, gt=0, le=1,
+                                            description="no promotion when the guard would need more audits")
+    warmup_records: int = Field(100, ge=0, description="a camera not onboarding audits more until it has this many")
     warmup_audit_fraction: float = Field(0.25, ge=0, le=1, description="its audit share during the warm-up")
-    escalation_margin: float = Field(0.05, ge=0, le=1, description="roll back above the champion's live "
-                                                                    "escalation fraction plus this")
-    audit_margin: float = Field(0.1, ge=0, le=1, description="roll back above the champion's audit "
-                                                              "disagreement plus this")
+    escalation_margin: float = Field(DEFAULTS.escalation_margin, ge=0, le=1,
+                                     description="roll back above the champion's live escalation fraction plus this")
+    audit_margin: float = Field(DEFAULTS.audit_margin, ge=0, le=1,
+                                description="roll back above the champion's audit disagreement plus this")
     check_interval_s: float = Field(60.0, gt=0, description="how often the loop looks for new records")
     train_threads: int = Field(1, ge=1, le=64, description="CPU threads for training (it runs niced)")
     timeout_s: float = Field(3600.0, gt=0, description="a training run taking longer is stopped")
+
+    def rules(self) -> SpecializationDefaults:
+        """The promotion and guard rules these settings make (for `models specialize`)."""
+        return DEFAULTS.model_copy(update={k: getattr(self, k) for k in SpecializationDefaults.model_fields
+                                           if k in type(self).model_fields} | {
+            "promotion_labels": tuple(self.promotion_labels)})
 
     @model_validator(mode="after")
     def _enough_kept(self) -> SpecializationSettings:
         if self.keep_records < self.min_records:
             raise ValueError(f"keep_records ({self.keep_records}) must be at least min_records ({self.min_records})")
+        if self.guard_recall_drop_to >= self.target_recall:
+            raise ValueError(f"guard_recall_drop_to ({self.guard_recall_drop_to}) must be below target_recall "
+                             f"({self.target_recall}): the guard notices a fall")
         return self
 
 

@@ -138,6 +138,11 @@ class Agent:
         return events
 
     # -- the AgentPort ----------------------------------------------------------------------------------
+    def run_commands(self, frames: list[SampledFrame]) -> None:
+        """Queued commands now, checked on `frames` (the loop does it before every batch; the new-camera bench
+        drives the agent frame by frame and calls it itself)."""
+        self._commands.run(frames, self._handle)
+
     def status(self) -> AgentStatus:
         return AgentStatus(ModelInfo.of(self.student.detector), {cid: c.status() for cid, c in self.cameras.items()},
                            self.errors, self.started_s)

@@ -1,7 +1,8 @@
 """One camera's pipeline, run on the agent's loop thread: `look` (motion gate, regions: where should the
 student look?) and `settle` (tracker, cascade, the cloud when unsure, carry: what is the frame's final
 answer?). Everything that changes a camera goes through its public methods: live settings, its own
-student and its rollback, the warm-up.
+student and its rollback, the warm-up. A camera without a proven student of its own onboards
+(pipeline/onboarding.py): every frame with motion goes to the cloud, and a still scene at its check interval.
 
 The student itself runs between the two steps, in the agent, batched over cameras.
 """
@@ -84,6 +85,7 @@ class CameraPipeline:
         self.own_student: BatchedStudent | None = None  # a per-camera (specialized) student, else the agent's
         self.guard = StudentGuard()  # rolls the own student back if it does worse live
         self.counters = Counters()
+        self._onboard()
 
     @property
     def id(self) -> str:
@@ -100,14 +102,18 @@ class CameraPipeline:
             self.gate = MotionGate(self.config.motion, (w, h))
             self.last = self.settled = Detections.empty()
         motion = self.gate.detect(frame.image)
-        if not motion.has_motion:
+        onboarding = self.cascade.onboarding
+        still_check = not motion.has_motion and onboarding.still_check_due(frame.pts_s)
+        if not motion.has_motion and not still_check:
             self.counters.motion_skipped += 1
             return FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "carried", False, self.last,
                               frame.wall_time)
+        if onboarding.active:
+            onboarding.sent(frame.pts_s)  # now, not at the decision: a batch may hold more of this camera's frames
         s = self.config.regions
         if self.own_student is not None:
             model_wh = self.own_student.detector.input_wh
-        if s.refresh_s and frame.pts_s - self.last_whole_s >= s.refresh_s:
+        if still_check or (s.refresh_s and frame.pts_s - self.last_whole_s >= s.refresh_s):
             # Carried detections live only until the next whole-frame look, so a stale one (a student
             # false positive on a tripod, a car that left unseen) cannot last for ever.
             regions = whole_frame_regions((w, h), model_wh, s.max_downscale)
@@ -137,20 +143,21 @@ class CameraPipeline:
             c.escalated += 1
             if decision.reason == "audit":  # the edge's answer, checked: did it say what the teacher said?
                 c.audit += 1
-                self.guard.audit(self._disagrees(decision.edge, answer))
+                self.guard.audited(*self._labels(decision.edge, answer), set(self.cascade.bands))
         else:
             c.edge_decided += 1
-        self.guard.frame(decision.reason == "uncertain")
+        self.guard.frame(decision.reason == "uncertain" or decision.uncertain)  # onboarding: would it have?
         looked_everywhere = look.whole_frame or (answer is not None and answer.whole_frame)
         sure = event.detections if event.escalated else confident(event.detections, self.cascade.bands)
         event.detections, self.settled = carry(event.detections, sure, self.settled, look.moved, looked_everywhere)
         self.last = event.detections
         return event
 
-    def _disagrees(self, edge: Detections, answer: Answer) -> bool:
+    @staticmethod
+    def _labels(edge: Detections, answer: Answer) -> tuple[set[str], set[str]]:
+        """(what the edge said, what the teacher said) inside the audited crops."""
         inside = edge[centre_inside(edge, answer.crops)]
-        return {str(x) for x in inside.labels} != {str(x) for x in answer.cloud.labels
-                                                   if str(x) in self.cascade.bands}
+        return {str(x) for x in inside.labels}, {str(x) for x in answer.cloud.labels}
 
     # -- changes, on the loop's thread ----------------------------------------------------------------
     def reconfigure(self, new: CameraSettings) -> None:
@@ -163,6 +170,9 @@ class CameraPipeline:
         self.cascade.level, self.cascade.audit_fraction = c.level, c.audit_fraction
         self.cascade.budget.resize(c.budget_per_hour)
         self.tracker.iou_threshold, self.tracker.max_age_s = new.tracker.iou, new.tracker.max_age_s
+        if self.own_student is not None and self.guard.limits.audit_fraction:  # what its recall test needs
+            self.cascade.audit_fraction = max(c.audit_fraction, self.guard.limits.audit_fraction)
+        self._onboard()
         if new.motion != old.motion and self.gate is not None:
             self.gate = self.gate.reconfigured(new.motion)
         log.info("camera %s: settings applied live", old.id)
@@ -174,14 +184,29 @@ class CameraPipeline:
             self.cascade.bands = dict.fromkeys(self.cascade.bands, bands)
         self.cascade.student_thresholds = detector.manifest.thresholds
         self.cascade.warmup_audit_fraction = 0.0
+        if limits.audit_fraction:  # the share its recall test was sized for
+            self.cascade.audit_fraction = max(self.config.cascade.audit_fraction, limits.audit_fraction)
         self.guard.watch(limits)
+        self._onboard()
 
     def drop_student(self, agent_thresholds: dict[str, float]) -> None:
         """Back to the agent's student, at the camera's configured bands."""
         self.own_student = None
         self.cascade.student_thresholds = agent_thresholds
         self.cascade.bands = dict(self.config.cascade.labels)
+        self.cascade.audit_fraction = self.config.cascade.audit_fraction
         self.guard.watch(Limits())
+        self._onboard()  # back to onboarding: the cloud decides and the records start again
+
+    def _onboard(self) -> None:
+        """A camera without a proven student of its own onboards, unless its config opts out."""
+        settings = self.config.onboarding
+        self.cascade.onboarding.active = settings.enabled and self.own_student is None
+        self.cascade.onboarding.still_check_s = settings.still_check_s
+
+    @property
+    def onboarding(self) -> bool:
+        return self.cascade.onboarding.active
 
     def start_warmup(self, audit_fraction: float) -> None:
         self.cascade.warmup_audit_fraction = audit_fraction

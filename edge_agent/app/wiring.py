@@ -103,8 +103,11 @@ def camera_student(config: AgentConfig, cam: CameraConfig) -> CameraStudent | No
         return installed
     if cam.student:
         detector = load_detector(Path(os.path.expanduser(cam.student)), threads=config.student_threads)
-        return CameraStudent(detector, Limits(cam.student_max_escalation, cam.student_max_audit_disagreement),
-                             cam.student_bands)
+        g = cam.student_guard
+        limits = Limits(cam.student_max_escalation, cam.student_max_audit_disagreement,
+                        g.audit_fraction if g else None, g.recall_threshold if g else None,
+                        g.recall_weight if g else None, tuple(g.recall_labels) if g else ("person",))
+        return CameraStudent(detector, limits, cam.student_bands)
     return None
 
 

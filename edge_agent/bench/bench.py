@@ -11,11 +11,13 @@ from tqdm import tqdm
 
 from edge_agent.bench.adapt import run_adapt
 from edge_agent.bench.metrics import clip_summary, pooled
+from edge_agent.bench.new_camera import figures, run_new_camera
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 from edge_agent.bench.sweep import pick_operating_point, sweep
 from models.manifest import load_manifest
 from models.paths import DEFAULT_STUDENT_MANIFEST, shared_footage_dir
 from models.student.data import resolve_clip
+from models.student.defaults import DEFAULTS
 from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,8 @@ def _model_card(path: Path) -> dict:
 
 def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None = None,
               with_sweep: bool = True, target_recall: float = 0.97, adapt_fraction: float | None = None,
-              student: Path = DEFAULT_STUDENT_MANIFEST, adapt_epochs: int = 60) -> dict:
+              student: Path = DEFAULT_STUDENT_MANIFEST, adapt_epochs: int = DEFAULTS.epochs,
+              new_camera: bool = False, new_camera_overrides: dict | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     results, raw, skipped, timelines = {}, {}, {}, {}
     with local_inference_server() as url:
@@ -59,7 +62,7 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
                 log.warning("skipping %s: %s", name, skipped[name])
                 continue
             camera = path.stem
-            baseline = run_baseline(path, fps, keep_frames=with_sweep or bool(adapt_fraction))
+            baseline = run_baseline(path, fps, keep_frames=with_sweep or bool(adapt_fraction) or new_camera)
             if not baseline.detections:
                 skipped[name] = "no frame could be read"
                 continue
@@ -72,6 +75,11 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
             if adapt_fraction:
                 summary["adaptation"] = run_adapt(path, fps, adapt_fraction, url, out_dir / "adapt",
                                                   generic=student, baseline=baseline, epochs=adapt_epochs)
+            if new_camera:  # the production path from a cold start; the generic cascade above is its reference
+                result = run_new_camera(path, fps, url, out_dir / "new-camera" / camera, student,
+                                        new_camera_overrides, baseline, with_generic=False)
+                result["generic"] = figures(hybrid.lines, baseline, fps)
+                summary["new_camera"] = result
             results[path.name] = summary
             raw[path.name] = (hybrid, baseline)
             timelines[path.name] = [
@@ -105,7 +113,19 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
 
 
 def _warmup(results: dict) -> dict | None:
-    """The adaptation phase's extra escalations, for the cost model to amortise (None without one)."""
+    """The adaptation phase's (or onboarding's) extra escalations, for the cost model to amortise (None
+    without one). With --new-camera: onboarding is the warm-up, and the steady state is what the camera
+    ran after it (its onboarding again when nothing was promoted)."""
+    cams = [r["new_camera"] for r in results.values() if r.get("new_camera")]
+    if cams:
+        onboarding = [c["phases"]["onboarding"] for c in cams]
+        frames = sum(o["frames"] for o in onboarding)
+        steady = [c["phases"]["specialized"] if c["phases"]["specialized"]["frames"] else c["phases"]["onboarding"]
+                  for c in cams]
+        return {"escalation_fraction": round(sum(o["escalated"] for o in onboarding) / max(1, frames), 4),
+                "hours": round(frames / cams[0]["fps"] / len(cams) / 3600, 4),
+                "steady_escalation_fraction": round(sum(s["escalated"] for s in steady)
+                                                    / max(1, sum(s["frames"] for s in steady)), 4)}
     runs = [r["adaptation"] for r in results.values() if r.get("adaptation")]
     if not runs:
         return None

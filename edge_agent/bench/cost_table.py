@@ -109,8 +109,13 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     for name, usd in rows:
         ratios = "".join(f" {usd / c.baseline.usd_per_camera_month:>14.3f}" for c in r.comparisons)
         lines.append(f"  {name:<34} {_usd(usd):>11} {_usd(usd * r.cameras):>12}{ratios}")
-    if r.warmup_usd_per_camera_month is not None:
-        lines.append(f"  the warm-up adds {_usd(r.warmup_usd_per_camera_month)}/camera-month to the cloud bill")
+    if r.warmup_usd_per_camera_month is not None and r.summary.warmup is not None:
+        w, months = r.summary.warmup, r.pricing.warmup_amortisation_months
+        escalations = w.escalation_fraction * w.hours * 3600 * r.summary.fps
+        lines.append(f"  onboarding a new camera: {escalations:,.0f} escalations over {w.hours:g} h "
+                     f"({w.escalation_fraction:.1%} of its frames), {_usd(r.warmup_usd_per_camera_month * months)} "
+                     f"per new camera; amortised over {months:g} month(s) it adds "
+                     f"{_usd(r.warmup_usd_per_camera_month)}/camera-month to the cloud bill")
 
     lines += ["", "$ per million escalations (endpoint instance-hours shared over this fleet's escalations):"]
     lines += [f"  {name:<50} {_usd(usd * PER):>10}" for name, usd in h.per_escalation()]

@@ -44,7 +44,14 @@ def plot_specialization(summary: dict, path: Path) -> bool:
     """Per adapted clip, frame by frame over media time: the adaptation phase (generic student, warm-up),
     then the evaluation phase with the generic and with the specialized student. Blue: escalated; red
     cross: person presence differs from the teacher. False (nothing drawn) without an adaptation."""
-    adapted = {clip: r["adaptation"] for clip, r in summary["clips"].items() if r.get("adaptation")}
+    cams = {clip: r["new_camera"] for clip, r in summary["clips"].items() if r.get("new_camera")}
+    if cams:
+        from edge_agent.bench.new_camera import plot_new_camera
+
+        plot_new_camera(cams, path)
+        return True
+    adapted = {clip: r["adaptation"] for clip, r in summary["clips"].items()
+               if r.get("adaptation") and "specialized" in r["adaptation"]["eval"]}
     if not adapted:
         return False
     lanes = [("adapt", "generic", "adaptation: generic, warm-up"), ("eval", "generic", "evaluation: generic"),
@@ -135,6 +142,7 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = list(summary["clips"].items()) + [("**total**", t)]
+    cams = {clip: r["new_camera"] for clip, r in summary["clips"].items() if r.get("new_camera")}
     for clip, r in rows:
         p, v = r["labels"]["person"], r["labels"]["vehicle"]
         lines.append(
@@ -218,6 +226,10 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
         lines.append("")
     lines += ["![escalations and detections over time](timeline.png)", "",
               "![accuracy against escalations](tradeoff.png)", ""]
+    if cams:
+        from edge_agent.bench.new_camera import report_section
+
+        lines += [report_section(cams), "![specialization, frame by frame](specialization.png)", ""]
     if cost_text:
         lines += ["## Cost", "", "```", cost_text, "```", "", "![cost per camera-month](cost.png)", ""]
     path = out_dir / "report.md"

@@ -146,8 +146,11 @@ class Hybrid:
 
 
 def agent_config(camera: str, clip: Path, fps: float, url: str, cascade: dict | None = None,
-                 crop: str = "frame", regions: dict | None = None) -> AgentConfig:
-    cam: dict = {"id": camera, "source": str(clip), "fps": fps}
+                 crop: str = "frame", regions: dict | None = None, onboarding: bool = False) -> AgentConfig:
+    """A one-camera config for the bench. Onboarding is off unless asked for: the hybrid measured is the
+    student's cascade (what a camera runs once it has a student; `bench --new-camera` measures the path
+    from onboarding)."""
+    cam: dict = {"id": camera, "source": str(clip), "fps": fps, "onboarding": {"enabled": onboarding}}
     if cascade:
         cam["cascade"] = cascade
     if regions:

@@ -22,6 +22,7 @@ from edge_agent.app import Agent
 from edge_agent.bench.runner import ReplaySource
 from edge_agent.config import AgentConfig
 from edge_agent.pipeline.sources import SampledFrame, open_source
+from models.student.defaults import DEFAULTS
 
 
 def _frames(clip: Path, fps: float, count: int) -> list:
@@ -50,14 +51,17 @@ def measure(clip: Path, records: Path, camera: str, champion: Path, frames: int 
         raise ValueError(f"{clip} gave no frames")
     with tempfile.TemporaryDirectory(prefix="framesieve-impact-") as tmp:
         config = AgentConfig.model_validate({
-            "student": str(champion), "cameras": [{"id": "impact", "source": str(clip), "fps": fps}],
+            "student": str(champion), "cameras": [{"id": "impact", "source": str(clip), "fps": fps,
+                                                         "onboarding": {"enabled": False}}],
             "escalation": {"transport": "none"}})
         db = Path(tmp) / "events.sqlite"
         _pass(config, images, fps, db)  # warm-up: first-call allocations, caches
         idle = [_pass(config, images, fps, db) for _ in range(3)]
+        rules = Path(tmp) / "rules.json"  # train whatever the evidence: this measures the training's cost
+        rules.write_text(DEFAULTS.model_copy(update={"min_present": 1, "min_absent": 1, "min_span_s": 0.0,
+                                                     "min_records": 4, "epochs": epochs}).model_dump_json())
         args = [sys.executable, "-m", "edge_agent.cli", "models", "specialize", "--camera", camera, "--data",
-                str(records), "--from", str(champion), "--out", str(Path(tmp) / "challenger"), "--epochs",
-                str(epochs), "--min-records", "4"]
+                str(records), "--from", str(champion), "--out", str(Path(tmp) / "challenger"), "--rules", str(rules)]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         started = time.perf_counter()
         with open(Path(tmp) / "train.log", "wb") as log:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from models.student.defaults import DEFAULTS
+
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent.bench.bench import default_clips, run_bench
@@ -21,7 +23,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     student = Path(args.student) if args.student else ensure_derived_student()  # the agent's default
     summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
                         target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student,
-                        adapt_epochs=args.adapt_epochs)
+                        adapt_epochs=args.adapt_epochs, new_camera=args.new_camera,
+                        new_camera_overrides=_new_camera_overrides(args.new_camera_config))
     timelines = json.loads((out / "timeline.json").read_text())
     plot_timeline(timelines, out / "timeline.png")
     plot_tradeoff(summary, out / "tradeoff.png")
@@ -30,6 +33,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     report = write_report(summary, out, cost_text)
     print(report.read_text())
     return 0
+
+
+def _new_camera_overrides(path: str | None) -> dict | None:
+    """`--new-camera-config FILE`: an agent config's `specialization` mapping (and `onboarding`), validated."""
+    if path is None:
+        return None
+    import yaml
+
+    from edge_agent.config import OnboardingSettings, SpecializationSettings
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    spec = SpecializationSettings.model_validate(raw.get("specialization", {}))
+    camera = {"onboarding": OnboardingSettings.model_validate(raw["onboarding"]).model_dump()} \
+        if "onboarding" in raw else {}
+    return {"specialization": spec.model_dump(exclude_unset=True), "camera": camera}
 
 
 def _bench_cost(summary_path: Path, png: Path, teacher_cpu_s: float | None) -> str:
@@ -81,8 +99,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--student", help="student manifest (default: the agent's, the teacher-derived student)")
     p.add_argument("--adapt-fraction", type=float,
                    help="per-camera specialization: adapt on this first fraction of each clip, evaluate on the rest")
-    p.add_argument("--adapt-epochs", type=int, default=60,
-                   help="fine-tuning epochs of that specialization (default: 60, as `models specialize`)")
+    p.add_argument("--adapt-epochs", type=int, default=DEFAULTS.epochs,
+                   help=f"fine-tuning epochs of that specialization (default: {DEFAULTS.epochs})")
+    p.add_argument("--new-camera", action="store_true",
+                   help="the production path from a cold start: onboarding, the loop training synchronously when "
+                        "due, promotion on evidence, guard, rollback; <clip>.jsonl with a phase per frame")
+    p.add_argument("--new-camera-config", metavar="FILE",
+                   help="YAML with `specialization:` (and `onboarding:`) settings for --new-camera (default: the "
+                        "agent's defaults); lowering the evidence gate makes a demonstration, not a measurement")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("cost", help="$ per camera-month and per fleet, baseline vs hybrid, from a bench summary")

@@ -8,21 +8,25 @@ import json
 from pathlib import Path
 
 from models.paths import ZOO_DIR
+from models.student.defaults import DEFAULTS
 
 STUDENT_DIR = ZOO_DIR / "student"
 
 
 def _cmd_specialize(args: argparse.Namespace) -> int:
+    from models.student.defaults import SpecializationDefaults
     from models.student.specialize import specialize
 
-    decision = specialize(args.camera, Path(args.data), Path(args.init_from), Path(args.out), epochs=args.epochs,
-                          accept=args.accept, reject=args.reject, target_recall=args.target_recall,
+    rules = SpecializationDefaults.model_validate_json(Path(args.rules).read_text()) if args.rules else DEFAULTS
+    decision = specialize(args.camera, Path(args.data), Path(args.init_from), Path(args.out), rules,
+                          accept=args.accept, reject=args.reject, epochs=args.epochs, target_recall=args.target_recall,
                           min_records=args.min_records)
-    verdict = "PROMOTE the challenger" if decision["promote"] else "keep the champion"
-    print(f"camera {args.camera}: {decision['records']} records, {decision['frames']} held-back frames compared")
-    print(f"{verdict}: {decision['why']}")
-    print(f"challenger: {Path(args.out) / 'manifest.json'}; decision: {Path(args.out) / 'decision.json'}")
-    if args.install and decision["promote"]:
+    verdict = {"promote": "PROMOTE the challenger", "keep": "keep the champion",
+               "collect": "keep collecting"}[decision.verdict]
+    print(f"camera {args.camera}: {decision.records} records, {decision.frames} held-back frames compared")
+    print(f"{verdict}: {decision.why}")
+    print(f"decision: {Path(args.out) / 'decision.json'}")
+    if args.install and decision.promote:
         from edge_agent.specialization.install import install_in_config
 
         limits = install_in_config(Path(args.install), args.camera, Path(args.out) / "manifest.json", decision)
@@ -61,11 +65,15 @@ def add_commands(msub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="init_from", default=str(STUDENT_DIR / "manifest.json"),
                    help="the camera's current student, the champion (default: the shipped student)")
     p.add_argument("--out", required=True, help="output directory for the challenger and decision.json")
-    p.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (default: 60)")
-    p.add_argument("--accept", type=float, default=0.5, help="cascade accept threshold to compare at (default: 0.5)")
-    p.add_argument("--reject", type=float, default=0.2, help="cascade reject threshold to compare at (default: 0.2)")
-    p.add_argument("--target-recall", type=float, default=0.97, help="person presence recall to reach (default: 0.97)")
-    p.add_argument("--min-records", type=int, default=8, help="refuse with fewer records (default: 8)")
+    p.add_argument("--rules", help="promotion and guard rules as JSON (models/student/defaults.py's fields; the "
+                                   "agent's loop writes its specialization settings there)")
+    p.add_argument("--epochs", type=int, help=f"fine-tuning epochs (default: {DEFAULTS.epochs})")
+    p.add_argument("--accept", type=float, help=f"the camera's accept threshold to compare at too "
+                                                f"(default: {DEFAULTS.accept})")
+    p.add_argument("--reject", type=float, help=f"the camera's reject threshold (default: {DEFAULTS.reject})")
+    p.add_argument("--target-recall", type=float,
+                   help=f"presence recall the lower bound must reach (default: {DEFAULTS.target_recall})")
+    p.add_argument("--min-records", type=int, help=f"refuse with fewer records (default: {DEFAULTS.min_records})")
     p.add_argument("--install", metavar="CONFIG",
                    help="if promoted, give the camera this student in this agent config (a .bak is kept)")
     p.set_defaults(func=_cmd_specialize)
@@ -79,7 +87,8 @@ def add_commands(msub: argparse._SubParsersAction) -> None:
                    help="the student to run and to fine-tune from (default: the shipped student)")
     p.add_argument("--clip", help="footage for the pipeline (default: vtest.avi)")
     p.add_argument("--frames", type=int, default=200, help="frames per pass (default: 200)")
-    p.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs (default: 60)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS.epochs,
+                   help=f"fine-tuning epochs (default: {DEFAULTS.epochs})")
     p.add_argument("--threads", type=int, default=1, help="training threads, as specialization.train_threads")
     p.add_argument("--json", help="also write the figures to this JSON file")
     p.set_defaults(func=_cmd_training_impact)

@@ -36,13 +36,12 @@ def _cmd_pack(args: argparse.Namespace) -> int:
             return 2
         document["camera"] = args.camera
         decision = Path(args.manifest).parent / "decision.json"
-        if decision.is_file():  # roll back above what the champion needed, as the local loop does
-            from models.student.limits import rollback_limits
+        if decision.is_file():  # roll back above what the champion needed, watched as the local loop does
+            from models.student.decision import Decision
 
-            decided = json.loads(decision.read_text())
-            document.update(rollback_limits(decided))
-            if decided.get("bands"):
-                document["bands"] = decided["bands"]
+            decided = Decision.load(decision)
+            if decided.promote:
+                document = decided.camera_job(manifest.version, document["url"], sha256).model_dump(exclude_none=True)
     print(json.dumps(document, indent=2))
     return 0
 

@@ -186,8 +186,9 @@ class JobRunner:
         store = camera_store(config.fleet.models_dir, job.camera)
         self._update(job_id, "IN_PROGRESS", step="downloading", version=job.version, camera=job.camera)
         limits = None
-        if job.max_escalation is not None or job.max_audit_disagreement is not None:
-            limits = Limits(job.max_escalation, job.max_audit_disagreement)
+        if job.max_escalation is not None or job.max_audit_disagreement is not None or job.recall_threshold:
+            limits = Limits(job.max_escalation, job.max_audit_disagreement, job.audit_fraction, job.recall_threshold,
+                            job.recall_weight, tuple(job.recall_labels or ("person",)))
         try:
             installed = store.install(store.download(job.url, job.sha256), job.version)
             detector = load_camera_student(installed, job.camera, config.student_threads)

@@ -17,17 +17,19 @@ import numpy as np
 
 from contracts.detections import Detections
 from contracts.jobs import Bands
+from edge_agent.pipeline.onboarding import Onboarding
 from edge_agent.pipeline.tracker import NOTHING, IouTracker
 
 
 @dataclass
 class Decision:
     escalate: bool
-    reason: Literal["uncertain", "audit"] | None
+    reason: Literal["uncertain", "audit", "onboarding"] | None
     # What the edge reports by itself: confident detections, cloud-confirmed tracks, and uncertain
     # detections at or above the student's calibrated threshold (its best guess without the cloud).
     edge: Detections
     budget_refused: bool = False
+    uncertain: bool = False  # the student's doubt, whatever was done about it (onboarding sends every frame)
 
 
 class EscalationBudget:
@@ -71,6 +73,8 @@ class Cascade:
         self.nothing_rise = nothing_rise
         # A new camera's warm-up (specialization): audit at least this share while its data is collected.
         self.warmup_audit_fraction = 0.0
+        # A camera without a proven student: every frame the student looks at goes to the cloud.
+        self.onboarding = Onboarding()
 
     def decide(self, dets: Detections, tracker: IouTracker, pts_s: float) -> Decision:
         """`dets` carry track ids from `tracker`."""
@@ -104,11 +108,13 @@ class Cascade:
         else:
             confident = {str(lbl) for lbl, k, u in zip(labels, keep, uncertain, strict=True) if k and not u}
             needs_cloud = any(uncertain[i] and str(dets.labels[i]) not in confident for i in range(len(dets)))
-        reason: Literal["uncertain", "audit"] | None = None
+        reason: Literal["uncertain", "audit", "onboarding"] | None = None
         if needs_cloud:
             reason = "uncertain"
         elif (audit := max(self.audit_fraction, self.warmup_audit_fraction)) and self.rng.random() < audit:
             reason = "audit"
+        if self.onboarding.active:  # not budgeted: onboarding is bounded by the camera's motion, and priced
+            return Decision(True, "onboarding", edge, uncertain=needs_cloud)
         if reason is None:
             return Decision(False, None, edge)
         if not self.budget.take(pts_s):

@@ -6,11 +6,15 @@
 2. train: after `retrain_after_records` new records, or `interval_s` with any new ones, `edge-agent models
    specialize` runs as a niced child process (PyTorch never enters the agent's process; a crash or a
    timeout there costs nothing but the attempt) from the camera's current student, the champion;
-3. decide: champion/challenger on the newest records, which neither trained on (decision.json says why);
+3. decide: on evidence (models/student/specialize.py): with too few held-back frames showing each label
+   and its absence, over too little of the camera's time, nothing is trained and the camera keeps
+   onboarding ("collecting"); else the challenger is promoted only if a lower confidence bound of its recall
+   at its own bands reaches the target (decision.json says why, models/student/decision.py is its type);
 4. roll out: a promoted challenger is installed under `<fleet.models_dir>/cameras/<camera>/` (verified
    against its sha256 at load), checked on that camera's live frames, swapped in for that camera alone,
-   and watched (guard.py): rolled back if its live escalation fraction or its audit disagreement rises.
-   The active one survives restarts; a rollback deactivates it.
+   and watched (guard.py): a sequential test over its audits, sized by the decision, notices a fall of
+   recall; that, or a rise of its live escalation fraction or audit disagreement, sends the camera back to
+   onboarding. The active one survives restarts; a rollback deactivates it.
 
 Every attempt and outcome is kept in `<fleet.models_dir>/cameras/state.json`.
 """
@@ -27,17 +31,27 @@ import threading
 import time
 from pathlib import Path
 
-from contracts.jobs import Bands
 from edge_agent.config import SpecializationSettings
 from edge_agent.control import AgentPort, AgentStopped, CommandFailed, EndWarmup, InstallCameraStudent, outcome
 from edge_agent.students.guard import Limits
 from edge_agent.students.store import UpdateError, camera_store, load_camera_student
 from models.bundle import pack_bundle
-from models.student.limits import rollback_limits
+from models.exceptions import ModelError
+from models.student.decision import Decision
 
 log = logging.getLogger(__name__)
 HISTORY = 20  # attempts kept per camera in state.json
 KEEP_RUNS = 3  # training run folders kept per camera (the promoted one is installed apart)
+
+
+def guard_limits(decision: Decision, escalation_margin: float, audit_margin: float,
+                 live_escalation: float | None = None) -> Limits:
+    """Everything a promoted student is watched against, from its decision."""
+    plan = decision.guard
+    return Limits(**decision.rollback_limits(escalation_margin, audit_margin, live_escalation),
+                  audit_fraction=plan.audit_fraction if plan else None,
+                  recall_threshold=plan.threshold if plan else None, recall_weight=plan.weight if plan else None,
+                  recall_labels=tuple(plan.labels) if plan else ("person",))
 
 
 def record_files(folder: Path) -> list[os.DirEntry]:
@@ -176,9 +190,9 @@ class SpecializationLoop:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         band = self.agent.status().cameras[camera].settings.cascade.labels.get("person")
+        (out / "rules.json").write_text(s.rules().model_dump_json(indent=2) + "\n")
         args = [*self.command, "models", "specialize", "--camera", camera, "--data", str(self.records_dir / camera),
-                "--from", str(champion), "--out", str(out), "--epochs", str(s.epochs), "--target-recall",
-                str(s.target_recall), "--min-records", str(s.min_records)]
+                "--from", str(champion), "--out", str(out), "--rules", str(out / "rules.json")]
         if band is not None:
             args += ["--accept", str(band.accept), "--reject", str(band.reject)]
         self.runs += 1
@@ -189,17 +203,22 @@ class SpecializationLoop:
             log.warning("camera %s: specialization %s: %s", camera, outcome, error)
             self._note(camera, outcome=outcome, why=error, run=str(out))
             return {"outcome": outcome, "why": error}
-        decision = json.loads((out / "decision.json").read_text())
-        if not decision["promote"]:
-            log.info("camera %s: the champion stays: %s", camera, decision["why"])
-            self._note(camera, outcome="kept", why=decision["why"], run=str(out))
-            return {"outcome": "kept", "why": decision["why"]}
+        try:
+            decision = Decision.load(out / "decision.json")
+        except ModelError as exc:
+            self._note(camera, outcome="failed", why=str(exc), run=str(out))
+            return {"outcome": "failed", "why": str(exc)}
+        if not decision.promote:
+            outcome = "collecting" if decision.verdict == "collect" else "kept"
+            log.info("camera %s: %s: %s", camera, outcome, decision.why)
+            self._note(camera, outcome=outcome, why=decision.why, run=str(out))
+            return {"outcome": outcome, "why": decision.why}
         refused = self.install(camera, out / "manifest.json", decision, wait_s=wait_install_s)
         label = "promoted" if refused is None else "interrupted" if self.agent.stopped() else "refused"
         if refused is not None:
             log.warning("camera %s: the promoted challenger was not installed (%s): %s", camera, label, refused)
-        self._note(camera, outcome=label, why=refused or decision["why"], run=str(out))
-        return {"outcome": label, "why": refused or decision["why"]}
+        self._note(camera, outcome=label, why=refused or decision.why, run=str(out))
+        return {"outcome": label, "why": refused or decision.why}
 
     def _train(self, args: list[str], log_path: Path) -> str | None:
         env = {**os.environ, "OMP_NUM_THREADS": str(self.settings.train_threads), "PYTHONUNBUFFERED": "1"}
@@ -227,7 +246,7 @@ class SpecializationLoop:
         return None
 
     # -- roll-out ------------------------------------------------------------------------------------
-    def install(self, camera: str, challenger: Path, decision: dict, wait_s: float = 600.0) -> str | None:
+    def install(self, camera: str, challenger: Path, decision: Decision, wait_s: float = 600.0) -> str | None:
         """Install a promoted challenger for `camera` and swap it in on live frames; None on success,
         else why it was refused (the camera keeps its current student)."""
         config = self.agent.config
@@ -235,23 +254,23 @@ class SpecializationLoop:
         version = json.loads(challenger.read_text())["version"]
         bundle = self.root / camera / "bundle.tar.gz"
         pack_bundle(challenger, bundle)  # the model-update install: unpacked atomically beside the others
-        bands = decision.get("bands")
         try:
             manifest = store.install(bundle, version)
             detector = load_camera_student(manifest, camera, config.student_threads)
             install = InstallCameraStudent(camera, detector, manifest, self.limits(camera, decision),
-                                           Bands.model_validate(bands) if bands else None, note=decision["why"])
+                                           decision.bands, note=decision.why)
             outcome(self.agent.submit(install), wait_s, f"camera {camera}'s promoted student")
         except (UpdateError, CommandFailed, AgentStopped) as exc:
             return str(exc)
         self.promotions += 1
         return None
 
-    def limits(self, camera: str, decision: dict) -> Limits:
-        """The promoted student's rollback limits (models/student/limits.py), with the champion's live
-        escalation fraction when the guard has seen enough frames."""
+    def limits(self, camera: str, decision: Decision) -> Limits:
+        """The promoted student's rollback limits (Decision.rollback_limits), with the champion's live
+        escalation fraction when the guard has seen enough frames, and its recall test as the decision sized
+        it."""
         live = self.agent.status().cameras[camera].uncertain_fraction
-        return Limits(**rollback_limits(decision, self.settings.escalation_margin, self.settings.audit_margin, live))
+        return guard_limits(decision, self.settings.escalation_margin, self.settings.audit_margin, live)
 
     def rolled_back(self, camera: str, reason: str) -> None:
         """The agent took the camera's student away: the next run trains from the agent's student."""

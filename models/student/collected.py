@@ -9,33 +9,18 @@ champion/challenger decision.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from contracts.training import TrainingRecord
-from contracts.wire import WireError
 from models.exceptions import ModelError
 from models.student.data import LABEL_INDEX, ClipData, Split
+from models.student.records import load_records, split_points
 from models.student.train import Dataset
 
 log = logging.getLogger(__name__)
-
-
-def load_records(folder: Path, camera: str) -> list[TrainingRecord]:
-    """Every readable training record of `camera` under `folder` (recursively), oldest first; a bad
-    file is skipped with a warning, never a crash."""
-    records = []
-    for path in sorted(Path(folder).rglob("*.json")):
-        try:
-            record = TrainingRecord.from_bytes(path.read_bytes())
-        except (OSError, WireError) as exc:
-            log.warning("skipping training record %s: %s", path, exc)
-            continue
-        if record.camera == camera:
-            records.append(record)
-    return sorted(records, key=lambda r: (r.t_s, r.message_id))
+__all__ = ["load_records", "records_dataset"]
 
 
 def records_dataset(records: list[TrainingRecord], store_wh: tuple[int, int], train_fraction: float = 0.7,
@@ -67,10 +52,7 @@ def records_dataset(records: list[TrainingRecord], store_wh: tuple[int, int], tr
                     np.array(det_frame, np.int64), np.array(det_boxes, np.float32).reshape(-1, 4),
                     np.array(det_scores, np.float32), np.array(det_labels, np.int64))
     # Split by record (all crops of one frame on the same side), in time.
-    n = len(records)
-    held = max(2, round(n * (1 - train_fraction - calib_fraction)))  # the decision needs a few frames
-    c_end = n - held
-    t_end = min(max(1, round(n * train_fraction)), c_end - 1)
+    t_end, c_end = split_points(len(records), train_fraction, calib_fraction)
     owners = np.array(owner)
     split = Split(np.flatnonzero(owners < t_end), np.flatnonzero((owners >= t_end) & (owners < c_end)),
                   np.flatnonzero(owners >= c_end))

@@ -51,7 +51,8 @@ def agent_config(tmp_path: Path, port: int, *, transport: str = "mqtt", thing: s
     """A gateway config on the test broker: one camera that escalates every frame with motion (audit 1.0)."""
     raw = {
         "site": "site-t",
-        "cameras": cameras or [{"id": "cam", "source": "injected", "cascade": {"audit_fraction": 1.0}}],
+        "cameras": [{"onboarding": {"enabled": False}, **c}  # these tests escalate by audit, not onboarding
+                    for c in cameras or [{"id": "cam", "source": "injected", "cascade": {"audit_fraction": 1.0}}]],
         "escalation": {"transport": transport, "thing_name": thing, "verdict_timeout_s": 3.0,
                        "mqtt": {"host": "127.0.0.1", "port": port, "publish_timeout_s": 2.0, **(mqtt or {})},
                        "spool": {"path": str(tmp_path / "spool.sqlite"), "replay_rate_per_s": 100.0},

@@ -16,10 +16,13 @@ from edge_agent.config import AgentConfig
 DESIGN_KEYS = {"camera", "frame_index", "pts_s", "decided_by", "escalated", "detections"}
 # A band so wide that almost every detection is uncertain: escalations happen whatever the student's skill.
 UNSURE = {"labels": {"person": {"accept": 0.99, "reject": 0.01}, "vehicle": {"accept": 0.99, "reject": 0.01}}}
+CASCADE_ONLY = {"onboarding": {"enabled": False}}  # these tests are about the student's cascade
 
 
 def _config(cameras, url="http://127.0.0.1:9/invocations", **extra):
-    raw = {"cameras": cameras, "escalation": {"transport": "url", "url": url, "retries": 1, "timeout_s": 2}}
+    """These tests are about the student's cascade: onboarding (every motion frame to the cloud) is off."""
+    raw = {"cameras": [{**CASCADE_ONLY, **c} for c in cameras],
+           "escalation": {"transport": "url", "url": url, "retries": 1, "timeout_s": 2}}
     raw.update(extra)
     return AgentConfig.model_validate(raw)
 
@@ -120,7 +123,7 @@ def test_a_camera_that_changes_resolution_keeps_running(vtest_frames, tmp_path):
         cv2.imwrite(str(folder / f"{i:03d}.jpg"), image)
     (folder / "003a.jpg").write_bytes(b"not a jpeg")  # a corrupt file between them
     config = AgentConfig.model_validate(
-        {"cameras": [{"id": "door", "source": str(folder)}], "escalation": {"transport": "none"}})
+        {"cameras": [{"id": "door", "source": str(folder), **CASCADE_ONLY}], "escalation": {"transport": "none"}})
     summary, lines = _run(config, tmp_path)
     assert len(lines) == 6 and summary["cameras"]["door"]["corrupt_frames"] == 1
     for line in lines[3:]:
@@ -134,7 +137,7 @@ def test_sagemaker_transport_through_boto3_against_the_real_server(teacher_serve
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     base = teacher_server_url.rsplit("/", 1)[0]
     config = AgentConfig.model_validate({
-        "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.25, "cascade": UNSURE}],
+        "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.25, "cascade": UNSURE, **CASCADE_ONLY}],
         "escalation": {"transport": "sagemaker", "endpoint_name": "framesieve-teacher", "region": "eu-west-1",
                        "endpoint_url": base, "retries": 1}})
     summary, lines = _run(config, tmp_path)

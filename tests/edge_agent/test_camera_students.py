@@ -13,9 +13,12 @@ from edge_agent.specialization.install import install_in_config
 from models.exceptions import ChecksumMismatch, ModelError
 from models.manifest import load_manifest
 from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.student.decision import GuardPlan
+from tests.decisions import decision
 
 UNSURE = {"labels": {"person": {"accept": 0.99, "reject": 0.01}, "vehicle": {"accept": 0.99, "reject": 0.01}},
           "audit_fraction": 0.0}
+CASCADE_ONLY = {"onboarding": {"enabled": False}}  # these tests are about the student's cascade
 
 
 @pytest.fixture()
@@ -30,8 +33,8 @@ def own_student(tmp_path):
 
 def _agent(vtest_path, tmp_path, teacher_server_url, **camera):
     config = AgentConfig.model_validate({
-        "cameras": [{"id": "plaza", "source": str(vtest_path), "cascade": UNSURE, **camera},
-                    {"id": "other", "source": str(vtest_path), "fps": 0.5}],
+        "cameras": [{"id": "plaza", "source": str(vtest_path), "cascade": UNSURE, **CASCADE_ONLY, **camera},
+                    {"id": "other", "source": str(vtest_path), "fps": 0.5, **CASCADE_ONLY}],
         "escalation": {"transport": "url", "url": teacher_server_url}})
     return Agent(config, events_db=tmp_path / "e.sqlite")
 
@@ -58,9 +61,9 @@ def test_a_tampered_camera_student_never_runs(own_student, vtest_path, tmp_path,
 def test_install_only_a_promoted_intact_challenger_for_its_camera(own_student, tmp_path):
     config = tmp_path / "agent.yaml"
     config.write_text("cameras:\n  - {id: plaza, source: a.mp4}\n  - {id: door, source: b.mp4}\n")
-    promoted = {"promote": True, "champion": {"at_bands": {"escalation_fraction": 0.12}}}
-    with pytest.raises(ModelError, match="keep the champion"):
-        install_in_config(config, "plaza", own_student, {**promoted, "promote": False})
+    promoted = decision("promote", champion_escalation=0.12)
+    with pytest.raises(ModelError, match="was 'keep'"):
+        install_in_config(config, "plaza", own_student, decision("keep"))
     with pytest.raises(ModelError, match="not 'door'"):
         install_in_config(config, "door", own_student, promoted)
     assert install_in_config(config, "plaza", own_student, promoted)["max_escalation"] == pytest.approx(0.17)
@@ -75,15 +78,18 @@ def test_install_only_a_promoted_intact_challenger_for_its_camera(own_student, t
 def test_install_keeps_the_decisions_bands_and_never_writes_an_invalid_config(own_student, tmp_path):
     config = tmp_path / "agent.yaml"
     config.write_text("cameras:\n  - {id: plaza, source: a.mp4}\n")
-    promoted = {"promote": True, "champion": {"at_bands": {"escalation_fraction": 0.12}},
-                "bands": {"accept": 0.7, "reject": 0.3},
-                "challenger": {"cheapest_for_target": {"escalation_fraction": 0.05}}}
+    guard = GuardPlan(positive_share=0.6, audit_fraction=0.377, threshold=65, weight=12, labels=["person"])
+    promoted = decision("promote", champion_escalation=0.12, own_escalation=0.05, bands={"accept": 0.7, "reject": 0.3},
+                        guard=guard)
     install_in_config(config, "plaza", own_student, promoted)
-    # the same operating point the loop and a camera job give a promoted student
-    assert load_config(config).cameras[0].student_bands == Bands(accept=0.7, reject=0.3)
+    # the same operating point and recall test the loop and a camera job give a promoted student
+    plaza = load_config(config).cameras[0]
+    assert plaza.student_bands == Bands(accept=0.7, reject=0.3)
+    assert (plaza.student_guard.audit_fraction, plaza.student_guard.recall_threshold) == (0.377, 65)
     before = config.read_text()
-    with pytest.raises(ConfigError, match="left as it was"):  # reject above accept: refused, file untouched
-        install_in_config(config, "plaza", own_student, {**promoted, "bands": {"accept": 0.3, "reject": 0.7}})
+    broken = guard.model_copy(update={"audit_fraction": 1.5})  # an audit share above 1: refused, file untouched
+    with pytest.raises(ConfigError, match="left as it was"):
+        install_in_config(config, "plaza", own_student, promoted.model_copy(update={"guard": broken}))
     assert config.read_text() == before and load_config(config).cameras[0].student_bands.accept == 0.7
 
 

@@ -14,11 +14,11 @@ def test_example_config_is_valid_and_documents_every_option():
     assert config.cameras[0].id == "plaza"
     text = EXAMPLE.read_text()
     sections = (config.cameras[0], config.escalation, config.escalation.mqtt, config.escalation.spool,
-                config.output, config.fleet)
+                config.output, config.fleet, config.specialization)
     for section in sections:
         for name in type(section).model_fields:
             assert f"{name}:" in text, f"option {name} is not documented in {EXAMPLE.name}"
-    for sub in ("motion", "regions", "cascade", "tracker"):
+    for sub in ("motion", "regions", "cascade", "tracker", "onboarding"):
         for name in type(getattr(config.cameras[0], sub)).model_fields:
             assert f"{name}:" in text, f"option {sub}.{name} is not documented in {EXAMPLE.name}"
 
@@ -82,3 +82,26 @@ def test_validate_config_command_exits_2_with_the_message(tmp_path):
     assert ok.returncode == 0 and "plaza" in ok.stdout
     missing = subprocess.run([*cli, str(tmp_path / "nope.yaml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
+def test_a_new_camera_onboards_by_default_and_may_opt_out():
+    config = parse_config("""
+defaults:
+  onboarding: {still_check_s: 60}
+cameras:
+  - {id: a, source: a.mp4}
+  - {id: b, source: b.mp4, onboarding: {enabled: false}}
+""")
+    a, b = config.cameras
+    assert a.onboarding.enabled and a.onboarding.still_check_s == 60
+    assert not b.onboarding.enabled and b.onboarding.still_check_s == 60
+
+
+def test_specialization_knobs_are_defined_once():
+    from models.student.defaults import DEFAULTS
+
+    rules = parse_config("cameras: [{id: a, source: a.mp4}]").specialization.rules()
+    assert rules == DEFAULTS
+    tuned = parse_config("cameras: [{id: a, source: a.mp4}]\nspecialization: {min_present: 50, bound: clopper-pearson,"
+                         " promotion_labels: [person, vehicle]}").specialization.rules()
+    assert (tuned.min_present, tuned.bound, tuned.promotion_labels) == (50, "clopper-pearson", ("person", "vehicle"))

@@ -141,3 +141,35 @@ def test_adapt_bench_trains_only_on_escalated_adaptation_frames(tmp_path, teache
     marks = a["timeline"]
     assert len(marks) == 60 and {(m["phase"], m["student"]) for m in marks} == {
         ("adapt", "generic"), ("eval", "generic"), ("eval", "specialized")}
+
+
+@pytest.mark.slow
+def test_new_camera_bench_runs_the_production_path_from_a_cold_start(tmp_path, teacher_manifest, vtest_path):
+    from edge_agent.cli import main
+
+    out = tmp_path / "bench"
+    # 20 frames cannot satisfy the default evidence gate: set for a demonstration so the loop runs (2 epochs)
+    demo = tmp_path / "demo.yaml"
+    demo.write_text("specialization: {retrain_after_records: 8, min_records: 8, epochs: 2, min_present: 1, "
+                    "min_absent: 0, min_span_s: 0, confidence: 0.6, guard_detect_s: 36000, "
+                    "guard_max_audit_fraction: 1.0}\n")
+    for _ in range(2):  # a second run starts cold again: nothing carried over from the first
+        assert main(["bench", str(vtest_path), "--fps", "0.25", "--no-sweep", "--new-camera", "--new-camera-config",
+                     str(demo), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    nc = summary["clips"]["vtest.avi"]["new_camera"]
+    lines = [json.loads(x) for x in (out / "new-camera" / "vtest" / "vtest.jsonl").read_text().splitlines()]
+    assert len(lines) == nc["frames"] == 20 and {p["phase"] for p in lines} <= {"onboarding", "specialized"}
+    assert all({"camera", "frame_index", "pts_s", "decided_by", "escalated", "detections"} <= set(p) for p in lines)
+    assert lines[0]["phase"] == "onboarding" and all(p["escalated"] for p in lines if p["phase"] == "onboarding"
+                                                      and p["decided_by"] != "carried")
+    phases = nc["phases"]
+    assert phases["onboarding"]["frames"] + phases["specialized"]["frames"] == nc["overall"]["frames"] == 20
+    assert nc["runs"] and nc["runs"][0]["outcome"] in ("promoted", "kept") and nc["records"] >= 8
+    assert (nc["promoted_at_s"] is not None) == (phases["specialized"]["frames"] > 0)
+    person = nc["overall"]["labels"]["person"]
+    assert person["frames_present"] == 20 and person["presence_recall"] is not None  # people in every vtest frame
+    assert summary["warmup"]["escalation_fraction"] == phases["onboarding"]["escalation_fraction"]
+    report = (out / "report.md").read_text()
+    assert "## New camera" in report and "**whole run**" in report and "onboarding a new camera:" in report
+    assert _is_png(out / "specialization.png")

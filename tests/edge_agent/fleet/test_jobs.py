@@ -21,6 +21,7 @@ from edge_agent.fleet import jobs as jobs_module
 from edge_agent.students.store import ModelStore, load_student
 from models.bundle import pack_bundle
 from models.paths import DEFAULT_STUDENT_MANIFEST
+from tests.decisions import decision
 from tests.edge_agent.aws_side import CloudResponder, JobsService, PacedSource, wait_until
 from tests.edge_agent.conftest import agent_config, default_student_version
 
@@ -221,10 +222,8 @@ def test_models_pack_prints_a_camera_job_document_with_the_decisions_limits(tmp_
     from edge_agent.cli import main
 
     manifest = _student(tmp_path, "1.0.0+cam.2", camera="cam")
-    (manifest.parent / "decision.json").write_text(json.dumps(
-        {"promote": True, "bands": {"accept": 0.4, "reject": 0.2},
-         "champion": {"at_bands": {"escalation_fraction": 0.4, "edge_disagreement": 0.05}},
-         "challenger": {"cheapest_for_target": {"escalation_fraction": 0.1}}}))
+    decision("promote", camera="cam", champion_escalation=0.4, champion_disagreement=0.05, own_escalation=0.1,
+             bands={"accept": 0.4, "reject": 0.2}).save(manifest.parent / "decision.json")
     assert main(["models", "pack", str(manifest), "--out", str(tmp_path / "b.tar.gz"), "--camera", "door"]) == 2
     assert "specialized for camera 'cam', not 'door'" in capsys.readouterr().err
     assert main(["models", "pack", str(manifest), "--out", str(tmp_path / "b.tar.gz"), "--camera", "cam",
