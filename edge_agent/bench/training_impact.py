@@ -58,7 +58,7 @@ def measure(clip: Path, records: Path, camera: str, champion: Path, frames: int 
         _pass(config, images, fps, db)  # warm-up: first-call allocations, caches
         idle = [_pass(config, images, fps, db) for _ in range(3)]
         rules = Path(tmp) / "rules.json"  # train whatever the evidence: this measures the training's cost
-        rules.write_text(DEFAULTS.model_copy(update={"min_present": 1, "min_absent": 1, "min_span_s": 0.0,
+        rules.write_text(DEFAULTS.model_copy(update={"min_present": 1, "min_absent": 0, "min_span_s": 0.0,
                                                      "min_records": 4, "epochs": epochs}).model_dump_json())
         args = [sys.executable, "-m", "edge_agent.cli", "models", "specialize", "--camera", camera, "--data",
                 str(records), "--from", str(champion), "--out", str(Path(tmp) / "challenger"), "--rules", str(rules)]

@@ -51,7 +51,8 @@ def dets(*found: tuple[str, float, tuple[float, float, float, float]]) -> Detect
 
 def camera(**cascade) -> CameraPipeline:
     config = CameraConfig.model_validate({"id": "cam", "source": "x", "regions": {"refresh_s": 0},
-                                          "cascade": {"audit_fraction": 0.0, **cascade}})
+                                          "cascade": {"audit_fraction": 0.0, **cascade},
+                                          "onboarding": {"enabled": False}})  # the student's cascade, decided
     return CameraPipeline(config, THRESHOLDS)
 
 
@@ -184,3 +185,20 @@ def test_a_whole_frame_look_at_a_large_frame_is_tiles_and_counts_as_whole():
     look = cam.look(frame(0), (80, 60))  # 640x480 is 8 times 80x60: more than regions.max_downscale (3)
     assert isinstance(look, Look) and len(look.regions) > 1 and look.whole_frame
     assert cam.last_whole_s == 0.0  # the next refresh is due refresh_s after this look
+
+
+def test_a_new_camera_onboards_every_frame_with_motion_and_a_still_scene_at_its_interval():
+    config = CameraConfig.model_validate({"id": "cam", "source": "x", "regions": {"refresh_s": 0},
+                                          "onboarding": {"still_check_s": 5}})
+    cam = CameraPipeline(config, THRESHOLDS)
+    assert cam.onboarding
+    cloud = FakeCloud([DetectionRecord("person", 0.9, (100.0, 100.0, 200.0, 300.0))])
+    escalator = Escalator(cloud, EscalationSettings(), "site")
+    sent = []
+    for k in range(12):  # the first frame has "motion" (no background yet), then the same picture
+        seen = cam.look(frame(k, [(100, 100, 200, 300)]), (320, 192))
+        if isinstance(seen, Look):
+            event = cam.settle(seen, dets(("person", 0.95, (100, 100, 200, 300))), escalator)  # sure of it
+            assert event.escalated and event.reason == "onboarding" and event.decided_by == "cloud"
+            sent.append(k)
+    assert sent == [0, 5, 10] and len(cloud.requests) == 3  # confident or not, the cloud decides
