@@ -112,10 +112,12 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     if r.warmup_usd_per_camera_month is not None and r.summary.warmup is not None:
         w, months = r.summary.warmup, r.pricing.warmup_amortisation_months
         escalations = w.escalation_fraction * w.hours * 3600 * r.summary.fps
+        per = h.usd_per_escalation()
         lines.append(f"  onboarding a new camera: {escalations:,.0f} escalations over {w.hours:g} h "
-                     f"({w.escalation_fraction:.1%} of its frames), {_usd(r.warmup_usd_per_camera_month * months)} "
-                     f"per new camera; amortised over {months:g} month(s) it adds "
-                     f"{_usd(r.warmup_usd_per_camera_month)}/camera-month to the cloud bill")
+                     f"({w.escalation_fraction:.1%} of its frames), "
+                     f"{_usd(escalations * per) if per is not None else 'n/a'} per new camera at this fleet's "
+                     f"cost per escalation; beyond its steady state it adds "
+                     f"{_usd(r.warmup_usd_per_camera_month)}/camera-month over {months:g} month(s)")
 
     lines += ["", "$ per million escalations (endpoint instance-hours shared over this fleet's escalations):"]
     lines += [f"  {name:<50} {_usd(usd * PER):>10}" for name, usd in h.per_escalation()]
