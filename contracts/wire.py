@@ -82,6 +82,18 @@ class Crop:
         return DetectionRecord(record.label, record.score,
                                (x1 + b[0] * sx, y1 + b[1] * sy, x1 + b[2] * sx, y1 + b[3] * sy))
 
+    def from_source(self, record: DetectionRecord) -> DetectionRecord:
+        """The inverse of `to_source`: a source-pixel detection in the crop JPEG's pixels (what a training
+        record keeps), clipped at the crop's top-left."""
+        x1, y1, x2, y2 = self.box
+        w, h = self.size
+        sx = w / (x2 - x1) if w and x2 > x1 else 1.0
+        sy = h / (y2 - y1) if h and y2 > y1 else 1.0
+        b = record.box
+        box = ((b[0] - x1) * sx, (b[1] - y1) * sy, (b[2] - x1) * sx, (b[3] - y1) * sy)
+        return DetectionRecord(record.label, record.score, (max(0.0, box[0]), max(0.0, box[1]), max(0.0, box[2]),
+                                                            max(0.0, box[3])))
+
     @classmethod
     def from_payload(cls, payload: Any, where: str = "crop") -> Crop:
         crop_id = require(payload, "crop_id", int, where)

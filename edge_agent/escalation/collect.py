@@ -11,21 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contracts.training import TrainingCrop, TrainingRecord
-from contracts.wire import DetectionRecord, EscalationRequest, Verdict
+from contracts.wire import EscalationRequest, Verdict
 from edge_agent.escalation.base import Transport
 
 log = logging.getLogger(__name__)
-
-
-def to_crop_pixels(crop, record: DetectionRecord) -> DetectionRecord:
-    """The inverse of Crop.to_source: a source-pixel box in the crop JPEG's pixels."""
-    x1, y1, x2, y2 = crop.box
-    w, h = crop.size
-    sx = w / (x2 - x1) if w and x2 > x1 else 1.0
-    sy = h / (y2 - y1) if h and y2 > y1 else 1.0
-    b = record.box
-    box = ((b[0] - x1) * sx, (b[1] - y1) * sy, (b[2] - x1) * sx, (b[3] - y1) * sy)
-    return DetectionRecord(record.label, record.score, tuple(max(0.0, v) for v in box))
 
 
 class CollectingTransport(Transport):
@@ -48,7 +37,7 @@ class CollectingTransport(Transport):
 
     def _write(self, request: EscalationRequest, verdict: Verdict) -> None:
         answers = {c.crop_id: c.detections for c in verdict.crops}
-        crops = tuple(TrainingCrop(c, tuple(to_crop_pixels(c, d) for d in answers.get(c.crop_id, ())))
+        crops = tuple(TrainingCrop(c, tuple(c.from_source(d) for d in answers.get(c.crop_id, ())))
                       for c in request.crops)
         record = TrainingRecord(request.message_id, request.camera, request.created_s or time.time(),
                                 request.pts_s, request.frame_index, request.reason, verdict.model, crops, request.site,

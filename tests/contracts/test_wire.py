@@ -93,3 +93,14 @@ def test_not_json_and_oversized():
         EscalationRequest("m", "c", 0, 0.0, "uncertain", (big,)).to_bytes()
     empty = Verdict("m", "c", 0, "t", (CropVerdict(0, ()),))
     assert Verdict.from_bytes(empty.to_bytes()).detections() == ()
+
+
+def test_a_crops_pixels_and_the_source_frames_map_both_ways():
+    from contracts.wire import Crop, DetectionRecord
+
+    crop = Crop(0, (100.0, 50.0, 500.0, 250.0), b"\xff\xd8", (200, 100))  # shrunk to half for the message
+    source = DetectionRecord("person", 0.7, (140.0, 70.0, 180.0, 150.0))
+    in_crop = crop.from_source(source)
+    assert in_crop.box == (20.0, 10.0, 40.0, 50.0)
+    assert crop.to_source(in_crop) == source
+    assert crop.from_source(DetectionRecord("person", 0.7, (90.0, 40.0, 120.0, 60.0))).box[:2] == (0.0, 0.0)
