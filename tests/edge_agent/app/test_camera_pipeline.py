@@ -11,7 +11,7 @@ from contracts.jobs import Bands
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.app.camera import CameraPipeline, Look
 from edge_agent.app.escalate import Escalator
-from edge_agent.config import CameraConfig, CameraSettings, EscalationSettings
+from edge_agent.config import CameraConfig, CameraSettings, CascadeSettings, EscalationSettings
 from edge_agent.escalation.base import Transport, TransportError
 from edge_agent.pipeline.sources import SampledFrame
 from edge_agent.students.guard import Limits
@@ -20,6 +20,8 @@ from models.runtime import load_detector
 
 W, H = 640, 480
 THRESHOLDS = {"person": 0.3, "vehicle": 0.3}
+# Bands of the cases below (not the shipped defaults, which leaving one scene out chooses and may move)
+BANDS = {"person": {"accept": 0.5, "reject": 0.2}, "vehicle": {"accept": 0.5, "reject": 0.2}}
 
 
 class FakeCloud(Transport):
@@ -51,7 +53,7 @@ def dets(*found: tuple[str, float, tuple[float, float, float, float]]) -> Detect
 
 def camera(**cascade) -> CameraPipeline:
     config = CameraConfig.model_validate({"id": "cam", "source": "x", "regions": {"refresh_s": 0},
-                                          "cascade": {"audit_fraction": 0.0, **cascade},
+                                          "cascade": {"audit_fraction": 0.0, "labels": BANDS, **cascade},
                                           "onboarding": {"enabled": False}})  # the student's cascade, decided
     return CameraPipeline(config, THRESHOLDS)
 
@@ -151,7 +153,7 @@ def test_live_settings_keep_the_motion_background_and_never_grow_the_budget():
     assert (cam.cascade.budget.per_hour, cam.cascade.budget.tokens) == (50, 7.0)
     cam.reconfigure(CameraSettings.model_validate({"cascade": {"budget_per_hour": 5}}))
     assert cam.cascade.budget.tokens == 5.0
-    assert cam.cascade.bands["person"] == Bands(accept=0.5, reject=0.2)  # the defaults of the newest settings
+    assert cam.cascade.bands["person"] == CascadeSettings().labels["person"]  # the defaults of the newest settings
     assert cam.config.id == "cam" and cam.config.source == "x"  # identity is never a live setting
 
 
