@@ -4,6 +4,7 @@ escalation. The same record the router keeps in S3, so the specialization loop r
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ class CollectingTransport(Transport):
         self.inner = inner
         self.folder = Path(folder)
         self.written = 0
+        self.failed = 0  # records that could not be kept (a full disk)
         self.on_record = on_record  # called with the camera id after each record written
         self.link = getattr(inner, "link", None)  # an MQTT transport's connection stays visible to the agent
 
@@ -32,7 +34,11 @@ class CollectingTransport(Transport):
         try:
             self._write(request, verdict)
         except OSError as exc:  # training data is a by-product: never fail the decision for it
-            log.warning("could not keep training record %s: %s", request.message_id, exc)
+            self.failed += 1
+            full = " (the disk is full: the records kept so far stay; free space to keep collecting)" \
+                if exc.errno == errno.ENOSPC else ""
+            log.warning("camera %s: could not keep training record %s: %s%s", request.camera, request.message_id,
+                        exc, full)
         return verdict
 
     def _write(self, request: EscalationRequest, verdict: Verdict) -> None:
@@ -46,7 +52,11 @@ class CollectingTransport(Transport):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{request.message_id}.json"
         tmp = path.with_suffix(".part")
-        tmp.write_bytes(record.to_bytes())
+        try:
+            tmp.write_bytes(record.to_bytes())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # no half record left behind
+            raise
         os.replace(tmp, path)  # a crash never leaves half a record for the trainer to choke on
         self.written += 1
         if self.on_record is not None:
