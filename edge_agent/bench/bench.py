@@ -49,7 +49,8 @@ def _model_card(path: Path) -> dict:
 
 
 def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None = None,
-              with_sweep: bool = True, target_recall: float = 0.97, adapt_fraction: float | None = None,
+              with_sweep: bool = True, target_recall: float = DEFAULTS.target_recall,
+              adapt_fraction: float | None = None,
               student: Path = DEFAULT_STUDENT_MANIFEST, adapt_epochs: int = DEFAULTS.epochs,
               new_camera: bool = False, new_camera_overrides: dict | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)

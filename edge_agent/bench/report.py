@@ -6,10 +6,12 @@ from pathlib import Path
 
 import matplotlib
 
+from models.student.defaults import DEFAULTS
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-TARGETS = {"person_recall": 0.97, "escalation_fraction": 0.20, "cpu_ratio": 0.20}
+TARGETS = {"person_recall": DEFAULTS.target_recall, "escalation_fraction": 0.20, "cpu_ratio": 0.20}
 
 
 def plot_timeline(timelines: dict[str, list[dict]], path: Path) -> None:

@@ -45,7 +45,7 @@ def _pass(config: AgentConfig, frames: list, fps: float, db: Path) -> tuple[floa
 
 
 def measure(clip: Path, records: Path, camera: str, champion: Path, frames: int = 200, fps: float = 10.0,
-            epochs: int = 60, threads: int = 1) -> dict:
+            epochs: int = DEFAULTS.epochs, threads: int = 1) -> dict:
     images = _frames(clip, fps, frames)
     if not images:
         raise ValueError(f"{clip} gave no frames")

@@ -92,8 +92,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out/bench", help="output directory (default: out/bench)")
     p.add_argument("--level", choices=["presence", "boxes"], help="cascade level (default: the config default)")
     p.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep (faster)")
-    p.add_argument("--target-recall", type=float, default=0.97,
-                   help="person presence recall the chosen operating point must reach (default: 0.97)")
+    p.add_argument("--target-recall", type=float, default=DEFAULTS.target_recall,
+                   help=f"person presence recall the chosen operating point must reach (default: "
+                        f"{DEFAULTS.target_recall})")
     p.add_argument("--teacher-cpu-s", type=float,
                    help="also price the baseline with your own model's CPU seconds per frame")
     p.add_argument("--student", help="student manifest (default: the agent's, the teacher-derived student)")
@@ -124,7 +125,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("clip", help="calibration clip (path or name)")
     p.add_argument("--config", required=True, help="agent config to update (a .bak copy is kept)")
     p.add_argument("--out", help="write the calibrated config here instead of over --config")
-    p.add_argument("--target-recall", type=float, default=0.97, help="presence recall to reach (default: 0.97)")
+    p.add_argument("--target-recall", type=float, default=DEFAULTS.target_recall,
+                   help=f"presence recall to reach (default: {DEFAULTS.target_recall})")
     p.add_argument("--label", action="append", choices=["person", "vehicle"],
                    help="labels that must reach the target (default: person; repeatable)")
     p.add_argument("--level", choices=["presence", "boxes"], default="presence", help="cascade level")

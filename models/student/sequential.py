@@ -16,7 +16,7 @@ chain, so its false-alarm rate and its detection probability are computed exactl
   probability `u` and each positive audit a miss with probability p1.
 
 `design()` finds the smallest `u` (and, for it, the smallest threshold meeting the false-alarm limit) whose
-detection probability reaches `power`. At 0.97 -> 0.85, 10 min at 1 fps, 0.95, one a week: u = 0.225 positive
+detection probability reaches `power`. At 0.97 -> 0.85, 10 min at 1 fps, 0.95, one a week: u = 0.226 positive
 audits per frame, threshold 65 (the test suite checks both by simulation). The audit share of a camera is u
 divided by the share of its frames on which the label is present and decided at the edge: a camera showing
 a person in half its frames audits 45% of them. That is what noticing a fall within ten minutes costs.
@@ -29,6 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from models.student.defaults import DEFAULTS
 
 WEEK_S = 7 * 86_400
 
@@ -88,8 +90,9 @@ def detect_probability(threshold: int, weight: int, p: float, u: float, frames: 
 
 
 @lru_cache(maxsize=32)
-def design(target_recall: float = 0.97, drop_to: float = 0.85, detect_s: float = 600.0, power: float = 0.95,
-           false_alarms_per_week: float = 1.0, fps: float = 1.0) -> GuardDesign:
+def design(target_recall: float = DEFAULTS.target_recall, drop_to: float = DEFAULTS.guard_recall_drop_to,
+           detect_s: float = DEFAULTS.guard_detect_s, power: float = DEFAULTS.guard_power,
+           false_alarms_per_week: float = DEFAULTS.guard_false_alarms_per_week, fps: float = 1.0) -> GuardDesign:
     p0, p1 = 1 - target_recall, 1 - drop_to
     if not 0 < p0 < p1 < 1:
         raise ValueError(f"the guard needs a fall: recall {target_recall} -> {drop_to}")

@@ -10,6 +10,8 @@ import logging
 import sys
 from pathlib import Path
 
+import pytest
+
 from contracts.training import TrainingRecord
 from contracts.wire import Crop, CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.app import Agent
@@ -88,3 +90,32 @@ def test_a_trainer_killed_mid_run_is_recorded_and_the_camera_keeps_onboarding(tm
         assert history[-1]["outcome"] == "failed"
     finally:
         agent.close()
+
+
+@pytest.mark.slow
+def test_too_little_evidence_keeps_collecting_and_says_so_in_models_status(tmp_path):
+    """The real `models specialize` child on 12 records: nothing trained, "collecting" in the loop's history,
+    and `edge-agent models status` says what is missing."""
+    from edge_agent.specialization.status import camera_status, format_status
+
+    collector = CollectingTransport(Teacher(), tmp_path / "records")
+    for k in range(12):
+        collector.escalate(_request(k))
+    config = AgentConfig.model_validate({
+        "student": str(DEFAULT_STUDENT_MANIFEST), "cameras": [{"id": "door", "source": "injected"}],
+        "escalation": {"transport": "none"}, "output": {"events_db": str(tmp_path / "e.sqlite")},
+        "fleet": {"models_dir": str(tmp_path / "models")},
+        "specialization": {"enabled": True, "records_dir": str(tmp_path / "records"), "min_records": 8,
+                           "keep_records": 100}})
+    agent = Agent(config, sources=[PacedSource("door", [], 0)])
+    try:
+        outcome = agent.specialization.run_once("door")
+    finally:
+        agent.close()
+    assert outcome["outcome"] == "collecting" and "too little evidence, keep collecting" in outcome["why"]
+    status = camera_status(config)["door"]
+    assert status["onboarding"] and status["evidence"]["verdict"] == "collect"
+    text = format_status(camera_status(config))
+    assert "camera door: onboarding" in text and "too little evidence: keep collecting" in text
+    assert "person absent in 0 held-back frames, at least 30 needed" in text
+    assert len(list((tmp_path / "records" / "door").glob("*.json"))) == 12  # nothing collected is lost

@@ -47,8 +47,11 @@ def test_a_fall_from_097_to_085_is_noticed_within_ten_minutes_in_95_percent_of_r
             guard.watch(limits)  # (a false alarm there, rare, would send it back; a new student starts clean)
         delays.append(_frames_to_alarm(rng, guard, audit, 0.85, 1800))
     within = sum(d_ is not None and d_ <= 600 for d_ in delays) / runs
-    assert within >= 0.95, within  # exact: d.detect_probability (from 0; from a running state it is faster)
-    assert np.median([x for x in delays if x]) < 600
+    # The exact figure (from 0; after a stretch in control the statistic sits near 0, a little faster) is 0.951;
+    # 400 runs estimate it within about 0.011, so the simulation must agree with it, not beat it by luck.
+    sd = np.sqrt(d.detect_probability * (1 - d.detect_probability) / runs)
+    assert d.detect_probability >= 0.95 and within >= d.detect_probability - 3 * sd, (within, d.detect_probability)
+    assert np.median([x for x in delays if x]) < 600  # measured: median 240 s, 95th percentile 590 s
 
 
 def test_false_alarms_at_most_once_a_week_at_the_target_recall():
