@@ -18,7 +18,7 @@ import pytest
 from contracts.jobs import Bands
 from contracts.training import TrainingRecord
 from edge_agent.app import Agent
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, CascadeSettings
 from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.specialization.status import camera_status, format_status
 from edge_agent.students.guard import Limits, StudentGuard
@@ -180,12 +180,12 @@ def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames
     state = agent.cameras["plaza"]
     assert state.own_student is not None
     state.use_student(state.own_student.detector, state.guard.limits, Bands(accept=0.3, reject=0.05))
-    assert state.cascade.bands["person"].accept == 0.3  # its own operating point, until it goes
+    assert state.cascade.bands["person"] == Bands(accept=0.3, reject=0.05)  # its own operating point, until it goes
     summary = agent.run()
     assert summary["student_rollbacks"] == 1 and agent.cameras["plaza"].own_student is None
     # the agent's student is back for the frames after the 5th audit, at the camera's configured bands
     assert state.cascade.student_thresholds == agent.student.detector.manifest.thresholds
-    assert (state.cascade.bands["person"].accept, state.cascade.bands["person"].reject) == (0.5, 0.2)
+    assert state.cascade.bands["person"] == CascadeSettings().labels["person"]
 
 
 def test_guard_counts_uncertainty_not_audits():
