@@ -19,8 +19,9 @@ def fetch_models(force: bool = False) -> None:
     from models.teacher.build import ensure_teacher
 
     print(f"teacher manifest: {ensure_teacher(force=force)}")
-    print(f"vtest.avi:        {fetch_vtest(force=force)}")
+    # the student before the reference clip: a gateway needs the one, only benches and tests the other
     print(f"student:          {ensure_derived_student(force=force)} (derived from the teacher's weights)")
+    print(f"vtest.avi:        {fetch_vtest(force=force)}")
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
