@@ -39,6 +39,10 @@ def render(summary: dict) -> str:
                   "# TYPE framesieve_own_student gauge"]
         lines += [f'framesieve_own_student{{camera="{c}"}} {int(s["own"] is not None)}'
                   for c, s in sorted(students.items())]
+        lines += ["# HELP framesieve_onboarding Whether the camera onboards (the cloud decides every frame with "
+                  "motion until a student of its own is promoted on evidence).", "# TYPE framesieve_onboarding gauge"]
+        lines += [f'framesieve_onboarding{{camera="{c}"}} {int(bool(s.get("onboarding")))}'
+                  for c, s in sorted(students.items())]
         lines += ["# HELP framesieve_uncertain_fraction Share of the last 50 looked-at frames escalated for "
                   "uncertainty (what the rollback guard watches).", "# TYPE framesieve_uncertain_fraction gauge"]
         lines += [f'framesieve_uncertain_fraction{{camera="{c}"}} {s["uncertain_fraction"]:.4f}'

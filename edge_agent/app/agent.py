@@ -263,7 +263,8 @@ class Agent:
                "student_rollbacks": self.student_rollbacks,
                # which cameras run a student of their own, and the live share their guard watches
                "students": {cid: {"own": s.own_student.detector.manifest.version if s.own_student else None,
-                                  "uncertain_fraction": s.guard.escalation_fraction()}
+                                  "uncertain_fraction": s.guard.escalation_fraction(),
+                                  "onboarding": s.onboarding}
                             for cid, s in self.cameras.items()}}
         if self.specialization is not None:
             out["specialization"] = self.specialization.summary()

@@ -21,10 +21,11 @@ def test_render_is_prometheus_text_per_camera():
 def test_render_shows_per_camera_students_and_the_specialization_loop():
     text = render({"cameras": {"a": {}, "b": {}}, "student_rollbacks": 1,
                    "students": {"a": {"own": "1.0.0+a.1", "uncertain_fraction": 0.04},
-                                "b": {"own": None, "uncertain_fraction": None}},
+                                "b": {"own": None, "uncertain_fraction": None, "onboarding": True}},
                    "specialization": {"runs": 3, "promotions": 1,
                                       "cameras": {"a": {"records": 250}, "b": {"records": 12}}}})
     assert 'framesieve_own_student{camera="a"} 1' in text and 'framesieve_own_student{camera="b"} 0' in text
+    assert 'framesieve_onboarding{camera="a"} 0' in text and 'framesieve_onboarding{camera="b"} 1' in text
     assert 'framesieve_uncertain_fraction{camera="a"} 0.0400' in text and 'uncertain_fraction{camera="b"}' not in text
     assert "framesieve_specialization_runs_total 3" in text and "framesieve_specialization_promotions_total 1" in text
     assert 'framesieve_training_records{camera="a"} 250' in text
