@@ -35,7 +35,7 @@ class SpecializationDefaults(BaseModel):
     promotion_labels: tuple[Literal["person", "vehicle"], ...] = ("person",)
     epochs: int = Field(60, ge=1)
     min_records: int = Field(40, ge=4)
-    accept: float = 0.5  # the bands a champion is compared at when the camera has none of its own
+    accept: float = 0.3  # the bands both models are also judged at when none are given (the agent's default bands)
     reject: float = 0.2
     escalation_margin: float = 0.05
     audit_margin: float = 0.1

@@ -102,6 +102,10 @@ def test_specialization_knobs_are_defined_once():
 
     rules = parse_config("cameras: [{id: a, source: a.mp4}]").specialization.rules()
     assert rules == DEFAULTS
+    from edge_agent.config import CascadeSettings
+
+    shipped = CascadeSettings().labels["person"]  # `models specialize` without --accept judges at the agent's bands
+    assert (DEFAULTS.accept, DEFAULTS.reject) == (shipped.accept, shipped.reject)
     tuned = parse_config("cameras: [{id: a, source: a.mp4}]\nspecialization: {min_present: 50, bound: clopper-pearson,"
                          " promotion_labels: [person, vehicle]}").specialization.rules()
     assert (tuned.min_present, tuned.bound, tuned.promotion_labels) == (50, "clopper-pearson", ("person", "vehicle"))

@@ -183,9 +183,32 @@ def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames
     assert state.cascade.bands["person"] == Bands(accept=0.3, reject=0.05)  # its own operating point, until it goes
     summary = agent.run()
     assert summary["student_rollbacks"] == 1 and agent.cameras["plaza"].own_student is None
-    # the agent's student is back for the frames after the 5th audit, at the camera's configured bands
+    # the agent's student is back once its audits clearly disagree, at the camera's configured bands
     assert state.cascade.student_thresholds == agent.student.detector.manifest.thresholds
     assert state.cascade.bands["person"] == CascadeSettings().labels["person"]
+
+
+@pytest.mark.slow
+def test_a_student_blind_to_this_scene_is_caught_by_the_recall_test_and_the_camera_onboards_again(
+        tmp_path, plaza_frames, teacher_server_url):
+    """A student that learnt another scene (or another half of this one: other clothes) and is sure nobody is
+    here: its recall test, as a decision sizes it, declares the fall on real frames answered by the real teacher,
+    and the camera goes back to onboarding: from then on the cloud decides every frame with motion."""
+    blind = _student(tmp_path / "blind", a=0.01, b=-8.0, camera="plaza")
+    cameras = [{"id": "plaza", "source": "injected", "student": str(blind),
+                "student_guard": {"audit_fraction": 0.5, "recall_threshold": 65, "recall_weight": 12}}]
+    agent = Agent(_config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, cameras),
+                  sources=[PacedSource("plaza", plaza_frames, 30)], jsonl=tmp_path / "out.jsonl")
+    camera = agent.cameras["plaza"]
+    assert camera.own_student is not None and not camera.onboarding and camera.cascade.audit_fraction == 0.5
+    summary = agent.run()
+    assert summary["student_rollbacks"] == 1 and camera.own_student is None and camera.onboarding
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    audits = [k for k, ln in enumerate(lines) if ln["decided_by"] == "audit"]
+    assert 6 <= len(audits) <= 8  # 6 misses of a person (12 each) reach 65; a 7th audit may share the batch
+    after = [ln for ln in lines[audits[-1] + 1:] if ln["decided_by"] != "carried"]
+    assert after and all(ln["escalated"] and ln["decided_by"] == "cloud" for ln in after)  # onboarding again
+    assert camera.cascade.audit_fraction == camera.config.cascade.audit_fraction  # the camera's, not the student's
 
 
 def test_guard_counts_uncertainty_not_audits():
