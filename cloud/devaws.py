@@ -35,6 +35,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+# moto_server answers each request on a thread of its own and its backends take no lock, so two concurrent
+# conditional writes can both pass their condition, which DynamoDB itself never allows (a router test saw
+# two alerts for one message that way). Serving one request at a time keeps moto as atomic as the service it
+# stands in for; moto's own server module is used, only without threads.
+_SERIAL_MOTO = (
+    "import sys\n"
+    "from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app\n"
+    "from werkzeug.serving import run_simple\n"
+    "run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False,\n"
+    "           request_handler=MotoRequestHandler)\n"
+)
+
+
 class MotoServer:
     """`moto_server` on a loopback port, recording the requests it receives into `recording`."""
 
@@ -49,7 +62,7 @@ class MotoServer:
         env = {**os.environ, "MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(self.recording)}
         self.log_path = self.recording.with_suffix(".log")  # moto logs every request: a file, not a pipe
         with open(self.log_path, "wb") as log_file:
-            self.process = subprocess.Popen([exe, "-H", host, "-p", str(self.port)], env=env,
+            self.process = subprocess.Popen([sys.executable, "-c", _SERIAL_MOTO, host, str(self.port)], env=env,
                                             stdout=log_file, stderr=subprocess.STDOUT)
         self._wait_ready()
 
