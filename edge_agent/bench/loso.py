@@ -29,12 +29,13 @@ from models.manifest import load_manifest
 from models.metrics import match_boxes, wilson_interval
 from models.runtime import load_detector
 from models.student.data import resolve_clip
+from models.student.defaults import DEFAULTS
 from models.student.scenes import Scene, load_scene
 from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
 
 log = logging.getLogger(__name__)
 SCHEMA = "framesieve.loso/1"
-TARGET_RECALL = 0.97
+TARGET_RECALL = DEFAULTS.target_recall  # the product's promise, defined once
 # Reference box height in source pixels: small objects are what a whole-frame pass at a reduced
 # input loses first, so recall is reported per size.
 SIZE_BUCKETS = (("small", 0, 32), ("medium", 32, 96), ("large", 96, 1e9))
