@@ -77,8 +77,10 @@ def format_summary(s: dict) -> str:
         "agreement with the teacher on every sampled frame:",
     ]
     groups = [("all frames", s["sampled_frames"], s["escalation_fraction"], s["labels"])]
-    if s.get("held_back"):
-        h = s["held_back"]
+    h = s.get("held_back")
+    if h and h["frames"] == s["sampled_frames"]:
+        groups[0] = ("all frames (the student never trained on this clip)", *groups[0][1:])
+    elif h:
         groups.append((f"held-back frames (t >= {h['from_s']} s, never trained on)", h["frames"],
                        h["escalation_fraction"], h["labels"]))
     for name, frames, esc, labels in groups:
