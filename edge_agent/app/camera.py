@@ -83,6 +83,7 @@ class CameraPipeline:
         self.settled = Detections.empty()
         self.last_whole_s = float("-inf")  # when the student last looked at the whole frame
         self.own_student: BatchedStudent | None = None  # a per-camera (specialized) student, else the agent's
+        self.own_bands: Bands | None = None  # that student's own operating point, kept across live settings
         self.guard = StudentGuard()  # rolls the own student back if it does worse live
         self.counters = Counters()
         self._onboard()
@@ -166,7 +167,9 @@ class CameraPipeline:
         self.config = CameraConfig.model_validate({**new.model_dump(),
                                                    **old.model_dump(include=set(CAMERA_ONLY_FIELDS))})
         c = new.cascade
-        self.cascade.bands = dict(c.labels)
+        # A camera running its own student keeps that student's operating point: the fleet's settings set
+        # the bands the camera returns to on a rollback, not the ones its promoted student was judged at.
+        self.cascade.bands = dict(c.labels) if self.own_bands is None else dict.fromkeys(c.labels, self.own_bands)
         self.cascade.level, self.cascade.audit_fraction = c.level, c.audit_fraction
         self.cascade.budget.resize(c.budget_per_hour)
         self.tracker.iou_threshold, self.tracker.max_age_s = new.tracker.iou, new.tracker.max_age_s
@@ -180,6 +183,7 @@ class CameraPipeline:
     def use_student(self, detector: Detector, limits: Limits, bands: Bands | None = None) -> None:
         """Its own student from now on, watched against `limits`, at its own `bands` (every label) if given."""
         self.own_student = BatchedStudent(detector)
+        self.own_bands = bands
         if bands is not None:
             self.cascade.bands = dict.fromkeys(self.cascade.bands, bands)
         self.cascade.student_thresholds = detector.manifest.thresholds
@@ -192,6 +196,7 @@ class CameraPipeline:
     def drop_student(self, agent_thresholds: dict[str, float]) -> None:
         """Back to the agent's student, at the camera's configured bands."""
         self.own_student = None
+        self.own_bands = None
         self.cascade.student_thresholds = agent_thresholds
         self.cascade.bands = dict(self.config.cascade.labels)
         self.cascade.audit_fraction = self.config.cascade.audit_fraction

@@ -204,3 +204,15 @@ def test_a_new_camera_onboards_every_frame_with_motion_and_a_still_scene_at_its_
             assert event.escalated and event.reason == "onboarding" and event.decided_by == "cloud"
             sent.append(k)
     assert sent == [0, 5, 10] and len(cloud.requests) == 3  # confident or not, the cloud decides
+
+
+def test_live_settings_keep_a_camera_students_bands_until_its_rollback():
+    """A fleet-wide settings push must not move a promoted student off the operating point it was judged at;
+    the pushed bands are what the camera returns to when its student is rolled back."""
+    cam = camera()
+    cam.use_student(load_detector(DEFAULT_STUDENT_MANIFEST), Limits(max_escalation=0.3), Bands(accept=0.7, reject=0.1))
+    cam.reconfigure(CameraSettings.model_validate({"cascade": {"labels": {
+        "person": {"accept": 0.8, "reject": 0.3}, "vehicle": {"accept": 0.8, "reject": 0.3}}}}))
+    assert cam.cascade.bands == {"person": Bands(accept=0.7, reject=0.1), "vehicle": Bands(accept=0.7, reject=0.1)}
+    cam.drop_student({"person": 0.25})
+    assert cam.cascade.bands["person"] == Bands(accept=0.8, reject=0.3)  # the pushed settings, now in force
