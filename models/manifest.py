@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -124,3 +125,16 @@ def load_manifest(path: Path | str, verify: bool = True) -> Manifest:
                 f"re-export the model with its manifest."
             )
     return manifest
+
+
+def intact(path: Path, what: str) -> bool:
+    """Whether a cached model is there and verifies against its manifest; a damaged one is logged as about
+    to be rebuilt (the caller rebuilds it)."""
+    if not path.is_file():
+        return False
+    try:
+        load_manifest(path)
+        return True
+    except (ManifestError, ChecksumMismatch) as exc:
+        logging.getLogger(__name__).warning("rebuilding %s: %s", what, exc)
+        return False

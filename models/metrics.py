@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -85,11 +86,13 @@ def agreement(preds: Sequence[Detections], refs: Sequence[Detections], labels: S
     return out
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% (by default) Wilson score interval of a proportion k/n: unlike k/n +- a normal margin it stays
-    inside [0, 1] and is honest for a handful of frames or a rate near 0 or 1."""
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Wilson score interval of a proportion k/n (95% by default): unlike k/n +- a normal margin
+    it stays inside [0, 1] and is honest for a handful of frames or a rate near 0 or 1. Its lower end at
+    confidence 2c - 1 is the one-sided lower bound at c."""
     if n <= 0:
         raise ValueError("a proportion needs at least one trial")
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
     p = k / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom

@@ -15,7 +15,6 @@ ZOO_DIR = Path(__file__).resolve().parent / "zoo"  # models that ship with the p
 # teacher-derived student is: `models.student.derived.ensure_derived_student`, issue 12's leave-one-scene-out
 # figures), but it is what per-camera specialization fine-tunes, having a small trainable checkpoint.
 CENTERNET_STUDENT_MANIFEST = ZOO_DIR / "student" / "manifest.json"
-DEFAULT_STUDENT_MANIFEST = CENTERNET_STUDENT_MANIFEST  # the name older code and tests import
 
 
 def cache_dir() -> Path:

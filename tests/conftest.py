@@ -1,4 +1,4 @@
-"""Shared fixtures: the real teacher, real footage, the shipped student."""
+"""Shared fixtures: the real teacher, real footage, the CenterNet student shipped in the package."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from models.exceptions import FetchError
-from models.paths import DEFAULT_STUDENT_MANIFEST, shared_footage_dir
+from models.paths import CENTERNET_STUDENT_MANIFEST, shared_footage_dir
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +71,8 @@ def shared_footage() -> Path:
 
 @pytest.fixture()
 def student_copy(tmp_path) -> Path:
-    """A private copy of the shipped student (manifests, ONNX files, checkpoint) safe to tamper with."""
-    src = DEFAULT_STUDENT_MANIFEST.parent
+    """A private copy of the packaged CenterNet student (manifests, ONNX files, checkpoint) safe to tamper with."""
+    src = CENTERNET_STUDENT_MANIFEST.parent
     dest = tmp_path / "student"
     shutil.copytree(src, dest)
     return dest / "manifest.json"

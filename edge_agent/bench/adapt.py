@@ -17,7 +17,6 @@ from edge_agent.bench.metrics import escalation_fraction, label_agreement, prese
 from edge_agent.bench.runner import Baseline, ReplaySource, agent_config, run_baseline, run_hybrid
 from edge_agent.escalation.collect import CollectingTransport
 from edge_agent.escalation.http import UrlTransport
-from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.student.defaults import DEFAULTS
 from models.student.specialize import specialize
 
@@ -39,7 +38,7 @@ def _figures(lines: list[dict], baseline: Baseline) -> dict:
 
 
 def run_adapt(clip: Path, fps: float, fraction: float, url: str, out_dir: Path,
-              generic: Path = DEFAULT_STUDENT_MANIFEST, warmup_audit: float = 1.0, epochs: int = DEFAULTS.epochs,
+              generic: Path, warmup_audit: float = 1.0, epochs: int = DEFAULTS.epochs,
               baseline: Baseline | None = None) -> dict:
     if not 0 < fraction < 1:
         raise ValueError(f"--adapt-fraction must be between 0 and 1, got {fraction}")

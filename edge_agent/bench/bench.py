@@ -15,9 +15,10 @@ from edge_agent.bench.new_camera import figures, run_new_camera
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 from edge_agent.bench.sweep import pick_operating_point, sweep
 from models.manifest import load_manifest
-from models.paths import DEFAULT_STUDENT_MANIFEST, shared_footage_dir
+from models.paths import shared_footage_dir
 from models.student.data import resolve_clip
 from models.student.defaults import DEFAULTS
+from models.student.derived import ensure_derived_student
 from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ def _model_card(path: Path) -> dict:
 def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None = None,
               with_sweep: bool = True, target_recall: float = DEFAULTS.target_recall,
               adapt_fraction: float | None = None,
-              student: Path = DEFAULT_STUDENT_MANIFEST, adapt_epochs: int = DEFAULTS.epochs,
+              student: Path | None = None, adapt_epochs: int = DEFAULTS.epochs,
               new_camera: bool = False, new_camera_overrides: dict | None = None) -> dict:
+    student = student or ensure_derived_student()  # the agent's default student
     out_dir.mkdir(parents=True, exist_ok=True)
     results, raw, skipped, timelines = {}, {}, {}, {}
     with local_inference_server() as url:

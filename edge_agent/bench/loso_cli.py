@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from edge_agent.bench.bench import default_clips
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 
 FAMILIES = ("derived", "centernet", "fixed")
 
@@ -24,7 +25,8 @@ def _cmd_derive(args: argparse.Namespace) -> int:
     names = args.scenes or default_clips()
     scenes = [load_scene(p, args.fps, teacher) for p in (resolve_clip(n) for n in names) if p is not None]
     if not scenes:
-        print(f"error: none of the calibration scenes {names} was found; run `edge-agent models fetch`")
+        print(f"error: none of the calibration scenes {names} was found; run `edge-agent models fetch`",
+              file=sys.stderr)
         return 2
     manifest = build_derived(Path(args.out), scenes, (args.width, args.height), int8=args.int8)
     print(f"derived student: {manifest} (calibrated on {sum(len(s) for s in scenes)} frames of "
@@ -114,8 +116,8 @@ def add_parsers(msub) -> None:
     p.add_argument("--width", type=int, default=320, help="derived: input width (default 320)")
     p.add_argument("--height", type=int, default=192, help="derived: input height (default 192)")
     p.add_argument("--int8", action="store_true", help="derived: use the INT8 variant")
-    p.add_argument("--student", default=str(DEFAULT_STUDENT_MANIFEST),
-                   help="fixed: the student manifest judged on every scene (default: the shipped student)")
+    p.add_argument("--student", default=str(CENTERNET_STUDENT_MANIFEST),
+                   help="fixed: the student manifest judged on every scene (default: the CenterNet in the package)")
     p.add_argument("--config", help="centernet: training config (default: config/train.yaml)")
     p.add_argument("--epochs", type=int, default=10, help="centernet: epochs per fold (default 10)")
     p.add_argument("--no-sweep", action="store_true", help="skip the threshold sweep (no escalation-for-recall)")

@@ -25,7 +25,6 @@ from edge_agent.bench.runner import Baseline, ReplaySource, agent_config, run_ba
 from edge_agent.config import AgentConfig
 from edge_agent.escalation.http import UrlTransport
 from edge_agent.pipeline.sources import SampledFrame
-from models.paths import DEFAULT_STUDENT_MANIFEST
 from models.teacher.build import TEACHER_THRESHOLD
 
 LABELS = ("person", "vehicle")
@@ -72,7 +71,7 @@ def new_camera_config(camera: str, clip: Path, fps: float, url: str, out_dir: Pa
     return AgentConfig.model_validate(raw)
 
 
-def run_new_camera(clip: Path, fps: float, url: str, out_dir: Path, student: Path = DEFAULT_STUDENT_MANIFEST,
+def run_new_camera(clip: Path, fps: float, url: str, out_dir: Path, student: Path,
                    overrides: dict | None = None, baseline: Baseline | None = None,
                    with_generic: bool = True) -> dict:
     for stale in ("models", "records"):  # a cold start: nothing from an earlier run

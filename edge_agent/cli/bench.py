@@ -18,9 +18,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     fetch_models()
     out = Path(args.out)
     cascade = {"level": args.level} if args.level else None
-    from models.student.derived import ensure_derived_student
-
-    student = Path(args.student) if args.student else ensure_derived_student()  # the agent's default
+    student = Path(args.student) if args.student else None  # None: the agent's default
     summary = run_bench(args.clips or default_clips(), args.fps, out, cascade, with_sweep=not args.no_sweep,
                         target_recall=args.target_recall, adapt_fraction=args.adapt_fraction, student=student,
                         adapt_epochs=args.adapt_epochs, new_camera=args.new_camera,

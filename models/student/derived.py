@@ -15,7 +15,6 @@ machine for the same recipe.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -31,15 +30,14 @@ from onnx import numpy_helper
 from contracts.labels import DEFAULT_COCO_GROUPS, PRODUCT_LABELS
 from models.exceptions import ModelError
 from models.fetch import fetch_teacher
-from models.manifest import Manifest, Platt, load_manifest, manifest_for
+from models.manifest import Manifest, Platt, intact, load_manifest, manifest_for
 from models.paths import CENTERNET_STUDENT_MANIFEST, cache_dir
+from models.quantize import quantize_int8
 from models.runtime import load_detector
 from models.student.evaluate import best_threshold, calibration_pairs, fit_platt
 from models.student.scenes import Scene
 from models.teacher.build import TEACHER_THRESHOLD
 from models.teacher.darknet import convert_darknet
-
-log = logging.getLogger(__name__)
 
 FAMILY = "teacher-derived"
 DEFAULT_INPUT_WH = (320, 192)
@@ -62,7 +60,7 @@ def derived_dir() -> Path:
 
 def _cfg_at(cfg_text: str, width: int, height: int) -> str:
     """The Darknet cfg with its [net] input size replaced (the network is fully convolutional)."""
-    net, sep, rest = cfg_text.partition("\n[", )
+    net, sep, rest = cfg_text.partition("\n[")
     net = re.sub(r"(?m)^\s*width\s*=.*$", f"width={width}", net)
     net = re.sub(r"(?m)^\s*height\s*=.*$", f"height={height}", net)
     return net + sep + rest
@@ -108,26 +106,7 @@ def derive_onnx(out_path: Path, input_wh: tuple[int, int] = DEFAULT_INPUT_WH,
     return {"format": "yolo-v3-heads", "class_names": list(keep_classes), "heads": spec["heads"]}
 
 
-def quantize_int8(fp32: Path, int8: Path, frames: list[np.ndarray], input_wh: tuple[int, int]) -> None:
-    """Static QDQ INT8 (per-channel weights), activations calibrated on real frames."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    blobs = iter([cv2.dnn.blobFromImage(f, 1 / 255, input_wh, swapRB=True, crop=False) for f in frames])
-
-    class Frames(CalibrationDataReader):
-        def get_next(self):
-            blob = next(blobs, None)
-            return None if blob is None else {"images": blob}
-
-    prepped = int8.with_name(int8.stem + ".prep.onnx")
-    quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=True)
-    quantize_static(str(prepped), str(int8), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    prepped.unlink(missing_ok=True)
-
-
-def _base_manifest(path: Path, spec: dict, input_wh: tuple[int, int], precision: str, training: dict) -> dict:
+def _base_manifest(spec: dict, input_wh: tuple[int, int], precision: str, training: dict) -> dict:
     return dict(
         name=f"student-derived-{precision}", version="2.0.0", kind="student", precision=precision,
         input={"name": "images", "width": input_wh[0], "height": input_wh[1], "layout": "NCHW",
@@ -163,21 +142,27 @@ def build_derived(out_dir: Path, scenes: Sequence[Scene], input_wh: tuple[int, i
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32 = out_dir / "student-derived-fp32.onnx"
     spec = derive_onnx(fp32, input_wh)
-    training = {"input": list(input_wh), "calibration_scenes": [s.name for s in scenes],
-                "calibration_frames": sum(len(s) for s in scenes)}
+    if calibration is None:
+        training = {"input": list(input_wh), "calibration_scenes": [s.name for s in scenes],
+                    "calibration_frames": sum(len(s) for s in scenes)}
+    else:  # the recipe's calibration: the manifest names the scenes it was fitted on, not the empty list here
+        training = {"input": list(input_wh), "calibration_scenes": calibration["scenes"],
+                    "calibration_frames": calibration.get("frames")}
     variants = [("fp32", fp32)]
     if int8:
         path = out_dir / "student-derived-int8.onnx"
-        quantize_int8(fp32, path, [f for s in scenes for f in s.frames][:64], input_wh)
+        # this graph takes float NCHW RGB in 0..1, as the runtime's blobFromImage makes it
+        frames = [f for s in scenes for f in s.frames][:64]
+        quantize_int8(fp32, path, (cv2.dnn.blobFromImage(f, 1 / 255, input_wh, swapRB=True, crop=False)
+                                   for f in frames))
         variants.append(("int8", path))
     for precision, path in variants:
         manifest_path = out_dir / f"manifest-{precision}.json"
-        base = _base_manifest(path, spec, input_wh, precision, training)
+        base = _base_manifest(spec, input_wh, precision, training)
         manifest_for(path, **base).save(manifest_path)
         if calibration is None:
             platt, thresholds = calibrate(manifest_path, scenes)
         else:
-            training["calibration_scenes"] = calibration["scenes"]
             platt = {k: Platt(**v) for k, v in calibration["platt"].items()}
             thresholds = calibration["thresholds"]
         manifest: Manifest = manifest_for(path, **base, calibration=platt, thresholds=thresholds)
@@ -192,6 +177,7 @@ def write_recipe(manifest_path: Path, path: Path = RECIPE) -> None:
     m = load_manifest(manifest_path)
     recipe = {"family": FAMILY, "input": [m.input.width, m.input.height],
               "scenes": m.training.get("calibration_scenes", []),
+              "frames": m.training.get("calibration_frames"),
               "platt": {k: v.model_dump() for k, v in m.calibration.items()}, "thresholds": m.thresholds}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(recipe, indent=2) + "\n")
@@ -200,12 +186,8 @@ def write_recipe(manifest_path: Path, path: Path = RECIPE) -> None:
 def ensure_derived_student(force: bool = False) -> Path:
     """The derived student in the cache, built from the committed recipe when missing."""
     manifest = derived_dir() / "manifest.json"
-    if manifest.is_file() and not force:
-        try:
-            load_manifest(manifest)
-            return manifest
-        except ModelError as exc:
-            log.warning("rebuilding the derived student: %s", exc)
+    if not force and intact(manifest, "the derived student"):
+        return manifest
     if not RECIPE.is_file():
         raise ModelError(f"the derived student's recipe {RECIPE} is missing; reinstall FrameSieve or run "
                          f"`edge-agent models derive` to fit one")

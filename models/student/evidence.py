@@ -8,24 +8,20 @@ minutes training.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 from pydantic import BaseModel
 
 from contracts.training import TrainingRecord
+from models.metrics import wilson_interval
 from models.student.defaults import DEFAULTS
 from models.student.records import camera_span_s, present_labels, split_points
 
 
 def wilson_lower(hits: int, n: int, confidence: float = DEFAULTS.confidence) -> float:
-    """One-sided Wilson score lower bound of a proportion."""
+    """One-sided Wilson score lower bound of a proportion: the two-sided interval's lower end at 2c - 1."""
     if n <= 0:
         return 0.0
-    z = NormalDist().inv_cdf(confidence)
-    p = hits / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z * z / n))
+    return wilson_interval(hits, n, 2 * confidence - 1)[0]
 
 
 def _tail_at_least(k: int, n: int, p: float) -> float:

@@ -15,6 +15,7 @@ import torch
 
 from contracts.labels import PRODUCT_LABELS
 from models.manifest import Manifest, Platt, manifest_for
+from models.quantize import quantize_int8
 from models.runtime import load_detector
 from models.student.evaluate import (
     best_threshold,
@@ -37,28 +38,6 @@ def export_onnx(net: torch.nn.Module, path: Path, in_wh: tuple[int, int]) -> Non
         warnings.simplefilter("ignore")
         torch.onnx.export(ExportWrapper(net).eval(), (dummy,), str(path), input_names=["images"],
                           output_names=OUTPUT_NAMES, dynamic_axes=axes, opset_version=17, dynamo=False)
-
-
-def quantize_int8(fp32: Path, int8: Path, calibration_frames: list[np.ndarray], in_wh: tuple[int, int]) -> None:
-    """Static QDQ quantization, per-channel weights, activations calibrated on real frames."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Frames(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(calibration_frames)
-
-        def get_next(self):
-            frame = next(self._it, None)
-            if frame is None:
-                return None
-            return {"images": cv2.resize(frame, in_wh, interpolation=cv2.INTER_LINEAR)[None]}
-
-    prepped = int8.with_suffix(".prep.onnx")
-    quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=True)
-    quantize_static(str(prepped), str(int8), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    prepped.unlink(missing_ok=True)
 
 
 def median_latency_ms(manifest_path: Path, frame: np.ndarray, runs: int = 30) -> float:
@@ -85,7 +64,9 @@ def export_variants(net, data, cfg, out_dir: Path, name: str, version: str, trai
     rng = np.random.default_rng(cfg.seed)
     quant_items = [calib_source[k] for k in rng.permutation(len(calib_source))[:64]]
     int8 = out_dir / "student-int8.onnx"
-    quantize_int8(fp32, int8, [data.clips[c].frames[i] for c, i in quant_items], in_wh)
+    # the student's graph takes uint8 NHWC frames at its input size
+    quantize_int8(fp32, int8, (cv2.resize(data.clips[c].frames[i], in_wh, interpolation=cv2.INTER_LINEAR)[None]
+                               for c, i in quant_items))
 
     report: dict = {"variants": {}}
     probe_frame = data.clips[0].frames[0]

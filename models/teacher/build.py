@@ -6,9 +6,8 @@ import logging
 from pathlib import Path
 
 from contracts.labels import DEFAULT_COCO_GROUPS
-from models.exceptions import ModelError
 from models.fetch import fetch_teacher, sha256_of
-from models.manifest import Manifest, load_manifest, manifest_for
+from models.manifest import Manifest, intact, manifest_for
 from models.paths import teacher_manifest_path
 from models.teacher.darknet import convert_darknet
 
@@ -22,12 +21,8 @@ TEACHER_THRESHOLD = 0.4
 def ensure_teacher(force: bool = False) -> Path:
     """Return the teacher manifest path, fetching and converting only what is missing."""
     path = teacher_manifest_path()
-    if path.is_file() and not force:
-        try:
-            load_manifest(path)
-            return path
-        except ModelError as exc:
-            log.warning("rebuilding the teacher: %s", exc)
+    if not force and intact(path, "the teacher"):
+        return path
     files = fetch_teacher()
     onnx_path = path.parent / "yolov3-tiny.onnx"
     onnx_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import pytest
 from cloud.deploy import TEMPLATE, DeployError, DeployOptions, main, run_deploy
 from cloud.devaws import DUMMY_ENV
 from cloud.stackops import first_failure, load_template, wait_for_stack
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from tests.infra.moto_template import write_moto_template
 
 pytestmark = pytest.mark.slow  # moto and CloudFormation: seconds per test
@@ -51,7 +51,7 @@ def _object(session, url: str) -> bytes:
 
 def test_deploy_creates_then_updates_the_stack(aws, moto_template, tmp_path):
     lines: list[str] = []
-    options = DeployOptions(stack="fs-deploy", image_uri=IMAGE, model=DEFAULT_STUDENT_MANIFEST,
+    options = DeployOptions(stack="fs-deploy", image_uri=IMAGE, model=CENTERNET_STUDENT_MANIFEST,
                             template=moto_template, poll_s=0.05, work_dir=tmp_path / "build")
     first = run_deploy(options, out=lines.append, session=aws)
     assert first.status == "CREATE_COMPLETE"

@@ -17,7 +17,7 @@ import pytest
 from cloud.devaws import DUMMY_ENV, dev_client, free_port
 from cloud.exceptions import CloudError
 from cloud.packaging import NOT_IN_LAMBDA, PackagingError, lambda_sources, package_lambda, package_model
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 
 EVENT = Path(__file__).resolve().parents[1] / "contracts" / "events" / "escalation_v1.json"
 
@@ -98,14 +98,14 @@ def test_a_router_that_imports_numpy_is_refused(tmp_path):
 
 
 def test_model_artifact_is_what_sagemaker_unpacks(tmp_path):
-    art = package_model(DEFAULT_STUDENT_MANIFEST, tmp_path)
-    manifest = json.loads(DEFAULT_STUDENT_MANIFEST.read_text())
+    art = package_model(CENTERNET_STUDENT_MANIFEST, tmp_path)
+    manifest = json.loads(CENTERNET_STUDENT_MANIFEST.read_text())
     with tarfile.open(art.path, "r:gz") as tar:
         assert tar.getnames() == ["manifest.json", manifest["file"]]
         model = tar.extractfile(manifest["file"]).read()
         assert json.loads(tar.extractfile("manifest.json").read()) == manifest
     assert hashlib.sha256(model).hexdigest() == manifest["sha256"]
-    assert package_model(DEFAULT_STUDENT_MANIFEST, tmp_path).sha256 == art.sha256  # same bytes: same key
+    assert package_model(CENTERNET_STUDENT_MANIFEST, tmp_path).sha256 == art.sha256  # same bytes: same key
 
 
 def test_tampered_model_is_not_packaged(student_copy, tmp_path):

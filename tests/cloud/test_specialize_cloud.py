@@ -17,7 +17,7 @@ from cloud.cli import main
 from cloud.specialize import sync_records
 from contracts.jobs import ModelJob
 from contracts.wire import Crop
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.student.defaults import DEFAULTS
 from tests.cloud.conftest import CAMERA, SITE, THING, escalation_event
 
@@ -39,7 +39,7 @@ def test_cloud_loop_from_router_records_to_an_iot_job_the_gateway_accepts(stack,
     iot.create_thing(thingName=THING)
     # A champion with good weights and a calibration that leaves every score uncertain: it escalates all.
     champion = tmp_path / "champion"
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, champion)
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, champion)
     manifest = json.loads((champion / "manifest.json").read_text())
     manifest["calibration"] = {label: {"a": 0.01, "b": -0.3} for label in manifest["calibration"]}
     (champion / "manifest.json").write_text(json.dumps(manifest))
@@ -71,7 +71,7 @@ def test_cloud_loop_from_router_records_to_an_iot_job_the_gateway_accepts(stack,
 
 
 def test_cloud_loop_refuses_bad_names_and_too_few_records(stack, tmp_path, capsys):
-    common = ["--bucket", stack.resources.bucket, "--from", str(DEFAULT_STUDENT_MANIFEST), "--out",
+    common = ["--bucket", stack.resources.bucket, "--from", str(CENTERNET_STUDENT_MANIFEST), "--out",
               str(tmp_path / "w"), "--endpoint-url", stack.moto.url]
     assert main(["specialize", "--site", SITE, "--camera", "../etc", *common]) == 2
     assert "--camera '../etc' must be" in capsys.readouterr().err

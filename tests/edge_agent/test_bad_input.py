@@ -19,7 +19,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.escalation.base import Transport
 from edge_agent.escalation.collect import CollectingTransport
 from edge_agent.specialization.loop import SpecializationLoop
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.student.records import load_records
 from tests.edge_agent.aws_side import PacedSource
 
@@ -75,7 +75,7 @@ def test_corrupt_and_partial_record_files_are_skipped_and_named(tmp_path):
 
 def test_a_trainer_killed_mid_run_is_recorded_and_the_camera_keeps_onboarding(tmp_path):
     config = AgentConfig.model_validate({
-        "student": str(DEFAULT_STUDENT_MANIFEST), "cameras": [{"id": "door", "source": "injected"}],
+        "student": str(CENTERNET_STUDENT_MANIFEST), "cameras": [{"id": "door", "source": "injected"}],
         "escalation": {"transport": "none"}, "output": {"events_db": str(tmp_path / "e.sqlite")},
         "fleet": {"models_dir": str(tmp_path / "models")},
         "specialization": {"enabled": True, "records_dir": str(tmp_path / "records"), "min_records": 8}})
@@ -102,7 +102,7 @@ def test_too_little_evidence_keeps_collecting_and_says_so_in_models_status(tmp_p
     for k in range(12):
         collector.escalate(_request(k))
     config = AgentConfig.model_validate({
-        "student": str(DEFAULT_STUDENT_MANIFEST), "cameras": [{"id": "door", "source": "injected"}],
+        "student": str(CENTERNET_STUDENT_MANIFEST), "cameras": [{"id": "door", "source": "injected"}],
         "escalation": {"transport": "none"}, "output": {"events_db": str(tmp_path / "e.sqlite")},
         "fleet": {"models_dir": str(tmp_path / "models")},
         "specialization": {"enabled": True, "records_dir": str(tmp_path / "records"), "min_records": 8,

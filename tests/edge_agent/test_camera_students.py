@@ -12,7 +12,7 @@ from edge_agent.config import AgentConfig, ConfigError, load_config
 from edge_agent.specialization.install import install_in_config
 from models.exceptions import ChecksumMismatch, ModelError
 from models.manifest import load_manifest
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.student.decision import GuardPlan
 from tests.decisions import decision
 
@@ -24,7 +24,7 @@ CASCADE_ONLY = {"onboarding": {"enabled": False}}  # these tests are about the s
 @pytest.fixture()
 def own_student(tmp_path):
     folder = tmp_path / "student-plaza"
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, folder)
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["training"]["specialization"] = {"camera": "plaza"}
     (folder / "manifest.json").write_text(json.dumps(manifest))

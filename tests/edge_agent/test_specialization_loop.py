@@ -23,7 +23,7 @@ from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.specialization.status import camera_status, format_status
 from edge_agent.students.guard import Limits, StudentGuard
 from edge_agent.students.store import camera_store
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from tests.edge_agent.aws_side import PacedSource, wait_until
 
 
@@ -35,7 +35,7 @@ def plaza_frames(vtest_every_2s):
 def _student(folder, a=None, b=None, camera=None):
     """A copy of the shipped student (weights and sha256 intact); optionally another calibration, or
     marked as specialized for `camera`."""
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, folder)
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     if a is not None:
         manifest["calibration"] = {label: {"a": a, "b": b} for label in manifest["calibration"]}
@@ -159,7 +159,7 @@ def promoted_at(history):
 def test_warmup_audits_until_enough_records_then_stops(tmp_path, plaza_frames, teacher_server_url):
     cameras = [{"id": "plaza", "source": "injected", "cascade": {"audit_fraction": 0.0},
                 "onboarding": {"enabled": False}}]  # the warm-up is for a camera that opted out of onboarding
-    config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, cameras, enabled=True, warmup_records=10,
+    config = _config(tmp_path, teacher_server_url, CENTERNET_STUDENT_MANIFEST, cameras, enabled=True, warmup_records=10,
                      warmup_audit_fraction=1.0, check_interval_s=3600)
     agent = Agent(config, sources=[PacedSource("plaza", plaza_frames, 40)])
     assert agent.cameras["plaza"].cascade.warmup_audit_fraction == 1.0
@@ -175,7 +175,7 @@ def test_own_student_whose_audits_disagree_is_rolled_back(tmp_path, plaza_frames
     blind = _student(tmp_path / "blind", a=0.01, b=-8.0, camera="plaza")  # sure nobody is there: always wrong
     cameras = [{"id": "plaza", "source": "injected", "student": str(blind), "student_max_audit_disagreement": 0.2,
                 "cascade": {"audit_fraction": 1.0}}]
-    agent = Agent(_config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, cameras),
+    agent = Agent(_config(tmp_path, teacher_server_url, CENTERNET_STUDENT_MANIFEST, cameras),
                   sources=[PacedSource("plaza", plaza_frames, 12)])
     state = agent.cameras["plaza"]
     assert state.own_student is not None
@@ -197,7 +197,7 @@ def test_a_student_blind_to_this_scene_is_caught_by_the_recall_test_and_the_came
     blind = _student(tmp_path / "blind", a=0.01, b=-8.0, camera="plaza")
     cameras = [{"id": "plaza", "source": "injected", "student": str(blind),
                 "student_guard": {"audit_fraction": 0.5, "recall_threshold": 65, "recall_weight": 12}}]
-    agent = Agent(_config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, cameras),
+    agent = Agent(_config(tmp_path, teacher_server_url, CENTERNET_STUDENT_MANIFEST, cameras),
                   sources=[PacedSource("plaza", plaza_frames, 30)], jsonl=tmp_path / "out.jsonl")
     camera = agent.cameras["plaza"]
     assert camera.own_student is not None and not camera.onboarding and camera.cascade.audit_fraction == 0.5
@@ -235,7 +235,7 @@ def test_guard_counts_uncertainty_not_audits():
 
 
 def test_due_after_n_new_records_or_on_schedule(tmp_path, teacher_server_url):
-    config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, enabled=True, min_records=8,
+    config = _config(tmp_path, teacher_server_url, CENTERNET_STUDENT_MANIFEST, enabled=True, min_records=8,
                      retrain_after_records=20, interval_s=600)
     agent = Agent(config, sources=[PacedSource("plaza", [], 0)])
     loop = agent.specialization
@@ -264,7 +264,7 @@ def test_due_after_n_new_records_or_on_schedule(tmp_path, teacher_server_url):
 
 
 def test_a_failing_or_missing_trainer_is_recorded_not_fatal(tmp_path, teacher_server_url):
-    config = _config(tmp_path, teacher_server_url, DEFAULT_STUDENT_MANIFEST, enabled=True, min_records=8)
+    config = _config(tmp_path, teacher_server_url, CENTERNET_STUDENT_MANIFEST, enabled=True, min_records=8)
     agent = Agent(config, sources=[PacedSource("plaza", [], 0)])
     crash = SpecializationLoop(agent, config.specialization,
                                command=[sys.executable, "-c", "import sys; print('out of memory'); sys.exit(3)"])

@@ -81,6 +81,9 @@ def test_the_recipe_rebuilds_the_same_student_and_a_damaged_one_is_rebuilt(tmp_p
     sha = load_manifest(first).sha256
     recipe = json.loads(derived.RECIPE.read_text())
     assert load_manifest(first).calibration["person"].a == pytest.approx(recipe["platt"]["person"]["a"])
+    # the built student names the scenes and frames its recipe was calibrated on
+    assert load_manifest(first).training["calibration_scenes"] == recipe["scenes"] and len(recipe["scenes"]) == 10
+    assert load_manifest(first).training["calibration_frames"] == recipe["frames"] == 176
     model = load_manifest(first).model_path
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF  # a flipped byte: the sha256 check refuses it, the recipe rebuilds it

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models.exceptions import ModelInputError
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.runtime import load_detector
 
 
@@ -15,7 +15,7 @@ def teacher(teacher_manifest):
 
 @pytest.fixture(scope="module")
 def student():
-    return load_detector(DEFAULT_STUDENT_MANIFEST, threads=2)
+    return load_detector(CENTERNET_STUDENT_MANIFEST, threads=2)
 
 
 def test_teacher_finds_people_on_vtest_in_source_pixels(teacher, vtest_frames):

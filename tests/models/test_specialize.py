@@ -12,7 +12,7 @@ from contracts.jobs import Bands
 from contracts.training import TrainingCrop, TrainingRecord
 from contracts.wire import Crop, DetectionRecord
 from models.exceptions import ModelError
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.runtime import load_detector
 from models.student.collected import load_records, records_dataset
 from models.student.decision import Decision
@@ -90,7 +90,7 @@ def test_cascade_outcome_known_answer():
 
 
 def test_too_little_evidence_trains_nothing_and_says_keep_collecting(records_dir, tmp_path):
-    decision = specialize("road", records_dir, DEFAULT_STUDENT_MANIFEST, tmp_path / "challenger", progress=False)
+    decision = specialize("road", records_dir, CENTERNET_STUDENT_MANIFEST, tmp_path / "challenger", progress=False)
     assert decision.verdict == "collect" and not decision.promote
     assert "too little evidence, keep collecting" in decision.why
     assert any("at least 30 needed" in m for m in decision.evidence.missing)
@@ -102,7 +102,7 @@ def test_too_little_evidence_trains_nothing_and_says_keep_collecting(records_dir
 @pytest.mark.slow
 def test_specialize_trains_decides_and_records_why(plaza_records, tmp_path):
     champion_dir = tmp_path / "champion"
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, champion_dir)
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, champion_dir)
     # the evidence gate lowered so that 40 records train (the bound still decides)
     decision = specialize("plaza", plaza_records, champion_dir / "manifest.json", tmp_path / "challenger", epochs=2,
                           min_present=1, min_absent=1, min_span_s=0, progress=False)
@@ -121,7 +121,7 @@ def test_specialize_trains_decides_and_records_why(plaza_records, tmp_path):
 
 def _with_calibration(folder, a, b):
     """The shipped student (same weights, sha256 intact) with every label's Platt calibration replaced."""
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, folder)
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["calibration"] = {label: {"a": a, "b": b} for label in manifest["calibration"]}
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -134,7 +134,7 @@ def test_decide_refuses_a_blind_challenger_and_says_why(tmp_path, plaza_records)
     records = load_records(plaza_records, "plaza")
     data = records_dataset(records, (640, 384))
     evidence = count_evidence(records)
-    decision = decide(DEFAULT_STUDENT_MANIFEST, blind, data, Bands(accept=0.5, reject=0.2), DEFAULTS, 0.4, evidence)
+    decision = decide(CENTERNET_STUDENT_MANIFEST, blind, data, Bands(accept=0.5, reject=0.2), DEFAULTS, 0.4, evidence)
     assert decision.challenger.at_bands.labels["person"].recall == 0.0
     assert decision.champion.at_bands.labels["person"].recall > 0.5
     assert decision.challenger.at_bands.edge_disagreement >= 0.5  # what its audits would show: every frame with someone

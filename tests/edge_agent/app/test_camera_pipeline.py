@@ -15,7 +15,7 @@ from edge_agent.config import CameraConfig, CameraSettings, CascadeSettings, Esc
 from edge_agent.escalation.base import Transport, TransportError
 from edge_agent.pipeline.sources import SampledFrame
 from edge_agent.students.guard import Limits
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.runtime import load_detector
 
 W, H = 640, 480
@@ -159,7 +159,7 @@ def test_live_settings_keep_the_motion_background_and_never_grow_the_budget():
 
 def test_a_camera_student_brings_its_bands_and_a_rollback_restores_the_cameras():
     cam = camera(labels={"person": {"accept": 0.6, "reject": 0.2}})
-    own = load_detector(DEFAULT_STUDENT_MANIFEST)
+    own = load_detector(CENTERNET_STUDENT_MANIFEST)
     cam.start_warmup(0.25)
     cam.use_student(own, Limits(max_escalation=0.3), Bands(accept=0.7, reject=0.1))
     status = cam.status()
@@ -210,7 +210,8 @@ def test_live_settings_keep_a_camera_students_bands_until_its_rollback():
     """A fleet-wide settings push must not move a promoted student off the operating point it was judged at;
     the pushed bands are what the camera returns to when its student is rolled back."""
     cam = camera()
-    cam.use_student(load_detector(DEFAULT_STUDENT_MANIFEST), Limits(max_escalation=0.3), Bands(accept=0.7, reject=0.1))
+    own = load_detector(CENTERNET_STUDENT_MANIFEST)
+    cam.use_student(own, Limits(max_escalation=0.3), Bands(accept=0.7, reject=0.1))
     cam.reconfigure(CameraSettings.model_validate({"cascade": {"labels": {
         "person": {"accept": 0.8, "reject": 0.3}, "vehicle": {"accept": 0.8, "reject": 0.3}}}}))
     assert cam.cascade.bands == {"person": Bands(accept=0.7, reject=0.1), "vehicle": Bands(accept=0.7, reject=0.1)}

@@ -28,7 +28,7 @@ from edge_agent.control import (
 from edge_agent.pipeline.sources import SourceError
 from edge_agent.students.guard import Limits
 from edge_agent.students.store import camera_store, load_camera_student
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from models.runtime import load_detector
 from tests.edge_agent.aws_side import PacedSource
 
@@ -44,7 +44,7 @@ def _config(tmp_path, cameras=("a", "b")) -> AgentConfig:
 def _camera_student(models_dir, camera: str):
     """The shipped student, marked as made for `camera`, placed in that camera's store."""
     folder = camera_store(models_dir, camera).versions / "1.0.0-cam"
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, folder)
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["training"]["specialization"] = {"camera": camera}
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -84,8 +84,8 @@ def test_a_command_given_up_on_is_cancelled_and_never_takes_effect_later(tmp_pat
 
 def test_a_stop_answers_every_pending_command_with_agent_stopped(tmp_path):
     agent = Agent(_config(tmp_path), sources=[])
-    detector = load_detector(DEFAULT_STUDENT_MANIFEST)
-    pending = agent.submit(InstallStudent(detector, DEFAULT_STUDENT_MANIFEST))
+    detector = load_detector(CENTERNET_STUDENT_MANIFEST)
+    pending = agent.submit(InstallStudent(detector, CENTERNET_STUDENT_MANIFEST))
     agent.close()
     with pytest.raises(AgentStopped):
         pending.result(0)

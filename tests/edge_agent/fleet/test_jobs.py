@@ -20,7 +20,7 @@ from edge_agent.app import Agent
 from edge_agent.fleet import jobs as jobs_module
 from edge_agent.students.store import ModelStore, load_student
 from models.bundle import pack_bundle
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 from tests.decisions import decision
 from tests.edge_agent.aws_side import CloudResponder, JobsService, PacedSource, wait_until
 from tests.edge_agent.conftest import agent_config, default_student_version
@@ -33,11 +33,11 @@ def _student(root: Path, version: str, tamper_model: bool = False, camera: str |
     optionally marked as specialized for one camera."""
     folder = root / version
     folder.mkdir(parents=True)
-    manifest = json.loads(DEFAULT_STUDENT_MANIFEST.read_text())
+    manifest = json.loads(CENTERNET_STUDENT_MANIFEST.read_text())
     manifest["version"] = version
     if camera is not None:
         manifest["training"]["specialization"] = {"camera": camera}
-    shutil.copy(DEFAULT_STUDENT_MANIFEST.parent / manifest["file"], folder / manifest["file"])
+    shutil.copy(CENTERNET_STUDENT_MANIFEST.parent / manifest["file"], folder / manifest["file"])
     if tamper_model:  # the model no longer matches the sha256 its manifest declares
         with open(folder / manifest["file"], "ab") as f:
             f.write(b"\0")

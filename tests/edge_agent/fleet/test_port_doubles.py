@@ -18,7 +18,7 @@ from edge_agent.fleet.jobs import JobRunner
 from edge_agent.fleet.shadow import ShadowSync
 from edge_agent.fleet.telemetry import TelemetryReporter
 from edge_agent.students.guard import Limits
-from models.paths import DEFAULT_STUDENT_MANIFEST
+from models.paths import CENTERNET_STUDENT_MANIFEST
 
 COUNTERS = dict.fromkeys(("sampled", "motion_skipped", "edge_decided", "escalated", "audit", "budget_refused",
                           "cloud_failed", "bytes_sent", "message_units"), 0)
@@ -60,7 +60,7 @@ def _config(tmp_path) -> AgentConfig:
 
 def test_a_model_switch_without_a_live_frame_fails_is_cancelled_and_frees_the_pin(tmp_path):
     config = _config(tmp_path)
-    shutil.copytree(DEFAULT_STUDENT_MANIFEST.parent, tmp_path / "models" / "versions" / "1.0.0")  # installed
+    shutil.copytree(CENTERNET_STUDENT_MANIFEST.parent, tmp_path / "models" / "versions" / "1.0.0")  # installed
     agent, link = StandInAgent(config), _link()
     jobs = JobRunner(agent, link, swap_timeout_s=0.2)  # type: ignore[arg-type]
     jobs.worker.start()
