@@ -2,7 +2,8 @@
 router Lambda imports it as it is.
 
 - EscalationRequest: edge -> cloud, JPEG crops of one sampled frame the edge could not decide.
-- Verdict: cloud -> edge, the teacher's detections per crop, in source-frame pixels.
+- Verdict: cloud -> edge, the teacher's detections per crop, in source-frame pixels; or, with `error`, the
+  cloud's word that it will not answer (dead-lettered, endpoint failed), so the edge decides at once.
 - InvocationRequest / InvocationResponse: the body of the SageMaker-compatible endpoint
   (`application/json`); a single `image/jpeg` body is answered with an InvocationResponse too.
 
@@ -34,6 +35,7 @@ from contracts.codec import (
     require,
 )
 
+ERROR_CHARS = 300  # an error verdict says why in at most this much text
 REASONS = ("uncertain", "audit", "onboarding")  # onboarding: a camera without a proven student
 
 
@@ -175,6 +177,9 @@ class Verdict:
     frame_index: int
     model: str
     crops: tuple[CropVerdict, ...]
+    # Non-empty: the cloud could not answer (the message was dead-lettered, the endpoint failed), so the
+    # edge decides alone now instead of waiting out its timeout. An error verdict carries no crops.
+    error: str = ""
 
     def detections(self) -> tuple[DetectionRecord, ...]:
         return tuple(d for c in self.crops for d in c.detections)
@@ -185,17 +190,29 @@ class Verdict:
             "frame_index": self.frame_index, "model": self.model,
             "crops": [{"crop_id": c.crop_id, "detections": [d.to_payload() for d in c.detections]}
                       for c in self.crops],
+            **({"error": self.error[:ERROR_CHARS]} if self.error else {}),
         }
 
     def to_bytes(self) -> bytes:
         return encode(self.to_payload(), f"verdict {self.message_id}")
 
     @classmethod
+    def failed(cls, message_id: str, camera: str, frame_index: int, error: str, model: str = "") -> Verdict:
+        """The cloud's "no answer" for one escalation: the edge stops waiting and decides alone."""
+        return cls(message_id, camera, frame_index, model, (), error[:ERROR_CHARS] or "failed")
+
+    @classmethod
     def from_payload(cls, payload: Any) -> Verdict:
         where = "verdict"
         check_version(payload, "verdict", where)
         crops = require(payload, "crops", list, where)
+        error = payload.get("error", "")
+        if not isinstance(error, str):
+            raise WireError(f"{where}.error: expected text, got {error!r:.60}")
+        if error and crops:
+            raise WireError(f"{where}: an error verdict ({error!r:.60}) carries no crops")
         return cls(
+            error=error[:ERROR_CHARS],
             message_id=require(payload, "message_id", str, where),
             camera=require(payload, "camera", str, where),
             frame_index=require(payload, "frame_index", int, where),

@@ -104,3 +104,13 @@ def test_a_crops_pixels_and_the_source_frames_map_both_ways():
     assert in_crop.box == (20.0, 10.0, 40.0, 50.0)
     assert crop.to_source(in_crop) == source
     assert crop.from_source(DetectionRecord("person", 0.7, (90.0, 40.0, 120.0, 60.0))).box[:2] == (0.0, 0.0)
+
+
+def test_an_error_verdict_round_trips_and_carries_no_crops():
+    failed = Verdict.failed("m1", "cam", 7, "dead letter: malformed created_s")
+    back = Verdict.from_bytes(failed.to_bytes())
+    assert back.error == "dead letter: malformed created_s" and back.crops == () and back.frame_index == 7
+    payload = failed.to_payload() | {"crops": [{"crop_id": 0, "detections": []}]}
+    with pytest.raises(WireError, match="carries no crops"):
+        Verdict.from_payload(payload)
+    assert "error" not in Verdict("m", "c", 0, "t", ()).to_payload()
