@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from contracts.jobs import Bands
 from edge_agent.pipeline.motion import MotionConfig
+from edge_agent.pipeline.sources import LIVE_SCHEMES
 from models.student.defaults import DEFAULTS, SpecializationDefaults
 
 
@@ -105,6 +106,20 @@ class CameraConfig(CameraSettings):
     student_bands: Bands | None = Field(None, description="this camera's own student's cascade bands (every label)")
     student_guard: StudentGuardSettings | None = Field(
         None, description="this camera's own student's recall test, as its decision sized it")
+    loop: bool = Field(False, description="files and folders: start again at the end, instead of ending the camera")
+    realtime: bool = Field(False, description="files and folders: hand out samples at the pace of media time")
+
+    @model_validator(mode="after")
+    def _file_options_on_files(self) -> CameraConfig:
+        scheme = self.source.split("://", 1)[0].lower() if "://" in self.source else ""
+        if scheme in LIVE_SCHEMES and (self.loop or self.realtime):
+            raise ValueError(f"loop/realtime are for files and folders; camera {self.id}'s source is a live "
+                             f"{scheme}:// stream, which runs in real time and never ends: remove them")
+        return self
+
+    def source_options(self) -> dict[str, bool]:
+        """What `open_source` takes for this camera beyond its URI and fps."""
+        return {k: v for k, v in (("loop", self.loop), ("realtime", self.realtime)) if v}
 
 
 # A camera's identity, source and own student: fixed by its config, never by a live settings change.

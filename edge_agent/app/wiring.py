@@ -68,7 +68,8 @@ def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None,
         specialization, transport = collect(agent, cameras, transport)
         stack.callback(specialization.close)
     if sources is None:
-        sources = [open_source(c.id, os.path.expanduser(c.source), c.fps) for c in config.cameras]
+        sources = [open_source(c.id, os.path.expanduser(c.source), c.fps, **c.source_options())
+                   for c in config.cameras]
     for source in sources:
         stack.callback(source.close)
     return Parts(student, link, transport, events, cameras, sources, specialization)

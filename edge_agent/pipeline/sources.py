@@ -101,6 +101,8 @@ class FrameSource(ABC):
         self._clock = _SampleClock(1.0 / self.fps)
         self._closed = threading.Event()
         self._io_lock = threading.Lock()
+        self.realtime = False  # files and folders: hand out samples at the pace of their media time
+        self._pace_origin: tuple[float, float] | None = None  # (monotonic, pts) of the first paced sample
 
     def read_sampled(self) -> SampledFrame | None:
         """The next sampled frame, or None when the source has ended (or was closed)."""
@@ -154,7 +156,21 @@ class FrameSource(ABC):
     @abstractmethod
     def _release(self) -> None: ...
 
+    def _pace(self, pts_s: float) -> None:
+        """Wait until `pts_s` is due on the wall clock, as a live camera would deliver it (a file then
+        behaves like a stream: a gateway can run on it for a minute, a stall is visible)."""
+        now = time.monotonic()
+        if self._pace_origin is None:
+            self._pace_origin = (now, pts_s)
+            return
+        start, pts0 = self._pace_origin
+        wait = start + (pts_s - pts0) - now
+        if wait > 0:
+            self._closed.wait(wait)
+
     def _emit(self, index: int, pts_s: float, image: np.ndarray) -> SampledFrame:
+        if self.realtime:
+            self._pace(pts_s)
         self._clock.taken(pts_s)
         self.frames_sampled += 1
         return SampledFrame(self.camera, index, pts_s, image, time.time())
@@ -169,8 +185,10 @@ class FrameSource(ABC):
 class VideoFileSource(FrameSource):
     """A video file sampled on media time; optionally looped (pts and frame_index keep increasing)."""
 
-    def __init__(self, camera: str, path: str | Path, fps: float = 1.0, loop: bool = False) -> None:
+    def __init__(self, camera: str, path: str | Path, fps: float = 1.0, loop: bool = False,
+                 realtime: bool = False) -> None:
         super().__init__(camera, fps)
+        self.realtime = realtime
         self.path = Path(path)
         if not self.path.is_file():
             raise SourceError(f"camera {camera}: video file {self.path} does not exist; "
@@ -275,8 +293,10 @@ class ImageFolderSource(FrameSource):
     Images that are not sampled are never read; an unreadable one is skipped and counted.
     """
 
-    def __init__(self, camera: str, folder: str | Path, fps: float = 1.0, folder_fps: float = 1.0) -> None:
+    def __init__(self, camera: str, folder: str | Path, fps: float = 1.0, folder_fps: float = 1.0,
+                 loop: bool = False, realtime: bool = False) -> None:
         super().__init__(camera, fps)
+        self.realtime, self.loop = realtime, loop
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise SourceError(f"camera {camera}: image folder {self.folder} does not exist; "
@@ -292,22 +312,23 @@ class ImageFolderSource(FrameSource):
         self._pos = 0
 
     def _read(self) -> SampledFrame | None:
-        while not self._closed.is_set() and self._pos < len(self.files):
+        while not self._closed.is_set() and (self._pos < len(self.files) or self.loop):
             index = self._pos
             self._pos += 1
             self.frames_seen += 1
-            pts = index / self.folder_fps
+            pts = index / self.folder_fps  # index keeps counting across loops, so time goes forward
+            index_in_folder = index % len(self.files)
             if not self._clock.due(pts):
                 continue
-            image = _decode_image(self.files[index])
+            image = _decode_image(self.files[index_in_folder])
             if image is None:
-                self._corrupt(f"image {self.files[index]} is unreadable or corrupt")
+                self._corrupt(f"image {self.files[index_in_folder]} is unreadable or corrupt")
                 continue
             return self._emit(index, pts, image)
         return None
 
     def _release(self) -> None:
-        self._pos = len(self.files)
+        self._pos, self.loop = len(self.files), False
 
 
 def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) -> FrameSource:

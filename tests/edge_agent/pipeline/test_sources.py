@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -98,6 +100,37 @@ def test_looping_file_keeps_time_and_index_increasing(tmp_path):
     assert [round(f.pts_s, 2) for f in frames] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert [f.frame_index for f in frames] == [0, 4, 8, 12, 16, 20, 24, 28]
     assert source.read_sampled() is None  # closed
+
+
+def test_realtime_file_hands_out_samples_at_the_pace_of_media_time(tmp_path):
+    clip = tmp_path / "paced.avi"
+    _write_clip(clip, n_frames=8, fps=20.0)  # 0.4 s of media
+    fast = [f.pts_s for f in VideoFileSource("fast", clip, fps=10.0)]
+    started = time.monotonic()
+    paced = [f.wall_time for f in VideoFileSource("paced", clip, fps=10.0, realtime=True)]
+    took = time.monotonic() - started
+    assert len(fast) == len(paced) == 4  # the same samples, 0.1 s of media apart
+    assert took >= 0.28  # the last is handed out 0.3 s after the first, not at once
+    assert all(b - a >= 0.08 for a, b in zip(paced, paced[1:], strict=False))
+
+
+def test_looping_realtime_folder_runs_until_closed(tmp_path, vtest_first_frames):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), vtest_first_frames[i][:48, :64])
+    source = ImageFolderSource("cam", tmp_path, fps=20.0, folder_fps=20.0, loop=True, realtime=True)
+    frames = [source.read_sampled() for _ in range(7)]
+    assert [f.frame_index for f in frames] == list(range(7))  # past the 3 files, time going forward
+    assert frames[-1].wall_time - frames[0].wall_time >= 0.25
+    source.close()
+    assert source.read_sampled() is None
+
+
+def test_loop_and_realtime_are_refused_for_live_streams(tmp_path):
+    from edge_agent.config import ConfigError, parse_config
+
+    text = "cameras:\n  - id: gate\n    source: rtsp://192.0.2.1/s\n    loop: true\n"
+    with pytest.raises(ConfigError, match="loop/realtime are for files and folders"):
+        parse_config(text)
 
 
 def test_image_folder_skips_corrupt_images_in_order(tmp_path, vtest_first_frames):
