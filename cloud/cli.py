@@ -29,10 +29,12 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
-    from cloud.local import run_local
+    from cloud.local import LocalOptions, run_local
 
-    run_local(args.host, model=args.model, store_url=args.store, rules_file=args.alert_rules,
-              state_dir=args.state_dir, threads=args.threads, router_port=args.router_port, api_port=args.api_port)
+    run_local(LocalOptions(args.host, model=args.model, store_url=args.store, rules_file=args.alert_rules,
+                           state_dir=args.state_dir, threads=args.threads, router_port=args.router_port,
+                           api_port=args.api_port, mqtt=args.mqtt or bool(args.mqtt_port),
+                           mqtt_port=args.mqtt_port or 0))
     return 0
 
 
@@ -101,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads for the endpoint")
     p.add_argument("--router-port", type=int, default=0, help="router port (default: a free one)")
     p.add_argument("--api-port", type=int, default=0, help="results API port (default: a free one)")
+    p.add_argument("--mqtt", action="store_true",
+                   help="also start a Mosquitto broker and the IoT rule / iot-data bridge, so a gateway on "
+                        "transport mqtt talks to this stack (needs mosquitto, which ./dev.sh installs)")
+    p.add_argument("--mqtt-port", type=int, help="with --mqtt: the broker's port (default: a free one)")
     p.set_defaults(func=_cmd_local)
 
     p = sub.add_parser("bench-endpoint", help="throughput and latency at batch 1 and the best batch size, "

@@ -3,6 +3,8 @@
 - moto_server: S3, DynamoDB, SNS (+ an SQS queue subscribed to the alert topic), iot-data;
 - the inference server (the teacher) as the SageMaker endpoint;
 - the router, invoked once per escalation POSTed to it: the stand-in for the IoT rule -> Lambda hop;
+- with --mqtt, a Mosquitto broker and the IoT rule / iot-data bridge (cloud/bridge.py), so a gateway on
+  transport `mqtt` escalates, and gets its verdicts, as it would through AWS IoT Core;
 - the results API over the same store.
 One line per service says where it listens; Ctrl-C (or SIGTERM) stops them all.
 """
@@ -16,6 +18,7 @@ import signal
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -76,60 +79,121 @@ def _serve(server: ThreadingHTTPServer, name: str) -> None:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True).start()
 
 
-def run_local(host: str = "127.0.0.1", model: str | None = None, store_url: str | None = None,
-              rules_file: str | None = None, state_dir: str | None = None, threads: int | None = None,
-              router_port: int = 0, api_port: int = 0, stop: threading.Event | None = None) -> None:
-    """Bring everything up, print where each part listens, and wait for Ctrl-C/SIGTERM (or `stop`)."""
-    from cloud.api import ApiServer
-    from cloud.inference.server import start_in_thread as start_inference
+@dataclass
+class LocalOptions:
+    host: str = "127.0.0.1"
+    model: str | None = None
+    store_url: str | None = None
+    rules_file: str | None = None
+    state_dir: str | None = None
+    threads: int | None = None
+    router_port: int = 0
+    api_port: int = 0
+    mqtt: bool = False  # a Mosquitto broker and the IoT rule / iot-data bridge, for gateways on transport mqtt
+    mqtt_port: int = 0  # with mqtt: this port (0: a free one)
+    endpoint_url: str = ""  # an inference server already running (else one is started in this process)
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise ConfigError(f"--host {host}: the local stack has no authentication; bind it to 127.0.0.1")
-    stop = stop or threading.Event()
-    state = Path(state_dir or tempfile.mkdtemp(prefix="framesieve-local-"))
-    moto = MotoServer(state / "moto-recording.jsonl", host)
-    servers: list[Any] = []
-    router: Router | None = None
-    try:
-        resources = provision(moto.url)
-        inference, inference_port = start_inference(model, host, threads=threads)
-        servers.append(inference)
-        rules = Path(rules_file).read_text() if rules_file else json.dumps(DEFAULT_RULES)
-        os.environ.update({**DUMMY_ENV, "AWS_ENDPOINT_URL": moto.url,
-                           "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": f"http://{host}:{inference_port}",
-                           **resources.router_env(), c.ALERT_RULES: rules})
+
+class LocalCloud:
+    """The local stack as a context manager: `framesieve-cloud local` and the fault campaign use it."""
+
+    def __init__(self, options: LocalOptions):
+        if options.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"--host {options.host}: the local stack has no authentication; bind it to 127.0.0.1")
+        self.options = options
+        self.state = Path(options.state_dir or tempfile.mkdtemp(prefix="framesieve-local-"))
+        self.servers: list[Any] = []
+        self.router: Router | None = None
+        self.broker: Any = None
+        self.bridge: Any = None
+        self.lines: list[str] = []
+
+    def __enter__(self) -> LocalCloud:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        from cloud.api import ApiServer
+        from cloud.inference.server import start_in_thread as start_inference
+
+        o, host = self.options, self.options.host
+        self.moto = MotoServer(self.state / "moto-recording.jsonl", host)
+        resources = provision(self.moto.url)
+        endpoint, model_name = o.endpoint_url, "(external)"
+        if not endpoint:
+            inference, inference_port = start_inference(o.model, host, threads=o.threads)
+            self.servers.append(inference)
+            endpoint, model_name = f"http://{host}:{inference_port}", inference.model_name
+        rules = Path(o.rules_file).read_text() if o.rules_file else json.dumps(DEFAULT_RULES)
+        env = {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.moto.url, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint,
+               **resources.router_env(), c.ALERT_RULES: rules}
+        if o.mqtt:
+            from cloud.bridge import IotDataServer
+            from cloud.devmqtt import Mosquitto
+
+            self.broker = Mosquitto(self.state / "mosquitto", o.mqtt_port)
+            iot_data = IotDataServer((host, 0), self.broker.port)
+            _serve(iot_data, "framesieve-iot-data")
+            self.servers.append(iot_data)
+            env[c.IOT_DATA_ENDPOINT] = iot_data.url
+        os.environ.update(env)
         os.environ.pop(c.ALERT_RULES_FILE, None)
-        if store_url:
-            os.environ[c.STORE_URL] = store_url
-        router = Router(RouterConfig.from_env())
-        router_server = RouterServer((host, router_port), router)
-        api = ApiServer((host, api_port), router.store)
-        for server, name in ((router_server, "framesieve-router"), (api, "framesieve-api")):
+        if o.store_url:
+            os.environ[c.STORE_URL] = o.store_url
+        self.router = Router(RouterConfig.from_env())
+        router_server = RouterServer((host, o.router_port), self.router)
+        self.api = ApiServer((host, o.api_port), self.router.store)
+        for server, name in ((router_server, "framesieve-router"), (self.api, "framesieve-api")):
             _serve(server, name)
-            servers.append(server)
-        lines = [
-            f"moto_server      http://{host}:{moto.port}  (S3, DynamoDB, SNS, SQS, iot-data; AWS_ENDPOINT_URL)",
-            f"inference        http://{host}:{inference_port}  (SageMaker endpoint "
-            f"{router.config.endpoint_name!r}, model {inference.model_name})",
+            self.servers.append(server)
+        self.lines = [
+            f"moto_server      http://{host}:{self.moto.port}  (S3, DynamoDB, SNS, SQS, iot-data; AWS_ENDPOINT_URL)",
+            f"inference        {endpoint}  (SageMaker endpoint {self.router.config.endpoint_name!r}, "
+            f"model {model_name})",
             f"router           http://{host}:{router_server.server_address[1]}/escalations  (POST escalation "
             "JSON; stands in for the IoT rule -> Lambda)",
-            f"results API      http://{host}:{api.server_address[1]}/health",
+            f"results API      http://{host}:{self.api.server_address[1]}/health",
             f"store            {os.environ[c.STORE_URL]}; training data s3://{resources.bucket}/"
-            f"{router.config.training_prefix}; alerts {resources.topic_arn} -> {resources.queue_url}",
-            f"state            {state}",
-            "ready; Ctrl-C stops everything",
+            f"{self.router.config.training_prefix}; alerts {resources.topic_arn} -> {resources.queue_url}",
         ]
-        print("\n".join(lines), flush=True)
+        if self.broker is not None:
+            from cloud.bridge import IotRuleBridge
+
+            self.bridge = IotRuleBridge(self.router, self.broker.port)
+            self.lines.append(
+                f"mqtt broker      {self.broker.url}  (gateways: escalation.transport mqtt, mqtt.host {host}, "
+                f"mqtt.port {self.broker.port}; the IoT rule and iot-data bridge route and answer)")
+        self.lines.append(f"state            {self.state}")
+
+    def close(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+        for server in reversed(self.servers):
+            server.shutdown()
+            server.server_close()
+        if self.router is not None:
+            self.router.store.close()
+        if self.broker is not None:
+            self.broker.stop()
+        if getattr(self, "moto", None) is not None:
+            self.moto.stop()
+
+
+def run_local(options: LocalOptions, stop: threading.Event | None = None) -> None:
+    """Bring everything up, print where each part listens, and wait for Ctrl-C/SIGTERM (or `stop`)."""
+    stop = stop or threading.Event()
+    with LocalCloud(options) as cloud:
+        print("\n".join([*cloud.lines, "ready; Ctrl-C stops everything"]), flush=True)
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
         while not stop.wait(0.5):
             pass
         print("stopping", flush=True)
-    finally:
-        for server in reversed(servers):
-            server.shutdown()
-            server.server_close()
-        if router is not None:
-            router.store.close()
-        moto.stop()

@@ -33,22 +33,43 @@ def _request(url: str, method: str = "GET", body: bytes | None = None) -> tuple[
         conn.close()
 
 
+SERVICES = ("moto_server", "inference", "router", "results API", "mqtt broker")
+
+
+def start_local(tmp_path: Path, *args: str) -> tuple[subprocess.Popen, dict[str, str]]:
+    """`framesieve-cloud local` as a child process, and the URL of every service it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "cloud.cli", "local", "--threads", "2",
+                             "--state-dir", str(tmp_path), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise AssertionError("framesieve-cloud local exited:\n" + "".join(lines))
+        lines.append(line)
+        if line.startswith("ready"):
+            break
+    pattern = r"^(" + "|".join(SERVICES) + r")\s+((?:http|mqtt)://\S+)"
+    return proc, dict(re.findall(pattern, "".join(lines), re.M))
+
+
+def stop_local(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        rest, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, rest
+    return rest
+
+
 @pytest.mark.slow
 def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, plaza_crops, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "cloud.cli", "local", "--model", str(teacher_manifest),
-                             "--threads", "2", "--state-dir", str(tmp_path)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, urls = start_local(tmp_path, "--model", str(teacher_manifest))
     try:
-        lines, deadline = [], time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines)
-            lines.append(line)
-            if line.startswith("ready"):
-                break
-        urls = dict(re.findall(r"^(moto_server|inference|router|results API)\s+(http://\S+)", "".join(lines), re.M))
-        assert set(urls) == {"moto_server", "inference", "router", "results API"}, lines
+        assert set(urls) == {"moto_server", "inference", "router", "results API"}, urls
         assert all("127.0.0.1" in u for u in urls.values())
 
         event = escalation_event(plaza_crops, created_s=1_764_400_000.0)
@@ -64,14 +85,40 @@ def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, 
         status, page = _request(f"{api}/cameras/plaza/detections?from=1764399999&to=1764400001")
         assert status == 200 and [i["message_id"] for i in page["items"]] == [event["message_id"]]
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest, _ = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert proc.returncode == 0, rest
+        rest = stop_local(proc)
     assert "stopping" in rest
+
+
+@pytest.mark.slow
+def test_a_real_gateway_on_mqtt_talks_to_the_local_stack(teacher_manifest, vtest_path, tmp_path):
+    """The whole system on one machine: `edge-agent run` (transport mqtt) -> Mosquitto -> the IoT rule
+    bridge -> router -> teacher -> results store, and each verdict back to the gateway over the broker."""
+    proc, urls = start_local(tmp_path / "cloud", "--model", str(teacher_manifest), "--mqtt")
+    try:
+        broker_port = int(urls["mqtt broker"].rsplit(":", 1)[1])
+        config = tmp_path / "gateway.yaml"
+        config.write_text(json.dumps({
+            "site": "site-local", "student_threads": 1,
+            "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.25}],
+            "escalation": {"transport": "mqtt", "thing_name": "gw-local", "verdict_timeout_s": 20,
+                           "mqtt": {"host": "127.0.0.1", "port": broker_port},
+                           "spool": {"path": str(tmp_path / "spool.sqlite")}},
+            "output": {"events_db": str(tmp_path / "events.sqlite")},
+            "fleet": {"telemetry_interval_s": 0, "models_dir": str(tmp_path / "models")}}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
+        run = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        summary = json.loads(run.stdout[run.stdout.index("{"):])
+        total = summary["total"]
+        sent = total["escalated"]  # a new camera onboards: the cloud decides every frame with motion
+        assert sent >= 5 and total["cloud_failed"] == 0, total
+        api = urls["results API"].rsplit("/health", 1)[0]
+        status, page = _request(f"{api}/cameras/plaza/detections?from=0&to=4102444800&limit=500")
+        assert status == 200 and len(page["items"]) == sent, (len(page["items"]), total)
+        assert {i["thing"] for i in page["items"]} == {"gw-local"}
+    finally:
+        stop_local(proc)
 
 
 @pytest.mark.slow
