@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from contracts.detections import Detections
 from contracts.device import FrameEventMessage
+from edge_agent.config import ConfigError
 
 if TYPE_CHECKING:
     from edge_agent.escalation.mqtt import MqttLink
@@ -37,7 +38,8 @@ CREATE TABLE IF NOT EXISTS events (
     cloud_failed INTEGER NOT NULL DEFAULT 0,
     budget_refused INTEGER NOT NULL DEFAULT 0,
     detections TEXT NOT NULL,
-    wall_time REAL NOT NULL
+    wall_time REAL NOT NULL,
+    fallback TEXT
 );
 CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera, pts_s);
 """
@@ -55,6 +57,10 @@ class FrameEvent:
     reason: str | None = None
     cloud_failed: bool = False
     budget_refused: bool = False
+    # Why the edge decided a frame it meant to ask the cloud about, or could not run its student on:
+    # cloud_failed (asked, no answer), cloud_open (breaker open: not asked), cloud_busy (too many awaited),
+    # student_failed (the model failed on its batch: the settled past carried). None: nothing went wrong.
+    fallback: str | None = None
 
     def to_line(self) -> dict:
         return {"camera": self.camera, "frame_index": self.frame_index, "pts_s": round(self.pts_s, 3),
@@ -70,6 +76,13 @@ def event_message(event: FrameEvent, site: str = "") -> FrameEventMessage:
         cloud_failed=event.cloud_failed, detections=event.detections.to_wire())
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """An event log from before the fallback column gets it (old rows: NULL)."""
+    if "fallback" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
+        db.execute("ALTER TABLE events ADD COLUMN fallback TEXT")
+        db.commit()
+
+
 class EventLog:
     """SQLite (WAL, so a reader such as a dashboard never blocks the agent) plus optional JSONL, and the
     cloud's events topic through the shared MQTT link when there is one."""
@@ -78,16 +91,25 @@ class EventLog:
                  site: str = ""):
         self.link, self.site = link, site
         self.db_path = Path(db_path)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.db_path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an agent crash
-        self._db.executescript(_SCHEMA)
+        try:
+            self.db_path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.db_path), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across an agent crash
+            self._db.executescript(_SCHEMA)
+            _migrate(self._db)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"output.events_db: cannot write the event log {self.db_path}: {exc}; make its "
+                              "folder writable by the agent or point output.events_db elsewhere") from exc
         self._lock = threading.Lock()
         self._jsonl: IO[str] | None = None
         if jsonl_path:
-            Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(jsonl_path, "w", buffering=1)  # line-buffered: a crash loses no line
+            try:
+                Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
+                self._jsonl = open(jsonl_path, "w", buffering=1)  # line-buffered: a crash loses no line
+            except OSError as exc:
+                self._db.close()
+                raise ConfigError(f"output.detections_out: cannot write {jsonl_path}: {exc.strerror}") from exc
 
     def __enter__(self) -> EventLog:
         return self
@@ -106,10 +128,10 @@ class EventLog:
         with self._lock:
             self._db.execute(
                 "INSERT INTO events (camera, frame_index, pts_s, decided_by, escalated, reason, cloud_failed,"
-                " budget_refused, detections, wall_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " budget_refused, detections, wall_time, fallback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (event.camera, event.frame_index, event.pts_s, event.decided_by, int(event.escalated),
                  event.reason, int(event.cloud_failed), int(event.budget_refused),
-                 json.dumps(line["detections"]), event.wall_time),
+                 json.dumps(line["detections"]), event.wall_time, event.fallback),
             )
             self._db.commit()
             if self._jsonl:

@@ -1,5 +1,6 @@
 """Structured logs: one JSON object a line (time, level, logger, message, thread, and any `extra=`
-fields), so a fleet's logs can be shipped to CloudWatch or Loki and queried by field."""
+fields), so a fleet's logs can be shipped to CloudWatch or Loki and queried by field. Every line, text or
+JSON, goes through `redact_text`: no URL's password or query secret reaches a journal."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import logging
 import sys
 import time
+
+from edge_agent.redact import redact_text
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is kept.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -31,7 +34,12 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact_text(json.dumps(entry, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 def setup_logging(level: int = logging.INFO, fmt: str = "text", static: dict[str, str] | None = None) -> None:
@@ -40,7 +48,7 @@ def setup_logging(level: int = logging.INFO, fmt: str = "text", static: dict[str
     if fmt == "json":
         handler.setFormatter(JsonFormatter(static))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -19,7 +19,7 @@ from edge_agent.app import wiring
 from edge_agent.app.camera import CameraPipeline, Look
 from edge_agent.app.commands import CommandQueue
 from edge_agent.app.detect import Students
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.control import (
     AgentStatus,
     ApplySettings,
@@ -74,7 +74,13 @@ class Agent:
     def run(self, max_batch: int = 8) -> dict:
         out = self.config.output
         if out.metrics_port is not None:
-            self.metrics_server = serve_metrics(self.summary, out.metrics_port, out.metrics_host)
+            try:
+                self.metrics_server = serve_metrics(self.summary, out.metrics_port, out.metrics_host)
+            except OSError as exc:
+                self.close()
+                raise ConfigError(f"output.metrics_port: cannot serve metrics on {out.metrics_host}:"
+                                  f"{out.metrics_port}: {exc.strerror}; another process holds it: choose another "
+                                  "port or stop that process") from exc
         self._loop_thread = threading.get_ident()
         feeder = FrameFeeder(self.sources, self.stop_event).start()
         if self.specialization is not None:

@@ -12,6 +12,7 @@ from edge_agent.cli import agent, bench, models, specialize
 from edge_agent.config import ConfigError
 from edge_agent.fleet import commands as fleet_commands
 from edge_agent.pipeline.sources import SourceError
+from edge_agent.redact import redact_text
 from models.exceptions import ModelError
 
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ModelError, ConfigError, SourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -26,10 +26,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
+    from edge_agent.redact import redact_url
 
     config = load_config(args.config)
     print(f"ok: {args.config}: site {config.site!r}, {len(config.cameras)} camera(s): "
-          + ", ".join(f"{c.id} ({c.source}, {c.fps} fps, {c.cascade.level})" for c in config.cameras))
+          + ", ".join(f"{c.id} ({redact_url(c.source)}, {c.fps} fps, {c.cascade.level})" for c in config.cameras))
     return 0
 
 

@@ -12,6 +12,7 @@ What happens when something fails, and why:
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass
 
@@ -54,6 +55,11 @@ def open_link(config: AgentConfig) -> MqttLink:
     """The connection (not started yet), spool and sender a config describes; ConfigError when a
     certificate or key file it names is missing."""
     esc, m = config.escalation, config.escalation.mqtt
+    try:  # first: it holds nothing to close when the connection's files are what is wrong
+        spool = Spool(esc.spool.path, esc.spool.max_rows, esc.spool.max_bytes)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"escalation.spool.path: cannot write the spool {esc.spool.path}: {exc}; make its "
+                          "folder writable by the agent or point escalation.spool.path elsewhere") from exc
     connection: MqttConnection
     try:
         if esc.transport == "iot-core":
@@ -69,8 +75,8 @@ def open_link(config: AgentConfig) -> MqttLink:
                                         password=m.password, keepalive_s=m.keepalive_s,
                                         publish_timeout_s=m.publish_timeout_s)
     except TransportError as exc:
+        spool.close()
         raise ConfigError(str(exc)) from exc
-    spool = Spool(esc.spool.path, esc.spool.max_rows, esc.spool.max_bytes)
     sender = SpoolSender(spool, connection, esc.spool.replay_rate_per_s, ack_timeout_s=2 * m.publish_timeout_s)
     topics = Topics(esc.topic_prefix, esc.thing_name, esc.basic_ingest_rule)
     return MqttLink(connection, topics, spool, sender, config.site)

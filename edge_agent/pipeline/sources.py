@@ -23,10 +23,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
+
+from edge_agent.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +69,6 @@ class _SampleClock:
         while nxt <= t + _EPS_S:
             nxt += self.interval_s
         self.next_s = nxt
-
-
-def redact_url(url: str) -> str:
-    """A URL safe for logs: camera URLs often carry user:password."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 class FrameSource(ABC):
@@ -338,7 +329,11 @@ def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) 
     for streams).
     """
     text = str(uri)
-    scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    try:
+        scheme = urlsplit(text).scheme.lower() if "://" in text else ""
+    except ValueError as exc:  # e.g. an unbalanced [ in the host
+        raise SourceError(f"camera {camera}: {redact_url(text)} is not a valid URL ({exc}); "
+                          f"a source is {ACCEPTED}") from exc
     if scheme in LIVE_SCHEMES:
         from edge_agent.pipeline.stream import StreamSource
 

@@ -35,7 +35,12 @@ class StreamSource(FrameSource):
                  open_timeout_s: float = 10.0, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0) -> None:
         super().__init__(camera, fps)
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535
+        except ValueError as exc:
+            raise SourceError(f"camera {camera}: {redact_url(url)}: {exc}; give a port from 1 to 65535") from exc
+        scheme = parts.scheme.lower()
         if scheme not in LIVE_SCHEMES:
             raise SourceError(f"camera {camera}: {redact_url(url)} is not a live stream URL; "
                               f"a source is {ACCEPTED}")

@@ -10,22 +10,26 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from contracts.jobs import Bands
+from edge_agent import safe_yaml
+from edge_agent.config.base import _Strict
+from edge_agent.config.escalation import BreakerSettings as BreakerSettings  # re-exported
+from edge_agent.config.escalation import EscalationSettings
+from edge_agent.config.escalation import MqttSettings as MqttSettings
+from edge_agent.config.escalation import SpoolSettings as SpoolSettings
 from edge_agent.pipeline.motion import MotionConfig
 from edge_agent.pipeline.sources import LIVE_SCHEMES
+from edge_agent.redact import redact_text, redact_url
 from models.student.defaults import DEFAULTS, SpecializationDefaults
 
 
 class ConfigError(Exception):
     """The configuration file is missing, not YAML, or invalid; the message lists every problem."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RegionSettings(_Strict):
@@ -121,60 +125,19 @@ class CameraConfig(CameraSettings):
         """What `open_source` takes for this camera beyond its URI and fps."""
         return {k: v for k, v in (("loop", self.loop), ("realtime", self.realtime)) if v}
 
+    @field_validator("source")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        if "://" in value:  # a bad port would otherwise kill the camera's thread after start
+            try:
+                urlsplit(value).port  # noqa: B018 - raises for a port outside 0-65535
+            except ValueError as exc:
+                raise ValueError(f"{redact_url(value)}: {exc}; give a port from 1 to 65535") from None
+        return value
+
 
 # A camera's identity, source and own student: fixed by its config, never by a live settings change.
 CAMERA_ONLY_FIELDS = frozenset(CameraConfig.model_fields) - frozenset(CameraSettings.model_fields)
-
-
-class MqttSettings(_Strict):
-    """The broker connection of the mqtt and iot-core transports."""
-
-    host: str = Field("127.0.0.1", min_length=1, description="broker host, or the IoT Core data endpoint")
-    port: int = Field(1883, ge=1, le=65535, description="1883 plain, 8883 TLS and IoT Core")
-    tls: bool = Field(False, description="mqtt: TLS on (iot-core is always mutual TLS)")
-    ca_file: str | None = Field(None, description="CA bundle (PEM) that signed the broker's certificate")
-    cert_file: str | None = Field(None, description="client certificate (PEM); required by iot-core")
-    key_file: str | None = Field(None, description="client private key (PEM); required by iot-core")
-    username: str | None = None
-    password: str | None = None
-    keepalive_s: int = Field(30, ge=5, le=1200)
-    publish_timeout_s: float = Field(5.0, gt=0, le=60, description="wait for the broker's PUBACK this long")
-
-
-class SpoolSettings(_Strict):
-    """The durable outbox for escalations and events that could not be sent yet."""
-
-    path: str = "framesieve-spool.sqlite"
-    max_rows: int = Field(20_000, ge=1, le=10_000_000)
-    max_bytes: int = Field(256 * 1024 * 1024, ge=256 * 1024, le=64 * 1024**3)
-    replay_rate_per_s: float = Field(50.0, gt=0, le=100, description="IoT Core allows 100 publishes/s a connection")
-
-
-class EscalationSettings(_Strict):
-    transport: Literal["none", "sagemaker", "url", "mqtt", "iot-core"] = "url"
-    url: str = "http://127.0.0.1:8080/invocations"
-    endpoint_name: str = "framesieve-teacher"
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    timeout_s: float = Field(5.0, gt=0, le=120)
-    retries: int = Field(3, ge=1, le=10)
-    crop: Literal["frame", "regions"] = "frame"
-    jpeg_quality: int = Field(80, ge=30, le=100)
-    thing_name: str = Field("framesieve-gateway", pattern=r"^[A-Za-z0-9_:-]{1,128}$",
-                            description="the IoT thing name: MQTT client id and the {thing} in every topic")
-    topic_prefix: str = Field("framesieve", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
-    basic_ingest_rule: str | None = Field(None, pattern=r"^[A-Za-z0-9_]{1,128}$",
-                                          description="publish escalations to $aws/rules/<rule>/... (IoT Core)")
-    verdict_timeout_s: float = Field(10.0, gt=0, le=300, description="mqtt/iot-core: then the edge decides")
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    spool: SpoolSettings = Field(default_factory=SpoolSettings)
-
-    @model_validator(mode="after")
-    def _iot_core_needs_certificates(self) -> EscalationSettings:
-        if self.transport == "iot-core" and not (self.mqtt.cert_file and self.mqtt.key_file):
-            raise ValueError("transport iot-core needs mqtt.cert_file and mqtt.key_file (mutual TLS); "
-                             "`edge-agent provision` creates them")
-        return self
 
 
 class FleetSettings(_Strict):
@@ -293,28 +256,15 @@ def _merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def _lines(node: yaml.Node, path: tuple = ()) -> dict[tuple, int]:
-    """Key path -> 1-based line, from the YAML node tree (for error messages)."""
-    out = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out.update(_lines(value, (*path, key.value)))
-            out[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out.update(_lines(item, (*path, i)))
-    return out
-
-
 def parse_config(text: str, source: str = "<config>") -> AgentConfig:
     try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
+        raw, lines = safe_yaml.load(text)
+    except safe_yaml.YamlLimitError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise ConfigError(redact_text(f"{source}: not valid YAML: {exc}")) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping (site, cameras, escalation, ...)")
-    lines = _lines(node) if node is not None else {}
     defaults = raw.pop("defaults", {}) or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{source}: 'defaults' must be a mapping of camera settings")
@@ -338,14 +288,27 @@ def describe_errors(exc: ValidationError, lines: dict[tuple, int] | None = None,
         line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None) if lines else None
         where = ".".join(map(str, loc)) or "(top level)"
         at = f" (line {line})" if line else ""
-        problems.append(f"{where}{at}: {err['msg']}; got {err.get('input')!r:.80}")
+        problems.append(redact_text(f"{where}{at}: {err['msg']}; got {_masked(err.get('input'))!r:.80}"))
     return problems
+
+
+def _masked(value: Any) -> Any:
+    """A value echoed in an error, with every password-like key's value masked."""
+    if isinstance(value, dict):
+        return {k: "***" if any(s in str(k).lower() for s in ("password", "secret", "token")) and v else _masked(v)
+                for k, v in value.items()}
+    return value
 
 
 def load_config(path: Path | str) -> AgentConfig:
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > safe_yaml.MAX_BYTES:  # not read at all: it could be a disk image
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, over the {safe_yaml.MAX_BYTES}-byte limit "
+                              "for a config file")
+        text = safe_yaml.decode(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}; see config/agent.example.yaml") from exc
+    except safe_yaml.YamlLimitError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     return parse_config(text, str(path))

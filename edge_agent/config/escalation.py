@@ -1,0 +1,79 @@
+"""The escalation section: which transport, its broker connection, the spool, and the circuit breaker."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edge_agent.config.base import _Strict
+
+
+class MqttSettings(_Strict):
+    """The broker connection of the mqtt and iot-core transports."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="broker host, or the IoT Core data endpoint")
+    port: int = Field(1883, ge=1, le=65535, description="1883 plain, 8883 TLS and IoT Core")
+    tls: bool = Field(False, description="mqtt: TLS on (iot-core is always mutual TLS)")
+    ca_file: str | None = Field(None, description="CA bundle (PEM) that signed the broker's certificate")
+    cert_file: str | None = Field(None, description="client certificate (PEM); required by iot-core")
+    key_file: str | None = Field(None, description="client private key (PEM); required by iot-core")
+    username: str | None = None
+    password: str | None = None
+    allow_plaintext_password: bool = Field(False, description="mqtt: accept a password without TLS")
+    keepalive_s: int = Field(30, ge=5, le=1200)
+    publish_timeout_s: float = Field(5.0, gt=0, le=60, description="wait for the broker's PUBACK this long")
+
+
+class SpoolSettings(_Strict):
+    """The durable outbox for escalations and events that could not be sent yet."""
+
+    path: str = "framesieve-spool.sqlite"
+    max_rows: int = Field(20_000, ge=1, le=10_000_000)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=256 * 1024, le=64 * 1024**3)
+    replay_rate_per_s: float = Field(50.0, gt=0, le=100, description="IoT Core allows 100 publishes/s a connection")
+
+
+class BreakerSettings(_Strict):
+    """The circuit breaker: while the cloud fails, the edge decides at once instead of waiting out timeouts."""
+
+    enabled: bool = Field(True, description="false: always ask the cloud, however often it fails")
+    failures: int = Field(3, ge=1, le=1000, description="failed escalations within window_s that open it...")
+    failure_ratio: float = Field(0.5, gt=0, le=1, description="...if they are at least this share of that window's")
+    window_s: float = Field(30.0, gt=0, le=3600, description="how far back failures count")
+    probe_interval_s: float = Field(10.0, gt=0, le=3600, description="while open, one escalation this often "
+                                                                     "probes the cloud; its success closes it")
+
+
+class EscalationSettings(_Strict):
+    transport: Literal["none", "sagemaker", "url", "mqtt", "iot-core"] = "url"
+    url: str = "http://127.0.0.1:8080/invocations"
+    endpoint_name: str = "framesieve-teacher"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    timeout_s: float = Field(5.0, gt=0, le=120)
+    retries: int = Field(3, ge=1, le=10)
+    crop: Literal["frame", "regions"] = "frame"
+    jpeg_quality: int = Field(80, ge=30, le=100)
+    thing_name: str = Field("framesieve-gateway", pattern=r"^[A-Za-z0-9_:-]{1,128}$",
+                            description="the IoT thing name: MQTT client id and the {thing} in every topic")
+    topic_prefix: str = Field("framesieve", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    basic_ingest_rule: str | None = Field(None, pattern=r"^[A-Za-z0-9_]{1,128}$",
+                                          description="publish escalations to $aws/rules/<rule>/... (IoT Core)")
+    verdict_timeout_s: float = Field(10.0, gt=0, le=300, description="mqtt/iot-core: then the edge decides")
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    max_in_flight: int = Field(8, ge=1, le=256, description="escalations awaited at once; beyond, the edge decides")
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+    @model_validator(mode="after")
+    def _iot_core_needs_certificates(self) -> EscalationSettings:
+        if self.transport == "iot-core" and not (self.mqtt.cert_file and self.mqtt.key_file):
+            raise ValueError("transport iot-core needs mqtt.cert_file and mqtt.key_file (mutual TLS); "
+                             "`edge-agent provision` creates them")
+        m = self.mqtt
+        if self.transport == "mqtt" and m.password and not m.tls and not m.allow_plaintext_password:
+            raise ValueError("mqtt.password without mqtt.tls would cross the network in clear text; set "
+                             "mqtt.tls: true (port 8883), or mqtt.allow_plaintext_password: true for a broker "
+                             "on this host")
+        return self
