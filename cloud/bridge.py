@@ -81,6 +81,8 @@ class IotRuleBridge:
     def __init__(self, router: Router, port: int, prefix: str = "framesieve", workers: int = 4):
         self.router, self.prefix = router, prefix
         self.routed: dict[str, int] = {}
+        self.received: dict[str, tuple[str, int]] = {}  # message id -> (camera, frame_index), for the campaign
+        self.deliveries = 0  # every delivery, repeats included (at-least-once)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="iot-rule")
         self.client = BrokerClient(port, "framesieve-iot-rule", [f"{prefix}/+/escalations"], self._received)
@@ -98,6 +100,12 @@ class IotRuleBridge:
             body = None
         # As the rule does: JSON gets the rule's fields; anything else reaches the router as it came.
         event: Any = {**body, **rule} if isinstance(body, dict) else payload
+        if isinstance(body, dict):
+            with self._lock:
+                self.deliveries += 1
+                mid, cam, idx = body.get("message_id"), body.get("camera"), body.get("frame_index")
+                if isinstance(mid, str) and isinstance(cam, str) and isinstance(idx, int):
+                    self.received[mid] = (cam, idx)
         try:
             status = self.router.process(event).status
         except Exception as exc:  # Lambda would retry; here it is logged and counted, the bridge goes on

@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-port", type=int, help="with --mqtt: the broker's port (default: a free one)")
     p.set_defaults(func=_cmd_local)
 
+    from cloud.chaos.cli import add_command as add_chaos
+
+    add_chaos(sub)
+
     p = sub.add_parser("bench-endpoint", help="throughput and latency at batch 1 and the best batch size, "
                                               "over HTTP against the real inference server")
     p.add_argument("--model", help="model manifest (default: the FrameSieve teacher)")
