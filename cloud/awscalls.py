@@ -25,6 +25,7 @@ _KINDS = {
     ("dynamodb", "UpdateItem"): "store_writes",
     ("dynamodb", "DeleteItem"): "store_writes",
     ("dynamodb", "BatchWriteItem"): "store_writes",
+    ("dynamodb", "TransactWriteItems"): "store_writes",
     ("dynamodb", "GetItem"): "store_reads",
     ("dynamodb", "Query"): "store_reads",
     ("s3", "PutObject"): "s3_puts",

@@ -1,8 +1,9 @@
 """The AWS IoT Core hop on loopback, so a real gateway (transport `mqtt`) talks to the local cloud:
 
 - `IotRuleBridge`: subscribes to every gateway's `{prefix}/+/escalations` on a broker and hands each message
-  to the router as the topic rule does (the JSON plus `topic`, `topic(2)` as `thing_name`, `received_ms`,
-  `client_id`; rule SQL in infra/cloudformation/framesieve.yaml), on a few workers (Lambda's concurrency);
+  to the router as the topic rule does (the message base64-encoded in `payload_b64` beside `topic`, `topic(2)`
+  as `thing_name`, `received_ms`, `client_id`; rule SQL in infra/cloudformation/framesieve.yaml), on a few
+  workers (Lambda's concurrency);
 - `IotDataServer`: the iot-data Publish API (`POST /topics/{topic}?qos=N`) that the router calls for
   verdicts, forwarding each to the broker, where the gateway waits for it as it would on IoT Core.
 Neither is AWS: they stand in for its contracts, and the router's code runs unchanged between them.
@@ -10,6 +11,7 @@ Neither is AWS: they stand in for its contracts, and the router's code runs unch
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -96,10 +98,10 @@ class IotRuleBridge:
                 c.EVENT_RECEIVED_MS: received_ms, "client_id": parts[1] if len(parts) > 2 else ""}
         try:
             body = json.loads(payload) if len(payload) <= MAX_MESSAGE_BYTES else None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # read here only to count what the campaign sent
             body = None
-        # As the rule does: JSON gets the rule's fields; anything else reaches the router as it came.
-        event: Any = {**body, **rule} if isinstance(body, dict) else payload
+        # As the rule does: the message, whatever it is, base64-encoded beside the rule's own fields.
+        event: Any = {c.EVENT_PAYLOAD: base64.b64encode(payload).decode(), **rule}
         if isinstance(body, dict):
             with self._lock:
                 self.deliveries += 1

@@ -34,7 +34,21 @@ def _cmd_local(args: argparse.Namespace) -> int:
     run_local(LocalOptions(args.host, model=args.model, store_url=args.store, rules_file=args.alert_rules,
                            state_dir=args.state_dir, threads=args.threads, router_port=args.router_port,
                            api_port=args.api_port, mqtt=args.mqtt or bool(args.mqtt_port),
-                           mqtt_port=args.mqtt_port or 0))
+                           mqtt_port=args.mqtt_port or 0, gateways=args.gateway or []))
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from cloud.local import parse_gateway
+    from cloud.stores import open_store
+
+    entry = parse_gateway(f"{args.thing}={args.site}:{','.join(args.camera)}")
+    store = open_store(args.store)
+    try:
+        store.register_gateway(entry)
+    finally:
+        store.close()
+    print(f"registered {entry.thing}: site {entry.site}, cameras {', '.join(entry.cameras)} in {args.store}")
     return 0
 
 
@@ -107,7 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also start a Mosquitto broker and the IoT rule / iot-data bridge, so a gateway on "
                         "transport mqtt talks to this stack (needs mosquitto, which ./dev.sh installs)")
     p.add_argument("--mqtt-port", type=int, help="with --mqtt: the broker's port (default: a free one)")
+    p.add_argument("--gateway", action="append", metavar="THING=SITE:CAM[,CAM...]",
+                   help="register a gateway: the router refuses every other thing, site and camera (repeatable)")
     p.set_defaults(func=_cmd_local)
+
+    p = sub.add_parser("register", help="record which site and cameras a gateway (IoT thing) may write for, in "
+                                        "the results store the router reads (edge-agent provision does it too)")
+    p.add_argument("--store", default=os.environ.get(c.STORE_URL, c.DEFAULT_STORE_URL),
+                   help=f"dynamodb://TABLE or sqlite:///path (default: ${c.STORE_URL} or {c.DEFAULT_STORE_URL})")
+    p.add_argument("--thing", required=True, help="the gateway's IoT thing name")
+    p.add_argument("--site", required=True, help="its site")
+    p.add_argument("--camera", action="append", required=True, help="a camera id it sends (repeatable)")
+    p.set_defaults(func=_cmd_register)
 
     from cloud.chaos.cli import add_command as add_chaos
 

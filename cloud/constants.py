@@ -46,11 +46,23 @@ ALERT_RULES = "FRAMESIEVE_ALERT_RULES"
 ALERT_RULES_FILE = "FRAMESIEVE_ALERT_RULES_FILE"
 DEFAULT_ALERT_COOLDOWN_S = 300.0
 
-# Fields the IoT rule SQL adds to the escalation JSON (SELECT *, topic() AS topic, ... ).
+# The event time is the edge's created_s only within this many seconds of the IoT rule's receive time;
+# outside it (a wrong clock, or a gateway claiming another time) the receive time is used. It bounds what
+# a message can do to alert cooldowns and to the rows of other times.
+EVENT_WINDOW_S = "FRAMESIEVE_EVENT_WINDOW_S"
+DEFAULT_EVENT_WINDOW_S = 300.0
+# How long a router keeps a gateway's registry entry (a new or removed camera takes this long to count).
+REGISTRY_CACHE_S = "FRAMESIEVE_REGISTRY_CACHE_S"
+DEFAULT_REGISTRY_CACHE_S = 60.0
+
+# Fields the IoT rule SQL adds (SELECT encode(*, 'base64') AS payload_b64, topic() AS topic, ...): the
+# gateway's message travels base64-encoded beside them, so no key of its own can stand for a rule field.
+EVENT_PAYLOAD = "payload_b64"
 EVENT_TOPIC = "topic"
 EVENT_THING = "thing_name"
 EVENT_RECEIVED_MS = "received_ms"  # timestamp() in the rule; used when the message has no created_s
-RULE_FIELDS = (EVENT_TOPIC, EVENT_THING, EVENT_RECEIVED_MS, "client_id")
+EVENT_CLIENT = "client_id"
+RULE_FIELDS = (EVENT_TOPIC, EVENT_THING, EVENT_RECEIVED_MS, EVENT_CLIENT)
 
 # The router's local stand-in for the IoT rule and the results API.
 API_PORT = "FRAMESIEVE_API_PORT"

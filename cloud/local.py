@@ -11,6 +11,7 @@ One line per service says where it listens; Ctrl-C (or SIGTERM) stops them all.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from cloud.exceptions import ConfigError
 from cloud.httpjson import send_json
 from cloud.router.config import RouterConfig
 from cloud.router.service import Router
+from contracts.codec import WireError
+from contracts.registry import Registration
 
 log = logging.getLogger("framesieve.local")
 DEFAULT_RULES = [{"name": "person-anywhere", "labels": ["person"], "min_score": 0.5, "cooldown_s": 300}]
@@ -58,13 +61,10 @@ class _RouterHandler(BaseHTTPRequestHandler):
             return self._send(411, {"error": "send the escalation with a Content-Length header"})
         body = self.rfile.read(int(length))
         thing = parse_qs(url.query).get("thing", [self.headers.get("X-Thing-Name") or "local-gw"])[0]
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            payload = None
-        # As the IoT rule does: the message's JSON plus the topic and the thing name; raw text if not JSON.
-        event: Any = {**payload, c.EVENT_TOPIC: f"framesieve/{thing}/escalations", c.EVENT_THING: thing,
-                      c.EVENT_RECEIVED_MS: int(time.time() * 1000)} if isinstance(payload, dict) else body
+        # As the IoT rule of infra/ does: the message base64-encoded beside the rule's fields (the thing name
+        # here is whatever the caller says: the local stack is for loopback development, not a trust boundary)
+        event: Any = {c.EVENT_PAYLOAD: base64.b64encode(body).decode(), c.EVENT_THING: thing,
+                      c.EVENT_TOPIC: f"framesieve/{thing}/escalations", c.EVENT_RECEIVED_MS: int(time.time() * 1000)}
         outcome = self.server.router.process(event)
         self._send(200 if outcome.status != "dead_letter" else 422, outcome.to_dict())
 
@@ -92,6 +92,17 @@ class LocalOptions:
     mqtt: bool = False  # a Mosquitto broker and the IoT rule / iot-data bridge, for gateways on transport mqtt
     mqtt_port: int = 0  # with mqtt: this port (0: a free one)
     endpoint_url: str = ""  # an inference server already running (else one is started in this process)
+    gateways: list[str] = field(default_factory=list)  # THING=SITE:CAM,...: the router refuses all others
+
+
+def parse_gateway(text: str) -> Registration:
+    """THING=SITE:CAMERA[,CAMERA...], as `--gateway` takes it."""
+    thing, _, rest = text.partition("=")
+    site, _, cameras = rest.partition(":")
+    try:
+        return Registration(thing, site, tuple(c for c in cameras.split(",") if c))
+    except WireError as exc:
+        raise ConfigError(f"--gateway {text!r}: {exc}; expected THING=SITE:CAMERA[,CAMERA...]") from exc
 
 
 class LocalCloud:
@@ -147,7 +158,12 @@ class LocalCloud:
         os.environ.pop(c.ALERT_RULES_FILE, None)
         if o.store_url:
             os.environ[c.STORE_URL] = o.store_url
+        entries = [parse_gateway(g) for g in o.gateways]
         self.router = Router(RouterConfig.from_env())
+        for entry in entries:  # what `edge-agent provision --registry-table` does in AWS
+            self.router.store.register_gateway(entry)
+        registered = ", ".join(f"{e.thing} ({e.site}: {len(e.cameras)} cameras)" for e in entries) or \
+            "none registered: every escalation is refused; pass --gateway THING=SITE:CAM,..."
         router_server = RouterServer((host, o.router_port), self.router)
         self.api = ApiServer((host, o.api_port), self.router.store)
         for server, name in ((router_server, "framesieve-router"), (self.api, "framesieve-api")):
@@ -170,6 +186,7 @@ class LocalCloud:
             self.lines.append(
                 f"mqtt broker      {self.broker.url}  (gateways: escalation.transport mqtt, mqtt.host {host}, "
                 f"mqtt.port {self.broker.port}; the IoT rule and iot-data bridge route and answer)")
+        self.lines.append(f"gateways         {registered}")
         self.lines.append(f"state            {self.state}")
 
     def close(self) -> None:

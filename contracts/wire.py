@@ -32,11 +32,15 @@ from contracts.codec import (
     check_version,
     decode,
     encode,
+    integer,
+    number,
     require,
+    text,
 )
 
 ERROR_CHARS = 300  # an error verdict says why in at most this much text
 REASONS = ("uncertain", "audit", "onboarding")  # onboarding: a camera without a proven student
+MAX_SECONDS = 1e11  # epoch seconds (year 5138) and media times stay below this
 
 
 @dataclass(frozen=True)
@@ -50,10 +54,8 @@ class DetectionRecord:
 
     @classmethod
     def from_payload(cls, payload: Any, where: str = "detection") -> DetectionRecord:
-        label = require(payload, "label", str, where)
-        score = float(require(payload, "score", (int, float), where))
-        if not 0.0 <= score <= 1.0:
-            raise WireError(f"{where}.score: {score} is outside [0, 1]")
+        label = text(payload, "label", where)
+        score = number(payload, "score", where, 0.0, 1.0)
         return cls(label, score, box_value(payload.get("box"), f"{where}.box"))
 
 
@@ -98,12 +100,13 @@ class Crop:
 
     @classmethod
     def from_payload(cls, payload: Any, where: str = "crop") -> Crop:
-        crop_id = require(payload, "crop_id", int, where)
+        crop_id = integer(payload, "crop_id", where, 0, 2 ** 31)
         jpeg = b64decode(require(payload, "jpeg_b64", str, where), f"{where}.jpeg_b64")
         if not jpeg.startswith(b"\xff\xd8"):
             raise WireError(f"{where}.jpeg_b64: the data is not a JPEG image")
         size = payload.get("size", [0, 0])
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size)):
+        if not (isinstance(size, list) and len(size) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535 for v in size)):
             raise WireError(f"{where}.size: expected [width, height] in pixels, got {size!r:.40}")
         return cls(crop_id, box_value(payload.get("box"), f"{where}.box"), jpeg, (size[0], size[1]))
 
@@ -147,15 +150,17 @@ class EscalationRequest:
         crops = require(payload, "crops", list, where)
         if not crops:
             raise WireError(f"{where}.crops: an escalation carries at least one crop")
+        # Every field bounded and finite before anyone pays for a model call on it: a created_s of 1e300
+        # or a pts_s of NaN is a malformed message, not a stored row.
         return cls(
-            message_id=require(payload, "message_id", str, where),
-            camera=require(payload, "camera", str, where),
-            frame_index=require(payload, "frame_index", int, where),
-            pts_s=float(require(payload, "pts_s", (int, float), where)),
+            message_id=text(payload, "message_id", where),
+            camera=text(payload, "camera", where),
+            frame_index=integer(payload, "frame_index", where),
+            pts_s=number(payload, "pts_s", where, 0.0, MAX_SECONDS),
             reason=reason,
             crops=tuple(Crop.from_payload(c, f"{where}.crops[{i}]") for i, c in enumerate(crops)),
-            site=payload.get("site", "") if isinstance(payload.get("site", ""), str) else "",
-            created_s=float(payload.get("created_s", 0.0)),
+            site=text(payload, "site", where, required=False),
+            created_s=number(payload, "created_s", where, 0.0, MAX_SECONDS, default=0.0),
             student=detection_records(payload.get("student", []), f"{where}.student"),
         )
 

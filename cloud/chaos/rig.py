@@ -108,7 +108,8 @@ class Rig:
         os.environ["FRAMESIEVE_ENDPOINT_TIMEOUT_S"] = str(self.endpoint_timeout_s)
         os.environ["FRAMESIEVE_ENDPOINT_ATTEMPTS"] = "1"  # the edge has its own timeout; do not pile up retries
         self.cloud = LocalCloud(LocalOptions(state_dir=str(self.workdir / "cloud"), mqtt=True,
-                                             endpoint_url=f"http://127.0.0.1:{port}"))
+                                             endpoint_url=f"http://127.0.0.1:{port}",
+                                             gateways=[f"{THING}={SITE}:{','.join(self.camera_ids())}"]))
         self.cloud.__enter__()
         config = self.workdir / "gateway.yaml"
         config.write_text(json.dumps(self.gateway_config(), indent=1))

@@ -39,6 +39,8 @@ class RouterConfig:
     iot_data_endpoint: str = ""
     alert_topic_arn: str = ""
     rules: tuple[AlertRule, ...] = ()
+    event_window_s: float = c.DEFAULT_EVENT_WINDOW_S
+    registry_cache_s: float = c.DEFAULT_REGISTRY_CACHE_S
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RouterConfig:
@@ -67,4 +69,6 @@ class RouterConfig:
             iot_data_endpoint=env.get(c.IOT_DATA_ENDPOINT, ""),
             alert_topic_arn=env.get(c.ALERT_TOPIC_ARN, ""),
             rules=rules_from_env(env),
+            event_window_s=_number(env, c.EVENT_WINDOW_S, c.DEFAULT_EVENT_WINDOW_S, 1, 86400),
+            registry_cache_s=_number(env, c.REGISTRY_CACHE_S, c.DEFAULT_REGISTRY_CACHE_S, 0, 3600),
         )

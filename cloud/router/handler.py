@@ -1,6 +1,6 @@
 """The Lambda entry point behind the IoT rule:
 
-    SELECT *, topic() AS topic, topic(2) AS thing_name, timestamp() AS received_ms
+    SELECT encode(*, 'base64') AS payload_b64, topic() AS topic, topic(2) AS thing_name, timestamp() AS received_ms
     FROM 'framesieve/+/escalations'          (or Basic Ingest: $aws/rules/<rule>/framesieve/+/escalations)
 
 Thin on purpose: the Router (clients, store, rules) is built once per container from the environment

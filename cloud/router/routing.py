@@ -1,20 +1,29 @@
 """What the router does with one escalation, as plain functions; `service.Router.process` composes them.
 
 Order, chosen so that every retry is safe (IoT delivers at least once; Lambda retries a failed run):
-1. parse and validate (malformed or oversized: a dead letter, a logged reason, a normal return);
-2. read the result row by its key (time#message_id): present means a repeat, and nothing else is done;
-3. invoke the endpoint (retries with backoff; a final failure: a dead letter, the gateway decides alone);
-4. training capture to S3, sampled by message id, written with If-None-Match so a retry makes no 2nd object;
-5. alerts: the (camera, label) slot is claimed by conditional write before SNS, released if SNS fails;
-6. the verdict to the gateway's topic (iot-data); a repeat publish is harmless, the gateway keys by id;
-7. the result row, by conditional write: the commit. A crash before it means 3-6 run again, deduplicated.
+1. parse and validate every field (malformed or oversized: a dead letter, a logged reason, a normal return,
+   and an error verdict to the gateway when the message named its id);
+2. authorize: the thing name the IoT rule delivers is the authority; the message's site and camera must be
+   registered to that thing (contracts/registry.py), else a dead letter "unauthorized": no paid call, row,
+   alert or S3 object. The stored site is the registered one;
+3. the event time: created_s within +/-FRAMESIEVE_EVENT_WINDOW_S of the receive time, else the receive time;
+   the first delivery's time is kept per (thing, message id), so a repeat finds the same row key;
+4. read the result row by that key: present means a repeat, and nothing else is done;
+5. invoke the endpoint (retries with backoff; a final failure: a dead letter and an error verdict);
+6. training capture to S3, sampled by message id, written with If-None-Match so a retry makes no 2nd object;
+7. alerts: the (camera, label) slot is claimed by conditional write before SNS, released if SNS fails;
+8. the verdict to the gateway's topic (iot-data); a repeat publish is harmless, the gateway keys by id;
+9. the result row, by conditional write: the commit. A crash before it means 5-8 run again, deduplicated.
 AWS failures of the store and SNS raise, so Lambda's bounded async retries take over.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,27 +32,32 @@ from urllib.parse import quote
 from cloud import constants as c
 from cloud.alerts import AlertMatch
 from cloud.stores import DeadLetter
+from contracts.codec import check_depth, loads
+from contracts.registry import THING_NAME
 from contracts.training import TrainingCrop, TrainingRecord
 from contracts.wire import MAX_MESSAGE_BYTES, EscalationRequest, InvocationResponse, WireError
 
 EXCERPT_CHARS = 300
+_INGEST = re.compile(r"^\$aws/rules/[^/]+/")  # Basic Ingest: $aws/rules/<rule>/<prefix>/<thing>/escalations
 
 
 class Rejected(Exception):
-    """The message cannot be routed; `letter` says why."""
+    """The message cannot be routed; `letter` says why, `reply` (message id, camera, frame index) is what
+    an error verdict needs when the message named them, `thing` where it may go."""
 
-    def __init__(self, letter: DeadLetter):
+    def __init__(self, letter: DeadLetter, reply: tuple[str, str, int] | None = None):
         super().__init__(letter.reason)
-        self.letter = letter
+        self.letter, self.reply = letter, reply
 
 
 @dataclass(frozen=True)
 class Parsed:
-    request: EscalationRequest
+    request: EscalationRequest  # its site is the registered one once the router has checked it
     topic: str
     thing: str
-    t_s: float  # the frame's wall-clock time: the edge's created_s, else when the IoT rule received it
+    t_s: float  # the frame's wall-clock time: the edge's created_s within the window, else the receive time
     size: int
+    clock: str = ""  # why t_s is not the edge's created_s, when it is not
 
 
 @dataclass
@@ -55,53 +69,106 @@ class Outcome:
     alerts: list[str] = field(default_factory=list)
     training_key: str = ""
     published_to: str = ""
+    clock: str = ""
     calls: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", [], None) or k in ("status", "calls")}
 
 
-def parse_event(event: Any, now_s: float) -> Parsed:
-    """The escalation the IoT rule delivers (its JSON plus `topic` and `thing_name`), or raw JSON text."""
+def _identity(rule: dict[str, Any]) -> tuple[str, str, str]:
+    """(thing, topic, why not) from the IoT rule's fields: the thing must be a thing name, and the topic
+    and client id, where the rule gives them, must name the same thing (the IoT policy binds all three)."""
+    thing, topic, client = rule.get(c.EVENT_THING, ""), rule.get(c.EVENT_TOPIC, ""), rule.get(c.EVENT_CLIENT)
+    if not isinstance(thing, str) or not THING_NAME.match(thing):
+        return "", str(topic)[:200], f"the rule's thing name {thing!r:.60} is missing or not a thing name"
+    topic = topic if isinstance(topic, str) else ""
+    parts = _INGEST.sub("", topic).split("/")
+    if topic and (len(parts) != 3 or parts[1] != thing or parts[2] != "escalations"):
+        return thing, topic[:200], f"topic {topic!r:.100} is not the escalation topic of thing {thing!r}"
+    if client is not None and client != thing:
+        return thing, topic, f"client id {client!r:.60} is not thing {thing!r}"
+    return thing, topic, ""
+
+
+def _received_s(rule: dict[str, Any], now_s: float) -> float:
+    received = rule.get(c.EVENT_RECEIVED_MS)
+    ok = isinstance(received, (int, float)) and not isinstance(received, bool) and 0 < received < 1e14
+    return float(received) / 1000 if ok and math.isfinite(received) else now_s  # type: ignore[arg-type]
+
+
+def parse_event(event: Any, now_s: float, window_s: float = c.DEFAULT_EVENT_WINDOW_S) -> Parsed:
+    """The escalation the IoT rule delivers: its rule fields beside the message (base64 in `payload_b64`,
+    or, from the older `SELECT *` rule, the message's own keys), or raw JSON text. Every field is checked,
+    bounded and finite here, before anything is paid for."""
     rule: dict[str, Any] = {}
+    payload: Any = None
     if isinstance(event, dict):
         rule = {k: event[k] for k in c.RULE_FIELDS if k in event}
-        payload = {k: v for k, v in event.items() if k not in c.RULE_FIELDS}
-        raw = json.dumps(payload, separators=(",", ":")).encode()
+        if c.EVENT_PAYLOAD in event:
+            encoded = event[c.EVENT_PAYLOAD]
+            try:
+                raw = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else b""
+            except ValueError:  # not base64: refused below as not JSON
+                raw = b""
+        else:
+            payload = {k: v for k, v in event.items() if k not in c.RULE_FIELDS}
+            try:
+                check_depth(payload, "the message")
+                raw = json.dumps(payload, separators=(",", ":")).encode()
+            except (WireError, ValueError, TypeError, RecursionError) as exc:
+                payload, raw = exc, repr(event)[:EXCERPT_CHARS].encode()
     elif isinstance(event, (str, bytes)):
         raw = event.encode() if isinstance(event, str) else event
-        payload = None
     else:
-        payload, raw = None, repr(event).encode()
-    topic, thing = str(rule.get(c.EVENT_TOPIC, "")), str(rule.get(c.EVENT_THING, ""))
+        raw = repr(event)[:EXCERPT_CHARS].encode()
+        payload = WireError(f"the event is a {type(event).__name__}, not a JSON object")
+    thing, topic, impostor = _identity(rule)
 
-    def reject(kind: str, reason: str, message_id: Any = None) -> Rejected:
-        ident = message_id if isinstance(message_id, str) and 0 < len(message_id) <= 128 else None
+    def reject(kind: str, reason: str, reply: tuple[str, str, int] | None = None) -> Rejected:
+        ident = reply[0] if reply else None
         key = f"{ident or hashlib.sha256(raw).hexdigest()[:32]}:{kind}"
         return Rejected(DeadLetter(key=key, t_s=now_s, kind=kind, reason=reason, topic=topic, thing=thing,
-                                   size=len(raw), excerpt=raw[:EXCERPT_CHARS].decode("utf-8", "replace")))
+                                   size=len(raw), excerpt=raw[:EXCERPT_CHARS].decode("utf-8", "replace")),
+                        reply if thing and not impostor else None)
+
+    def reply_to(value: Any) -> tuple[str, str, int] | None:
+        """What an error verdict needs, read leniently from a message that may not parse."""
+        if not isinstance(value, dict):
+            return None
+        mid, camera, index = value.get("message_id"), value.get("camera"), value.get("frame_index")
+        if not (isinstance(mid, str) and 0 < len(mid) <= 128 and mid.isprintable()):
+            return None
+        camera = camera if isinstance(camera, str) and len(camera) <= 128 and camera.isprintable() else ""
+        index = index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 2 ** 53 else 0
+        return mid, camera, index
 
     if len(raw) > MAX_MESSAGE_BYTES:
-        mid = payload.get("message_id") if isinstance(payload, dict) else None
         raise reject("oversized", f"the message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte IoT "
-                                  "limit; the edge must send fewer or smaller crops", mid)
+                                  "limit; the edge must send fewer or smaller crops", reply_to(payload))
+    if isinstance(payload, Exception):
+        raise reject("malformed", f"the message is not JSON within the limits: {payload}")
     if payload is None:
         try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise reject("malformed", f"the message is not JSON: {exc}") from exc
-    mid = payload.get("message_id") if isinstance(payload, dict) else None
+            payload = loads(raw, "the message")
+        except WireError as exc:
+            raise reject("malformed", str(exc)) from exc
     try:
         request = EscalationRequest.from_payload(payload)
     except WireError as exc:
-        raise reject("malformed", str(exc), mid) from exc
-    for name, value in (("message_id", request.message_id), ("camera", request.camera)):
-        if not value or len(value) > 128 or not value.isprintable():
-            raise reject("malformed", f"escalation.{name}: {value!r:.60} must be 1-128 printable characters", mid)
-    received = rule.get(c.EVENT_RECEIVED_MS)
-    t_s = request.created_s if request.created_s > 0 else (
-        float(received) / 1000 if isinstance(received, (int, float)) and received > 0 else now_s)
-    return Parsed(request, topic, thing, t_s, len(raw))
+        raise reject("malformed", str(exc), reply_to(payload)) from exc
+    reply = (request.message_id, request.camera, request.frame_index)
+    if impostor:
+        raise reject("unauthorized", impostor, reply)
+    received = _received_s(rule, now_s)
+    t_s, clock = received, ""
+    if request.created_s > 0:
+        if abs(request.created_s - received) <= window_s:
+            t_s = request.created_s
+        else:
+            clock = (f"created_s {request.created_s:.3f} is {request.created_s - received:+.0f} s from the IoT "
+                     f"receive time, outside +/-{window_s:.0f} s: the receive time is used")
+    return Parsed(request, topic, thing, t_s, len(raw), clock)
 
 
 def captured(message_id: str, rate: float) -> bool:

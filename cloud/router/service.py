@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +29,7 @@ from cloud.router.routing import (
 )
 from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
 from cloud.stores.base import day_of
+from contracts.registry import Registration
 from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
 
 log = logging.getLogger("framesieve.router")
@@ -37,6 +39,7 @@ class Router:
     def __init__(self, config: RouterConfig, store: ResultsStore | None = None):
         self.config = config
         self.store = store or open_store(config.store_url)
+        self._gateways: dict[str, tuple[float, Registration]] = {}
 
     @classmethod
     def from_env(cls) -> Router:
@@ -71,15 +74,52 @@ class Router:
                                    "ms": round((time.perf_counter() - t0) * 1000, 1)}))
         return outcome
 
-    def _dead_letter(self, letter: DeadLetter, message_id: str) -> Outcome:
+    def _dead_letter(self, rejected: Rejected) -> Outcome:
+        """Record why, and tell the gateway at once (an error verdict) so it decides instead of waiting."""
+        letter = rejected.letter
         self.store.put_dead_letter(letter)
-        return Outcome("dead_letter", message_id, reason=f"{letter.kind}: {letter.reason}")
+        published = ""
+        if rejected.reply and letter.thing:
+            mid, camera, index = rejected.reply
+            failed = Verdict.failed(mid, camera, index, f"{letter.kind}: {letter.reason}")
+            published = self._publish(letter.thing, failed)
+        return Outcome("dead_letter", letter.key.rsplit(":", 1)[0], reason=f"{letter.kind}: {letter.reason}",
+                       published_to=published)
+
+    def _gateway(self, thing: str) -> Registration | None:
+        """The thing's registry entry, kept `registry_cache_s` per container (a miss is not kept)."""
+        now = time.monotonic()
+        cached = self._gateways.get(thing)
+        if cached and cached[0] > now:
+            return cached[1]
+        entry = self.store.gateway(thing)
+        if entry is not None and self.config.registry_cache_s > 0:
+            self._gateways[thing] = (now + self.config.registry_cache_s, entry)
+        return entry
+
+    def _authorize(self, parsed: Parsed, now_s: float) -> Parsed:
+        """The message with its registered site and its first delivery's time; Rejected when the thing may
+        not write for the site or camera it names."""
+        r, thing = parsed.request, parsed.thing
+        entry = self._gateway(thing)
+        refusal = entry.refusal(r.site, r.camera) if entry else (
+            f"thing {thing!r} is not a registered gateway; register its site and cameras with `edge-agent "
+            "provision --registry-table` or `framesieve-cloud register`")
+        if refusal:
+            raise Rejected(DeadLetter(key=f"{r.message_id}:unauthorized", t_s=now_s, kind="unauthorized",
+                                      reason=refusal, topic=parsed.topic, thing=thing, size=parsed.size,
+                                      excerpt=f"site={r.site!r:.60} camera={r.camera!r:.60}"),
+                           (r.message_id, r.camera, r.frame_index))
+        assert entry is not None
+        days = self.config.retention_days or 30
+        t_s = self.store.claim_message(thing, r.message_id, parsed.t_s, int(parsed.t_s + days * 86400))
+        return replace(parsed, request=replace(r, site=entry.site), t_s=t_s)
 
     def _process(self, event: Any, now_s: float, counter: awscalls.CallCounter) -> Outcome:
         try:
-            parsed = parse_event(event, now_s)
+            parsed = self._authorize(parse_event(event, now_s, self.config.event_window_s), now_s)
         except Rejected as exc:
-            return self._dead_letter(exc.letter, exc.letter.key.rsplit(":", 1)[0])
+            return self._dead_letter(exc)
         r = parsed.request
         if self.store.get_result(r.camera, parsed.t_s, r.message_id) is not None:
             return Outcome("duplicate", r.message_id, reason="already stored; nothing done again")
@@ -92,18 +132,19 @@ class Router:
             letter = DeadLetter(key=f"{r.message_id}:endpoint", t_s=now_s, kind="endpoint",
                                 reason=f"{kind}: {exc}", topic=parsed.topic, thing=parsed.thing, size=parsed.size,
                                 excerpt=f"camera={r.camera} frame_index={r.frame_index} crops={len(r.crops)}")
-            return self._dead_letter(letter, r.message_id)
+            return self._dead_letter(Rejected(letter, (r.message_id, r.camera, r.frame_index)))
         day = day_of(parsed.t_s)
         key = self._capture(parsed, response, day)
         alerts = self._alert(parsed, verdict)
-        topic = self._publish(parsed, verdict)
+        topic = self._publish(parsed.thing, verdict, r.site)
         detections = tuple(StoredDetection(d.label, d.score, d.box, cv.crop_id)
                            for cv in verdict.crops for d in cv.detections)
         if self.config.store_writes == "change" and not alerts:
             previous = self.store.latest_result(r.camera, parsed.t_s)
             if previous is not None and {d.label for d in previous.detections} == {d.label for d in detections}:
                 return Outcome("unchanged", r.message_id, detections=len(detections), training_key=key,
-                               published_to=topic, reason="same labels as the camera's last row: no write")
+                               published_to=topic, reason="same labels as the camera's last row: no write",
+                               clock=parsed.clock)
         calls = counter.kinds()
         calls["store_writes"] += 1  # the row's own write, below
         expires = int(parsed.t_s + self.config.retention_days * 86400) if self.config.retention_days else 0
@@ -113,7 +154,7 @@ class Router:
             detections=detections, alerts=tuple(alerts), training_key=key, calls=calls, expires_at=expires)
         stored = self.store.put_result(record)
         return Outcome("stored" if stored else "duplicate", r.message_id, detections=len(detections),
-                       alerts=alerts, training_key=key, published_to=topic,
+                       alerts=alerts, training_key=key, published_to=topic, clock=parsed.clock,
                        reason="" if stored else "stored concurrently by another delivery")
 
     def _capture(self, parsed: Parsed, response: InvocationResponse, day: str) -> str:
@@ -166,12 +207,14 @@ class Router:
             raise
         return sent + [f"{m.label}:{m.rule.name}" for m in claimed]
 
-    def _publish(self, parsed: Parsed, verdict: Verdict) -> str:
+    def _publish(self, thing: str, verdict: Verdict, site: str = "") -> str:
         """The topic the verdict went to, or "". Best effort: without it the gateway decides on its own."""
         template = self.config.verdict_topic
-        if not template or not parsed.thing:
+        values = {"thing": thing, "camera": verdict.camera, "site": site}
+        # a name with a topic separator or wildcard could aim the verdict at another gateway's topic
+        if not template or not thing or any(ch in v for v in values.values() for ch in "/#+\0"):
             return ""
-        topic = template.format(thing=parsed.thing, camera=parsed.request.camera, site=parsed.request.site)
+        topic = template.format(**values)
         try:
             self.iot.publish(topic=topic, qos=1, payload=verdict.to_bytes())
         except (ClientError, BotoCoreError, WireError) as exc:

@@ -5,7 +5,9 @@ What it holds, and the queries it must answer cheaply:
   range read, "site S on day D" is one index read, and the key doubles as the idempotency key (a
   conditional write: a repeated message makes no second row);
 - alert cooldowns per (camera, label), claimed by conditional write so concurrent routers agree;
-- dead letters: what was refused or could not be answered, with the reason.
+- dead letters: what was refused or could not be answered, with the reason;
+- the gateway registry (contracts/registry.py): the site and cameras each thing may write for;
+- per message id, the event time its first delivery was given, so a repeat finds the same row key.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import base64
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cloud.exceptions import StoreError
+from contracts.registry import Registration
 
 
 def day_of(t_s: float) -> str:
@@ -128,21 +132,21 @@ def decode_token(token: str) -> dict[str, Any]:
     return value
 
 
-def counters_from(records: list[ResultRecord]) -> dict[str, Any]:
-    """Per-camera counters from its rows: what the cloud saw. Sampled frames are counted on the gateway."""
+def counters_from(records: Iterable[ResultRecord]) -> dict[str, Any]:
+    """Per-camera counters from its rows: what the cloud saw. Sampled frames are counted on the gateway.
+    A running sum: rows may come one page at a time and are never held together."""
     labels: dict[str, int] = {}
+    out = dict.fromkeys(("escalated", "uncertain", "audit", "with_detections", "alerts", "training_captured"), 0)
     for r in records:
         for label in {d.label for d in r.detections}:
             labels[label] = labels.get(label, 0) + 1
-    return {
-        "escalated": len(records),
-        "uncertain": sum(r.reason == "uncertain" for r in records),
-        "audit": sum(r.reason == "audit" for r in records),
-        "with_detections": sum(bool(r.detections) for r in records),
-        "frames_with_label": labels,
-        "alerts": sum(len(r.alerts) for r in records),
-        "training_captured": sum(bool(r.training_key) for r in records),
-    }
+        out["escalated"] += 1
+        out["uncertain"] += r.reason == "uncertain"
+        out["audit"] += r.reason == "audit"
+        out["with_detections"] += bool(r.detections)
+        out["alerts"] += len(r.alerts)
+        out["training_captured"] += bool(r.training_key)
+    return {**out, "frames_with_label": labels}
 
 
 class ResultsStore(ABC):
@@ -186,16 +190,33 @@ class ResultsStore(ABC):
     def dead_letters(self, day: str, limit: int = 100, token: str | None = None) -> Page:
         """Dead letters of a UTC day, in key order."""
 
+    @abstractmethod
+    def register_gateway(self, entry: Registration) -> None:
+        """Record (or replace) a gateway's site and cameras; StoreError naming the camera when another
+        gateway owns one of them (nothing is written then)."""
+
+    @abstractmethod
+    def gateway(self, thing: str) -> Registration | None:
+        """The registry entry of a thing (a strongly consistent read), None when it has none."""
+
+    @abstractmethod
+    def claim_message(self, thing: str, message_id: str, t_s: float, expires_at: int) -> float:
+        """The event time of this gateway's message: `t_s` the first time it is seen, else the time the
+        first delivery recorded (one atomic write), so every delivery keys the same result row."""
+
     def counters(self, camera: str, t1_s: float, t2_s: float) -> dict[str, Any]:
-        """Counters of one camera over a time range, from its rows (reads only; no write per escalation)."""
-        records: list[ResultRecord] = []
-        token = None
-        while True:
-            page = self.query_camera(camera, t1_s, t2_s, limit=1000, token=token)
-            records.extend(page.items)
-            if not (token := page.next_token):
-                break
-        return counters_from(records)
+        """Counters of one camera over a time range: a running sum over its rows, one page (at most 1000
+        rows) in memory at a time. Reads only; no write per escalation."""
+
+        def rows() -> Iterator[ResultRecord]:
+            token = None
+            while True:
+                page = self.query_camera(camera, t1_s, t2_s, limit=1000, token=token)
+                yield from page.items
+                if not (token := page.next_token):
+                    return
+
+        return counters_from(rows())
 
     def ping(self) -> None:
         """Raise StoreError if the store cannot be reached (for the API's health check)."""

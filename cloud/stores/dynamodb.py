@@ -5,6 +5,8 @@
 | result | `CAM#<camera>` | `<t_ms:013d>#<message_id>` | `SITE#<site>#<YYYY-MM-DD>` / sk |
 | alert slot | `ALERT#<camera>` | `<label>` | - |
 | dead letter | `DLQ#<YYYY-MM-DD>` | `<message id or digest>` | - |
+| message time | `MSG#<thing>#<message_id>` | `MSG` | - |
+| gateway, camera owner | see contracts/registry.py | | - |
 
 "Camera X between t1 and t2" is one Query on pk with sk BETWEEN; "site S on day D" one Query on GSI1.
 `expires_at` is the TTL attribute. The record itself is one JSON string attribute (`data`): no Decimal
@@ -22,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cloud import awscalls
 from cloud.exceptions import StoreError
 from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
+from contracts.registry import Registration, gateway_key, write_dynamodb
 
 GSI1 = "gsi1"
 
@@ -143,6 +146,27 @@ class DynamoDBStore(ResultsStore):
         items, nxt = self._query({"pk": pk}, limit, token, KeyConditionExpression="pk = :pk",
                                  ExpressionAttributeValues={":pk": {"S": pk}})
         return Page([DeadLetter.from_dict(json.loads(i["data"]["S"])) for i in items], nxt)
+
+    def register_gateway(self, entry: Registration) -> None:
+        try:
+            taken = write_dynamodb(self._client, self.table, entry)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"DynamoDB transact_write_items on table {self.table!r} failed: {exc}") from exc
+        if taken:
+            raise StoreError(f"camera(s) {taken} are registered to another gateway; a camera belongs to one "
+                             f"gateway (not registering {entry.thing!r})")
+
+    def gateway(self, thing: str) -> Registration | None:
+        reply = self._call("get_item", Key=gateway_key(thing), ConsistentRead=True)
+        item = (reply or {}).get("Item")
+        return Registration.from_payload(json.loads(item["data"]["S"])) if item else None
+
+    def claim_message(self, thing: str, message_id: str, t_s: float, expires_at: int) -> float:
+        reply = self._call("update_item", Key={"pk": {"S": f"MSG#{thing}#{message_id}"}, "sk": {"S": "MSG"}},
+                           UpdateExpression="SET t_s = if_not_exists(t_s, :t), expires_at = :exp",
+                           ExpressionAttributeValues={":t": {"N": repr(t_s)}, ":exp": {"N": str(expires_at)}},
+                           ReturnValues="ALL_NEW") or {}
+        return float(reply["Attributes"]["t_s"]["N"])
 
     def ping(self) -> None:
         self._call("describe_table")

@@ -16,6 +16,7 @@ from pathlib import Path
 from cloud.awscalls import count
 from cloud.exceptions import StoreError
 from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
+from contracts.registry import Registration
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -27,6 +28,11 @@ CREATE TABLE IF NOT EXISTS alert_slots (
     PRIMARY KEY (camera, label));
 CREATE TABLE IF NOT EXISTS dead_letters (
     day TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (day, key));
+CREATE TABLE IF NOT EXISTS gateways (thing TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS camera_owners (camera TEXT PRIMARY KEY, thing TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS message_times (
+    thing TEXT NOT NULL, message_id TEXT NOT NULL, t_s REAL NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (thing, message_id));
 """
 
 
@@ -58,8 +64,9 @@ class SQLiteStore(ResultsStore):
     def purge_expired(self, now_s: float | None = None) -> int:
         """Delete rows past their expiry (DynamoDB's TTL does this on its own)."""
         with self._lock:
-            return self._db.execute("DELETE FROM results WHERE expires_at > 0 AND expires_at < ?",
-                                    (int(now_s if now_s is not None else time.time()),)).rowcount
+            now = int(now_s if now_s is not None else time.time())
+            self._db.execute("DELETE FROM message_times WHERE expires_at > 0 AND expires_at < ?", (now,))
+            return self._db.execute("DELETE FROM results WHERE expires_at > 0 AND expires_at < ?", (now,)).rowcount
 
     def get_result(self, camera: str, t_s: float, message_id: str) -> ResultRecord | None:
         rows = self._read("SELECT data FROM results WHERE camera = ? AND sk = ?", (camera, time_key(t_s, message_id)))
@@ -119,6 +126,38 @@ class SQLiteStore(ResultsStore):
                           (day, after, limit + 1))
         items = [DeadLetter.from_dict(json.loads(data)) for _, data in rows[:limit]]
         return Page(items, encode_token({"after": rows[limit - 1][0]}) if len(rows) > limit else None)
+
+    def register_gateway(self, entry: Registration) -> None:
+        count("sqlite", "write")
+        with self._lock:  # one transaction: every camera claimed for this thing, or nothing written
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for camera in entry.cameras:
+                    row = self._db.execute("SELECT thing FROM camera_owners WHERE camera = ?", (camera,)).fetchone()
+                    if row and row[0] != entry.thing:
+                        raise StoreError(f"camera {camera!r} is registered to gateway {row[0]!r}; a camera belongs "
+                                         f"to one gateway (not registering {entry.thing!r})")
+                    self._db.execute("INSERT OR REPLACE INTO camera_owners (camera, thing) VALUES (?, ?)",
+                                     (camera, entry.thing))
+                self._db.execute("INSERT OR REPLACE INTO gateways (thing, data) VALUES (?, ?)",
+                                 (entry.thing, json.dumps(entry.to_payload())))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def gateway(self, thing: str) -> Registration | None:
+        rows = self._read("SELECT data FROM gateways WHERE thing = ?", (thing,))
+        return Registration.from_payload(json.loads(rows[0][0])) if rows else None
+
+    def claim_message(self, thing: str, message_id: str, t_s: float, expires_at: int) -> float:
+        count("sqlite", "write")
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO message_times (thing, message_id, t_s, expires_at) "
+                             "VALUES (?, ?, ?, ?)", (thing, message_id, t_s, expires_at))
+            row = self._db.execute("SELECT t_s FROM message_times WHERE thing = ? AND message_id = ?",
+                                   (thing, message_id)).fetchone()
+        return float(row[0])
 
     def ping(self) -> None:
         try:

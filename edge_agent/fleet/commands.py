@@ -13,7 +13,7 @@ def _cmd_provision(args: argparse.Namespace) -> int:
 
     done = provision(args.thing, Path(args.out), region=args.region, prefix=args.prefix, policy_name=args.policy,
                      basic_ingest_rule=args.basic_ingest_rule, ca_file=Path(args.ca_file) if args.ca_file else None,
-                     template=Path(args.config) if args.config else None)
+                     template=Path(args.config) if args.config else None, registry_table=args.registry_table)
     print(f"thing:       {done.thing}\ncertificate: {done.certificate_arn}\npolicy:      {done.policy}\n"
           f"endpoint:    {done.endpoint}\nkey:         {done.key_path} (0600)\nconfig:      {done.config_path}\n"
           f"next: edit the cameras in {done.config_path}, then `edge-agent run --config {done.config_path}`")
@@ -58,6 +58,9 @@ def add_commands(sub: argparse._SubParsersAction, models: argparse._SubParsersAc
     p.add_argument("--basic-ingest-rule", help="IoT rule that takes escalations through Basic Ingest")
     p.add_argument("--ca-file", help="CA bundle to copy beside the certificate (default: the system trust store)")
     p.add_argument("--config", help="an agent config whose cameras and settings to keep (escalation is replaced)")
+    p.add_argument("--registry-table", help="the stack's results table (DynamoDB): record the config's site and "
+                                            "cameras as the only ones this thing may write for (the router refuses "
+                                            "a thing with no entry)")
     p.set_defaults(func=_cmd_provision)
 
     p = models.add_parser("pack", help="bundle a student (manifest + model) for a model-update job and print "

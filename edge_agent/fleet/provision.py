@@ -7,6 +7,10 @@ is scoped with the `${iot:Connection.Thing.ThingName}` policy variable, so a gat
 as its own thing (client id = thing name, certificate attached to it) and publish, subscribe and
 receive only on its own topics, its own shadow and its own jobs.
 
+With `registry_table`, it first records in the results table which site and cameras (those of the config)
+this thing may write for (contracts/registry.py): the router refuses every other site and camera from it.
+A camera another gateway owns is refused before anything is created.
+
 boto3 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_IOT, so the same code runs against moto_server.
 """
 
@@ -22,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from contracts.codec import WireError
+from contracts.registry import Registration, write_dynamodb
 from edge_agent.config import ConfigError, parse_config
 
 log = logging.getLogger(__name__)
@@ -65,7 +71,8 @@ class Provisioned:
 
 def provision(thing: str, out_dir: Path, *, region: str = "us-east-1", prefix: str = "framesieve",
               policy_name: str = "framesieve-gateway", basic_ingest_rule: str | None = None,
-              ca_file: Path | None = None, template: Path | None = None) -> Provisioned:
+              ca_file: Path | None = None, template: Path | None = None,
+              registry_table: str | None = None) -> Provisioned:
     import boto3
 
     out_dir = Path(out_dir)
@@ -73,6 +80,8 @@ def provision(thing: str, out_dir: Path, *, region: str = "us-east-1", prefix: s
     if key_path.exists():
         raise ConfigError(f"{key_path} exists already; provisioning again would replace this gateway's identity. "
                           "Move the old files away first (and deactivate the old certificate in IoT)")
+    if registry_table:
+        register(boto3.client("dynamodb", region_name=region), registry_table, registration(thing, template))
     iot = boto3.client("iot", region_name=region)
     account = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
     try:
@@ -107,10 +116,38 @@ def provision(thing: str, out_dir: Path, *, region: str = "us-east-1", prefix: s
     return Provisioned(thing, cert_arn, policy_name, endpoint, config_path, cert_path, key_path)
 
 
+def _template(thing: str, template: Path | None) -> dict[str, Any]:
+    return yaml.safe_load(template.read_text()) if template else {
+        "site": thing, "cameras": [{"id": "camera-1", "source": "rtsp://192.0.2.10:554/stream1"}]}
+
+
+def registration(thing: str, template: Path | None) -> Registration:
+    """The site and cameras of the config this gateway will run: what the router lets it write for."""
+    raw = {k: v for k, v in _template(thing, template).items() if k != "escalation"}
+    config = parse_config(yaml.safe_dump(raw), str(template or "the default config"))
+    try:
+        return Registration(thing, config.site, tuple(c.id for c in config.cameras))
+    except WireError as exc:
+        raise ConfigError(f"cannot register gateway {thing!r}: {exc}") from exc
+
+
+def register(dynamodb: Any, table: str, entry: Registration) -> None:
+    """Write the registry entry (all cameras claimed for this thing, or nothing)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        taken = write_dynamodb(dynamodb, table, entry)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(f"cannot register gateway {entry.thing!r} in table {table!r}: {exc}") from exc
+    if taken:
+        raise ConfigError(f"camera(s) {taken} are registered to another gateway in table {table!r}; a camera "
+                          "belongs to one gateway: rename them in the config, or move them first")
+    log.info("registered %s for site %s, cameras %s in %s", entry.thing, entry.site, list(entry.cameras), table)
+
+
 def _config_text(thing: str, endpoint: str, prefix: str, rule: str | None, cert: Path, key: Path,
                  ca: Path | None, template: Path | None) -> str:
-    raw: dict[str, Any] = yaml.safe_load(template.read_text()) if template else {
-        "site": thing, "cameras": [{"id": "camera-1", "source": "rtsp://192.0.2.10:554/stream1"}]}
+    raw = _template(thing, template)
     escalation = raw.get("escalation") or {}
     escalation.update({
         "transport": "iot-core", "thing_name": thing, "topic_prefix": prefix, "basic_ingest_rule": rule,

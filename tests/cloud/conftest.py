@@ -4,6 +4,7 @@ boto3 reaches them through AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ from cloud.devaws import DUMMY_ENV, MotoServer, Resources, dev_client, provision
 from cloud.router.config import RouterConfig
 from cloud.router.service import Router
 from cloud.stores import open_store
+from contracts.registry import Registration
 from contracts.wire import Crop, EscalationRequest
 
 CAMERA, SITE, THING = "plaza", "site-1", "gw-plaza"
+CAMERAS = (CAMERA, "plaza-2", "empty-cam")  # registered to THING in every stack
 PERSON_RULE = [{"name": "any-person", "labels": ["person"], "cameras": ["plaza*"], "min_score": 0.3,
                 "cooldown_s": 300}]
 
@@ -95,7 +98,9 @@ def make_stack(monkeypatch, moto: MotoServer, env: dict[str, str], **settings: s
                   **settings}
     for key, value in router_env.items():
         monkeypatch.setenv(key, value)
-    return Stack(moto, resources, Router(RouterConfig.from_env()), {**env, **router_env})
+    router = Router(RouterConfig.from_env())
+    router.store.register_gateway(Registration(THING, SITE, CAMERAS))
+    return Stack(moto, resources, router, {**env, **router_env})
 
 
 @pytest.fixture()
@@ -117,11 +122,26 @@ def plaza_crops(vtest_frames) -> tuple[Crop, ...]:
 
 
 def escalation_event(crops: tuple[Crop, ...], *, message_id: str | None = None, camera: str = CAMERA,
-                     created_s: float = 1_764_400_000.0, thing: str = THING) -> dict[str, Any]:
-    """The escalation as the IoT rule delivers it: the edge's JSON plus topic and thing name."""
+                     created_s: float = 1_764_400_000.0, thing: str = THING, site: str = SITE,
+                     received_s: float | None = None) -> dict[str, Any]:
+    """The escalation as the older `SELECT *` IoT rule delivers it: the edge's JSON plus the rule's fields
+    (received 0.25 s after created_s unless told)."""
     request = EscalationRequest(message_id=message_id or str(uuid.uuid4()), camera=camera, frame_index=150,
-                                pts_s=15.0, reason="uncertain", crops=crops, site=SITE, created_s=created_s)
-    return {**request.to_payload(), "topic": f"framesieve/{thing}/escalations", "thing_name": thing}
+                                pts_s=15.0, reason="uncertain", crops=crops, site=site, created_s=created_s)
+    received = created_s + 0.25 if received_s is None else received_s
+    return {**request.to_payload(), **rule_fields(thing, received)}
+
+
+def rule_fields(thing: str, received_s: float) -> dict[str, Any]:
+    return {"topic": f"framesieve/{thing}/escalations", "thing_name": thing, "received_ms": int(received_s * 1000),
+            "client_id": thing}
+
+
+def rule_event(payload: dict[str, Any] | bytes, thing: str, received_s: float) -> dict[str, Any]:
+    """The escalation as the IoT rule of infra/ delivers it: the message base64-encoded beside the rule's
+    fields, so nothing in the message can stand for them."""
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return {"payload_b64": base64.b64encode(raw).decode(), **rule_fields(thing, received_s)}
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])

@@ -67,12 +67,13 @@ def stop_local(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, plaza_crops, tmp_path):
-    proc, urls = start_local(tmp_path, "--model", str(teacher_manifest))
+    proc, urls = start_local(tmp_path, "--model", str(teacher_manifest), "--gateway", "gw-local=site-1:plaza,gate")
     try:
         assert set(urls) == {"moto_server", "inference", "router", "results API"}, urls
         assert all("127.0.0.1" in u for u in urls.values())
 
-        event = escalation_event(plaza_crops, created_s=1_764_400_000.0)
+        now = time.time()  # the router keeps created_s only within 5 minutes of when it received the message
+        event = escalation_event(plaza_crops, created_s=now)
         for key in ("topic", "thing_name"):
             event.pop(key)
         status, out = _request(urls["router"] + "?thing=gw-local", "POST", json.dumps(event).encode())
@@ -80,9 +81,14 @@ def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, 
         assert out["published_to"] == "framesieve/gw-local/verdicts" and out["calls"]["endpoint_invocations"] == 1
         status, bad = _request(urls["router"], "POST", b"{not json")
         assert status == 422 and bad["status"] == "dead_letter"
+        # a thing not given with --gateway, and a camera not registered to gw-local: refused, nothing stored
+        for query, body in (("?thing=gw-other", {**event, "message_id": "m-other"}),
+                            ("?thing=gw-local", {**event, "message_id": "m-yard", "camera": "yard"})):
+            status, refused = _request(urls["router"] + query, "POST", json.dumps(body).encode())
+            assert status == 422 and refused["reason"].startswith("unauthorized"), refused
 
         api = urls["results API"].rsplit("/health", 1)[0]
-        status, page = _request(f"{api}/cameras/plaza/detections?from=1764399999&to=1764400001")
+        status, page = _request(f"{api}/cameras/plaza/detections?from={now - 1:.3f}&to={now + 1:.3f}")
         assert status == 200 and [i["message_id"] for i in page["items"]] == [event["message_id"]]
     finally:
         rest = stop_local(proc)
@@ -93,7 +99,8 @@ def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, 
 def test_a_real_gateway_on_mqtt_talks_to_the_local_stack(teacher_manifest, vtest_path, tmp_path):
     """The whole system on one machine: `edge-agent run` (transport mqtt) -> Mosquitto -> the IoT rule
     bridge -> router -> teacher -> results store, and each verdict back to the gateway over the broker."""
-    proc, urls = start_local(tmp_path / "cloud", "--model", str(teacher_manifest), "--mqtt")
+    proc, urls = start_local(tmp_path / "cloud", "--model", str(teacher_manifest), "--mqtt",
+                             "--gateway", "gw-local=site-local:plaza")
     try:
         broker_port = int(urls["mqtt broker"].rsplit(":", 1)[1])
         config = tmp_path / "gateway.yaml"

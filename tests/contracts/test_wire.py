@@ -76,11 +76,36 @@ def _edit(path, value):
         (("crops", 0, "box"), [5, 5, 1, 1], "x2 >= x1"),
         (("crops", 0, "size"), [-1, 3], "size"),
         (("student", 0, "score"), 1.5, "outside [0, 1]"),
+        # what crashed the router (issue 15): each must be a named WireError, never a TypeError or a NaN row
+        (("created_s",), "abc", "escalation.created_s"),
+        (("created_s",), [], "escalation.created_s"),
+        (("created_s",), float("inf"), "escalation.created_s"),
+        (("created_s",), 1e300, "escalation.created_s"),
+        (("created_s",), 10 ** 400, "escalation.created_s"),
+        (("created_s",), -5, "escalation.created_s"),
+        (("pts_s",), float("nan"), "escalation.pts_s"),
+        (("pts_s",), float("inf"), "escalation.pts_s"),
+        (("student", 0, "score"), float("nan"), "outside [0, 1]"),
+        (("frame_index",), 2 ** 70, "frame_index"),
+        (("site",), ["b"], "escalation.site"),
+        (("site",), "x" * 200, "escalation.site"),
+        (("camera",), "", "escalation.camera"),
+        (("message_id",), "a\nb", "escalation.message_id"),
+        (("crops", 0, "box"), [0, 0, 1e300, 1], "box"),
+        (("crops", 0, "box"), [0, 0, 10 ** 400, 1], "box"),
+        (("crops", 0, "crop_id"), 2 ** 40, "crop_id"),
     ],
 )
 def test_malformed_escalations_name_the_field(path, value, message):
     with pytest.raises(WireError, match=re.escape(message)):
         EscalationRequest.from_payload(_edit(path, value))
+
+
+@pytest.mark.parametrize("text", ['{"v": 1, "pts_s": NaN}', '{"v": 1, "pts_s": Infinity}', '{"v": 1e400}',
+                                  "[" * 50_000 + "]" * 50_000, '{"a":' * 20 + "1" + "}" * 20])
+def test_json_the_strict_codec_refuses(text):
+    with pytest.raises(WireError, match="not valid JSON|levels deep"):
+        EscalationRequest.from_bytes(text)
 
 
 def test_not_json_and_oversized():

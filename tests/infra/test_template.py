@@ -122,7 +122,8 @@ def test_router_function_matches_the_code(resources, template):
 def test_rule_sql_adds_what_the_router_reads_and_targets_the_router(resources):
     payload = resources["EscalationRule"]["Properties"]["TopicRulePayload"]
     sql = " ".join(payload["Sql"].split())
-    assert set(re.findall(r"\bAS (\w+)", sql)) == set(c.RULE_FIELDS)
+    assert set(re.findall(r"\bAS (\w+)", sql)) == {*c.RULE_FIELDS, c.EVENT_PAYLOAD}
+    assert "encode(*, 'base64') AS payload_b64" in sql  # the message apart from the fields IoT vouches for
     assert "topic() AS topic" in sql and "timestamp() AS received_ms" in sql
     topic_filter = re.search(r"FROM '([^']+)'", sql).group(1)
     assert topic_filter == "framesieve/+/escalations"

@@ -107,3 +107,45 @@ def test_latest_result_is_the_newest_row_before_a_time(any_store):
     assert any_store.latest_result("plaza", 1e12).message_id == "c"
     assert any_store.latest_result("plaza", 100.0) is None  # strictly before
     assert any_store.latest_result("nobody", 1e12) is None
+
+
+def test_gateway_registry_one_owner_per_camera(any_store):
+    from contracts.registry import Registration
+
+    a = Registration("gw-a", "site-a", ("plaza", "gate"))
+    assert any_store.gateway("gw-a") is None
+    any_store.register_gateway(a)
+    assert any_store.gateway("gw-a") == a
+    with pytest.raises(StoreError, match="'gate'.*another gateway|'gate' is registered to gateway 'gw-a'"):
+        any_store.register_gateway(Registration("gw-b", "site-b", ("yard", "gate")))
+    assert any_store.gateway("gw-b") is None  # all or nothing: yard was not claimed either
+    any_store.register_gateway(Registration("gw-b", "site-b", ("yard",)))
+    any_store.register_gateway(Registration("gw-a", "site-a", ("plaza", "gate", "lobby")))  # again: replaced
+    assert any_store.gateway("gw-a").cameras == ("plaza", "gate", "lobby")
+    assert a.refusal("site-a", "plaza") == "" and a.refusal("", "gate") == ""
+    assert "not 'site-b'" in a.refusal("site-b", "plaza") and "not registered" in a.refusal("site-a", "yard")
+
+
+def test_a_message_keeps_the_time_of_its_first_delivery(any_store):
+    assert any_store.claim_message("gw-a", "m1", T0, int(T0) + 99) == T0
+    assert any_store.claim_message("gw-a", "m1", T0 + 7.5, int(T0) + 99) == T0  # a repeat: the first time
+    assert any_store.claim_message("gw-b", "m1", T0 + 3, int(T0) + 99) == T0 + 3  # another gateway's id
+
+
+@pytest.mark.slow
+def test_counters_over_many_rows_hold_one_page_at_a_time(tmp_path):
+    """/counters over 31 days once loaded every row: 20000 rows are ~10x the peak a running sum needs."""
+    import tracemalloc
+
+    from cloud.stores import open_store
+
+    store = open_store(f"sqlite://{tmp_path / 'many.sqlite'}")
+    for k in range(20_000):
+        store.put_result(record(f"m{k:05d}", T0 + k, alerts=("person:r",) if k % 10 == 0 else ()))
+    tracemalloc.start()
+    counters = store.counters("plaza", T0, T0 + 20_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    store.close()
+    assert counters["escalated"] == 20_000 and counters["alerts"] == 2000
+    assert peak < 8_000_000, f"peak {peak / 1e6:.1f} MB while summing"

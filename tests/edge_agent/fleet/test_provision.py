@@ -111,3 +111,24 @@ def test_a_second_gateway_shares_the_policy_and_a_template_keeps_its_cameras(aws
     assert [p["policyName"] for p in aws.list_policies()["policies"]].count("fs-gateway-test") == 1
     # Provisioning into a folder that already holds a key would replace the gateway's identity: refused.
     assert main(["provision", "--thing", "gw-8", "--out", str(tmp_path / "gw-8")]) == 2
+
+
+def test_provision_registers_the_sites_cameras_and_refuses_another_gateways(aws, tmp_path, moto_url):
+    """The router's registry (contracts/registry.py) in the results table: the cameras of the config, each
+    owned by one thing; a second gateway claiming one of them is refused before its identity is made."""
+    from cloud.stores.dynamodb import DynamoDBStore, create_table
+    from contracts.registry import Registration
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(dynamodb, "fs-results")
+    template = tmp_path / "site.yaml"
+    template.write_text("site: depot\ncameras:\n  - {id: gate, source: 'rtsp://10.0.0.5/s1'}\n"
+                        "  - {id: yard, source: 'rtsp://10.0.0.6/s1'}\n")
+    assert main(["provision", "--thing", "gw-9", "--out", str(tmp_path / "gw-9"), "--config", str(template),
+                 "--policy", "fs-gateway-test", "--registry-table", "fs-results"]) == 0
+    store = DynamoDBStore("fs-results", dynamodb)
+    assert store.gateway("gw-9") == Registration("gw-9", "depot", ("gate", "yard"))
+    assert main(["provision", "--thing", "gw-10", "--out", str(tmp_path / "gw-10"), "--config", str(template),
+                 "--policy", "fs-gateway-test", "--registry-table", "fs-results"]) == 2
+    assert store.gateway("gw-10") is None and not (tmp_path / "gw-10").exists()
+    assert "gw-10" not in [t["thingName"] for t in aws.list_things()["things"]]
