@@ -8,30 +8,40 @@
 
 Times are epoch seconds or ISO 8601 (`2025-11-29T07:00:00Z`); ranges are [from, to). Pages are at most
 `limit` items (1-1000, default 100) with `next_token` when there is more. Bad input is a 400 whose
-`parameter` names the bad parameter. Stdlib only; it binds to loopback unless told otherwise (no auth:
-put it behind API Gateway / an authenticating proxy before exposing it).
+`parameter` names the bad parameter.
+
+Every route but /health needs `Authorization: Bearer <token>` (401 without it); the token comes from
+`--token-file` or $FRAMESIEVE_API_TOKEN, and the API refuses to start with neither unless `--no-auth` is
+given on a loopback address. Stdlib only, with the limits of cloud/httpserve.py; it binds to loopback
+unless told otherwise. Put TLS in front of it (a load balancer, API Gateway) before exposing it.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import math
+import os
 import re
-import signal
 import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cloud.exceptions import StoreError
+from cloud.exceptions import ConfigError, StoreError
 from cloud.httpjson import send_json
+from cloud.httpserve import MAX_CONNECTIONS, REQUEST_DEADLINE_S, LimitedHandler, LimitedServer, stop_on_signals
 from cloud.stores import Page, ResultsStore, open_store
 
 log = logging.getLogger("framesieve.api")
 MAX_LIMIT, MAX_COUNTER_RANGE_S = 1000, 31 * 86400
-_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+TOKEN_ENV = "FRAMESIEVE_API_TOKEN"
+_DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # ASCII digits only: str.isdigit() also takes "²"
+_NUMBER = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?$")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ROUTES = [
     (re.compile(r"^/health$"), "health", set()),
     (re.compile(r"^/cameras/([^/]+)/detections$"), "camera_detections", {"from", "to", "limit", "next_token"}),
@@ -50,23 +60,24 @@ class BadRequest(Exception):
 def parse_time(name: str, value: str | None) -> float:
     if value is None:
         raise BadRequest(name, f"{name} is required: epoch seconds or ISO 8601, e.g. 2025-11-29T07:00:00Z")
-    try:
+    if _NUMBER.match(value):  # plain epoch seconds: no sign, exponent, nan or inf
         return float(value)
-    except ValueError:
-        pass
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest(name, f"{name}={value!r} is not a time; use epoch seconds or ISO 8601, "
+        t_s = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(name, f"{name}={value[:60]!r} is not a time; use epoch seconds or ISO 8601, "
                                "e.g. 2025-11-29T07:00:00Z") from exc
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if not (math.isfinite(t_s) and t_s >= 0):
+        raise BadRequest(name, f"{name}={value[:60]!r} is before 1970")
+    return t_s
 
 
 def parse_limit(value: str | None) -> int:
     if value is None:
         return 100
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise BadRequest("limit", f"limit={value!r} must be a whole number from 1 to {MAX_LIMIT}")
+    if not re.match(r"^[0-9]{1,4}$", value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise BadRequest("limit", f"limit={value[:20]!r} must be a whole number from 1 to {MAX_LIMIT}")
     return int(value)
 
 
@@ -93,12 +104,19 @@ def _page(page: Page) -> dict[str, Any]:
     return {"items": [i.to_dict() for i in page.items], "next_token": page.next_token}
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
+class ApiServer(LimitedServer):
+    """token None: no authentication (only `--no-auth` on loopback asks for that)."""
 
-    def __init__(self, address: tuple[str, int], store: ResultsStore):
-        self.store = store
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], store: ResultsStore, token: str | None, *,
+                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S):
+        self.store, self.token = store, token
+        super().__init__(address, _Handler, max_connections=max_connections, request_deadline_s=request_deadline_s)
+
+    def authorized(self, header: str | None) -> bool:
+        if self.token is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
 
     def answer(self, route: str, args: tuple[str, ...], q: dict[str, str]) -> dict[str, Any]:
         store = self.store
@@ -128,16 +146,18 @@ class ApiServer(ThreadingHTTPServer):
         self.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LimitedHandler):
     server: ApiServer
-    protocol_version = "HTTP/1.1"
     server_version = "FrameSieveAPI/1"
-    timeout = 30
 
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         t0, url = time.perf_counter(), urlsplit(self.path)
-        status, payload = 200, {}
+        status, payload, headers = 200, {}, {}
         try:
+            if url.path != "/health" and not self.server.authorized(self.headers.get("Authorization")):
+                headers["WWW-Authenticate"] = 'Bearer realm="framesieve"'
+                raise BadRequest("Authorization", "send the API token as the header 'Authorization: Bearer <token>'",
+                                 401)
             payload = self._route(url.path, url.query)
         except BadRequest as exc:
             status, payload = exc.status, {"error": str(exc), "parameter": exc.parameter}
@@ -145,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
             bad = "page token" in str(exc)
             status, payload = (400, {"error": str(exc), "parameter": "next_token"}) if bad else (
                 503, {"error": str(exc)})
-        send_json(self, status, payload)
+        send_json(self, status, payload, headers)
         log.info(json.dumps({"method": "GET", "path": url.path, "status": status,
                              "ms": round((time.perf_counter() - t0) * 1000, 1)}))
 
@@ -171,26 +191,42 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug(format, *args)
 
 
-def start_in_thread(store: ResultsStore, host: str = "127.0.0.1", port: int = 0) -> tuple[ApiServer, int]:
-    server = ApiServer((host, port), store)
+def start_in_thread(store: ResultsStore, host: str = "127.0.0.1", port: int = 0, *, token: str | None,
+                    **limits: Any) -> tuple[ApiServer, int]:
+    server = ApiServer((host, port), store, token, **limits)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="framesieve-api",
                      daemon=True).start()
     return server, server.server_address[1]
 
 
-def serve_forever(store_url: str, host: str = "127.0.0.1", port: int = 8081) -> None:
-    """Serve until SIGTERM or SIGINT."""
+def read_token(token_file: str | None, no_auth: bool, host: str) -> str | None:
+    """The API token: the file's first line, else $FRAMESIEVE_API_TOKEN; None only with --no-auth on loopback."""
+    if no_auth:
+        if host not in _LOOPBACK:
+            raise ConfigError(f"--no-auth on {host}: without a token the API serves only loopback (127.0.0.1)")
+        return None
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--token-file {token_file}: {exc.strerror or exc}") from exc
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+    if len(token) < 16:
+        raise ConfigError(f"the results API needs a token of at least 16 characters in --token-file or ${TOKEN_ENV} "
+                          f"(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))' > token`); "
+                          "--no-auth serves loopback without one")
+    return token
+
+
+def serve_forever(store_url: str, host: str = "127.0.0.1", port: int = 8081, token: str | None = None,
+                  **limits: Any) -> None:
+    """Serve until SIGTERM or SIGINT, then drain (cloud/httpserve.py)."""
     store = open_store(store_url)
-    server = ApiServer((host, port), store)
-
-    def _stop(signum: int, _frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _stop)
+    server = ApiServer((host, port), store, token, **limits)
+    stop_on_signals(server)
     log.info(json.dumps({"event": "listening", "service": "api", "url": f"http://{host}:{server.server_address[1]}",
-                         "store": store_url}))
+                         "store": store_url, "auth": "bearer token" if token else "none (loopback)"}))
     try:
         server.serve_forever()
     finally:

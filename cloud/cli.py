@@ -17,14 +17,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     serve_forever(args.model, args.host, args.port, args.threads, max_batch=args.max_batch,
                   max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
-                  max_images=args.max_images)
+                  max_images=args.max_images, max_image_pixels=args.max_image_pixels,
+                  max_connections=args.max_connections, request_deadline_s=args.request_deadline_s)
     return 0
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
-    from cloud.api import serve_forever
+    from cloud.api import read_token, serve_forever
 
-    serve_forever(args.store, args.host, args.port)
+    serve_forever(args.store, args.host, args.port, read_token(args.token_file, args.no_auth, args.host),
+                  max_connections=args.max_connections, request_deadline_s=args.request_deadline_s)
     return 0
 
 
@@ -71,7 +73,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits(p: argparse.ArgumentParser) -> None:
+    from cloud.httpserve import MAX_CONNECTIONS, REQUEST_DEADLINE_S
+
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS,
+                   help=f"open connections at once; more are answered 503 (default: {MAX_CONNECTIONS})")
+    p.add_argument("--request-deadline-s", type=float, default=REQUEST_DEADLINE_S,
+                   help=f"seconds for a whole request to arrive, however slowly (default: {REQUEST_DEADLINE_S:g})")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from cloud.inference.images import MAX_IMAGE_PIXELS
     from cloud.inference.server import MAX_BODY_BYTES
 
     parser = argparse.ArgumentParser(
@@ -95,16 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"largest request body (default: {MAX_BODY_BYTES}, SageMaker's limit)")
     p.add_argument("--max-images", type=int, default=32, help="most images in one request (default: 32)")
+    p.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
+                   help=f"largest image, width x height, read from its header before decoding (default: "
+                        f"{MAX_IMAGE_PIXELS}, 4096x4096)")
+    _limits(p)
     p.set_defaults(func=_cmd_serve)
 
     from cloud import constants as c
 
     p = sub.add_parser("api", help="the results API (JSON over HTTP) over the results store")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback; the API has no auth)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument("--port", type=int, default=int(os.environ.get(c.API_PORT, c.DEFAULT_API_PORT)),
                    help=f"port (default: ${c.API_PORT} or {c.DEFAULT_API_PORT})")
     p.add_argument("--store", default=os.environ.get(c.STORE_URL, c.DEFAULT_STORE_URL),
                    help=f"dynamodb://TABLE or sqlite:///path (default: ${c.STORE_URL} or {c.DEFAULT_STORE_URL})")
+    p.add_argument("--token-file", help="file whose first line is the bearer token every request must send "
+                                        "(default: $FRAMESIEVE_API_TOKEN; at least 16 characters)")
+    p.add_argument("--no-auth", action="store_true", help="serve without a token: loopback addresses only")
+    _limits(p)
     p.set_defaults(func=_cmd_api)
 
     p = sub.add_parser("local", help="the whole cloud side on loopback: moto_server, inference server, router, "

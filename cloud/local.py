@@ -15,12 +15,13 @@ import base64
 import json
 import logging
 import os
+import re
+import secrets
 import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,36 +30,36 @@ from cloud import constants as c
 from cloud.devaws import DUMMY_ENV, MotoServer, provision
 from cloud.exceptions import ConfigError
 from cloud.httpjson import send_json
+from cloud.httpserve import LimitedHandler, LimitedServer
 from cloud.router.config import RouterConfig
 from cloud.router.service import Router
-from contracts.codec import WireError
+from contracts.codec import MAX_MESSAGE_BYTES, WireError
 from contracts.registry import Registration
 
 log = logging.getLogger("framesieve.local")
 DEFAULT_RULES = [{"name": "person-anywhere", "labels": ["person"], "min_score": 0.5, "cooldown_s": 300}]
 
 
-class RouterServer(ThreadingHTTPServer):
+class RouterServer(LimitedServer):
     """POST /escalations (the escalation JSON; ?thing=NAME, else the X-Thing-Name header, else "local-gw")."""
-
-    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], router: Router):
         self.router = router
         super().__init__(address, _RouterHandler)
 
 
-class _RouterHandler(BaseHTTPRequestHandler):
+class _RouterHandler(LimitedHandler):
     server: RouterServer
-    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:  # noqa: N802 - the base class's name
         url = urlsplit(self.path)
         if url.path != "/escalations":
             return self._send(404, {"error": f"no route POST {url.path}; POST the escalation JSON to /escalations"})
         length = self.headers.get("Content-Length", "")
-        if not length.isdigit():
-            return self._send(411, {"error": "send the escalation with a Content-Length header"})
+        if not re.match(r"^[0-9]{1,7}$", length) or int(length) > 2 * MAX_MESSAGE_BYTES:
+            self.close_connection = True
+            return self._send(411 if not length else 413, {
+                "error": f"send the escalation with a Content-Length of at most {2 * MAX_MESSAGE_BYTES} bytes"})
         body = self.rfile.read(int(length))
         thing = parse_qs(url.query).get("thing", [self.headers.get("X-Thing-Name") or "local-gw"])[0]
         # As the IoT rule of infra/ does: the message base64-encoded beside the rule's fields (the thing name
@@ -75,7 +76,7 @@ class _RouterHandler(BaseHTTPRequestHandler):
         log.debug(format, *args)
 
 
-def _serve(server: ThreadingHTTPServer, name: str) -> None:
+def _serve(server: Any, name: str) -> None:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True).start()
 
 
@@ -110,7 +111,8 @@ class LocalCloud:
 
     def __init__(self, options: LocalOptions):
         if options.host not in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigError(f"--host {options.host}: the local stack has no authentication; bind it to 127.0.0.1")
+            raise ConfigError(f"--host {options.host}: the local router takes any thing name it is given; bind it "
+                              "to 127.0.0.1")
         self.options = options
         self.state = Path(options.state_dir or tempfile.mkdtemp(prefix="framesieve-local-"))
         self.servers: list[Any] = []
@@ -165,7 +167,12 @@ class LocalCloud:
         registered = ", ".join(f"{e.thing} ({e.site}: {len(e.cameras)} cameras)" for e in entries) or \
             "none registered: every escalation is refused; pass --gateway THING=SITE:CAM,..."
         router_server = RouterServer((host, o.router_port), self.router)
-        self.api = ApiServer((host, o.api_port), self.router.store)
+        self.token_file = self.state / "api-token"
+        token = secrets.token_urlsafe(32)
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        self.api = ApiServer((host, o.api_port), self.router.store, token)
         for server, name in ((router_server, "framesieve-router"), (self.api, "framesieve-api")):
             _serve(server, name)
             self.servers.append(server)
@@ -175,7 +182,8 @@ class LocalCloud:
             f"model {model_name})",
             f"router           http://{host}:{router_server.server_address[1]}/escalations  (POST escalation "
             "JSON; stands in for the IoT rule -> Lambda)",
-            f"results API      http://{host}:{self.api.server_address[1]}/health",
+            f"results API      http://{host}:{self.api.server_address[1]}/health  (Authorization: Bearer <the token "
+            f"in {self.token_file}>)",
             f"store            {os.environ[c.STORE_URL]}; training data s3://{resources.bucket}/"
             f"{self.router.config.training_prefix}; alerts {resources.topic_arn} -> {resources.queue_url}",
         ]
@@ -192,7 +200,9 @@ class LocalCloud:
     def close(self) -> None:
         if self.bridge is not None:
             self.bridge.close()
-        for server in reversed(self.servers):
+        for server in reversed(self.servers):  # API, router, then the endpoint the router may still be calling
+            if hasattr(server, "drain"):
+                server.drain(10)  # in-flight requests answered, new ones 503
             server.shutdown()
             server.server_close()
         if self.router is not None:

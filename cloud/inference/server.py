@@ -1,7 +1,9 @@
 """The SageMaker-compatible inference server: `GET /ping`, `POST /invocations`, and boto3's
 `POST /endpoints/{name}/invocations`, so the sagemaker-runtime client works unchanged with `endpoint_url`.
 
-Stdlib `http.server`, so the container needs nothing beyond the model's runtime. One batcher thread
+Stdlib `http.server` with the limits of cloud/httpserve.py (connections, whole-request deadline, drain on
+SIGTERM) and of cloud/inference/images.py (JPEG and PNG only, pixels checked from the header before decoding),
+so the container needs nothing beyond the model's runtime. One batcher thread
 gathers the images of concurrent requests into one model call: a batched onnxruntime run costs far less
 than the same images run one by one, most of all on a GPU. Bodies are `image/jpeg` (one image, answered
 as id "0") or `application/json` (`contracts.wire.InvocationRequest`); replies are InvocationResponse.
@@ -14,22 +16,21 @@ import logging
 import os
 import queue
 import re
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import cv2
 import numpy as np
 
 from cloud.exceptions import RequestError, ServerClosing
 from cloud.httpjson import send_json
+from cloud.httpserve import MAX_CONNECTIONS, REQUEST_DEADLINE_S, LimitedHandler, LimitedServer, stop_on_signals
+from cloud.inference.images import MAX_IMAGE_PIXELS, PIXEL_BUDGET, PixelBudget, check_size, decode_image
 from contracts.detections import Detections
 from contracts.wire import DetectionRecord, InvocationRequest, InvocationResponse, WireError, decode
 from models.manifest import Manifest
@@ -120,29 +121,23 @@ class DynamicBatcher:
             start += len(job_frames)
 
 
-def decode_image(data: bytes, what: str) -> np.ndarray:
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if frame is None:
-        raise RequestError(400, f"{what} ({len(data)} bytes) is not a decodable image; send JPEG bytes")
-    if min(frame.shape[:2]) < 8:
-        raise RequestError(400, f"{what} is {frame.shape[1]}x{frame.shape[0]} px; at least 8x8 is needed")
-    return frame
-
-
-class InferenceServer(ThreadingHTTPServer):
-    """The HTTP server with its model, per-label thresholds and batcher; `server_close()` stops both."""
-
-    daemon_threads = True
+class InferenceServer(LimitedServer):
+    """The HTTP server with its model, per-label thresholds and batcher; `server_close()` stops both. The
+    limits of cloud/httpserve.py, and per image a pixel limit read from the header before decoding."""
 
     def __init__(self, address: tuple[str, int], detector: SupportsDetect, *, max_batch: int = 8,
-                 max_wait_ms: float = 5.0, max_body_bytes: int = MAX_BODY_BYTES, max_images: int = 32):
+                 max_wait_ms: float = 5.0, max_body_bytes: int = MAX_BODY_BYTES, max_images: int = 32,
+                 max_image_pixels: int = MAX_IMAGE_PIXELS, pixel_budget: int = PIXEL_BUDGET,
+                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S):
         manifest = detector.manifest
         self.detector, self.model_name = detector, f"{manifest.name}@{manifest.version}"
         self.thresholds = {label: presence_threshold(manifest, label) for label in manifest.label_groups}
-        self.max_body_bytes, self.max_images = max_body_bytes, max_images
+        self.max_body_bytes, self.max_images, self.max_image_pixels = max_body_bytes, max_images, max_image_pixels
+        self.pixels = PixelBudget(pixel_budget)
         self.batcher = DynamicBatcher(detector.detect, max_batch, max_wait_ms)
         try:
-            super().__init__(address, _Handler)
+            super().__init__(address, _Handler, max_connections=max_connections,
+                             request_deadline_s=request_deadline_s)
         except BaseException:
             self.batcher.close()
             raise
@@ -166,11 +161,10 @@ class InferenceServer(ThreadingHTTPServer):
         self.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LimitedHandler):
     server: InferenceServer
     protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
     server_version = "FrameSieveInference/1"
-    timeout = 60  # a stalled or idle connection gives its thread back
 
     def do_GET(self) -> None:
         self._begin()
@@ -187,17 +181,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._fail(RequestError(404, f"no route POST {self._path}; POST /invocations or "
                                                 "/endpoints/{name}/invocations"))
         try:
-            ids, frames = self._parse(self._read_body())
+            ids, images = self._parse(self._read_body())
+            pixels = sum(check_size(data, what, self.server.max_image_pixels) for what, data in images)
         except RequestError as exc:
             return self._fail(exc)
         try:
+            self.server.pixels.acquire(pixels, self.server.request_deadline_s)
+        except RequestError as exc:
+            return self._fail(exc)
+        try:  # decoded only now, within the budget: the frames are dropped before it is given back
+            frames = [decode_image(data, what) for what, data in images]
             predictions = self.server.predict(frames)
+            del frames
+        except RequestError as exc:
+            return self._fail(exc)
         except ServerClosing as exc:
             return self._fail(RequestError(503, str(exc)))
         except Exception as exc:  # the model's failure, whatever its type: SageMaker's 424
-            log.exception("the model failed on %d image(s)", len(frames))
+            log.exception("the model failed on %d image(s)", len(images))
             return self._fail(RequestError(424, f"the model failed: {type(exc).__name__}: {exc}"))
-        self._images = len(frames)
+        finally:
+            self.server.pixels.release(pixels)
+        self._images = len(images)
         response = InvocationResponse(self.server.model_name, tuple(zip(ids, predictions, strict=True)))
         self._send(200, response.to_bytes())
 
@@ -218,13 +223,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(413, f"the body is {length} bytes, over the {limit}-byte limit (SageMaker's "
                                     "real-time payload limit); send fewer or smaller images",
                                "ValidationError")
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError as exc:
+            raise RequestError(408, f"{exc}; the whole request must arrive within "
+                                    f"{self.server.request_deadline_s:g} s") from exc
         self._consumed = len(body) == length
         if not self._consumed:
             raise RequestError(400, f"the body ended after {len(body)} of its {length} bytes")
         return body
 
-    def _parse(self, body: bytes) -> tuple[list[str], list[np.ndarray]]:
+    def _parse(self, body: bytes) -> tuple[list[str], list[tuple[str, bytes]]]:
+        """The ids and (name, bytes) of the images; nothing decoded yet."""
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         accept = [a.split(";")[0].strip().lower() for a in (self.headers.get("Accept") or "*/*").split(",")]
         if not {"application/json", "application/*", "*/*"} & set(accept):
@@ -232,8 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
                                     "application/json")
         if not body:
             raise RequestError(400, f"the request body is empty; send {ACCEPTED}")
-        if ctype == "image/jpeg":
-            return ["0"], [decode_image(body, "the image/jpeg body")]
+        if ctype in ("image/jpeg", "image/png"):
+            return ["0"], [(f"the {ctype} body", body)]
         if ctype != "application/json":
             raise RequestError(415, f"Content-Type {ctype or '(none)'!r} is not accepted; send {ACCEPTED}")
         try:
@@ -243,8 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(request.images) > self.server.max_images:
             raise RequestError(413, f"the batch has {len(request.images)} images, over the limit of "
                                     f"{self.server.max_images}; split it into smaller requests")
-        return ([i for i, _ in request.images],
-                [decode_image(data, f"instance {i!r}") for i, data in request.images])
+        return [i for i, _ in request.images], [(f"instance {i!r:.40}", data) for i, data in request.images]
 
     def _fail(self, exc: RequestError) -> None:
         message = str(exc)
@@ -292,17 +301,10 @@ def start_in_thread(model: SupportsDetect | Path | str | None = None, host: str 
 
 def serve_forever(model: Path | str | None = None, host: str = "127.0.0.1", port: int = 8080,
                   threads: int | None = None, **limits: Any) -> None:
-    """Serve in this thread until SIGTERM or SIGINT, then answer what is queued and close."""
+    """Serve in this thread until SIGTERM or SIGINT, then drain (cloud/httpserve.py) and close."""
     manifest_path = resolve_model(model)
     server = InferenceServer((host, port), load_detector(manifest_path, threads=threads), **limits)
-
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info(json.dumps({"event": "stopping", "signal": signal.Signals(signum).name}))
-        threading.Thread(target=server.shutdown, daemon=True).start()  # shutdown() blocks; not from here
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, _stop)
+    stop_on_signals(server)  # SIGTERM: in-flight requests answered, new ones 503, then exit
     log.info(json.dumps({"event": "listening", "host": host, "port": server.server_address[1],
                          "model": server.model_name, "manifest": str(manifest_path)}))
     try:

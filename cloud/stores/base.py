@@ -122,12 +122,14 @@ def encode_token(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_token(token: str) -> dict[str, Any]:
+def decode_token(token: str, keys: set[str]) -> dict[str, str]:
+    """A page token this API issued: exactly `keys`, each short text; StoreError ("page token ...") if not."""
     try:
         value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise StoreError(f"page token {token[:40]!r} is not one this API issued; start again without it") from exc
-    if not isinstance(value, dict):
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        value = exc
+    if not (isinstance(value, dict) and set(value) == keys
+            and all(isinstance(v, str) and len(v) <= 1100 for v in value.values())):
         raise StoreError(f"page token {token[:40]!r} is not one this API issued; start again without it")
     return value
 

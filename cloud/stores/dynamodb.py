@@ -86,7 +86,7 @@ class DynamoDBStore(ResultsStore):
     def _query(self, key: dict[str, str], limit: int, token: str | None,
                **kwargs: Any) -> tuple[list[dict], str | None]:
         if token:
-            start = decode_token(token)
+            start = decode_token(token, {"pk", "sk", *key, *(("gsi1sk",) if "IndexName" in kwargs else ())})
             if any(start.get(k) != v for k, v in key.items()):
                 raise StoreError(f"page token {token[:40]!r} belongs to another query; start again without it")
             kwargs["ExclusiveStartKey"] = {k: {"S": str(v)} for k, v in start.items()}

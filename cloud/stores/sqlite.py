@@ -79,7 +79,7 @@ class SQLiteStore(ResultsStore):
         ) == 1
 
     def _page(self, where: str, args: tuple, limit: int, token: str | None) -> Page:
-        after = decode_token(token)["after"] if token else ""
+        after = decode_token(token, {"after"})["after"] if token else ""
         rows = self._read(f"SELECT sk, data FROM results WHERE {where} AND sk > ? ORDER BY sk LIMIT ?",
                           (*args, after, limit + 1))
         items = [ResultRecord.from_dict(json.loads(data)) for _, data in rows[:limit]]
@@ -121,7 +121,7 @@ class SQLiteStore(ResultsStore):
                            (letter.day, letter.key, json.dumps(letter.to_dict()))) == 1
 
     def dead_letters(self, day: str, limit: int = 100, token: str | None = None) -> Page:
-        after = decode_token(token)["after"] if token else ""
+        after = decode_token(token, {"after"})["after"] if token else ""
         rows = self._read("SELECT key, data FROM dead_letters WHERE day = ? AND key > ? ORDER BY key LIMIT ?",
                           (day, after, limit + 1))
         items = [DeadLetter.from_dict(json.loads(data)) for _, data in rows[:limit]]

@@ -12,13 +12,15 @@ from cloud.api import start_in_thread
 from cloud.stores import DeadLetter, open_store
 from tests.cloud.stores.test_contract import T0, record
 
+TOKEN = "test-token-0123456789abcdef"
+
 
 def _serve(store):
     for k in range(5):
         store.put_result(record(f"m{k}", T0 + k, alerts=("person:r",) if k == 0 else ()))
     store.put_result(record("g", T0, camera="gate/1"))
     store.put_dead_letter(DeadLetter(key="x:malformed", t_s=T0, kind="malformed", reason="no crops"))
-    return start_in_thread(store)
+    return start_in_thread(store, token=TOKEN)
 
 
 @pytest.fixture()
@@ -37,10 +39,10 @@ def sqlite_api(tmp_path_factory):
     store.close()
 
 
-def get(port: int, path: str) -> tuple[int, dict]:
+def get(port: int, path: str, token: str | None = TOKEN) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
         resp = conn.getresponse()
         assert resp.getheader("Content-Type") == "application/json"
         return resp.status, json.loads(resp.read())
@@ -88,6 +90,18 @@ def test_counters_site_day_and_dead_letters(api):
     ("/cameras/plaza/detections?from=1&to=2&camera=x", 400, "camera", "unknown parameter(s) ['camera']"),
     ("/cameras/plaza/detections?from=1&from=2&to=3", 400, "from", "more than once"),
     ("/cameras/plaza/detections?from=1&to=2&next_token=garbage!", 400, "next_token", "page token"),
+    # issue 15: each of these crashed the API or answered NaN
+    ("/cameras/plaza/detections?from=nan&to=2", 400, "from", "'nan' is not a time"),
+    ("/cameras/plaza/detections?from=1&to=inf", 400, "to", "'inf' is not a time"),
+    ("/cameras/plaza/detections?from=1&to=1e400", 400, "to", "is not a time"),
+    ("/cameras/plaza/detections?from=-5&to=2", 400, "from", "is not a time"),
+    ("/cameras/plaza/detections?from=1&to=2&limit=%C2%B2", 400, "limit", "whole number from 1 to 1000"),
+    ("/cameras/plaza/detections?from=1&to=2&limit=%EF%BC%95", 400, "limit", "whole number"),  # fullwidth 5
+    ("/cameras/plaza/detections?from=1&to=2&next_token=e30", 400, "next_token", "page token"),  # {}
+    ("/cameras/plaza/detections?from=1&to=2&next_token=eyJhZnRlciI6IDV9", 400, "next_token", "page token"),
+    ("/cameras/plaza/detections?from=1&to=2&next_token=W10", 400, "next_token", "page token"),  # []
+    ("/dead-letters?day=2025-11-29&next_token=%FF%FE", 400, "next_token", "page token"),
+    ("/sites/site-1/days/%C2%B2%C2%B2%C2%B2%C2%B2-11-29/detections", 400, "day", "YYYY-MM-DD"),
     ("/cameras/plaza/counters?from=0&to=99999999", 400, "to", "at most"),
     ("/sites/site-1/days/29-11-2025/detections", 400, "day", "YYYY-MM-DD"),
     ("/dead-letters?day=2025-02-30", 400, "day", "YYYY-MM-DD"),
@@ -97,3 +111,78 @@ def test_bad_requests_name_the_parameter(sqlite_api, path, status, parameter, me
     got, body = get(sqlite_api, path)
     assert (got, body["parameter"]) == (status, parameter), body
     assert message in body["error"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token-0123456789", f"Basic {TOKEN}", "Bearer", TOKEN])
+def test_every_route_but_health_needs_the_token(sqlite_api, header):
+    conn = http.client.HTTPConnection("127.0.0.1", sqlite_api, timeout=10)
+    try:
+        conn.request("GET", f"/cameras/plaza/detections?from={T0}&to={T0 + 60}",
+                     headers={"Authorization": header} if header else {})
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 401 and body["parameter"] == "Authorization", body
+    assert resp.getheader("WWW-Authenticate", "").startswith("Bearer")
+    assert "items" not in body
+    assert get(sqlite_api, "/health", token=None)[0] == 200
+
+
+def test_the_token_is_required_to_start(tmp_path, monkeypatch):
+    from cloud.api import read_token
+    from cloud.exceptions import ConfigError
+
+    monkeypatch.delenv("FRAMESIEVE_API_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="needs a token"):
+        read_token(None, False, "127.0.0.1")
+    (tmp_path / "short").write_text("abc\n")
+    with pytest.raises(ConfigError, match="at least 16"):
+        read_token(str(tmp_path / "short"), False, "127.0.0.1")
+    with pytest.raises(ConfigError, match="--token-file .*missing"):
+        read_token(str(tmp_path / "missing"), False, "127.0.0.1")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    assert read_token(str(tmp_path / "token"), False, "0.0.0.0") == TOKEN
+    monkeypatch.setenv("FRAMESIEVE_API_TOKEN", TOKEN)
+    assert read_token(None, False, "127.0.0.1") == TOKEN
+    assert read_token(None, True, "127.0.0.1") is None  # --no-auth, loopback only
+    with pytest.raises(ConfigError, match="loopback"):
+        read_token(None, True, "0.0.0.0")
+
+
+def test_the_api_keeps_the_same_connection_cap_and_request_deadline(tmp_path):
+    import socket
+    import time
+
+    store = open_store(f"sqlite://{tmp_path / 'r.sqlite'}")
+    server, port = start_in_thread(store, token=TOKEN, max_connections=2, request_deadline_s=1.0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as slow:
+            t0 = time.monotonic()
+            closed = False
+            for byte in b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n":
+                try:
+                    slow.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                except OSError:
+                    closed = True
+                    break
+                slow.setblocking(False)
+                try:
+                    closed = slow.recv(100) == b""
+                except BlockingIOError:
+                    pass
+                slow.setblocking(True)
+                if closed:
+                    break
+            assert closed and time.monotonic() - t0 < 2.0  # not per read: 1 s for the whole request
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        time.sleep(0.2)
+        assert get(port, "/health")[0] == 503
+        for sock in idle:
+            sock.close()
+        time.sleep(0.3)
+        assert get(port, "/health")[0] == 200
+    finally:
+        server.stop()
+        store.close()

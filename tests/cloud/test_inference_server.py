@@ -205,7 +205,7 @@ BAD_INPUTS = [
     ("bad base64", _json([{"id": "x", "jpeg_b64": "***"}]), "application/json", {}, 400, "not valid base64"),
     ("no instances", b'{"images": []}', "application/json", {}, 400, "missing field 'instances'"),
     ("not an image in a batch", _json([{"id": "x", "jpeg_b64": base64.b64encode(b"hello").decode()}]),
-     "application/json", {}, 400, "instance 'x'"),
+     "application/json", {}, 415, "instance 'x' is neither JPEG nor PNG"),
     ("too many images", _json([{"id": str(i), "jpeg_b64": "AAAA"} for i in range(33)]), "application/json",
      {}, 413, "33 images, over the limit of 32"),
     ("oversized body", b"\0" * (6 * 1024 * 1024 + 1), "image/jpeg", {}, 413, "over the 6291456-byte limit"),
@@ -241,8 +241,8 @@ def test_boto3_sees_a_refused_request_as_sagemaker_reports_it(runtime):
     with pytest.raises(runtime.exceptions.ModelError) as info:
         runtime.invoke_endpoint(EndpointName="framesieve-teacher", Body=b"not an image",
                                 ContentType="image/jpeg")
-    assert info.value.response["OriginalStatusCode"] == 400
-    assert "not a decodable image" in info.value.response["Error"]["Message"]
+    assert info.value.response["OriginalStatusCode"] == 415  # only JPEG and PNG are decoded
+    assert "neither JPEG nor PNG" in info.value.response["Error"]["Message"]
 
 
 class FailingDetector:

@@ -21,12 +21,15 @@ from tests.cloud.conftest import escalation_event
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _request(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, dict]:
+def _request(url: str, method: str = "GET", body: bytes | None = None, token: str = "") -> tuple[int, dict]:
     m = re.match(r"http://([^:/]+):(\d+)(/.*)", url)
     assert m, url
     conn = http.client.HTTPConnection(m[1], int(m[2]), timeout=60)
+    headers = {"Content-Type": "application/json"} if body else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        conn.request(method, m[3], body=body, headers={"Content-Type": "application/json"} if body else {})
+        conn.request(method, m[3], body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, json.loads(resp.read())
     finally:
@@ -88,7 +91,11 @@ def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, 
             assert status == 422 and refused["reason"].startswith("unauthorized"), refused
 
         api = urls["results API"].rsplit("/health", 1)[0]
-        status, page = _request(f"{api}/cameras/plaza/detections?from={now - 1:.3f}&to={now + 1:.3f}")
+        path = f"{api}/cameras/plaza/detections?from={now - 1:.3f}&to={now + 1:.3f}"
+        assert _request(path)[0] == 401  # the API wants the token the stack wrote for it
+        token = (tmp_path / "api-token").read_text().strip()
+        assert oct((tmp_path / "api-token").stat().st_mode & 0o777) == "0o600"
+        status, page = _request(path, token=token)
         assert status == 200 and [i["message_id"] for i in page["items"]] == [event["message_id"]]
     finally:
         rest = stop_local(proc)
@@ -121,7 +128,8 @@ def test_a_real_gateway_on_mqtt_talks_to_the_local_stack(teacher_manifest, vtest
         sent = total["escalated"]  # a new camera onboards: the cloud decides every frame with motion
         assert sent >= 5 and total["cloud_failed"] == 0, total
         api = urls["results API"].rsplit("/health", 1)[0]
-        status, page = _request(f"{api}/cameras/plaza/detections?from=0&to=4102444800&limit=500")
+        token = (tmp_path / "cloud" / "api-token").read_text().strip()
+        status, page = _request(f"{api}/cameras/plaza/detections?from=0&to=4102444800&limit=500", token=token)
         assert status == 200 and len(page["items"]) == sent, (len(page["items"]), total)
         assert {i["thing"] for i in page["items"]} == {"gw-local"}
     finally:
