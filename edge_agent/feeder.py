@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
@@ -51,14 +52,17 @@ class FrameFeeder:
         finally:
             self._put(_END)
 
-    def batch(self, max_frames: int, wait_s: float = 0.05) -> list[SampledFrame] | None:
-        """Up to `max_frames` frames (waiting for the first); None once every source has ended."""
+    def batch(self, max_frames: int, wait_s: float = 0.05, idle_s: float | None = None) -> list[SampledFrame] | None:
+        """Up to `max_frames` frames (waiting for the first; with `idle_s`, an empty list after that long
+        without one, so the caller can finish what the cloud answered meanwhile); None once every source
+        has ended."""
         frames: list[SampledFrame] = []
+        idle_until = None if idle_s is None else time.monotonic() + idle_s
         while self._live > 0 and not self.stop.is_set():
             try:
-                item = self.queue.get(timeout=wait_s if frames else 0.5)
+                item = self.queue.get(timeout=wait_s if frames else 0.5 if idle_s is None else idle_s)
             except queue.Empty:
-                if frames:
+                if frames or (idle_until is not None and time.monotonic() >= idle_until):
                     break
                 continue
             if item is _END:

@@ -17,12 +17,17 @@ _HELP = {
     "escalated": "Sampled frames escalated to the cloud and answered",
     "audit": "Escalations made as audit samples of confident decisions",
     "budget_refused": "Escalations refused by the hourly budget (decided at the edge)",
-    "cloud_failed": "Escalations that failed (decided at the edge)",
+    "cloud_failed": "Escalations that failed: timeout, error or error verdict (decided at the edge)",
+    "cloud_open": "Frames not escalated because the cloud circuit breaker was open (decided at the edge)",
+    "cloud_busy": "Frames not escalated because escalation.max_in_flight were awaited (decided at the edge)",
+    "student_failed": "Frames whose student call failed (decided at the edge on the settled past)",
     "bytes_sent": "Bytes of escalation messages sent",
     "message_units": "IoT Core 5 KB message units sent",
     "corrupt_frames": "Frames that could not be decoded",
     "reconnects": "Live stream reconnections",
 }
+
+_BREAKER = {"closed": 0, "half_open": 1, "open": 2}
 
 
 def render(summary: dict) -> str:
@@ -58,6 +63,17 @@ def render(summary: dict) -> str:
                   "# TYPE framesieve_training_records gauge"]
         lines += [f'framesieve_training_records{{camera="{c}"}} {s["records"]}'
                   for c, s in sorted(spec["cameras"].items())]
+    cloud = summary.get("cloud")
+    if cloud:
+        lines += ["# HELP framesieve_cloud_breaker_state The cloud circuit breaker: 0 closed, 1 half-open (probing), "
+                  "2 open (the edge decides without asking).", "# TYPE framesieve_cloud_breaker_state gauge",
+                  f"framesieve_cloud_breaker_state {_BREAKER.get(cloud['state'], 0)}",
+                  "# HELP framesieve_cloud_breaker_opens_total Times the cloud circuit breaker opened.",
+                  "# TYPE framesieve_cloud_breaker_opens_total counter",
+                  f"framesieve_cloud_breaker_opens_total {cloud['opens']}",
+                  "# HELP framesieve_escalations_in_flight Escalations sent and awaited now.",
+                  "# TYPE framesieve_escalations_in_flight gauge",
+                  f"framesieve_escalations_in_flight {cloud['in_flight']}"]
     lines += ["# HELP framesieve_student_rollbacks_total Cameras sent back to the agent's student by their guard.",
               "# TYPE framesieve_student_rollbacks_total counter",
               f"framesieve_student_rollbacks_total {summary.get('student_rollbacks', 0)}",

@@ -15,10 +15,11 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edge_agent.app import wiring
+from edge_agent.app import report, wiring
 from edge_agent.app.camera import CameraPipeline, Look
 from edge_agent.app.commands import CommandQueue
 from edge_agent.app.detect import Students
+from edge_agent.app.inflight import InFlight, Slot, camera_of, ready
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.control import (
     AgentStatus,
@@ -62,6 +63,12 @@ class Agent:
             self.sources, self.specialization = parts.sources, parts.specialization
             self.students = Students(parts.student, self._follow_agent_student)
             self.escalator = wiring.escalator(config, self.transport)
+            if self.escalator is not None:
+                stack.callback(self.escalator.close)
+            self.inflight = InFlight()
+            # Cameras that run in real time (streams, files at media pace) never wait for the cloud; a
+            # replayed file waits, so a clip gives the same decisions however fast the machine is.
+            self._live = {s.camera for s in self.sources if s.live or s.realtime}
             self.fleet = wiring.start_fleet(self, self.link, stack)
             self._closing = stack.pop_all()
 
@@ -87,7 +94,7 @@ class Agent:
             self.specialization.start()
         last: dict[str, SampledFrame] = {}  # each camera's latest frame
         try:
-            while (frames := feeder.batch(max_batch)) is not None:
+            while (frames := feeder.batch(max_batch, idle_s=0.1 if len(self.inflight) else None)) is not None:
                 self._commands.run(frames, self._handle)
                 try:
                     self.process(frames)
@@ -100,6 +107,10 @@ class Agent:
         finally:
             self.stop_event.set()
             feeder.join()
+            try:
+                self._drain()
+            except Exception:
+                log.exception("finishing the frames that awaited the cloud failed")
             if self.metrics_server is not None:
                 self.metrics_server.shutdown()
                 self.metrics_server.server_close()
@@ -125,23 +136,71 @@ class Agent:
         self._commands.run(frames, self._handle)
 
     def process(self, frames: list[SampledFrame]) -> list[FrameEvent]:
-        """One batch: each frame's final event, written to the event log."""
-        events: list[FrameEvent] = []
+        """One batch: the final events finished now (this batch's, and earlier frames the cloud has answered
+        since), written to the event log. Every frame gets exactly one event, whatever fails."""
+        events = [self._finish(slot) for slot in self.inflight.take_ready()]
         looks: list[Look] = []
         for frame in frames:
-            seen = self.cameras[frame.camera].look(frame, self.students.model_wh)
+            camera = self.cameras[frame.camera]
+            try:
+                seen = camera.look(frame, self.students.model_wh)
+            except Exception:
+                seen = self._failed(camera, frame, "looking at")
             if isinstance(seen, Look):
                 looks.append(seen)
             else:
-                events.append(seen)  # nothing moved: the previous decision, carried
+                events += self._hold(seen)  # nothing moved: the previous decision, carried
         for look, dets in zip(looks, self.students.detect(looks, self.cameras), strict=True):
             camera = self.cameras[look.frame.camera]
-            events.append(camera.settle(look, dets, self.escalator))
-            if camera.own_student is not None and (breach := camera.guard.breach()):
-                self._roll_back(camera, breach)
+            if dets is None:
+                events += self._hold(camera.student_failed(look))
+                continue
+            try:
+                step = camera.decide(look, dets)
+                if step.decision.escalate and self.escalator is not None:
+                    step.ticket = self.escalator.start(look, step.decision, camera.counters,
+                                                       wait=camera.id not in self._live)
+            except Exception:
+                events += self._hold(self._failed(camera, look.frame, "deciding"))
+                continue
+            events += self._hold(step)
         for event in events:
             self.events.write(event)
         return events
+
+    def _hold(self, slot: Slot) -> list[FrameEvent]:
+        """The frame's event now, or held (in frame order) behind its camera's frames awaiting the cloud."""
+        if self.inflight.busy(camera_of(slot)) or not ready(slot):
+            self.inflight.add(slot)
+            return []
+        return [self._finish(slot)]
+
+    def _finish(self, slot: Slot) -> FrameEvent:
+        camera = self.cameras[camera_of(slot)]
+        if isinstance(slot, FrameEvent):
+            return camera.fill(slot)
+        event = camera.finish(slot, self.escalator)
+        if camera.own_student is not None and (breach := camera.guard.breach()):
+            self._roll_back(camera, breach)
+        return event
+
+    def _failed(self, camera: CameraPipeline, frame: SampledFrame, doing: str) -> FrameEvent:
+        self.errors += 1
+        log.exception("camera %s frame %d: %s it failed; decided at the edge on the past", camera.id,
+                      frame.frame_index, doing)
+        event = camera.student_failed(Look(frame, []))
+        event.fallback = "failed"
+        return event
+
+    def _drain(self) -> None:
+        """At the end: wait for the answers still on their way (their transport's timeout at most), then
+        finish every held frame; what did not come is decided at the edge."""
+        if not len(self.inflight):
+            return
+        wait_s = self.escalator.deadline_s() + 1.0 if self.escalator is not None else 0.0
+        log.info("waiting up to %.1f s for %d escalation(s) still on their way", wait_s, len(self.inflight))
+        for slot in self.inflight.take_all(wait_s):
+            self.events.write(self._finish(slot))
 
     # -- the AgentPort ----------------------------------------------------------------------------------
     def run_commands(self, frames: list[SampledFrame]) -> None:
@@ -257,29 +316,7 @@ class Agent:
 
     def summary(self) -> dict:
         """What metrics, telemetry, the bench and `run` report."""
-        per_camera = {}
-        for source in self.sources:
-            counters = self.cameras[source.camera].status().counters
-            counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
-            per_camera[source.camera] = counters
-        total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()), {})}
-        own = [c.own_student for c in self.cameras.values() if c.own_student is not None]
-        out = {"cameras": per_camera, "total": total, "student_calls": self.student.calls + sum(o.calls for o in own),
-               "student_crops": self.student.crops + sum(o.crops for o in own), "errors": self.errors,
-               "student_rollbacks": self.student_rollbacks,
-               # which cameras run a student of their own, and the live share their guard watches
-               "students": {cid: {"own": s.own_student.detector.manifest.version if s.own_student else None,
-                                  "uncertain_fraction": s.guard.escalation_fraction(),
-                                  "onboarding": s.onboarding}
-                            for cid, s in self.cameras.items()}}
-        if self.specialization is not None:
-            out["specialization"] = self.specialization.summary()
-        if self.link is not None:  # in-memory counters only: this runs after close() too
-            transport_stats = self.transport.stats() if self.transport is not None else {}
-            out["mqtt"] = {**transport_stats, "spool_rows": self.link.spool.rows,
-                           "spool_bytes": self.link.spool.bytes, "spool_sent": self.link.sender.sent,
-                           "reconnects": max(0, self.link.connection.connects - 1), "model": self.model_info()}
-        return out
+        return report.summary(self)
 
     def close(self) -> None:
         """Stop taking commands (those without an outcome get AgentStopped), then close every part."""

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 
 from contracts.detections import Detections
 from contracts.jobs import Bands
-from edge_agent.app.escalate import Answer, Escalator
+from edge_agent.app.escalate import Answer, Escalator, Ticket
 from edge_agent.config import CAMERA_ONLY_FIELDS, CameraConfig, CameraSettings
 from edge_agent.control import CameraStatus, ModelInfo
 from edge_agent.events import FrameEvent
 from edge_agent.pipeline.carry import carry, centre_inside, confident
-from edge_agent.pipeline.cascade import Cascade
+from edge_agent.pipeline.cascade import Cascade, Decision
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
 from edge_agent.pipeline.regions import Region, plan_regions, whole_frame_regions
@@ -42,6 +42,9 @@ class Counters:
     audit: int = 0
     budget_refused: int = 0
     cloud_failed: int = 0
+    cloud_open: int = 0  # not asked: the circuit breaker was open (decided at the edge)
+    cloud_busy: int = 0  # not asked: escalation.max_in_flight were awaited already (decided at the edge)
+    student_failed: int = 0  # the student failed on the frame's batch (the settled past carried)
     bytes_sent: int = 0
     message_units: int = 0  # IoT Core meters messages in 5 KB units
 
@@ -67,6 +70,22 @@ class Look:
     def job(self) -> tuple:
         """The student's input: (image, region boxes)."""
         return self.frame.image, [r.box for r in self.regions]
+
+
+@dataclass
+class Step:
+    """A frame the cascade has decided, before its final answer (the cloud's, when it was asked). Holds no
+    image: a frame waiting for the cloud costs a few hundred bytes."""
+
+    event: FrameEvent
+    tracked: Detections
+    decision: Decision
+    moved: Sequence[Sequence[int]]
+    whole_frame: bool
+    ticket: Ticket | None = None
+
+    def ready(self) -> bool:
+        return self.ticket is None or self.ticket.done()
 
 
 class CameraPipeline:
@@ -127,18 +146,31 @@ class CameraPipeline:
         return look
 
     def settle(self, look: Look, dets: Detections, escalator: Escalator | None) -> FrameEvent:
-        """The frame's final event from the student's detections: tracked, decided by the cascade, asked
-        of the cloud when unsure, and the settled past carried where nothing moved."""
-        frame, c = look.frame, self.counters
+        """The frame's final event from the student's detections, the cloud asked (and awaited) when unsure."""
+        step = self.decide(look, dets)
+        if step.decision.escalate and escalator is not None:
+            step.ticket = escalator.start(look, step.decision, self.counters)
+        return self.finish(step, escalator)
+
+    def decide(self, look: Look, dets: Detections) -> Step:
+        """Tracked and decided by the cascade: whether to ask the cloud."""
+        frame = look.frame
         tracked = self.tracker.update(dets, frame.pts_s)
         decision = self.cascade.decide(tracked, self.tracker, frame.pts_s)
-        c.budget_refused += decision.budget_refused
+        self.counters.budget_refused += decision.budget_refused
         event = FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "edge", False, decision.edge,
                            frame.wall_time, budget_refused=decision.budget_refused)
-        answer = escalator.ask(look, decision, c) if decision.escalate and escalator is not None else None
-        event.cloud_failed = decision.escalate and escalator is not None and answer is None
+        return Step(event, tracked, decision, look.moved, look.whole_frame)
+
+    def finish(self, step: Step, escalator: Escalator | None) -> FrameEvent:
+        """The frame's final event: the cloud's answer if it came, and the settled past carried where
+        nothing moved. In frame order per camera (the agent holds a camera's later frames until then)."""
+        event, decision, c, ticket = step.event, step.decision, self.counters, step.ticket
+        answer = escalator.collect(ticket, decision, c) if ticket is not None and escalator is not None else None
+        if ticket is not None and answer is None:
+            event.cloud_failed, event.fallback = True, ticket.fallback or "cloud_failed"
         if answer is not None:
-            self.tracker.confirm(tracked.track_ids, answer.cloud, frame.pts_s)
+            self.tracker.confirm(step.tracked.track_ids, answer.cloud, event.pts_s)
             event.detections, event.escalated, event.reason = answer.merged, True, decision.reason
             event.decided_by = "audit" if decision.reason == "audit" else "cloud"
             c.escalated += 1
@@ -148,9 +180,25 @@ class CameraPipeline:
         else:
             c.edge_decided += 1
         self.guard.frame(decision.reason == "uncertain" or decision.uncertain)  # onboarding: would it have?
-        looked_everywhere = look.whole_frame or (answer is not None and answer.whole_frame)
+        looked_everywhere = step.whole_frame or (answer is not None and answer.whole_frame)
         sure = event.detections if event.escalated else confident(event.detections, self.cascade.bands)
-        event.detections, self.settled = carry(event.detections, sure, self.settled, look.moved, looked_everywhere)
+        event.detections, self.settled = carry(event.detections, sure, self.settled, step.moved, looked_everywhere)
+        self.last = event.detections
+        return event
+
+    def student_failed(self, look: Look) -> FrameEvent:
+        """The student failed on this frame's batch: decided at the edge on the settled past (filled in by
+        `fill`, in frame order), flagged and counted; the frame is never dropped."""
+        frame = look.frame
+        self.counters.student_failed += 1
+        self.counters.edge_decided += 1
+        return FrameEvent(frame.camera, frame.frame_index, frame.pts_s, "edge", False, Detections.empty(),
+                          frame.wall_time, fallback="student_failed")
+
+    def fill(self, event: FrameEvent) -> FrameEvent:
+        """A frame decided without the student (carried, or its student failed) takes the camera's past now,
+        in frame order: after the frames before it got their answers."""
+        event.detections = self.settled if event.fallback == "student_failed" else self.last
         self.last = event.detections
         return event
 

@@ -31,6 +31,7 @@ class Students:
         self.shared = BatchedStudent(detector)
         self.on_swap = on_swap  # the cameras that run the agent's student follow its thresholds
         self._probation: Probation | None = None
+        self.failed_calls = 0
 
     @property
     def model_wh(self) -> tuple[int, int]:
@@ -49,9 +50,10 @@ class Students:
         self.shared = student
         self.on_swap(student)
 
-    def detect(self, looks: Sequence[Look], cameras: dict[str, CameraPipeline]) -> list[Detections]:
-        """One Detections per look, in order."""
-        out: list[Detections] = [Detections.empty()] * len(looks)
+    def detect(self, looks: Sequence[Look], cameras: dict[str, CameraPipeline]) -> list[Detections | None]:
+        """One Detections per look, in order; None for the looks of a call that failed (a damaged model):
+        those frames are decided at the edge and flagged, the others go on."""
+        out: list[Detections | None] = [Detections.empty()] * len(looks)
         groups: dict[str, list[int]] = {}
         for k, look in enumerate(looks):
             camera = look.frame.camera
@@ -59,7 +61,14 @@ class Students:
         for camera, indices in groups.items():
             jobs = [looks[k].job() for k in indices]
             own = cameras[camera].own_student if camera else None
-            found = own.detect(jobs) if own is not None else self._shared_detect(jobs)
+            try:
+                found: Sequence[Detections | None] = own.detect(jobs) if own is not None else self._shared_detect(jobs)
+            except Exception as exc:
+                self.failed_calls += 1
+                model = (own or self.shared).detector.manifest
+                log.error("student %s %s failed on %d frame(s): %s; decided at the edge (student_failed)",
+                          model.name, model.version, len(jobs), exc)
+                found = [None] * len(jobs)
             for k, dets in zip(indices, found, strict=True):
                 out[k] = dets
         return out

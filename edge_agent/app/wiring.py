@@ -10,11 +10,14 @@ or event database is left behind.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from edge_agent.app.camera import CameraPipeline
 from edge_agent.app.escalate import Escalator
@@ -23,10 +26,12 @@ from edge_agent.escalation import http as _http_transports  # noqa: F401  (regis
 from edge_agent.escalation.base import TRANSPORTS, Transport
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.events import EventLog
-from edge_agent.pipeline.sources import FrameSource, open_source
+from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
 from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.students.guard import Limits
+from edge_agent.students.health import health_check
 from edge_agent.students.store import CameraStudent, installed_student, load_student
+from models.exceptions import ModelError
 from models.runtime import Detector, load_detector
 
 if TYPE_CHECKING:
@@ -49,7 +54,7 @@ def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None,
              events_db: Path | str | None = None, sources: list[FrameSource] | None = None) -> Parts:
     """`transport` and `sources` default to what the config says (the bench injects its own)."""
     config = agent.config
-    student = load_student(config)  # an installed model update wins, if intact
+    student = self_test(load_student(config), "the agent's student")  # an installed model update wins, if intact
     link = None
     if transport is None:
         link, transport = open_transport(config, stack)
@@ -62,6 +67,7 @@ def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None,
         cameras[cam.id] = camera = CameraPipeline(cam, student.manifest.thresholds, seed=i)
         own = camera_student(config, cam)
         if own is not None:
+            self_test(own.detector, f"camera {cam.id}'s own student")
             camera.use_student(own.detector, own.limits, own.bands)
     specialization = None
     if config.specialization.enabled:
@@ -73,6 +79,21 @@ def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None,
     for source in sources:
         stack.callback(source.close)
     return Parts(student, link, transport, events, cameras, sources, specialization)
+
+
+def self_test(detector: Detector, what: str) -> Detector:
+    """One real inference on a test frame before any camera starts: a file that matches its manifest's
+    sha256 but is not a working model (the wrong graph, a damaged export) stops the start with a named
+    error (exit 2), instead of failing every batch later."""
+    image = np.full((480, 640, 3), 96, np.uint8)
+    image[120:360, 260:380] = 200  # something to look at
+    reason = health_check(detector, [SampledFrame("self-test", 0, 0.0, image, 0.0)], math.inf)
+    if reason:
+        m = detector.manifest
+        raise ModelError(f"{what} {m.name} {m.version} ({m.model_path}) failed its self-test: {reason}. The file "
+                         "matches its manifest's sha256, so the manifest itself names a broken model: rebuild it "
+                         "(`edge-agent models fetch` for the default) or point the config at a working manifest")
+    return detector
 
 
 def open_transport(config: AgentConfig, stack: ExitStack) -> tuple[MqttLink | None, Transport | None]:

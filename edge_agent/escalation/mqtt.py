@@ -6,6 +6,7 @@ What happens when something fails, and why:
   its records and training data, later) and the edge decides the frame now (TransportError);
 - acknowledged but no verdict in time: the edge decides; the message is with the cloud already, so it
   is not spooled again. A verdict that arrives later is counted and dropped;
+- an error verdict (the cloud dead-lettered the message): the wait ends at once, the edge decides, counted;
 - a malformed verdict, or one for another frame: rejected, logged and counted; the wait goes on.
 """
 
@@ -103,6 +104,7 @@ class MqttTransport(Transport):
         self.rejected = 0
         self.timeouts = 0
         self.spooled = 0
+        self.error_verdicts = 0  # the cloud's word that it will not answer (dead-lettered)
         link.connection.subscribe(link.topics.verdicts, self._on_verdict)
         link.connection.start()
         link.sender.start()
@@ -125,6 +127,9 @@ class MqttTransport(Transport):
                 raise TransportError(f"no verdict for escalation {request.message_id} within "
                                      f"{self.verdict_timeout_s} s (escalation.verdict_timeout_s)")
             assert waiter.verdict is not None
+            if waiter.verdict.error:  # dead-lettered by the cloud: no answer will come, decide now
+                raise TransportError(f"the cloud will not answer escalation {request.message_id}: "
+                                     f"{waiter.verdict.error}")
             return waiter.verdict
         finally:
             with self._lock:
@@ -149,13 +154,16 @@ class MqttTransport(Transport):
             log.warning("rejected a verdict on %s: message %s is camera %s frame %d, the verdict says %s frame %d",
                         topic, req.message_id, req.camera, req.frame_index, verdict.camera, verdict.frame_index)
             return
-        self.verdicts += 1
+        if verdict.error:
+            self.error_verdicts += 1
+        else:
+            self.verdicts += 1
         waiter.verdict = verdict
         waiter.event.set()
 
     def stats(self) -> dict[str, int]:
         return {"verdicts": self.verdicts, "late_verdicts": self.late_verdicts, "rejected": self.rejected,
-                "timeouts": self.timeouts, "spooled": self.spooled}
+                "timeouts": self.timeouts, "spooled": self.spooled, "error_verdicts": self.error_verdicts}
 
     def close(self) -> None:
         if self.owns_link:

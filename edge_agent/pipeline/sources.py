@@ -93,6 +93,7 @@ class FrameSource(ABC):
         self._closed = threading.Event()
         self._io_lock = threading.Lock()
         self.realtime = False  # files and folders: hand out samples at the pace of their media time
+        self.live = False  # streams: samples come at the wall clock's pace (so do realtime files)
         self._pace_origin: tuple[float, float] | None = None  # (monotonic, pts) of the first paced sample
 
     def read_sampled(self) -> SampledFrame | None:

@@ -48,6 +48,7 @@ class StreamSource(FrameSource):
             raise SourceError(f"camera {camera}: timeouts and backoff must be positive "
                               f"(and backoff_max_s >= backoff_initial_s)")
         self.url = url
+        self.live = True  # it runs at its own pace: the agent never waits for the cloud on it
         self.stall_timeout_s = stall_timeout_s
         self.open_timeout_s = open_timeout_s
         self.backoff_initial_s = backoff_initial_s

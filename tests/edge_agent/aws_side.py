@@ -89,6 +89,7 @@ class CloudResponder(_Client):
         if rule:  # `#`/`+` never match $aws/...: subscribe to the Basic Ingest topic explicitly
             filters.append(f"$aws/rules/{rule}/{prefix}/+/escalations")
         self.prefix, self.answer = prefix, answer
+        self.error = ""  # set: answer every escalation with an error verdict (the router dead-lettered it)
         self.escalations: list[str] = []
         self.escalation_topics: list[str] = []
         self.events: list[FrameEventMessage] = []
@@ -104,7 +105,10 @@ class CloudResponder(_Client):
                 request = EscalationRequest.from_bytes(payload)
                 self.escalations.append(request.message_id)
                 self.escalation_topics.append(topic)
-                if self.answer:
+                if self.error:
+                    verdict = Verdict.failed(request.message_id, request.camera, request.frame_index, self.error)
+                    self.client.publish(f"{self.prefix}/{thing}/verdicts", verdict.to_bytes(), qos=1)
+                elif self.answer:
                     crops = tuple(CropVerdict(c.crop_id, (DetectionRecord("person", 0.9, c.box),))
                                   for c in request.crops)
                     verdict = Verdict(request.message_id, request.camera, request.frame_index, "teacher@test", crops)
@@ -236,6 +240,7 @@ class PacedSource(FrameSource):
     def __init__(self, camera: str, frames: list[np.ndarray], count: int, interval_s: float = 0.0):
         super().__init__(camera, 1.0)
         self.images, self.count, self.interval_s = frames, count, interval_s
+        self.live = interval_s > 0  # paced on the wall clock, as a live camera: the agent never waits on it
         self._i = 0
 
     def _read(self) -> SampledFrame | None:

@@ -1,0 +1,38 @@
+"""The agent's summary: what metrics, telemetry, the bench and `run` report (in-memory counters only, so it
+can be called after the agent closed)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_agent.app.agent import Agent
+
+
+def summary(agent: Agent) -> dict:
+    per_camera = {}
+    for source in agent.sources:
+        counters = agent.cameras[source.camera].status().counters
+        counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
+        per_camera[source.camera] = counters
+    total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()), {})}
+    own = [c.own_student for c in agent.cameras.values() if c.own_student is not None]
+    out = {"cameras": per_camera, "total": total, "student_calls": agent.student.calls + sum(o.calls for o in own),
+           "student_crops": agent.student.crops + sum(o.crops for o in own), "errors": agent.errors,
+           "student_rollbacks": agent.student_rollbacks,
+           # which cameras run a student of their own, and the live share their guard watches
+           "students": {cid: {"own": s.own_student.detector.manifest.version if s.own_student else None,
+                              "uncertain_fraction": s.guard.escalation_fraction(),
+                              "onboarding": s.onboarding}
+                        for cid, s in agent.cameras.items()}}
+    if agent.escalator is not None:  # the circuit breaker and what is awaited now
+        out["cloud"] = {**agent.escalator.breaker.stats(), "in_flight": agent.escalator.in_flight,
+                        "held_frames": len(agent.inflight), "held_max": agent.inflight.held_max}
+    if agent.specialization is not None:
+        out["specialization"] = agent.specialization.summary()
+    if agent.link is not None:
+        transport_stats = agent.transport.stats() if agent.transport is not None else {}
+        out["mqtt"] = {**transport_stats, "spool_rows": agent.link.spool.rows,
+                       "spool_bytes": agent.link.spool.bytes, "spool_sent": agent.link.sender.sent,
+                       "reconnects": max(0, agent.link.connection.connects - 1), "model": agent.model_info()}
+    return out
