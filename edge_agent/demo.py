@@ -17,6 +17,7 @@ from contracts.detections import Detections
 from edge_agent.bench.bench import held_back_start_s
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
+from models.metrics import agreement_line
 from models.student.derived import ensure_derived_student
 
 
@@ -86,8 +87,7 @@ def format_summary(s: dict) -> str:
     for name, frames, esc, labels in groups:
         lines.append(f"  {name}: {frames} frames, {esc:.0%} escalated")
         for label, m in labels.items():
-            lines.append(f"    {label:<8} presence recall {m['presence_recall']:.3f} precision "
-                         f"{m['presence_precision']:.3f}   box F1@0.5 {m['box_f1_iou50']:.3f}")
+            lines.append(f"    {agreement_line(label, m)}")
     lines.append(f"\nper-frame decisions: {s['jsonl']}\nevent log:           {s['events_db']}")
     lines += [f"picture:             {p}" for p in s["pictures"]]
     return "\n".join(lines)

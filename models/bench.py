@@ -72,6 +72,10 @@ def run_models_bench(student_dir: Path, clip: Path, frames: int = 20, repeats: i
     }
 
 
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def format_bench(result: dict) -> str:
     lines = [f"Latency per frame ({result['clip']}, {result['frame_size'][0]}x{result['frame_size'][1]}, "
              "1 intra-op thread, pre/post-processing included):"]
@@ -85,8 +89,9 @@ def format_bench(result: dict) -> str:
                 continue
             for label in PRODUCT_LABELS:
                 m = agr[group]["labels"][label]
-                lines.append(f"  {group:<28} {label:<8} {agr[group]['frames']:>6} {m['presence_recall']:>7.3f} "
-                             f"{m['presence_precision']:>9.3f} {m['box_f1_iou50']:>7.3f}")
+                lines.append(f"  {group:<28} {label:<8} {agr[group]['frames']:>6} {_num(m['presence_recall']):>7} "
+                             f"{_num(m['presence_precision']):>9} {_num(m['box_f1_iou50']):>7}"
+                             + (f"  n/a: {m['presence_note']}" if m.get("presence_note") else ""))
     if result.get("shipped"):
         lines.append(f"\nShipped variant: {result['shipped']}")
     return "\n".join(lines)

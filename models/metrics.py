@@ -40,6 +40,7 @@ class LabelAgreement:
     box_tp: int = 0
     box_pred: int = 0
     box_ref: int = 0
+    count_abs_error: int = 0  # sum over frames of |objects said - objects in the reference|
 
     def add(self, pred: Detections, ref: Detections, iou: float = 0.5) -> None:
         self.frames += 1
@@ -50,27 +51,69 @@ class LabelAgreement:
         self.box_tp += match_boxes(pred.xyxy, pred.scores, ref.xyxy, iou)
         self.box_pred += len(pred)
         self.box_ref += len(ref)
+        self.count_abs_error += abs(len(pred) - len(ref))
 
     @property
-    def recall(self) -> float:
-        return self.both_present / self.ref_present if self.ref_present else 1.0
+    def recall(self) -> float | None:
+        """None where the reference never has the label: nothing could be missed, so no figure."""
+        return self.both_present / self.ref_present if self.ref_present else None
 
     @property
-    def precision(self) -> float:
-        return self.both_present / self.pred_present if self.pred_present else 1.0
+    def precision(self) -> float | None:
+        return self.both_present / self.pred_present if self.pred_present else None
 
     @property
-    def box_f1(self) -> float:
+    def box_f1(self) -> float | None:
         denom = self.box_pred + self.box_ref
-        return 2 * self.box_tp / denom if denom else 1.0
+        return 2 * self.box_tp / denom if denom else None
+
+    @property
+    def note(self) -> str | None:
+        """Why a presence figure says nothing: with no positives there is nothing to find; with no negatives
+        a detector that always says yes scores 1.000 on both."""
+        if self.ref_present == 0:
+            return "no positives"
+        if self.ref_present == self.frames:
+            return "no negatives"
+        return None
 
     def summary(self) -> dict:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 4)
+
         return {
             **asdict(self),
-            "presence_recall": round(self.recall, 4),
-            "presence_precision": round(self.precision, 4),
-            "box_f1_iou50": round(self.box_f1, 4),
+            "presence_recall": r(self.recall),
+            "presence_recall_ci95": [round(v, 4) for v in wilson_interval(self.both_present, self.ref_present)]
+            if self.ref_present else None,
+            "presence_precision": r(self.precision),
+            "presence_note": self.note,
+            "box_f1_iou50": r(self.box_f1),
+            "count_error_mean": round(self.count_abs_error / self.frames, 3) if self.frames else None,
         }
+
+
+def presence_text(summary: dict, key: str = "presence_recall") -> str:
+    """A presence figure as a report shows it: "0.981 (105/107, 95% CI 0.934-0.995)", or "n/a (why)" where the
+    reference has no positives or no negatives (never a vacuous 1.000)."""
+    note = summary.get("presence_note")
+    value = summary.get(key)
+    if note or value is None:
+        return f"n/a ({note or 'never said present'})"
+    if key == "presence_recall" and summary.get("presence_recall_ci95"):
+        lo, hi = summary["presence_recall_ci95"]
+        return f"{value:.3f} ({summary['both_present']}/{summary['ref_present']}, 95% CI {lo:.3f}-{hi:.3f})"
+    if key == "presence_precision" and "pred_present" in summary:
+        return f"{value:.3f} ({summary['both_present']}/{summary['pred_present']})"
+    return f"{value:.3f}"
+
+
+def agreement_line(label: str, summary: dict) -> str:
+    """One label's agreement in one line: presence recall and precision, box F1, counting error."""
+    f1, count = summary.get("box_f1_iou50"), summary.get("count_error_mean")
+    return (f"{label:<8} presence recall {presence_text(summary)}  precision "
+            f"{presence_text(summary, 'presence_precision')}  box F1@0.5 {'n/a' if f1 is None else f'{f1:.3f}'}"
+            f"  count error {'n/a' if count is None else f'{count:.2f}'}/frame")
 
 
 def agreement(preds: Sequence[Detections], refs: Sequence[Detections], labels: Sequence[str],

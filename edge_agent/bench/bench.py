@@ -13,7 +13,7 @@ from edge_agent.bench.adapt import run_adapt
 from edge_agent.bench.metrics import clip_summary, pooled
 from edge_agent.bench.new_camera import figures, run_new_camera
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
-from edge_agent.bench.sweep import pick_operating_point, sweep
+from edge_agent.bench.sweep import evidence_refusal, pick_operating_point, pool_points, sweep
 from models.manifest import load_manifest
 from models.paths import shared_footage_dir
 from models.student.data import resolve_clip
@@ -142,18 +142,13 @@ def _warmup(results: dict) -> dict | None:
 
 
 def _pooled_operating_point(results: dict, target_recall: float) -> dict | None:
-    """Sweep points averaged over clips (frame-weighted), then the cheapest meeting the target."""
+    """Sweep points pooled over clips (by their counts), then the cheapest meeting the target; refused,
+    with the reason, when the pooled frames are too few to tell."""
     by_key: dict[tuple, list[tuple[int, dict]]] = {}
     for r in results.values():
         for p in r.get("sweep", []):
             by_key.setdefault((p["accept"], p["reject"]), []).append((r["sampled_frames"], p))
-    pooled_points = []
-    for (accept, reject), entries in by_key.items():
-        total = sum(n for n, _ in entries)
-        point = {"accept": accept, "reject": reject}
-        for key in entries[0][1]:
-            if key not in ("accept", "reject", "level"):
-                point[key] = round(sum(n * p[key] for n, p in entries) / total, 4)
-        pooled_points.append(point)
-    best = pick_operating_point(pooled_points, target_recall)
-    return {"target_person_recall": target_recall, "point": best, "points": pooled_points}
+    pooled_points = [pool_points(entries) for entries in by_key.values()]
+    refused = evidence_refusal(pooled_points)
+    best = None if refused else pick_operating_point(pooled_points, target_recall)
+    return {"target_person_recall": target_recall, "point": best, "refused": refused, "points": pooled_points}

@@ -90,7 +90,7 @@ def calibration_error(manifest: Path, scene: Scene, bins: int = 10) -> dict[str,
 
 
 def fraction_for_recall(points: list[dict], label: str, target: float = TARGET_RECALL) -> float | None:
-    ok = [p["escalation_fraction"] for p in points if p[f"{label}_presence_recall"] >= target]
+    ok = [p["escalation_fraction"] for p in points if (p[f"{label}_presence_recall"] or 0.0) >= target]
     return min(ok) if ok else None
 
 

@@ -29,7 +29,7 @@ def choose(rows: list[dict], floors: dict[str, float] = RECALL_FLOOR) -> dict | 
     for key, pairs in by_key.items():
         if len(pairs) != len(rows):
             continue
-        ok = all(point[f"{label}_presence_recall"] >= floors[label]
+        ok = all((point[f"{label}_presence_recall"] or 0.0) >= floors[label]
                  for row, point in pairs for label in PRODUCT_LABELS if row["labels"][label]["reference_frames"])
         if not ok:
             continue

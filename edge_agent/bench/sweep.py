@@ -44,15 +44,64 @@ def sweep(baseline: Baseline, clip: Path, camera: str, level: str = "presence", 
                     "escalation_fraction": round(escalation_fraction(lines), 4),
                     **{f"{label}_{k}": labels[label][k] for label in PRODUCT_LABELS
                        for k in ("presence_recall", "presence_precision", "box_f1_iou50")},
+                    # the counts behind them, so clips pool by counts and thin evidence is refused
+                    **{f"{label}_{k}": labels[label][src] for label in PRODUCT_LABELS
+                       for k, src in (("positives", "ref_present"), ("hits", "both_present"),
+                                      ("said", "pred_present"), ("frames", "frames"))},
                 })
     return points
 
 
+# Below these, a threshold chosen to meet a recall target is a guess: refuse rather than write it.
+MIN_POSITIVES = 30  # frames where the reference sees the label
+MIN_NEGATIVES = 10  # frames where it does not (else "always yes" meets any recall target)
+
+
+def evidence_refusal(points: list[dict], labels=("person",), min_positives: int = MIN_POSITIVES,
+                     min_negatives: int = MIN_NEGATIVES) -> str | None:
+    """Why these sweep points are too thin to choose an operating point from, or None when they are not."""
+    if not points:
+        return "no threshold sweep ran"
+    p = points[0]
+    for label in labels:
+        pos, frames = p.get(f"{label}_positives"), p.get(f"{label}_frames")
+        if pos is None or frames is None:
+            continue  # a summary from before counts were kept
+        if pos < min_positives or frames - pos < min_negatives:
+            return (f"{label}: {pos} of {frames} frames have it in the reference, {frames - pos} do not; an operating "
+                    f"point needs at least {min_positives} with and {min_negatives} without (calibrate on more "
+                    "footage, or footage where the label comes and goes)")
+    return None
+
+
 def pick_operating_point(points: list[dict], target_recall: float, labels=("person",)) -> dict | None:
     """The point meeting `target_recall` (frame presence) on every given label with the fewest
-    escalations; ties go to the higher precision. None when no point meets the target."""
-    ok = [p for p in points if all(p[f"{label}_presence_recall"] >= target_recall for label in labels)]
+    escalations; ties go to the higher precision. None when no point meets the target (a label the
+    reference never sees has no recall, and no point can be shown to meet it)."""
+    def recall(p: dict, label: str) -> float:
+        value = p[f"{label}_presence_recall"]
+        return -1.0 if value is None else value
+
+    ok = [p for p in points if all(recall(p, label) >= target_recall for label in labels)]
     if not ok:
         return None
     return min(ok, key=lambda p: (p["escalation_fraction"],
-                                  -sum(p[f"{label}_presence_precision"] for label in labels)))
+                                  -sum(p[f"{label}_presence_precision"] or 0.0 for label in labels)))
+
+
+def pool_points(per_clip: list[tuple[int, dict]]) -> dict:
+    """One sweep point over several clips: rates from the summed counts, escalation frame-weighted."""
+    total = sum(n for n, _ in per_clip)
+    first = per_clip[0][1]
+    out = {"accept": first["accept"], "reject": first["reject"], "level": first.get("level"),
+           "escalation_fraction": round(sum(n * p["escalation_fraction"] for n, p in per_clip) / max(1, total), 4)}
+    for label in PRODUCT_LABELS:
+        counts = {k: sum(p.get(f"{label}_{k}", 0) for _, p in per_clip)
+                  for k in ("positives", "hits", "said", "frames")}
+        out.update({f"{label}_{k}": v for k, v in counts.items()})
+        hits, positives, said = counts["hits"], counts["positives"], counts["said"]
+        out[f"{label}_presence_recall"] = round(hits / positives, 4) if positives else None
+        out[f"{label}_presence_precision"] = round(hits / said, 4) if said else None
+        f1 = [(n, p[f"{label}_box_f1_iou50"]) for n, p in per_clip if p.get(f"{label}_box_f1_iou50") is not None]
+        out[f"{label}_box_f1_iou50"] = round(sum(n * v for n, v in f1) / sum(n for n, _ in f1), 4) if f1 else None
+    return out

@@ -73,11 +73,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     labels = args.label or ["person"]  # append-actions cannot default to a list: the default is here
     result = calibrate(clip, Path(args.config), args.target_recall, args.fps, args.level, tuple(labels),
-                       Path(args.out) if args.out else None)
+                       Path(args.out) if args.out else None, tuple(args.min_evidence))
     p = result["point"]
-    print(f"accept {p['accept']}, reject {p['reject']}: escalates {p['escalation_fraction']:.1%} of sampled frames, "
-          + ", ".join(f"{lbl} presence recall {p[f'{lbl}_presence_recall']:.3f}" for lbl in labels)
-          + f"\nwritten to {result['written']}")
+    print(f"accept {p['accept']}, reject {p['reject']}: escalates {p['escalation_fraction']:.1%} of sampled frames")
+    for lbl in labels:
+        print(f"  {lbl}: presence recall {p[f'{lbl}_presence_recall']:.3f} ({p.get(f'{lbl}_hits')}/"
+              f"{p.get(f'{lbl}_positives')} frames), precision {p[f'{lbl}_presence_precision'] or 0:.3f} "
+              f"(the best swept point reached {result['best_precision'][lbl]:.3f})")
+    print(f"written to {result['written']}")
     return 0
 
 
@@ -129,4 +132,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="labels that must reach the target (default: person; repeatable)")
     p.add_argument("--level", choices=["presence", "boxes"], default="presence", help="cascade level")
     p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--min-evidence", type=int, nargs=2, metavar=("WITH", "WITHOUT"), default=[30, 10],
+                   help="frames the reference must have with and without each label before a threshold is chosen "
+                        "(default: 30 10); lowering it makes a demonstration, not a calibration")
     p.set_defaults(func=_cmd_calibrate)

@@ -114,7 +114,7 @@ def export_variants(net, data, cfg, out_dir: Path, name: str, version: str, trai
 
 
 def _person(metrics: dict, key: str) -> float:
-    return metrics.get("trained_scenes_held_back", {}).get("labels", {}).get("person", {}).get(key, 0.0)
+    return metrics.get("trained_scenes_held_back", {}).get("labels", {}).get("person", {}).get(key) or 0.0
 
 
 def choose_variant(variants: dict) -> str:

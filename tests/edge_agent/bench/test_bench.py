@@ -104,13 +104,18 @@ def test_calibrate_writes_a_valid_config_with_the_chosen_thresholds(tmp_path, te
     example = Path(__file__).resolve().parents[3] / "config" / "agent.example.yaml"
     config = tmp_path / "agent.yaml"
     config.write_text(example.read_text())
-    result = calibrate(vtest_path, config, 0.9, fps=0.25)
+    # vtest has a person in every frame: "always yes" would meet any recall target, so calibrate refuses
+    with pytest.raises(ConfigError, match="person: 20 of 20 frames have it in the reference, 0 do not"):
+        calibrate(vtest_path, config, 0.9, fps=0.25)
+    assert config.read_text() == example.read_text()  # untouched
+    # the write path, as a demonstration on a clip too one-sided to calibrate on (the evidence gate lowered)
+    result = calibrate(vtest_path, config, 0.9, fps=0.25, min_evidence=(10, 0))
     written = load_config(config)  # validates
     band = written.cameras[0].cascade.labels["person"]
     assert (band.accept, band.reject) == (result["point"]["accept"], result["point"]["reject"])
     assert (tmp_path / "agent.yaml.bak").read_text() == example.read_text()
     with pytest.raises(ConfigError, match="no cascade thresholds reach"):
-        calibrate(vtest_path, config, 1.5, fps=0.25, out_path=tmp_path / "never.yaml")
+        calibrate(vtest_path, config, 1.5, fps=0.25, out_path=tmp_path / "never.yaml", min_evidence=(10, 0))
     assert not (tmp_path / "never.yaml").exists()
 
 
