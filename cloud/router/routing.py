@@ -32,7 +32,7 @@ from urllib.parse import quote
 from cloud import constants as c
 from cloud.alerts import AlertMatch
 from cloud.stores import DeadLetter
-from contracts.codec import check_depth, loads
+from contracts.codec import MAX_JSON_DEPTH, check_depth, json_depth, loads
 from contracts.registry import THING_NAME
 from contracts.training import TrainingCrop, TrainingRecord
 from contracts.wire import MAX_MESSAGE_BYTES, EscalationRequest, InvocationResponse, WireError
@@ -89,6 +89,13 @@ def _identity(rule: dict[str, Any]) -> tuple[str, str, str]:
     if client is not None and client != thing:
         return thing, topic, f"client id {client!r:.60} is not thing {thing!r}"
     return thing, topic, ""
+
+
+def _lenient(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if json_depth(raw, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def _received_s(rule: dict[str, Any], now_s: float) -> float:
@@ -151,8 +158,8 @@ def parse_event(event: Any, now_s: float, window_s: float = c.DEFAULT_EVENT_WIND
     if payload is None:
         try:
             payload = loads(raw, "the message")
-        except WireError as exc:
-            raise reject("malformed", str(exc)) from exc
+        except WireError as exc:  # refused; read leniently (NaN allowed) only to tell the gateway which message
+            raise reject("malformed", str(exc), reply_to(_lenient(raw))) from exc
     try:
         request = EscalationRequest.from_payload(payload)
     except WireError as exc:
