@@ -186,3 +186,42 @@ def test_the_api_keeps_the_same_connection_cap_and_request_deadline(tmp_path):
     finally:
         server.stop()
         store.close()
+
+
+def test_the_api_command_needs_a_token_uses_it_and_stops_on_sigterm(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from cloud.devaws import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "FRAMESIEVE_API_TOKEN"}
+    store = f"sqlite://{tmp_path / 'r.sqlite'}"
+    refused = subprocess.run([sys.executable, "-m", "cloud.cli", "api", "--store", store], cwd=root, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "needs a token" in refused.stderr, refused.stderr
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cloud.cli", "api", "--store", store, "--port", str(port),
+                             "--token-file", str(tmp_path / "token")], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if get(port, "/health", token=None)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        assert get(port, f"/cameras/plaza/counters?from={T0}&to={T0 + 60}", token=None)[0] == 401
+        assert get(port, f"/cameras/plaza/counters?from={T0}&to={T0 + 60}")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
