@@ -5,15 +5,18 @@ real server hung with SIGSTOP: tests/edge_agent/test_cloud_hang.py)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
+import urllib.request
 
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.escalation.base import Transport, TransportError
 from tests.edge_agent.aws_side import PacedSource
+from tests.edge_agent.broker import free_port
 
 INTERVAL_S = 0.1
 COUNT = 40
@@ -35,12 +38,12 @@ class GatedCloud(Transport):
         return Verdict(request.message_id, request.camera, request.frame_index, "teacher@test", crops)
 
 
-def _agent(tmp_path, frames, cloud: Transport, **escalation) -> Agent:
+def _agent(tmp_path, frames, cloud: Transport, metrics_port: int | None = None, **escalation) -> Agent:
     config = AgentConfig.model_validate({
         "cameras": [{"id": "a", "source": "injected"}, {"id": "b", "source": "injected"}],  # both onboarding
         "escalation": {"transport": "url", "timeout_s": 1.0, "retries": 1,
                        "breaker": {"failures": 2, "probe_interval_s": 0.5}, **escalation},
-        "output": {"events_db": str(tmp_path / "events.sqlite")}})
+        "output": {"events_db": str(tmp_path / "events.sqlite"), "metrics_port": metrics_port}})
     sources = [PacedSource(c, frames[k:] + frames[:k], COUNT, INTERVAL_S) for k, c in enumerate("ab")]
     return Agent(config, transport=cloud, sources=sources)
 
@@ -52,7 +55,15 @@ def _rows(tmp_path) -> list[tuple]:
 
 def test_a_hung_cloud_stalls_no_camera_and_the_breaker_probes_it_back(vtest_frames, tmp_path):
     cloud = GatedCloud(timeout_s=1.0)
-    agent = _agent(tmp_path, vtest_frames, cloud)
+    port = free_port()
+    agent = _agent(tmp_path, vtest_frames, cloud, metrics_port=port)
+    scrapes: list[str] = []
+
+    def scrape() -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            scrapes.append(reply.read().decode())
+
+    threading.Timer(2.2, scrape).start()  # while the cloud hangs
     threading.Timer(2.5, cloud.opened.set).start()  # the cloud comes back part-way through
     started = time.monotonic()
     summary = agent.run()
@@ -72,6 +83,10 @@ def test_a_hung_cloud_stalls_no_camera_and_the_breaker_probes_it_back(vtest_fram
     assert {r[3] for r in rows if r[2] == "edge"} >= {"cloud_failed", "cloud_open"}
     assert t["sampled"] == t["motion_skipped"] + t["edge_decided"] + t["escalated"]
     assert summary["cloud"]["in_flight"] == 0 and summary["cloud"]["held_frames"] == 0
+    (during,) = scrapes  # /metrics showed the breaker open (2) or probing (1) while the cloud hung
+    assert re.search(r"^framesieve_cloud_breaker_state [12]$", during, re.M), during[-1500:]
+    assert re.search(r'^framesieve_cloud_open_total\{camera="a"\} [1-9]', during, re.M)
+    assert re.search(r"^framesieve_cloud_breaker_opens_total [1-9]", during, re.M)
 
 
 def test_at_most_max_in_flight_are_awaited_and_the_rest_decided_at_once(vtest_frames, tmp_path):
