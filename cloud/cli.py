@@ -82,6 +82,21 @@ def _limits(p: argparse.ArgumentParser) -> None:
                    help=f"seconds for a whole request to arrive, however slowly (default: {REQUEST_DEADLINE_S:g})")
 
 
+def _cmd_bench_lambda(args: argparse.Namespace) -> int:
+    if args.invocations < 1 or not 128 <= args.memory_mb <= 10240 or args.threads < 1:
+        print("error: --invocations must be >= 1, --memory-mb in [128, 10240] and --threads >= 1", file=sys.stderr)
+        return 2
+    try:
+        import awslambdaric  # noqa: F401 - the runtime the bench runs the handler under
+    except ImportError:
+        print("error: bench-lambda needs awslambdaric (pip install -e '.[lambda]')", file=sys.stderr)
+        return 2
+    from cloud.lambda_teacher.bench import bench_lambda
+
+    print(bench_lambda(args.invocations, args.memory_mb, args.threads, args.model).report())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cloud.inference.images import MAX_IMAGE_PIXELS
     from cloud.inference.server import MAX_BODY_BYTES
@@ -168,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: its own choice)")
     p.add_argument("--cpu", action="store_true", help="CPU provider only, even where CUDA is available")
     p.set_defaults(func=_cmd_bench)
+
+    from cloud import plan
+
+    p = sub.add_parser("plan", help="the cheapest teacher backend for a fleet that meets the latency objective; "
+                                    "prints its name (--json: every option priced)")
+    plan.add_arguments(p)
+    p.set_defaults(func=plan.run_from_args)
+
+    p = sub.add_parser("bench-lambda", help="the teacher inside the router Lambda, run by awslambdaric against a "
+                                            "loopback Runtime API: cold start, latency, GB-seconds per image")
+    p.add_argument("--invocations", type=int, default=30, help="warm escalations to time (default: 30)")
+    p.add_argument("--memory-mb", type=int, default=1769, help="the function's memory size (default: 1769)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default: 1)")
+    p.add_argument("--model", help="model manifest (default: the FrameSieve teacher)")
+    p.set_defaults(func=_cmd_bench_lambda)
 
     from cloud.deploy import add_arguments, run_from_args
 

@@ -44,8 +44,8 @@ NODES = {
     "lambda": ("Router Lambda (arm64, 512 MB)\ncloud.router.handler.handler\nvalidate -> invoke -> store -> "
                "capture -> alert -> reply", "cloud", "per-use", "box"),
     "dlq": ("SQS dead-letter queue\n(rule errors, failed invocations)", "cloud", "low", "box"),
-    "endpoint": ("SageMaker endpoint (GPU, ml.g4dn.xlarge)\nteacher ONNX, dynamic batching\nautoscaling: "
-                 "invocations / instance,\nidle -> MinInstances", "cloud", "high", "box"),
+    "endpoint": ("Teacher backend (TeacherBackend, chosen by plan)\nSageMaker real-time GPU/CPU, serverless,\n"
+                 "async (scale to zero), or inside the\nrouter Lambda (container image)", "cloud", "high", "box"),
     "dynamodb": ("DynamoDB results (on demand)\npk CAM#camera | GSI site/day | TTL", "cloud", "per-use", "box"),
     "s3": ("S3 training data\ncrops + teacher labels (sampled)\n-> Standard-IA -> expiry", "cloud", "per-use", "box"),
     "sns": ("SNS -> e-mail\nalerts topic (rules, cooldown per camera/label)\nops topic (alarms)", "cloud",
@@ -109,10 +109,12 @@ def _usd(line: dict) -> str:
 
 def cost_rows(pricing: dict) -> list[tuple[str, str, str]]:
     """(where, what it is billed on, unit price) from the price file, largest fixed cost first."""
-    sm, iot, lam, ddb = pricing["sagemaker"], pricing["iot_core"], pricing["lambda"], pricing["dynamodb"]
+    iot, lam, ddb = pricing["iot_core"], pricing["lambda"], pricing["dynamodb"]
+    gpu = pricing["backends"]["options"]["realtime-g4dn"]
     return [
-        ("SageMaker endpoint", f"instance-hours, at least {sm['min_instances']} always on ({sm['instance']['type']})",
-         _usd(sm["instance"])),
+        ("Teacher backend", f"cheapest for the fleet (framesieve-cloud plan): instance-hours, at least "
+                            f"{gpu['min_instances']} on ({gpu['instance']['type']}), or GB-seconds in the router",
+         _usd(gpu["instance"])),
         ("IoT Core", "rules + actions per escalation; Basic Ingest skips messaging",
          f"{_usd(iot['rules_triggered'])} + {_usd(iot['rule_actions'])}"),
         ("IoT Core (verdicts)", f"messaging, per {iot['message_unit_bytes'] // 1024} KB", _usd(iot["messaging"])),

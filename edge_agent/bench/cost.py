@@ -1,15 +1,16 @@
 """`edge-agent cost`: the customer's question, "how much do we save?", answered from a bench summary.
 
 Builds on the line items of cost_model: compares the hybrid with the baseline (for the measured teacher and
-for a user-given, likely heavier one), solves the break-even escalation fraction and what the 1/10 cost
-goal would need, and projects GPU endpoint instances for fleets of 10 to 100,000 cameras.
+for a user-given, likely heavier one), on the teacher backend the planner picks for the fleet (costing.planner),
+solves the break-even escalation fraction and what the 1/10 cost goal would need, and projects the fleet at
+the given size and at 10 to 100,000 cameras, each size on its own cheapest backend.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge_agent.bench.cost_model import (
@@ -18,16 +19,13 @@ from edge_agent.bench.cost_model import (
     BaselineCost,
     BenchSummary,
     HybridCost,
+    Inputs,
     LineItem,
     SummaryError,
     baseline_cost,
-    cameras_per_gateway,
-    gpu_load,
     hybrid_cost,
     load_summary,
-    messages_per_escalation,
     steady_escalation_fraction,
-    usage_items,
 )
 from edge_agent.bench.cost_table import format_cost
 from edge_agent.bench.pricing import Pricing, PricingError, load_pricing
@@ -42,11 +40,11 @@ TARGET_RATIO = 0.1  # the goal: a cloud bill per camera-month at most 1/10 of th
 
 @dataclass(frozen=True)
 class _Curve:
-    """Hybrid cloud $/camera-month as a function of the monthly escalation fraction f, in closed form."""
+    """Hybrid cloud $/camera-month as a function of the monthly escalation fraction f, on one backend."""
 
-    per_fraction: float  # variable $ per camera-month per unit of f (everything but the endpoint)
+    per_fraction: float  # variable $ per camera-month per unit of f (everything but instance-hours)
     fixed: float  # $ per camera-month that no escalation changes (connectivity)
-    gpu_load_at_1: float  # endpoint instances the fleet keeps busy at f = 1
+    gpu_load_at_1: float  # endpoint instances the fleet keeps busy at f = 1 (0: a per-use backend)
     min_instances: int
     gpu_usd: float  # one endpoint instance-month, per camera of the fleet
 
@@ -57,14 +55,16 @@ class _Curve:
         return f * self.per_fraction + self.fixed + self.instances(f) * self.gpu_usd
 
 
-def _curve(summary: BenchSummary, pricing: Pricing, cameras: int) -> _Curve:
-    frames = summary.fps * pricing.hours_per_month * 3600  # sampled frames per camera-month
-    per_escalation = sum(i.usd_per_month for i in usage_items(summary, pricing, messages_per_escalation(summary)))
-    gateways = math.ceil(cameras / cameras_per_gateway(summary, pricing))
-    conn = gateways * pricing.hours_per_month * 60 / 1e6 * pricing.iot_core.connectivity.usd / cameras
-    gpu = pricing.sagemaker.instance.usd * pricing.hours_per_month / cameras
-    return _Curve(frames * per_escalation, conn, gpu_load(summary, pricing, cameras, 1.0),
-                  pricing.sagemaker.min_instances, gpu)
+def _curve(summary: BenchSummary, pricing: Pricing, cameras: int, inputs: Inputs, backend: str) -> _Curve:
+    """The backend stays the one chosen at the measured fraction (the curve answers "what if f moved")."""
+    at_1 = hybrid_cost(summary, pricing, cameras, 1.0, replace(inputs, backend=backend))
+    b = at_1.backend
+    conn = sum(i.usd_per_month for i in at_1.cloud_items if "connectivity" in i.name)
+    instances = sum(i.usd_per_month for i in b.instance_items)
+    per_fraction = (at_1.cloud_usd_per_month - conn - instances) / cameras
+    if not b.instance_items:
+        return _Curve(per_fraction, conn / cameras, 0.0, 0, 0.0)
+    return _Curve(per_fraction, conn / cameras, b.load, b.min_instances, b.instance_usd_month / cameras)
 
 
 def _solve(curve: _Curve, target: float) -> float | None:
@@ -92,13 +92,17 @@ def _solve(curve: _Curve, target: float) -> float | None:
 
 
 def break_even_escalation_fraction(summary: BenchSummary, pricing: Pricing, cameras: int,
-                                   baseline_usd_per_camera_month: float) -> float | None:
+                                   baseline_usd_per_camera_month: float, inputs: Inputs | None = None,
+                                   backend: str | None = None) -> float | None:
     """Monthly escalation fraction above which the hybrid's cloud bill per camera exceeds the baseline's.
 
     The endpoint's minimum instances are a fixed cost shared by the fleet, so a small fleet breaks even at a
     lower fraction (0.0: the idle minimum alone costs more than the baseline). None: cheaper even at 100%.
     """
-    return _solve(_curve(summary, pricing, cameras), baseline_usd_per_camera_month)
+    inputs = inputs or Inputs()
+    if backend is None:
+        backend = hybrid_cost(summary, pricing, cameras, None, inputs).backend.name
+    return _solve(_curve(summary, pricing, cameras, inputs, backend), baseline_usd_per_camera_month)
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ class Target:
 
 
 def ten_x_target(summary: BenchSummary, pricing: Pricing, hybrid: HybridCost, baseline: BaselineCost,
-                 ratio: float = TARGET_RATIO) -> Target:
-    curve = _curve(summary, pricing, hybrid.cameras)
+                 ratio: float = TARGET_RATIO, inputs: Inputs | None = None) -> Target:
+    curve = _curve(summary, pricing, hybrid.cameras, inputs or Inputs(), hybrid.backend.name)
     goal = baseline.usd_per_camera_month * ratio
     escalations_per_camera = hybrid.escalations / hybrid.cameras
     needed = None
@@ -136,23 +140,26 @@ class Comparison:
 class ScaleRow:
     cameras: int
     images_per_s: float
-    gpu_instances: int
+    backend: str  # the cheapest option meeting the objective at this fleet size
+    gpu_instances: int  # endpoint instances (0: a per-use backend)
     gpu_at_minimum: bool
     cloud_usd_per_camera_month: float
     all_in_usd_per_camera_month: float
     baseline_usd_per_camera_month: tuple[float, ...]  # measured teacher, then the user-given one
 
 
+def scale_fleets(cameras: int | None = None) -> tuple[int, ...]:
+    return tuple(sorted(set(SCALE_FLEETS) | ({cameras} if cameras else set())))
+
+
 def scale_projection(summary: BenchSummary, pricing: Pricing, fleets: tuple[int, ...] = SCALE_FLEETS,
-                     teacher_cpu_s: float | None = None) -> list[ScaleRow]:
-    """GPU endpoint instances and $/camera-month for each fleet size at the measured escalation rate."""
+                     teacher_cpu_s: float | None = None, inputs: Inputs | None = None) -> list[ScaleRow]:
+    """The backend, its instances and $/camera-month for each fleet size at the measured escalation rate."""
     rows = []
-    pe = pricing.per_escalation
     teachers = [None] if teacher_cpu_s is None else [None, teacher_cpu_s]
     for n in fleets:
-        h = hybrid_cost(summary, pricing, n)
-        rate = n * summary.fps * h.escalation_fraction * messages_per_escalation(summary) * pe.endpoint_calls
-        rows.append(ScaleRow(n, rate * pe.images_per_call, h.gpu_instances, h.gpu_at_minimum,
+        h = hybrid_cost(summary, pricing, n, None, inputs)
+        rows.append(ScaleRow(n, h.plan.workload.images_per_s, h.backend.name, h.gpu_instances, h.gpu_at_minimum,
                              h.cloud_usd_per_camera_month, h.all_in_usd_per_camera_month,
                              tuple(baseline_cost(summary, pricing, n, cpu).usd_per_camera_month for cpu in teachers)))
     return rows
@@ -171,36 +178,42 @@ class CostReport:
     comparisons: list[Comparison]  # measured teacher first, then the user-given one
     scale: list[ScaleRow]
     curve: list[tuple[float, float]]  # (monthly fraction, hybrid cloud $/camera-month) for the plot
+    inputs: Inputs = Inputs()
 
 
 def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT_CAMERAS,
-                 teacher_cpu_s: float | None = None, summary_path: str = "<summary>") -> CostReport:
+                 teacher_cpu_s: float | None = None, summary_path: str = "<summary>",
+                 inputs: Inputs | None = None) -> CostReport:
     if cameras < 1:
         raise ValueError(f"cameras must be at least 1; got {cameras}")
     if teacher_cpu_s is not None and not teacher_cpu_s > 0:
         raise ValueError(f"the teacher CPU time per frame must be positive; got {teacher_cpu_s}")
-    hybrid = hybrid_cost(summary, pricing, cameras)
+    inputs = inputs or Inputs()
+    hybrid = hybrid_cost(summary, pricing, cameras, None, inputs)
+    fixed = replace(inputs, backend=hybrid.backend.name)  # what-ifs stay on the chosen backend
     measured = steady_escalation_fraction(summary)
     warmup = None
     if summary.warmup is not None:
-        warmup = hybrid.cloud_usd_per_camera_month - hybrid_cost(summary, pricing, cameras, measured) \
+        warmup = hybrid.cloud_usd_per_camera_month - hybrid_cost(summary, pricing, cameras, measured, fixed) \
             .cloud_usd_per_camera_month
     comparisons = []
     for cpu in [None] if teacher_cpu_s is None else [None, teacher_cpu_s]:
         base = baseline_cost(summary, pricing, cameras, cpu)
         comparisons.append(Comparison(
-            base, break_even_escalation_fraction(summary, pricing, cameras, base.usd_per_camera_month),
-            ten_x_target(summary, pricing, hybrid, base)))
+            base, break_even_escalation_fraction(summary, pricing, cameras, base.usd_per_camera_month, fixed,
+                                                 hybrid.backend.name),
+            ten_x_target(summary, pricing, hybrid, base, inputs=fixed)))
     marks = [hybrid.escalation_fraction] + [c.break_even or 0.0 for c in comparisons]
     x_max = min(1.0, max(0.2, 2.0 * max(marks)))
-    curve_fn = _curve(summary, pricing, cameras)
+    curve_fn = _curve(summary, pricing, cameras, fixed, hybrid.backend.name)
     xs = {x_max * i / 400 for i in range(401)}
     steps = curve_fn.gpu_load_at_1 * x_max
     if 0 < steps <= 400:  # both sides of each added instance, so the plot draws the steps upright
         xs |= {k / curve_fn.gpu_load_at_1 + d for k in range(1, int(steps) + 1) for d in (0.0, 1e-9)}
     curve = [(x, curve_fn(x)) for x in sorted(x for x in xs if x <= x_max)]
     return CostReport(summary_path, summary, pricing, cameras, measured, hybrid.escalation_fraction, warmup,
-                      hybrid, comparisons, scale_projection(summary, pricing, teacher_cpu_s=teacher_cpu_s), curve)
+                      hybrid, comparisons, scale_projection(summary, pricing, scale_fleets(cameras), teacher_cpu_s,
+                                                            inputs), curve, inputs)
 
 
 def plot_cost(report: CostReport, path: Path | str) -> Path:
@@ -229,23 +242,31 @@ def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFA
 
 def run_cost_cli(bench_json: Path, cameras: int = DEFAULT_CAMERAS, pricing: Path | None = None,
                  overrides: Path | None = None, teacher_cpu_s: float | None = None,
-                 out_png: Path | None = None) -> int:
-    """Print the cost table (and write the plot); 0 on success, 2 with a clear message on a bad input."""
+                 out_png: Path | None = None, inputs: Inputs | None = None, as_json: bool = False) -> int:
+    """Print the cost table or its JSON (and write the plot); 0 on success, 2 with a clear message on a bad input."""
     try:
         prices = load_pricing(pricing, overrides)
         summary = load_summary(bench_json)
-        report = build_report(summary, prices, cameras, teacher_cpu_s, str(bench_json))
+        report = build_report(summary, prices, cameras, teacher_cpu_s, str(bench_json), inputs)
     except (PricingError, SummaryError, ValueError) as exc:
         print(f"edge-agent cost: {exc}", file=sys.stderr)
         return 2
-    print(format_cost(report))
+    if as_json:
+        import json
+
+        from edge_agent.bench.cost_json import report_dict
+
+        print(json.dumps(report_dict(report), indent=1))
+    else:
+        print(format_cost(report))
     if out_png is not None:
         try:
-            print(f"plot: {plot_cost(report, out_png)}")
+            written = plot_cost(report, out_png)
         except OSError as exc:
             print(f"edge-agent cost: cannot write the plot {out_png}: {exc.strerror}", file=sys.stderr)
             return 2
         except ImportError:
             print("edge-agent cost: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
             return 2
+        print(f"plot: {written}", file=sys.stderr if as_json else sys.stdout)  # JSON on stdout stays parseable
     return 0

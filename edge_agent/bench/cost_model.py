@@ -1,105 +1,29 @@
 """Cost model line items: $ per month for today's baseline and for the hybrid, from a bench summary and prices.
 
-The baseline runs the teacher on every sampled frame on autoscaled EC2 CPU instances; the hybrid pays a
-GPU endpoint and the serverless chain behind each escalation, plus a gateway per site. Every figure is a
-LineItem (quantity x unit price, with its source) so a reader can trace it to a measured input or a price.
+The baseline runs the teacher on every sampled frame on autoscaled EC2 CPU instances; the hybrid pays the
+teacher backend the planner chooses (costing.planner), the serverless chain behind each escalation, and a
+gateway per site. Every figure is a LineItem (quantity x unit price, with its source) so a reader can trace
+it to a measured input or a price.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from costing.lineitem import GB, LineItem, ceil, item
+from costing.planner import BackendCost, Plan, Workload, plan
+from costing.pricing import Pricing
+from costing.summary import BenchSummary, SummaryError, load_summary, parse_summary
 
-from edge_agent.bench.pricing import Pricing
+__all__ = ["GB", "DEFAULT_CAMERAS", "SCALE_FLEETS", "BenchSummary", "SummaryError", "LineItem", "Inputs",
+           "load_summary", "parse_summary", "message_units", "messages_per_escalation", "steady_escalation_fraction",
+           "monthly_escalation_fraction", "BaselineCost", "baseline_cost", "usage_items", "workload",
+           "cameras_per_gateway", "HybridCost", "hybrid_cost"]
 
-GB = 1024**3  # AWS bills storage and transfer per binary gigabyte
 DEFAULT_CAMERAS = 1000
-SCALE_FLEETS = (10, 1_000, 100_000)
-
-
-class SummaryError(Exception):
-    """The bench summary is missing, not JSON, or lacks a key the cost model needs."""
-
-
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # the bench writes more than the cost model reads
-
-
-class BenchTotals(_Input):
-    sampled_frames: int = Field(ge=0)
-    escalation_fraction: float = Field(ge=0, le=1)
-    escalated: int = Field(ge=0)
-    messages: int = Field(ge=0)
-    message_bytes_mean: float = Field(ge=0)
-    edge_cpu_s_per_frame: float = Field(ge=0)
-    baseline_cpu_s_per_frame: float = Field(gt=0)
-    cameras_per_core: float = Field(gt=0)
-    message_units_mean: float | None = Field(None, ge=0, description="optional: mean 5 KB units per message")
-
-
-class Warmup(_Input):
-    escalation_fraction: float = Field(ge=0, le=1)
-    hours: float = Field(ge=0)
-    # After the warm-up the camera runs the student its specialization deployed: this fraction from then on.
-    steady_escalation_fraction: float | None = Field(None, ge=0, le=1)
-
-
-class BenchSummary(_Input):
-    schema_: str = Field(alias="schema", pattern=r"^framesieve\.bench/1$")
-    fps: float = Field(gt=0)
-    total: BenchTotals
-    warmup: Warmup | None = None
-
-
-def parse_summary(data: object, source: str = "<summary>") -> BenchSummary:
-    """Validate a bench summary; the error names the file and each missing or bad key."""
-    try:
-        return BenchSummary.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(map(str, err["loc"])) or "(top level)"
-            if err["type"] == "missing":
-                problems.append(f"  missing key {where!r}")
-            else:
-                problems.append(f"  {where}: {err['msg']}; got {err.get('input')!r:.80}")
-        raise SummaryError(f"{source} is not a usable bench summary:\n" + "\n".join(problems)) from exc
-
-
-def load_summary(path: Path | str) -> BenchSummary:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise SummaryError(f"cannot read bench summary {path}: {exc.strerror}; run `edge-agent bench` first") from exc
-    except json.JSONDecodeError as exc:
-        raise SummaryError(f"{path}: not valid JSON: {exc}") from exc
-    return parse_summary(data, str(path))
-
-
-@dataclass(frozen=True)
-class LineItem:
-    """One traceable figure: quantity (in the price's unit) x unit price = $/month, for the whole fleet."""
-
-    name: str
-    quantity: float
-    unit: str
-    unit_price_usd: float
-    usd_per_month: float
-    source: str
-
-
-def _item(name: str, quantity: float, price, unit: str | None = None, unit_price: float | None = None) -> LineItem:
-    usd = price.usd if unit_price is None else unit_price
-    return LineItem(name, quantity, unit or price.unit, usd, quantity * usd, price.source)
-
-
-def _ceil(x: float) -> int:
-    return math.ceil(x - 1e-9)  # 2.0000000001 from float noise is still 2
+SCALE_FLEETS = (10, 100, 1_000, 10_000, 100_000)
+_item, _ceil = item, ceil
 
 
 def message_units(nbytes: float, unit_bytes: int = 5120) -> int:
@@ -126,6 +50,65 @@ def monthly_escalation_fraction(summary: BenchSummary, pricing: Pricing) -> floa
         return f
     window_h = pricing.hours_per_month * pricing.warmup_amortisation_months
     return min(1.0, f + (summary.warmup.escalation_fraction - f) * summary.warmup.hours / window_h)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What lean messages and per-gateway batching change, as measured inputs. None: the bench summary's figure
+    (`total.images_per_*` where a batching bench wrote it), else today's: one message per call, router
+    invocation and verdict."""
+
+    bytes_per_escalation: float | None = None
+    images_per_endpoint_call: float | None = None
+    images_per_router_invocation: float | None = None
+    images_per_verdict_message: float | None = None
+    backend: str | None = None  # force an option instead of the planner's choice
+    latency_p95_s: float | None = None  # the objective (default: the price file's)
+
+    def __post_init__(self) -> None:
+        if self.bytes_per_escalation is not None and not self.bytes_per_escalation > 0:
+            raise ValueError(f"bytes per escalation must be positive; got {self.bytes_per_escalation}")
+        for name in ("images_per_endpoint_call", "images_per_router_invocation", "images_per_verdict_message"):
+            v = getattr(self, name)
+            if v is not None and not v >= 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least 1; got {v}")
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """Per escalation: images, bytes and how many images share each call, invocation and verdict."""
+
+    images: float  # images the teacher answers per escalated frame
+    bytes: float  # request bytes per escalation
+    per_call: float
+    per_invocation: float
+    per_verdict: float
+
+
+def _flow(summary: BenchSummary, pricing: Pricing, inputs: Inputs) -> _Flow:
+    t, pe = summary.total, pricing.per_escalation
+    per_message = pe.images_per_call * pe.endpoint_calls  # images in one escalation message
+    images = messages_per_escalation(summary) * per_message
+    nbytes = inputs.bytes_per_escalation or t.message_bytes_mean * messages_per_escalation(summary)
+
+    def pick(flag: float | None, bench: float | None, today: float) -> float:
+        return flag if flag is not None else bench if bench is not None else today
+
+    per_call = pick(inputs.images_per_endpoint_call, t.images_per_endpoint_call, pe.images_per_call)
+    per_inv = pick(inputs.images_per_router_invocation, t.images_per_router_invocation,
+                   per_message / pe.lambda_invocations if pe.lambda_invocations else per_message)
+    per_verdict = pick(inputs.images_per_verdict_message, t.images_per_verdict_message, per_message)
+    return _Flow(images, nbytes, max(1.0, per_call), max(1.0, per_inv), max(1.0, per_verdict))
+
+
+def workload(summary: BenchSummary, pricing: Pricing, cameras: int, fraction: float,
+             inputs: Inputs | None = None) -> Workload:
+    """The fleet's demand on the teacher backend."""
+    flow = _flow(summary, pricing, inputs or Inputs())
+    rate = cameras * summary.fps * fraction * flow.images
+    per_image = flow.bytes / flow.images if flow.images else 0.0
+    return Workload(cameras, rate, flow.per_call, flow.per_invocation, per_image,
+                    pricing.per_escalation.verdict_bytes / max(1.0, pricing.per_escalation.images_per_call))
 
 
 # ---------------------------------------------------------------- baseline
@@ -163,55 +146,48 @@ def baseline_cost(summary: BenchSummary, pricing: Pricing, cameras: int,
 
 # ---------------------------------------------------------------- hybrid
 
-def usage_items(summary: BenchSummary, pricing: Pricing, messages: float) -> list[LineItem]:
-    """Everything the cloud spends per escalation message, for `messages` messages (linear in them)."""
+def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
+                inputs: Inputs | None = None) -> list[LineItem]:
+    """What the cloud spends per escalation whatever the backend (linear in escalations); the backend's own
+    lines (teacher, router Lambda, data processed) come from costing.planner."""
     p, pe, iot = pricing, pricing.per_escalation, pricing.iot_core
-    nbytes = summary.total.message_bytes_mean
-    units = summary.total.message_units_mean or message_units(nbytes, iot.message_unit_bytes)
+    flow = _flow(summary, pricing, inputs or Inputs())
+    images = escalations * flow.images
+    messages = images / flow.per_invocation  # one gateway message per router invocation
+    nbytes = flow.bytes * escalations / messages if messages else 0.0  # bytes per gateway message
+    batched = flow.per_invocation > 1 or flow.bytes != summary.total.message_bytes_mean
+    units = (summary.total.message_units_mean if summary.total.message_units_mean and not batched
+             else message_units(nbytes, iot.message_unit_bytes))
     up = messages * units / 1e6
     if iot.basic_ingest:
         uplink = _item("IoT escalations (Basic Ingest: no messaging charge)", up, iot.messaging, unit_price=0.0)
     else:
         uplink = _item(f"IoT escalation messages ({units:g} x 5 KB units)", up, iot.messaging)
-    verdict_units = message_units(pe.verdict_bytes, iot.message_unit_bytes)
-    gb_s = pe.lambda_invocations * p.lambda_.memory_mb / 1024 * p.lambda_.duration_ms / 1000
-    kept = messages * pe.training_sample_rate
+    verdicts = images / flow.per_verdict
+    verdict_units = message_units(pe.verdict_bytes * flow.per_verdict / max(1.0, pe.images_per_call),
+                                  iot.message_unit_bytes)
+    kept = escalations * pe.training_sample_rate
+    per_kept = flow.bytes
+    rows = escalations * pe.dynamodb_writes
     return [
         uplink,
-        _item("IoT verdict messages", messages * pe.verdict_messages * verdict_units / 1e6, iot.messaging),
+        _item(f"IoT verdict messages ({flow.per_verdict:g} image(s) each)",
+              verdicts * pe.verdict_messages * verdict_units / 1e6, iot.messaging),
         _item("IoT rules triggered", messages * pe.rules_triggered / 1e6, iot.rules_triggered),
         _item("IoT rule actions", messages * pe.rule_actions / 1e6, iot.rule_actions),
-        _item("Lambda requests", messages * pe.lambda_invocations / 1e6, p.lambda_.requests),
-        _item(f"Lambda compute ({p.lambda_.memory_mb} MB x {p.lambda_.duration_ms:g} ms)", messages * gb_s,
-              p.lambda_.compute),
-        _item("SageMaker data processed (in + out)",
-              messages * pe.endpoint_calls * (nbytes + pe.verdict_bytes) / GB, p.sagemaker.data_processed),
-        _item("DynamoDB writes", messages * pe.dynamodb_writes * _ceil(p.dynamodb.item_bytes / 1024) / 1e6,
-              p.dynamodb.writes),
+        _item("DynamoDB writes", rows * _ceil(p.dynamodb.item_bytes / 1024) / 1e6, p.dynamodb.writes),
         _item(f"DynamoDB storage ({p.dynamodb.retention_months:g} months kept)",
-              messages * pe.dynamodb_writes * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB,
-              p.dynamodb.storage),
+              rows * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB, p.dynamodb.storage),
         _item(f"S3 PUTs (training samples, {pe.training_sample_rate:.0%})", kept * pe.s3_puts_per_sample / 1e3,
               p.s3.puts),
-        _item(f"S3 storage ({p.s3.retention_months:g} months kept)", kept * nbytes * p.s3.retention_months / GB,
+        _item(f"S3 storage ({p.s3.retention_months:g} months kept)", kept * per_kept * p.s3.retention_months / GB,
               p.s3.storage),
-        _item("SNS publishes (alerts)", messages * pe.sns_publishes / 1e6, p.sns.publishes),
-        _item("Data transfer in (escalations)", messages * nbytes / GB, p.data_transfer.inbound),
-        _item("Data transfer out (verdicts)", messages * pe.verdict_bytes / GB, p.data_transfer.outbound),
+        _item("SNS publishes (alerts)", escalations * messages_per_escalation(summary) * pe.sns_publishes / 1e6,
+              p.sns.publishes),
+        _item("Data transfer in (escalations)", escalations * flow.bytes / GB, p.data_transfer.inbound),
+        _item("Data transfer out (verdicts)", verdicts * pe.verdict_bytes * flow.per_verdict
+              / max(1.0, pe.images_per_call) / GB, p.data_transfer.outbound),
     ]
-
-
-def gpu_load(summary: BenchSummary, pricing: Pricing, cameras: int, fraction: float) -> float:
-    """Endpoint instances the fleet keeps busy (unrounded): mean image rate x headroom / usable throughput."""
-    sm, pe = pricing.sagemaker, pricing.per_escalation
-    images_per_s = (cameras * summary.fps * fraction * messages_per_escalation(summary)
-                    * pe.endpoint_calls * pe.images_per_call)
-    return images_per_s * sm.headroom / (sm.teacher_images_per_s * sm.target_utilisation)
-
-
-def gpu_instances_needed(summary: BenchSummary, pricing: Pricing, cameras: int, fraction: float) -> int:
-    """Whole instances for that load, never fewer than the endpoint's minimum."""
-    return max(pricing.sagemaker.min_instances, _ceil(gpu_load(summary, pricing, cameras, fraction)))
 
 
 def cameras_per_gateway(summary: BenchSummary, pricing: Pricing) -> int:
@@ -225,13 +201,27 @@ class HybridCost:
     cameras: int
     escalation_fraction: float  # the monthly average used
     escalations: float  # escalated sampled frames per month, fleet
-    gpu_instances: int
-    gpu_load: float  # instances the fleet keeps busy (unrounded)
-    gpu_at_minimum: bool  # the load is below the endpoint's minimum: a small fleet pays for idle capacity
+    plan: Plan  # every backend option priced for this fleet; `backend` is the one used
     cameras_per_gateway: int
     gateways: int
     cloud_items: list[LineItem]
     gateway_items: list[LineItem]
+
+    @property
+    def backend(self) -> BackendCost:
+        return self.plan.chosen
+
+    @property
+    def gpu_instances(self) -> int:  # endpoint instances (0 for a per-use backend)
+        return self.backend.instances
+
+    @property
+    def gpu_load(self) -> float:
+        return self.backend.load if self.backend.instance_items else 0.0
+
+    @property
+    def gpu_at_minimum(self) -> bool:  # a small fleet pays for idle capacity
+        return bool(self.backend.instance_items) and self.backend.load < self.backend.min_instances
 
     @property
     def cloud_usd_per_month(self) -> float:
@@ -250,7 +240,7 @@ class HybridCost:
         return self.all_in_usd_per_month / self.cameras
 
     def per_escalation(self) -> list[tuple[str, float]]:
-        """$ per escalated frame by line, the endpoint's instance-hours shared over this fleet's escalations."""
+        """$ per escalated frame by line, instance-hours shared over this fleet's escalations."""
         if self.escalations <= 0:
             return []
         return [(i.name, i.usd_per_month / self.escalations) for i in self.cloud_items if "connectivity" not in i.name]
@@ -259,19 +249,21 @@ class HybridCost:
         return sum(u for _, u in self.per_escalation()) if self.escalations > 0 else None
 
 
-def hybrid_cost(summary: BenchSummary, pricing: Pricing, cameras: int,
-                escalation_fraction: float | None = None) -> HybridCost:
-    """Cloud bill (endpoint, IoT, Lambda, stores) and gateways, at the bench's monthly fraction or a given one."""
+def hybrid_cost(summary: BenchSummary, pricing: Pricing, cameras: int, escalation_fraction: float | None = None,
+                inputs: Inputs | None = None) -> HybridCost:
+    """Cloud bill (teacher backend, IoT, Lambda, stores) and gateways, at the bench's monthly fraction or a given
+    one; the backend is the planner's cheapest meeting the latency objective unless inputs.backend names one."""
+    inputs = inputs or Inputs()
     f = monthly_escalation_fraction(summary, pricing) if escalation_fraction is None else escalation_fraction
     hours = pricing.hours_per_month
     escalations = cameras * f * summary.fps * hours * 3600
-    gpu = gpu_instances_needed(summary, pricing, cameras, f)
+    chosen = plan(pricing, workload(summary, pricing, cameras, f, inputs), inputs.latency_p95_s, inputs.backend)
     per_gw = cameras_per_gateway(summary, pricing)
     gateways = _ceil(cameras / per_gw)
-    sm, g = pricing.sagemaker, pricing.gateway
+    g = pricing.gateway
     cloud = [
-        _item(f"SageMaker {sm.instance.type} endpoint ({gpu} instance(s))", gpu * hours, sm.instance),
-        *usage_items(summary, pricing, escalations * messages_per_escalation(summary)),
+        *chosen.chosen.items,
+        *usage_items(summary, pricing, escalations, inputs),
         _item(f"IoT connectivity ({gateways} gateway(s))", gateways * hours * 60 / 1e6, pricing.iot_core.connectivity),
     ]
     gateway = [
@@ -279,5 +271,4 @@ def hybrid_cost(summary: BenchSummary, pricing: Pricing, cameras: int,
               g.hardware.usd / g.amortisation_months),
         _item("Gateway power", gateways, g.power),
     ]
-    load = gpu_load(summary, pricing, cameras, f)
-    return HybridCost(cameras, f, escalations, gpu, load, load < sm.min_instances, per_gw, gateways, cloud, gateway)
+    return HybridCost(cameras, f, escalations, chosen, per_gw, gateways, cloud, gateway)

@@ -20,7 +20,7 @@ def plot_cost(report: CostReport, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     r, h = report, report.hybrid
-    fig, (bars, curve) = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (bars, curve, options) = plt.subplots(1, 3, figsize=(19, 5.6), gridspec_kw={"width_ratios": [1, 1.4, 1.2]})
     fig.suptitle(f"FrameSieve cost per camera-month: {r.cameras:,} cameras at {r.summary.fps:g} fps "
                  f"({r.pricing.region} on-demand prices as of {r.pricing.as_of})", fontsize=12)
 
@@ -54,12 +54,30 @@ def plot_cost(report: CostReport, path: Path) -> Path:
     curve.set_ylim(0, top * 1.15)
     curve.set_xlabel("Escalation fraction (% of sampled frames sent to the cloud, monthly average)")
     curve.set_ylabel("US$ per camera-month")
-    curve.set_title("Hybrid cloud cost vs escalation fraction (steps: one more GPU instance)")
+    steps = "steps: one more instance" if h.backend.instance_items else "per use: no instance steps"
+    curve.set_title(f"Hybrid cloud cost vs escalation fraction on {h.backend.name} ({steps})", fontsize=10)
     curve.grid(alpha=0.3)
     curve.legend(loc="upper left", fontsize=9)
+    _backends(options, r)
 
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _backends(ax, r: CostReport) -> None:
+    """Each teacher backend's monthly bill for this fleet; grey where it misses the latency objective."""
+    pl = r.hybrid.plan
+    rows = sorted(pl.options, key=lambda o: o.usd_per_month, reverse=True)
+    colours = ["#59a14f" if o is pl.chosen else _CLOUD if o.meets else "#bab0ac" for o in rows]
+    drawn = ax.barh([o.name for o in rows], [o.usd_per_month / r.cameras for o in rows], color=colours)
+    ax.bar_label(drawn, labels=[f"${o.usd_per_month / r.cameras:,.2f}  p95 {o.p95_s:.2f} s"
+                                f"{'' if o.meets else ' (misses)'}{' *' if o.assumed else ''}" for o in rows],
+                 padding=3, fontsize=8)
+    ax.set_xlabel("US$ per camera-month (with router Lambda, data processed)")
+    ax.set_title(f"Backends at {pl.workload.images_per_s:,.1f} images/s, objective p95 <= {pl.objective_p95_s:g} s\n"
+                 f"green: chosen; grey: misses the objective; *: assumed performance", fontsize=10)
+    ax.set_xlim(0, max(o.usd_per_month for o in rows) / r.cameras * 1.6)
+    ax.tick_params(axis="y", labelsize=9)

@@ -94,9 +94,12 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
                         f"{p.baseline.target_utilisation:g} target utilisation x {p.baseline.headroom:g} headroom = "
                         f"{b.vcpus_per_camera:.3f} vCPU/camera -> {b.instances} instance(s)", b.items, r.cameras,
                         sources)
+    lines += _backends(r)
     minimum = " (the endpoint's minimum: idle capacity is paid for)" if h.gpu_at_minimum else ""
-    lines += _items(f"Hybrid cloud: {h.escalations:,.0f} escalations/month; endpoint load {h.gpu_load:.2f} "
-                    f"instance(s) -> {h.gpu_instances}{minimum}", h.cloud_items, r.cameras, sources)
+    load = (f"endpoint load {h.gpu_load:.2f} instance(s) -> {h.gpu_instances}{minimum}" if h.backend.instance_items
+            else f"{h.backend.load:.1f} concurrent requests at peak")
+    lines += _items(f"Hybrid cloud on {h.backend.name}: {h.escalations:,.0f} escalations/month; {load}",
+                    h.cloud_items, r.cameras, sources)
     cap = ", capped by gateway.max_cameras" if p.gateway.max_cameras else ""
     lines += _items(f"Hybrid gateways: {h.cameras_per_gateway} cameras/gateway (cameras_per_core x {p.gateway.cores} "
                     f"cores x {p.gateway.target_utilisation:g}{cap}) -> {h.gateways} gateway(s)",
@@ -128,18 +131,38 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
         lines += _target_lines(c, target_ratio)
 
     bheads = "".join(f" {'base ' + c.baseline.label.split()[0]:>15}" for c in r.comparisons)
-    lines += ["", f"Scale projection at {_pct(r.fraction_monthly)} escalated ($ per camera-month):",
-              f"  {'cameras':>9} {'images/s':>10} {'GPU inst.':>10} {'cloud':>10} {'all-in':>10}{bheads}"]
+    lines += ["", f"Projection at {_pct(r.fraction_monthly)} escalated ($ per camera-month; each fleet on its own "
+                  "cheapest backend):",
+              f"  {'cameras':>9} {'images/s':>10} {'backend':<16} {'inst.':>6} {'cloud':>10} {'all-in':>10}{bheads}"
+              f" {'cloud/base':>10}"]
     for s in r.scale:
         base = "".join(f" {_usd(b):>15}" for b in s.baseline_usd_per_camera_month)
-        lines.append(f"  {s.cameras:>9,} {s.images_per_s:>10.1f} {s.gpu_instances:>9}{'*' if s.gpu_at_minimum else ' '}"
-                     f" {_usd(s.cloud_usd_per_camera_month):>10} {_usd(s.all_in_usd_per_camera_month):>10}{base}")
-    lines.append(f"  * the endpoint's minimum ({p.sagemaker.min_instances}): the fleet keeps less than that busy")
-    lines.append(f"  endpoint throughput {p.sagemaker.teacher_images_per_s:g} images/s/instance "
-                 f"({p.sagemaker.throughput_source})")
-    if "assumption" in p.sagemaker.throughput_source.lower():
-        lines.append("  WARNING: the throughput is an assumption; measure it with `framesieve-cloud bench-endpoint` "
-                     "and set sagemaker.teacher_images_per_s in the overrides.")
+        inst = f"{s.gpu_instances}{'*' if s.gpu_at_minimum else ' '}" if s.gpu_instances else "-  "
+        lines.append(f"  {s.cameras:>9,} {s.images_per_s:>10.1f} {s.backend:<16} {inst:>6} "
+                     f"{_usd(s.cloud_usd_per_camera_month):>10} {_usd(s.all_in_usd_per_camera_month):>10}{base}"
+                     f" {s.cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[0]:>10.3f}")
+    lines.append("  * the endpoint's minimum: the fleet keeps less than that busy")
     lines += ["", "Sources:"] + [f"  [{i + 1}] {s}" for i, s in enumerate(sources)]
     lines.append(f"Note: {p.note}")
     return "\n".join(lines)
+
+
+def _backends(r: CostReport) -> list[str]:
+    """Every teacher backend priced for this fleet, the chosen one marked; assumptions flagged."""
+    pl = r.hybrid.plan
+    w = pl.workload
+    out = ["", f"Teacher backends for {r.cameras:,} cameras, {w.images_per_s:.2f} images/s ({w.images_per_call:g} per "
+               f"call, {w.images_per_invocation:g} per router invocation); latency objective p95 <= "
+               f"{pl.objective_p95_s:g} s:",
+           f"  {'':2}{'option':<16} {'$/month':>10} {'$/cam-mo':>9} {'p95 s':>7}  {'meets':<5}  note"]
+    for o in sorted(pl.options, key=lambda o: o.usd_per_month):
+        mark = "->" if o is pl.chosen else ""
+        flag = " [assumed performance]" if o.assumed else ""
+        out.append(f"  {mark:<2}{o.name:<16} {_usd(o.usd_per_month):>10} {_usd(o.usd_per_month / r.cameras):>9} "
+                   f"{o.p95_s:>7.2f}  {'yes' if o.meets else 'no':<5}  {o.note}{flag}")
+    c = pl.chosen
+    verdict = "the cheapest that meets the objective" if pl.met else "NO option meets the objective: the fastest"
+    out.append(f"  chosen: {c.name} ({c.label}), {verdict}; deploy with "
+               + " ".join(f"--param {k}={v}" for k, v in c.stack.items()))
+    out.append(f"  {c.name} performance: {c.performance_source}")
+    return out

@@ -56,10 +56,17 @@ def _bench_cost(summary_path: Path, png: Path, teacher_cpu_s: float | None) -> s
 
 def _cmd_cost(args: argparse.Namespace) -> int:
     from edge_agent.bench.cost import run_cost_cli
+    from edge_agent.bench.cost_model import Inputs
 
+    try:
+        inputs = Inputs(args.bytes_per_escalation, args.images_per_call, args.images_per_invocation,
+                        args.images_per_verdict, args.backend, args.latency_p95_s)
+    except ValueError as exc:
+        print(f"edge-agent cost: {exc}", file=sys.stderr)
+        return 2
     return run_cost_cli(Path(args.bench), args.cameras, Path(args.pricing) if args.pricing else None,
                         Path(args.pricing_overrides) if args.pricing_overrides else None, args.teacher_cpu_s,
-                        Path(args.plot) if args.plot else None)
+                        Path(args.plot) if args.plot else None, inputs, args.json)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -119,6 +126,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-cpu-s", type=float,
                    help="your accurate model's CPU seconds per frame, instead of the measured YOLOv3-tiny's")
     p.add_argument("--plot", help="also write the cost plot (PNG) here")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (schema framesieve.cost/1)")
+    p.add_argument("--latency-p95-s", type=float,
+                   help="latency objective for the teacher backend, p95 seconds (default: the price file's, 2)")
+    p.add_argument("--backend", help="price this backend option instead of the cheapest meeting the objective")
+    p.add_argument("--bytes-per-escalation", type=float,
+                   help="request bytes per escalation (default: the bench's message bytes; lean messages change it)")
+    p.add_argument("--images-per-call", type=float,
+                   help="images per teacher call (default: the bench's, else 1; per-gateway batching raises it)")
+    p.add_argument("--images-per-invocation", type=float,
+                   help="images per router Lambda invocation and IoT message (default: the bench's, else 1)")
+    p.add_argument("--images-per-verdict", type=float,
+                   help="images answered per verdict message (default: the bench's, else 1)")
     p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "

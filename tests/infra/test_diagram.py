@@ -32,7 +32,8 @@ def test_every_edge_joins_declared_nodes_and_prices_come_from_the_price_file():
     assert {n for e in make.EDGES for n in e[:2]} <= set(make.NODES)
     pricing = yaml.safe_load(make.PRICING.read_text())
     rows = dict((r[0], r[2]) for r in make.cost_rows(pricing))
-    assert rows["SageMaker endpoint"] == f"${pricing['sagemaker']['instance']['usd']:g} / instance-hour"
+    gpu = pricing["backends"]["options"]["realtime-g4dn"]["instance"]
+    assert rows["Teacher backend"] == f"${gpu['usd']:g} / instance-hour"
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` is not installed (Debian package graphviz)")

@@ -20,6 +20,7 @@ from edge_agent.bench.cost import (
     ten_x_target,
 )
 from edge_agent.bench.cost_model import (
+    Inputs,
     SummaryError,
     load_summary,
     message_units,
@@ -29,6 +30,11 @@ from edge_agent.bench.cost_model import (
 from edge_agent.bench.pricing import DEFAULT_PRICING, Pricing, PricingError, load_pricing, merge
 
 FRAMES_PER_MONTH = 730 * 3600  # sampled frames per camera-month at 1 fps
+G4DN = Inputs(backend="realtime-g4dn")  # today's deployment: the line items of a GPU real-time endpoint
+
+
+def _g4dn(**fields) -> dict:
+    return {"backends": {"options": {"realtime-g4dn": fields}}}
 
 
 def _summary(**total):
@@ -78,9 +84,10 @@ def test_baseline_known_answers(cameras, cpu, instances, fleet_usd):
 
 def test_hybrid_line_items_known_answers():
     # 10 cameras x 10% x 1 fps x 730 h = 2,628,000 escalations, one message each, 6,000 B = 2 units of 5 KB.
-    prices = _prices({"iot_core": {"basic_ingest": False}, "lambda": {"duration_ms": 100, "memory_mb": 512},
-                      "sagemaker": {"teacher_images_per_s": 10, "target_utilisation": 1.0, "headroom": 1.0}})
-    h = hybrid_cost(parse_summary(_summary(message_bytes_mean=6000.0)), prices, 10, escalation_fraction=0.1)
+    prices = _prices(merge({"iot_core": {"basic_ingest": False}, "lambda": {"duration_ms": 100, "memory_mb": 512},
+                            "sagemaker": {"target_utilisation": 1.0, "headroom": 1.0}}, _g4dn(images_per_s=10)))
+    h = hybrid_cost(parse_summary(_summary(message_bytes_mean=6000.0)), prices, 10, escalation_fraction=0.1,
+                    inputs=G4DN)
     items = {i.name.split(" (")[0]: i for i in h.cloud_items}
     assert h.escalations == pytest.approx(2_628_000)
     assert items["IoT escalation messages"].quantity == pytest.approx(5.256)  # million 5 KB units
@@ -92,7 +99,7 @@ def test_hybrid_line_items_known_answers():
     assert items["S3 PUTs"].quantity == pytest.approx(525.6)  # 10% kept x 2 PUTs, in thousands
     # 1 image/s against 10 images/s per instance: 0.1 busy, the minimum of 1 is paid for.
     assert (h.gpu_instances, h.gpu_at_minimum) == (1, True)
-    assert items["SageMaker ml.g4dn.xlarge endpoint"].usd_per_month == pytest.approx(730 * 0.736)
+    assert items["SageMaker ml.g4dn.xlarge"].usd_per_month == pytest.approx(730 * 0.736)
     # 75 cameras/core x 4 cores x 0.7 = 210 per gateway -> 1 gateway, connected 43,800 minutes.
     assert (h.cameras_per_gateway, h.gateways) == (210, 1)
     assert items["IoT connectivity"].quantity == pytest.approx(0.0438)
@@ -128,37 +135,38 @@ def test_iot_units_reach_the_line_item():
 
 def test_break_even_on_a_linear_stretch_equals_the_baseline():
     # A fast endpoint keeps one instance over the whole range, so the crossing is on a straight line.
-    prices = _prices({"sagemaker": {"teacher_images_per_s": 1e6}})
+    prices = _prices(_g4dn(images_per_s=1e6))
     s = parse_summary(_summary())
     base = baseline_cost(s, prices, 1000).usd_per_camera_month
-    f = break_even_escalation_fraction(s, prices, 1000, base)
+    f = break_even_escalation_fraction(s, prices, 1000, base, G4DN, "realtime-g4dn")
     assert 0 < f < 1
-    assert hybrid_cost(s, prices, 1000, f).cloud_usd_per_camera_month == pytest.approx(base, abs=0.01)
-    assert hybrid_cost(s, prices, 1000, f + 0.001).cloud_usd_per_camera_month > base
+    assert hybrid_cost(s, prices, 1000, f, G4DN).cloud_usd_per_camera_month == pytest.approx(base, abs=0.01)
+    assert hybrid_cost(s, prices, 1000, f + 0.001, G4DN).cloud_usd_per_camera_month > base
 
 
 def test_break_even_at_an_instance_step_and_the_extremes():
     s, prices = parse_summary(_summary()), _prices()
     base = baseline_cost(s, prices, 1000).usd_per_camera_month  # $3.65 with the shipped prices
-    f = break_even_escalation_fraction(s, prices, 1000, base)
-    assert hybrid_cost(s, prices, 1000, f - 1e-6).cloud_usd_per_camera_month <= base
-    assert hybrid_cost(s, prices, 1000, f + 1e-6).cloud_usd_per_camera_month > base
+    f = break_even_escalation_fraction(s, prices, 1000, base, G4DN, "realtime-g4dn")
+    assert hybrid_cost(s, prices, 1000, f - 1e-6, G4DN).cloud_usd_per_camera_month <= base
+    assert hybrid_cost(s, prices, 1000, f + 1e-6, G4DN).cloud_usd_per_camera_month > base
     # 3 cameras: the idle endpoint ($537/month) alone costs more than their baseline.
-    assert break_even_escalation_fraction(s, prices, 3, baseline_cost(s, prices, 3).usd_per_camera_month) == 0.0
-    assert break_even_escalation_fraction(s, prices, 1000, 1e6) is None  # cheaper even at 100%
+    assert break_even_escalation_fraction(s, prices, 3, baseline_cost(s, prices, 3).usd_per_camera_month,
+                                          G4DN, "realtime-g4dn") == 0.0
+    assert break_even_escalation_fraction(s, prices, 1000, 1e6, G4DN, "realtime-g4dn") is None
 
 
 def test_ten_x_target_arithmetic():
     # Only Lambda requests cost anything: $10 per million = $1e-5 per escalation, so the cloud costs
     # f x 2,628,000 x 1e-5 = f x $26.28 per camera-month. Baseline (simple prices, 100 cameras): $3.65.
-    prices = _prices(merge(SIMPLE_BASELINE, {"lambda": {"requests": {"usd": 10.0}}, "sagemaker": {"min_instances": 0}}),
-                     zero=True)
+    prices = _prices(merge(SIMPLE_BASELINE, {"lambda": {"requests": {"usd": 10.0}}}), zero=True)
     s = parse_summary(_summary(baseline_cpu_s_per_frame=0.05))
     base = baseline_cost(s, prices, 100)
     assert base.usd_per_camera_month == pytest.approx(3.65)
-    h = hybrid_cost(s, prices, 100)
+    lam = Inputs(backend="lambda-teacher")  # per use: no instance minimum
+    h = hybrid_cost(s, prices, 100, inputs=lam)
     assert h.cloud_usd_per_camera_month == pytest.approx(0.05 * 26.28)
-    t = ten_x_target(s, prices, h, base)
+    t = ten_x_target(s, prices, h, base, inputs=lam)
     assert t.target_usd_per_camera_month == pytest.approx(0.365)
     assert t.ratio_reached == pytest.approx(1.314 / 3.65)
     assert t.fraction_needed == pytest.approx(0.365 / 26.28)
@@ -168,8 +176,8 @@ def test_ten_x_target_arithmetic():
 
 def test_ten_x_target_unreachable_when_the_endpoint_minimum_exceeds_it():
     s, prices = parse_summary(_summary()), _prices()
-    h = hybrid_cost(s, prices, 10)
-    t = ten_x_target(s, prices, h, baseline_cost(s, prices, 10))
+    h = hybrid_cost(s, prices, 10, inputs=G4DN)
+    t = ten_x_target(s, prices, h, baseline_cost(s, prices, 10), inputs=G4DN)
     # 10 cameras x 0.111 vCPU -> 1 c7i.large = $65.15 -> $6.5153/camera; the goal is a tenth of it.
     assert t.target_usd_per_camera_month == pytest.approx(0.65153, abs=1e-5)
     assert t.fraction_needed == 0.0  # the idle endpoint alone, $53.73/camera, is far above the goal
@@ -181,7 +189,7 @@ def test_ten_x_target_unreachable_when_the_endpoint_minimum_exceeds_it():
 
 
 def test_scale_projection_is_monotone_with_a_known_large_fleet():
-    rows = scale_projection(parse_summary(_summary()), _prices())
+    rows = scale_projection(parse_summary(_summary()), _prices(), (10, 1000, 100_000), inputs=G4DN)
     assert [r.cameras for r in rows] == [10, 1000, 100_000]
     assert [r.gpu_instances for r in rows] == sorted(r.gpu_instances for r in rows)
     # 100,000 x 5% = 5,000 images/s x 1.3 headroom / (100 x 0.7) = 92.9 -> 93 instances.
@@ -206,10 +214,12 @@ def test_warmup_is_amortised_over_the_month():
 def test_shipped_pricing_is_dated_and_sourced():
     p = load_pricing()
     assert p.as_of and "check" in p.note.lower()
-    for line in (p.baseline.instance, p.sagemaker.instance, p.iot_core.messaging, p.lambda_.compute,
-                 p.dynamodb.writes, p.s3.puts, p.sns.publishes, p.data_transfer.outbound):
+    backends = [getattr(o, "instance", None) or o.compute for o in p.backends.options.values() if o.kind != "lambda"]
+    for line in (p.baseline.instance, p.iot_core.messaging, p.lambda_.compute, p.dynamodb.writes, p.s3.puts,
+                 p.sns.publishes, p.data_transfer.outbound, *backends):
         assert line.source.startswith("https://aws.amazon.com/")
-    assert "assumption" in p.sagemaker.throughput_source
+    # no GPU on this project's machines: their throughput stays an assumption, and says so
+    assert all(o.assumed for o in p.backends.options.values() if "GPU" in o.label)
 
 
 @pytest.mark.parametrize(("override", "names"), [
@@ -228,12 +238,14 @@ def test_pricing_errors_name_the_key_and_value(tmp_path, override, names):
 
 def test_pricing_override_merges_and_reports_its_line(tmp_path):
     over = tmp_path / "over.yaml"
-    over.write_text("# measured\nsagemaker:\n  teacher_images_per_s: 250\n  throughput_source: measured\n")
+    over.write_text("# measured\nbackends:\n  options:\n    realtime-g4dn:\n      images_per_s: 250\n"
+                    "      performance_source: measured on a g4dn\n")
     p = load_pricing(overrides=over)
-    assert p.sagemaker.teacher_images_per_s == 250 and p.sagemaker.instance.type == "ml.g4dn.xlarge"
+    g4dn = p.backends.options["realtime-g4dn"]
+    assert g4dn.images_per_s == 250 and g4dn.instance.type == "ml.g4dn.xlarge" and not g4dn.assumed
     assert p.sources == [str(DEFAULT_PRICING), str(over)]
-    over.write_text("# measured\nsagemaker:\n  teacher_images_per_s: -5\n")
-    with pytest.raises(PricingError, match=r"over.yaml line 3"):
+    over.write_text("# measured\nbackends:\n  options:\n    realtime-g4dn:\n      images_per_s: -5\n")
+    with pytest.raises(PricingError, match=r"over.yaml line 5"):
         load_pricing(overrides=over)
 
 
@@ -264,7 +276,7 @@ def test_cli_prints_the_table_and_writes_a_png(tmp_path, capsys):
     assert run_cost_cli(path, 1000, None, None, 0.5, png) == 0
     out = capsys.readouterr().out
     for text in ("Baseline, measured teacher", "Baseline, user-given teacher", "Break-even", "1/10 goal",
-                 "Scale projection", "100,000", "WARNING: the throughput is an assumption"):
+                 "Projection at", "100,000", "Teacher backends for 1,000 cameras", "[assumed performance]"):
         assert text in out
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

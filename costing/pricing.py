@@ -1,0 +1,235 @@
+"""The price file (config/pricing.yaml) as validated models, with user overrides merged over it.
+
+Prices steer a purchase decision, so a typo must fail loudly: unknown keys are rejected, prices cannot be
+negative, and every error names the key path, its line and the value it got.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from costing.backends import Backends, InstancePrice, Price
+from models.shipped import shipped_config
+
+DEFAULT_PRICING = shipped_config("pricing.yaml")  # the source tree's config/, or the installed wheel's
+
+# The unit the cost model assumes for each price line: a line priced per another unit would be silently
+# off by a factor of a thousand or a million, so it is rejected instead.
+EXPECTED_UNITS = {
+    ("baseline", "instance"): "instance-hour",
+    ("sagemaker", "data_processed"): "GB",
+    ("iot_core", "messaging"): "million messages",
+    ("iot_core", "connectivity"): "million connection-minutes",
+    ("iot_core", "rules_triggered"): "million rules triggered",
+    ("iot_core", "rule_actions"): "million actions",
+    ("lambda", "requests"): "million requests",
+    ("lambda", "compute"): "GB-second",
+    ("dynamodb", "writes"): "million write request units",
+    ("dynamodb", "storage"): "GB-month",
+    ("s3", "puts"): "thousand requests",
+    ("s3", "gets"): "thousand requests",
+    ("s3", "storage"): "GB-month",
+    ("sns", "publishes"): "million requests",
+    ("data_transfer", "inbound"): "GB",
+    ("data_transfer", "outbound"): "GB",
+    ("gateway", "hardware"): "gateway",
+    ("gateway", "power"): "gateway-month",
+}
+
+
+class PricingError(Exception):
+    """The price file or its overrides are missing, not YAML, or invalid; the message lists every problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EC2Instance(InstancePrice):
+    vcpus: int = Field(ge=1, description="vCPUs one instance provides")
+
+
+class BaselinePricing(_Strict):
+    instance: EC2Instance
+    target_utilisation: float = Field(0.7, gt=0, le=1)
+    headroom: float = Field(1.3, ge=1)
+
+
+class SageMakerPricing(_Strict):
+    """What every SageMaker-hosted backend shares; the instances themselves are backend options."""
+
+    target_utilisation: float = Field(0.7, gt=0, le=1, description="instances are added above this share")
+    headroom: float = Field(1.3, ge=1, description="extra capacity for bursts (multiplies the mean rate)")
+    data_processed: Price
+
+
+class IoTCorePricing(_Strict):
+    messaging: Price
+    message_unit_bytes: int = Field(5120, ge=1)
+    connectivity: Price
+    rules_triggered: Price
+    rule_actions: Price
+    basic_ingest: bool = True
+
+
+class LambdaPricing(_Strict):
+    requests: Price
+    compute: Price
+    memory_mb: int = Field(512, ge=128, le=10240)
+    duration_ms: float = Field(150, gt=0, le=900_000)
+
+
+class DynamoDBPricing(_Strict):
+    writes: Price
+    storage: Price
+    item_bytes: int = Field(800, ge=1, le=400 * 1024)
+    retention_months: float = Field(3, ge=0)
+
+
+class S3Pricing(_Strict):
+    puts: Price
+    gets: Price
+    storage: Price
+    retention_months: float = Field(12, ge=0)
+
+
+class SNSPricing(_Strict):
+    publishes: Price
+
+
+class DataTransferPricing(_Strict):
+    inbound: Price
+    outbound: Price
+
+
+class GatewayPricing(_Strict):
+    hardware: Price
+    amortisation_months: float = Field(36, gt=0)
+    cores: int = Field(4, ge=1)
+    target_utilisation: float = Field(0.7, gt=0, le=1)
+    max_cameras: int | None = Field(None, ge=1)
+    power: Price
+
+
+class PerEscalation(_Strict):
+    """Cloud calls per escalation message; the cloud backend's recorded counts replace these defaults."""
+
+    endpoint_calls: float = Field(1, ge=0)
+    images_per_call: float = Field(1, ge=0)
+    lambda_invocations: float = Field(1, ge=0)
+    dynamodb_writes: float = Field(1, ge=0)
+    training_sample_rate: float = Field(0.1, ge=0, le=1)
+    s3_puts_per_sample: float = Field(2, ge=0)
+    verdict_messages: float = Field(2, ge=0)
+    verdict_bytes: int = Field(1024, ge=0)
+    rules_triggered: float = Field(1, ge=0)
+    rule_actions: float = Field(1, ge=0)
+    sns_publishes: float = Field(0.05, ge=0)
+
+
+class Pricing(_Strict):
+    schema_: str = Field("framesieve.pricing/1", alias="schema", pattern=r"^framesieve\.pricing/1$")
+    as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="date the prices were recorded")
+    region: str = Field(min_length=1)
+    note: str = Field(min_length=1)
+    hours_per_month: float = Field(730, gt=0)
+    baseline: BaselinePricing
+    sagemaker: SageMakerPricing
+    iot_core: IoTCorePricing
+    lambda_: LambdaPricing = Field(alias="lambda")
+    dynamodb: DynamoDBPricing
+    s3: S3Pricing
+    sns: SNSPricing
+    data_transfer: DataTransferPricing
+    gateway: GatewayPricing
+    per_escalation: PerEscalation = Field(default_factory=PerEscalation)
+    backends: Backends
+    warmup_amortisation_months: float = Field(1, gt=0)
+    sources: list[str] = Field(default_factory=list, description="files the figures were read from")
+
+    @model_validator(mode="after")
+    def _units(self) -> Pricing:
+        bad = []
+        for (section, line), unit in EXPECTED_UNITS.items():
+            got = getattr(getattr(self, "lambda_" if section == "lambda" else section), line).unit
+            if got != unit:
+                bad.append(f"{section}.{line}.unit must be {unit!r} (the model prices it per that); got {got!r}")
+        for name, option in self.backends.options.items():
+            for line, unit in (("instance", "instance-hour"), ("compute", "GB-second")):
+                got = getattr(getattr(option, line, None), "unit", unit)
+                if got != unit:
+                    bad.append(f"backends.options.{name}.{line}.unit must be {unit!r}; got {got!r}")
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
+
+
+def merge(base: Any, override: Any) -> Any:
+    """Deep merge: mappings merge key by key, anything else in the override replaces the base."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = copy.deepcopy(base)
+        for key, value in override.items():
+            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
+
+
+def _lines(node: yaml.Node | None, path: tuple = ()) -> dict[tuple, int]:
+    """Key path -> 1-based line in the YAML text, for error messages."""
+    if node is None:
+        return {}
+    out = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out.update(_lines(value, (*path, key.value)))
+            out[(*path, key.value)] = key.start_mark.line + 1
+    return out
+
+
+def _read(path: Path) -> tuple[dict, dict[tuple, int]]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PricingError(f"cannot read price file {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+        lines = _lines(yaml.compose(text))
+    except yaml.YAMLError as exc:
+        raise PricingError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PricingError(f"{path}: the top level must be a mapping (as_of, baseline, sagemaker, ...)")
+    return raw, lines
+
+
+def load_pricing(path: Path | str | None = None, overrides: Path | str | None = None) -> Pricing:
+    """Read the price file and merge the user's overrides over it; raise PricingError naming each bad key."""
+    path = Path(path) if path else DEFAULT_PRICING
+    raw, lines = _read(path)
+    files = [str(path)]
+    over_lines: dict[tuple, int] = {}
+    if overrides:
+        over, over_lines = _read(Path(overrides))
+        raw = merge(raw, over)
+        files.append(str(overrides))
+    raw["sources"] = files
+    try:
+        return Pricing.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            if loc[:2] == ("backends", "options") and len(loc) > 4:
+                loc = loc[:3] + loc[4:]  # pydantic puts the option's `kind` tag in the path; the file has none
+            where = ".".join(map(str, loc)) or "(top level)"
+            at = ""
+            for name, table in ((files[-1], over_lines), (files[0], lines)):
+                if loc in table:
+                    at = f" ({Path(name).name} line {table[loc]})"
+                    break
+            problems.append(f"  {where}{at}: {err['msg']}; got {err.get('input')!r:.80}")
+        raise PricingError(f"{' + '.join(files)} is invalid:\n" + "\n".join(problems)) from exc

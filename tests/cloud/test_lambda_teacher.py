@@ -1,0 +1,82 @@
+"""The teacher inside the router Lambda: the real teacher on onnxruntime answering what the router asks, and the
+handler run by awslambdaric as a real runtime process against the loopback Runtime API."""
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from cloud.exceptions import EndpointError
+from cloud.inference.server import resolve_model
+from cloud.lambda_teacher.emulator import LambdaError, LambdaProcess
+from cloud.lambda_teacher.teacher import InProcessRuntime, response_json
+from cloud.router.endpoint import invoke
+from contracts.wire import InvocationRequest
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return InProcessRuntime.from_manifest(str(resolve_model(None)), threads=1)
+
+
+@pytest.fixture(scope="module")
+def events():
+    from cloud.lambda_teacher.bench import escalation_events
+
+    return escalation_events(2)
+
+
+def test_in_process_teacher_answers_a_real_frame(teacher, events):
+    jpeg = base64.b64decode(events[0]["crops"][0]["jpeg_b64"])
+    doc = response_json(teacher, InvocationRequest((("0", jpeg), ("1", jpeg))).to_bytes())
+    assert doc["model"].startswith("yolov3-tiny")
+    assert [p["id"] for p in doc["predictions"]] == ["0", "1"]
+    people = [d for d in doc["predictions"][0]["detections"] if d["label"] == "person"]
+    assert len(people) >= 3  # a vtest frame shows several pedestrians
+    assert doc["predictions"][0]["detections"] == doc["predictions"][1]["detections"]
+
+
+def test_a_bad_image_is_a_refusal_the_router_does_not_retry(teacher):
+    calls = []
+    with pytest.raises(EndpointError) as err:
+        invoke(teacher, "in-process", InvocationRequest((("0", b"not a jpeg"),)), attempts=3,
+               sleep=calls.append)
+    assert err.value.kind == "refused" and "instance '0'" in str(err.value) and "HTTP 400" in str(err.value)
+    assert calls == []  # not retried
+
+
+@pytest.mark.slow
+def test_awslambdaric_runs_the_handler_end_to_end(tmp_path, events):
+    env = {"FRAMESIEVE_STORE": f"sqlite:///{tmp_path / 'r.sqlite'}", "FRAMESIEVE_VERDICT_TOPIC": "",
+           "FRAMESIEVE_TRAINING_BUCKET": "", "FRAMESIEVE_ALERT_TOPIC_ARN": "",
+           "FRAMESIEVE_TEACHER_MANIFEST": str(resolve_model(None)), "FRAMESIEVE_TEACHER_THREADS": "1"}
+    fn = LambdaProcess("cloud.lambda_teacher.handler.handler", env)
+    try:
+        first = fn.invoke(events[0])
+        assert first["status"] == "stored" and first["detections"] >= 3
+        assert first["calls"].get("endpoint_calls", 0) == 0  # no SageMaker call: the teacher is in-process
+        assert fn.invoke(events[0])["status"] == "duplicate"  # at-least-once delivery: the same id again
+        # a JPEG header over garbage passes the wire check; the teacher refuses it, and only it is dead-lettered
+        garbage = base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 64).decode()
+        bad = {**events[1], "message_id": str(uuid.uuid4()), "crops": [{**events[1]["crops"][0],
+                                                                         "jpeg_b64": garbage}]}
+        out = fn.invoke(bad)
+        assert out["status"] == "dead_letter" and out["reason"].startswith("endpoint: refused")
+        assert fn.invoke({**events[1], "message_id": str(uuid.uuid4())})["status"] == "stored"  # it keeps serving
+        assert fn.peak_rss_mb() > 50 and fn.cpu_s() > 0
+    finally:
+        fn.stop()
+
+
+@pytest.mark.slow
+def test_a_missing_model_fails_the_init_not_each_event(tmp_path, events):
+    env = {"FRAMESIEVE_STORE": f"sqlite:///{tmp_path / 'r.sqlite'}",
+           "FRAMESIEVE_TEACHER_MANIFEST": str(tmp_path / "absent" / "manifest.json")}
+    fn = LambdaProcess("cloud.lambda_teacher.handler.handler", env)
+    try:
+        with pytest.raises(LambdaError, match=r"failed its init.*absent"):
+            fn.invoke(events[0], timeout_s=60)
+    finally:
+        fn.stop()
+    assert json.dumps(fn.log)  # the process's output was drained, not left to block it

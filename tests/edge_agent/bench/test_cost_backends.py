@@ -1,0 +1,87 @@
+"""`edge-agent cost` on the chosen backend: --json, the projection at the given fleet, batching and lean-message
+inputs, and `framesieve-cloud plan` agreeing with it."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_agent.bench.cost import build_report, run_cost_cli
+from edge_agent.bench.cost_model import Inputs, hybrid_cost, parse_summary
+from edge_agent.bench.pricing import load_pricing
+
+from .test_cost import _summary
+
+
+@pytest.fixture
+def summary_file(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(_summary(message_bytes_mean=100_000.0)))
+    return path
+
+
+def test_cost_json_has_every_answer(summary_file, capsys):
+    assert run_cost_cli(summary_file, 2500, as_json=True, teacher_cpu_s=0.5) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "framesieve.cost/1" and doc["cameras"] == 2500
+    assert [p["cameras"] for p in doc["projection"]] == [10, 100, 1000, 2500, 10_000, 100_000]
+    assert doc["backend"]["chosen"] in {o["name"] for o in doc["backends"]}
+    chosen = next(o for o in doc["backends"] if o["name"] == doc["backend"]["chosen"])
+    assert chosen["meets_objective"] and chosen["usd_per_month"] == min(
+        o["usd_per_month"] for o in doc["backends"] if o["meets_objective"])
+    measured, heavier = doc["baseline"]
+    h = doc["hybrid"]
+    assert measured["ratio_cloud"] == pytest.approx(h["cloud_usd_per_camera_month"] / measured["usd_per_camera_month"])
+    assert heavier["cpu_s_per_frame"] == 0.5
+    assert heavier["break_even_escalation_fraction"] is None or \
+        heavier["break_even_escalation_fraction"] > measured["break_even_escalation_fraction"]
+    per = doc["usd_per_million_escalations"]
+    assert per["total"] == pytest.approx(sum(per["items"].values()))
+    # every cloud line but connectivity, per million escalations, adds back up to the cloud bill
+    conn = sum(i["usd_per_month"] for i in h["cloud_items"] if "connectivity" in i["name"])
+    assert per["total"] * h["escalations_per_month"] / 1e6 + conn == pytest.approx(h["cloud_usd_per_month"])
+    row = next(p for p in doc["projection"] if p["cameras"] == 2500)
+    assert row["cloud_usd_per_camera_month"] == pytest.approx(h["cloud_usd_per_camera_month"])
+
+
+def test_batching_and_lean_messages_plug_in_as_inputs():
+    s, p = parse_summary(_summary(message_bytes_mean=100_000.0)), load_pricing()
+    today = hybrid_cost(s, p, 1000, inputs=Inputs(backend="lambda-teacher"))
+    lines = {i.name.split(" (")[0]: i.usd_per_month for i in today.cloud_items}
+    batched = hybrid_cost(s, p, 1000, inputs=Inputs(backend="lambda-teacher", images_per_router_invocation=10,
+                                                     images_per_verdict_message=10, images_per_endpoint_call=10))
+    blines = {i.name.split(" (")[0]: i.usd_per_month for i in batched.cloud_items}
+    assert blines["Lambda requests"] == pytest.approx(lines["Lambda requests"] / 10)
+    assert blines["IoT rules triggered"] == pytest.approx(lines["IoT rules triggered"] / 10)
+    assert blines["IoT verdict messages"] == pytest.approx(lines["IoT verdict messages"] / 5)  # 10 KB: 2 units
+    assert blines["DynamoDB writes"] == pytest.approx(lines["DynamoDB writes"])  # a batch write bills per item
+    lean = hybrid_cost(s, p, 1000, inputs=Inputs(backend="lambda-teacher", bytes_per_escalation=10_000))
+    llines = {i.name.split(" (")[0]: i.usd_per_month for i in lean.cloud_items}
+    assert llines["S3 storage"] == pytest.approx(lines["S3 storage"] / 10)
+    assert lean.cloud_usd_per_month < today.cloud_usd_per_month
+    with pytest.raises(ValueError, match="images per router invocation must be at least 1; got 0"):
+        Inputs(images_per_router_invocation=0)
+
+
+def test_small_fleet_avoids_the_idle_gpu_minimum():
+    s, p = parse_summary(_summary()), load_pricing()
+    report = build_report(s, p, 100)
+    gpu = next(o for o in report.hybrid.plan.options if o.name == "realtime-g4dn")
+    assert report.hybrid.backend.usd_per_month < gpu.usd_per_month
+    assert {r.cameras for r in report.scale} == {10, 100, 1000, 10_000, 100_000}
+
+
+def _cloud(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cloud.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_plan_prints_only_the_choice_and_agrees_with_the_cost_report(summary_file):
+    out = _cloud("plan", "--cameras", "1000", "--bench", str(summary_file))
+    assert out.returncode == 0, out.stderr
+    report = build_report(parse_summary(json.loads(summary_file.read_text())), load_pricing(), 1000)
+    assert out.stdout.strip() == report.hybrid.backend.name
+    doc = json.loads(_cloud("plan", "--cameras", "1", "--escalation-fraction", "0.0008", "--json").stdout)
+    assert doc["chosen"] == "realtime-c6i"  # one image every 20 minutes: a Lambda would start cold
+    bad = _cloud("plan", "--cameras", "10", "--escalation-fraction", "1.5")
+    assert bad.returncode == 2 and "--escalation-fraction must be in [0, 1]; got 1.5" in bad.stderr
