@@ -84,7 +84,12 @@ def run_deploy(options: DeployOptions, out: Printer = print, session: Any = None
         if existing and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"):
             raise DeployError(f"stack {options.stack} is {existing['StackStatus']} from a failed create and cannot "
                               f"be updated; delete it (aws cloudformation delete-stack --stack-name {options.stack})")
-        if existing is None and not (options.image_uri or options.parameters.get("InferenceImageUri")):
+        in_lambda = options.parameters.get("TeacherBackend") == "lambda"  # the teacher inside the router's image
+        if in_lambda and not options.parameters.get("LambdaImageUri") and existing is None:
+            raise DeployError("TeacherBackend=lambda needs --param LambdaImageUri=ACCOUNT.dkr.ecr.REGION.amazonaws.com/"
+                              "REPO:TAG, the router image with the teacher inside")
+        needs_image = existing is None and not in_lambda
+        if needs_image and not (options.image_uri or options.parameters.get("InferenceImageUri")):
             raise DeployError(f"stack {options.stack} does not exist yet: creating it needs --image-uri, the ECR "
                               "image of the inference container (infra/container/Dockerfile)")
         bucket = options.artifact_bucket or (
@@ -92,7 +97,10 @@ def run_deploy(options: DeployOptions, out: Printer = print, session: Any = None
         out(f"deploying stack {options.stack} in {region} ({'update' if existing else 'create'}); "
             f"artifacts in s3://{bucket}")
         ensure_bucket(s3, bucket, region, out)
-        params, uploaded = _upload_artifacts(options, s3, bucket, existing is None, out)
+        params, uploaded = _upload_artifacts(options, s3, bucket, existing is None and not in_lambda, out)
+        if in_lambda:  # no SageMaker resource: the image and model parameters stay empty
+            params.setdefault("InferenceImageUri", "")
+            params.setdefault("ModelDataUrl", "")
         if options.image_uri:
             params["InferenceImageUri"] = options.image_uri
         body = options.template.read_text()

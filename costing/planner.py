@@ -137,10 +137,13 @@ def evaluate(name: str, option: Any, p: Pricing, w: Workload) -> BackendCost:
                            instance_usd_month=option.instance.usd * hours, cold_share=zero,
                            instance_items=[line], **common)
     if isinstance(option, LambdaOption | ServerlessOption):
-        duration = option.s_per_image * w.images_per_call
-        per_call = option.p95_s + option.s_per_image * (w.images_per_call - 1)
-        cold_share = _idle_share(w.calls_per_s, b.keep_warm_s)
-        concurrency = w.calls_per_s * duration * p.sagemaker.headroom
+        # inside the Lambda the teacher runs once per router invocation, on all of that invocation's images
+        batch, rate = ((w.images_per_invocation, w.invocations_per_s) if isinstance(option, LambdaOption)
+                       else (w.images_per_call, w.calls_per_s))
+        duration = option.s_per_image * batch
+        per_call = option.p95_s + option.s_per_image * (batch - 1)
+        cold_share = _idle_share(rate, b.keep_warm_s)
+        concurrency = rate * duration * p.sagemaker.headroom
         if isinstance(option, LambdaOption):
             total = option.router_s + duration
             items = _router_items(p, invocations, option.memory_mb, total, "the teacher inside")

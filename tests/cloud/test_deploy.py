@@ -22,6 +22,7 @@ from cloud.deploy import TEMPLATE, DeployError, DeployOptions, main, run_deploy
 from cloud.devaws import DUMMY_ENV
 from cloud.stackops import first_failure, load_template, wait_for_stack
 from models.paths import CENTERNET_STUDENT_MANIFEST
+from tests.infra.conditions import stack_for
 from tests.infra.moto_template import write_moto_template
 
 pytestmark = pytest.mark.slow  # moto and CloudFormation: seconds per test
@@ -99,6 +100,23 @@ def test_new_stack_without_an_image_is_refused_before_uploading(aws, moto_templa
     assert rc == 2 and "needs --image-uri" in err
     names = [s["StackName"] for s in aws.client("cloudformation").list_stacks()["StackSummaries"]]
     assert "fs-noimage" not in names
+
+
+def test_lambda_backend_needs_its_image_and_uploads_no_model(aws, moto_template, capsys, tmp_path):
+    rc = main(["--stack", "fs-lambda-noimage", "--template", str(moto_template), "--region", "us-east-1",
+               "--param", "TeacherBackend=lambda"])
+    assert rc == 2 and "needs --param LambdaImageUri=" in capsys.readouterr().err
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/framesieve-router-teacher:1.0.0"
+    # moto 5.2 cannot evaluate the Lambda's Fn::If around Code: give it the lambda stack's conditions resolved
+    moto_template = tmp_path / "lambda.json"
+    write_moto_template(stack_for(load_template(TEMPLATE), {"TeacherBackend": "lambda"}), moto_template)
+    result = run_deploy(DeployOptions(stack="fs-lambda", template=moto_template, poll_s=0.05, work_dir=tmp_path / "b",
+                                      parameters={"TeacherBackend": "lambda", "LambdaImageUri": image}),
+                        out=lambda _: None, session=aws)
+    assert result.status == "CREATE_COMPLETE" and not [u for u in result.uploaded if "model-" in u]  # no model
+    assert "EndpointName" not in result.outputs and result.outputs["TeacherBackend"] == "lambda"
+    fn = aws.client("lambda").get_function(FunctionName="fs-lambda-router")
+    assert fn["Code"]["ImageUri"] == image
 
 
 @pytest.mark.parametrize(("argv", "message"), [

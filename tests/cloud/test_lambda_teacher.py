@@ -80,3 +80,23 @@ def test_a_missing_model_fails_the_init_not_each_event(tmp_path, events):
     finally:
         fn.stop()
     assert json.dumps(fn.log)  # the process's output was drained, not left to block it
+
+
+@pytest.mark.slow
+def test_bench_lambda_measures_what_the_planner_reads():
+    from cloud.lambda_teacher.bench import bench_lambda
+
+    r = bench_lambda(invocations=3, memory_mb=1769)
+    assert 0 < r.warm_p50_s <= r.warm_p95_s < 5 and r.cold_start_s > r.warm_p50_s
+    assert r.gb_s_per_image == pytest.approx(r.warm_mean_s * 1769 / 1024)
+    assert 0 < r.cpu_s_per_image < 5 and r.peak_rss_mb > 50
+    text = r.report()
+    assert "lambda-teacher:" in text and f"s_per_image: {r.warm_mean_s:.4f}" in text
+
+
+@pytest.mark.parametrize("argv", [["--invocations", "0"], ["--memory-mb", "64"], ["--threads", "0"]])
+def test_bench_lambda_refuses_bad_arguments(capsys, argv):
+    from cloud.cli import main
+
+    assert main(["bench-lambda", *argv]) == 2
+    assert "--invocations must be >= 1, --memory-mb in [128, 10240]" in capsys.readouterr().err

@@ -9,11 +9,19 @@ import pytest
 
 from cloud.deploy import TEMPLATE
 from cloud.stackops import load_template
+from tests.infra.conditions import stack_for
 
 
 @pytest.fixture(scope="session")
-def template() -> dict[str, Any]:
+def raw_template() -> dict[str, Any]:
+    """The file as written: every backend's resources, behind Conditions."""
     return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def template(raw_template) -> dict[str, Any]:
+    """The stack the default parameters create (TeacherBackend realtime), conditions resolved."""
+    return stack_for(raw_template)
 
 
 @pytest.fixture(scope="session")

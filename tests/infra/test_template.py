@@ -16,6 +16,7 @@ import pytest
 from cloud import constants as c
 from cloud.deploy import TEMPLATE
 from cloud.packaging import LAMBDA_HANDLER
+from tests.infra.conditions import stack_for
 from tests.infra.iot_policy import THING_VARIABLE, as_list, iot_allowed, iot_arn, matches, pseudo, resolve, statements
 
 # Actions AWS authorises only on Resource "*" (no resource-level permission exists for them).
@@ -235,7 +236,7 @@ def test_training_bucket_is_private_encrypted_and_expires(resources):
     assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_endpoint_autoscales_on_invocations_and_scales_in_when_idle(resources, template):
+def test_endpoint_autoscales_on_invocations_and_scales_in_when_idle(resources, template, raw_template):
     variant = resources["TeacherEndpointConfig"]["Properties"]["ProductionVariants"][0]
     target = resources["EndpointScalableTarget"]["Properties"]
     assert target["ResourceId"] == {"Fn::Sub": f"endpoint/${{TeacherEndpoint.EndpointName}}/variant/"
@@ -251,8 +252,9 @@ def test_endpoint_autoscales_on_invocations_and_scales_in_when_idle(resources, t
     assert step["AdjustmentType"] == "ExactCapacity"
     assert step["StepAdjustments"][0]["ScalingAdjustment"] == {"Ref": "MinInstances"}
     assert template["Parameters"]["MinInstances"]["MinValue"] >= 1  # real-time endpoints cannot go to zero
-    capture = resources["TeacherEndpointConfig"]["Properties"]["DataCaptureConfig"]
-    assert capture["Fn::If"][0] == "CaptureData" and capture["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert "DataCaptureConfig" not in resources["TeacherEndpointConfig"]["Properties"]  # off by default
+    on = stack_for(raw_template, {"EnableDataCapture": "true"})["Resources"]["TeacherEndpointConfig"]["Properties"]
+    assert on["DataCaptureConfig"]["DestinationS3Uri"] == {"Fn::Sub": "s3://${TrainingBucket}/data-capture"}
 
 
 def test_alarms_watch_the_router_the_endpoint_and_the_dead_letters(resources):
