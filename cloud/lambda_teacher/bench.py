@@ -13,6 +13,8 @@ MB is one vCPU), so these figures stand for a function of about that size or mor
 
 from __future__ import annotations
 
+import base64
+import json
 import tempfile
 import time
 import uuid
@@ -68,31 +70,54 @@ class LambdaBench:
         ])
 
 
-def escalation_events(count: int = 6) -> list[dict[str, Any]]:
-    """IoT rule events carrying whole vtest frames, as the edge escalates today."""
+THING, SITE, CAMERA = "bench-gw", "bench", "plaza"
+
+
+def rule_event(message: dict[str, Any], thing: str = THING) -> dict[str, Any]:
+    """What the IoT rule hands the router: the message base64-encoded beside the rule's own fields."""
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return {c.EVENT_PAYLOAD: base64.b64encode(body).decode(), c.EVENT_TOPIC: f"framesieve/{thing}/escalations",
+            c.EVENT_THING: thing, c.EVENT_RECEIVED_MS: int(time.time() * 1000)}
+
+
+def escalation_messages(count: int = 6) -> list[dict[str, Any]]:
+    """Escalations carrying whole vtest frames, as the edge escalates today."""
     from cloud.inference.bench import bench_images
 
-    events = []
+    out = []
     for k, jpeg in enumerate(bench_images(count)):
         crop = Crop(0, (0.0, 0.0, 768.0, 576.0), jpeg, (768, 576))
-        request = EscalationRequest(str(uuid.uuid4()), "plaza", k, float(k), "uncertain", (crop,), site="bench",
-                                    created_s=time.time())
-        events.append({**request.to_payload(), "topic": "framesieve/bench-gw/escalations",
-                       "thing_name": "bench-gw", "received_ms": int(time.time() * 1000)})
-    return events
+        out.append(EscalationRequest(str(uuid.uuid4()), CAMERA, k, float(k), "uncertain", (crop,), site=SITE,
+                                     created_s=time.time()).to_payload())
+    return out
 
 
-def _fresh(event: dict[str, Any]) -> dict[str, Any]:
-    return {**event, "message_id": str(uuid.uuid4())}  # a repeat would stop at the duplicate check
+def register_bench_gateway(store_url: str) -> None:
+    """The router answers only registered gateways: the bench's own, in its throwaway store."""
+    from cloud.stores import open_store
+    from contracts.registry import Registration
+
+    store = open_store(store_url)
+    try:
+        store.register_gateway(Registration(THING, SITE, (CAMERA,)))
+    finally:
+        store.close()
+
+
+def _fresh(message: dict[str, Any]) -> dict[str, Any]:
+    # a repeated id would stop at the duplicate check; the time is now, inside the router's event window
+    return rule_event({**message, "message_id": str(uuid.uuid4()), "created_s": round(time.time(), 3)})
 
 
 def bench_lambda(invocations: int = 30, memory_mb: int = 2048, threads: int = 1, model: str | None = None,
                  timeout_s: float = 120.0) -> LambdaBench:
     from cloud.inference.server import resolve_model
 
-    events = escalation_events()
+    events = escalation_messages()
     with tempfile.TemporaryDirectory(prefix="framesieve-lambda-") as tmp:
-        env = {c.STORE_URL: f"sqlite:///{Path(tmp) / 'results.sqlite'}", c.VERDICT_TOPIC: "",
+        store_url = f"sqlite:///{Path(tmp) / 'results.sqlite'}"
+        register_bench_gateway(store_url)
+        env = {c.STORE_URL: store_url, c.VERDICT_TOPIC: "",
                c.TRAINING_BUCKET: "", c.ALERT_TOPIC_ARN: "", "FRAMESIEVE_TEACHER_MANIFEST": str(resolve_model(model)),
                "FRAMESIEVE_TEACHER_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
         fn = LambdaProcess(HANDLER, env, memory_mb)

@@ -16,7 +16,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from cloud.exceptions import RequestError
-from cloud.inference.server import decode_image
+from cloud.inference.images import check_size, decode_image
 from contracts.wire import InvocationRequest, InvocationResponse, WireError, decode
 from models.runtime import load_detector, presence_threshold
 
@@ -50,6 +50,8 @@ class InProcessRuntime:
             raise _client_error(413, "ValidationError", f"the batch has {len(request.images)} images, over the "
                                                         f"limit of {self.max_images}")
         try:
+            for i, data in request.images:  # from the header, before decoding: a pixel bomb costs nothing
+                check_size(data, f"instance {i!r}")
             frames = [decode_image(data, f"instance {i!r}") for i, data in request.images]
         except RequestError as exc:
             raise _client_error(exc.status, "ValidationError", str(exc)) from exc
