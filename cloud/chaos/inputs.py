@@ -59,15 +59,22 @@ def malformed_corpus(jpeg: bytes) -> list[tuple[str, Any]]:
     return cases
 
 
+def rule_event(body: Any, thing: str = THING) -> dict[str, Any]:
+    """What the IoT rule hands the router: the message base64-encoded beside the rule's own fields."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()  # NaN and Infinity written as such
+    return {c.EVENT_PAYLOAD: base64.b64encode(raw).decode(), c.EVENT_THING: thing,
+            c.EVENT_TOPIC: f"framesieve/{thing}/escalations", c.EVENT_RECEIVED_MS: int(time.time() * 1000)}
+
+
 def run_router_corpus(router: Router, jpeg: bytes) -> Row:
     crashed, routed, paid = [], Counter(), 0
-    for what, body in malformed_corpus(jpeg):
-        event: Any = body
-        if isinstance(body, dict):
-            event = {**body, c.EVENT_TOPIC: f"framesieve/{THING}/escalations", c.EVENT_THING: THING,
-                     c.EVENT_RECEIVED_MS: int(time.time() * 1000)}
+    cases = malformed_corpus(jpeg) + [  # a registered gateway writing for what is not its own
+        ("another site", good_escalation(jpeg, "bad-site") | {"site": "site-elsewhere"}),
+        ("an unregistered camera", good_escalation(jpeg, "bad-camera", camera="cam-of-another-gateway")),
+    ]
+    for what, body in cases:
         try:
-            outcome = router.process(event)
+            outcome = router.process(rule_event(body))
         except Exception as exc:  # what the campaign looks for: the router must never raise on input
             crashed.append(f"{what}: {type(exc).__name__}")
             continue
@@ -76,8 +83,8 @@ def run_router_corpus(router: Router, jpeg: bytes) -> Row:
         if outcome.status != "dead_letter":
             crashed.append(f"{what}: {outcome.status}")
     n = sum(routed.values()) + len(crashed)
-    return Row("router fed malformed messages", f"{n} kinds: each a dead letter, no endpoint call, no crash",
-               lost=None, duplicated=None, stalled="-", ok=not crashed and paid == 0,
+    return Row("router fed malformed and cross-site messages",
+               f"{n} kinds: each a dead letter, no endpoint call, no crash", ok=not crashed and paid == 0,
                detail=f"{routed.get('dead_letter', 0)}/{n} dead-lettered, {paid} paid endpoint calls"
                       + (f"; not dead-lettered: {'; '.join(crashed)}" if crashed else ""))
 
