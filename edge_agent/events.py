@@ -10,6 +10,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from edge_agent.escalation.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
+# One line per decided frame, with its fields (JSON logs); `output.log_frames: false` silences it.
+frames_log = logging.getLogger("edge_agent.frames")
 
 DecidedBy = Literal["edge", "cloud", "carried", "audit"]
 
@@ -136,6 +139,15 @@ class EventLog:
             self._db.commit()
             if self._jsonl:
                 self._jsonl.write(json.dumps(line) + "\n")
+        if frames_log.isEnabledFor(logging.INFO):
+            how = "cloud" if event.escalated else event.fallback or event.decided_by
+            latency_ms = round((time.time() - event.wall_time) * 1000, 1)
+            frames_log.info("camera %s frame %d: %s, %d object(s), %.0f ms after sampling", event.camera,
+                            event.frame_index, how, len(line["detections"]), latency_ms,
+                            extra={"camera": event.camera, "frame": event.frame_index, "pts_s": round(event.pts_s, 3),
+                                   "decided_by": event.decided_by, "escalated": event.escalated,
+                                   "fallback": event.fallback, "objects": len(line["detections"]),
+                                   "latency_ms": latency_ms})
 
     def close(self) -> None:
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
+import time
 from pathlib import Path
 
 
@@ -15,13 +17,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
 
     config = load_config(args.config)
+    logging.getLogger("edge_agent.frames").setLevel(logging.INFO if config.output.log_frames else logging.WARNING)
     agent = Agent(config, jsonl=args.detections_out)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
-    logging.getLogger(__name__).info("agent started: %d camera(s)", len(config.cameras))
+    log = logging.getLogger(__name__)
+    log.info("agent started: %d camera(s)", len(config.cameras),
+             extra={"event": "start", "site": config.site, "cameras": [c.id for c in config.cameras]})
+    started = time.monotonic()
     summary = agent.run()
-    print(json.dumps(summary, indent=2))
+    total = summary.get("total", {})
+    log.info("agent stopped after %.0f s: %s sampled, %s escalated", time.monotonic() - started,
+             total.get("sampled", 0), total.get("escalated", 0),
+             extra={"event": "stop", "uptime_s": round(time.monotonic() - started, 1), "counters": total})
+    # The counters: a table for a person at a terminal, one JSON line for anything that reads them.
+    print(format_counters(summary) if sys.stdout.isatty() else json.dumps(summary, separators=(",", ":")))
     return 0
+
+
+def format_counters(summary: dict) -> str:
+    """Per camera and in total, the counters that are not zero anywhere, as aligned columns."""
+    rows = {**summary.get("cameras", {}), "total": summary.get("total", {})}
+    keys = [k for k in summary.get("total", {}) if isinstance(summary["total"][k], int | float)
+            and any(r.get(k) for r in rows.values())]
+    width = max((len(k) for k in rows), default=5) + 2
+    lines = ["camera".ljust(width) + "".join(k.rjust(max(len(k), 6) + 2) for k in keys)]
+    for name, counters in rows.items():
+        lines.append(name.ljust(width) + "".join(str(counters.get(k, 0)).rjust(max(len(k), 6) + 2) for k in keys))
+    return "\n".join(lines)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -211,6 +211,7 @@ class OutputSettings(_Strict):
     detections_out: str | None = None
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics here")
     metrics_host: str = "127.0.0.1"
+    log_frames: bool = Field(True, description="a log line per decided frame (camera, frame, decided_by, latency)")
 
 
 class AgentConfig(_Strict):

@@ -111,6 +111,15 @@ def test_run_command_stops_cleanly_on_sigterm(vtest_path, tmp_path):
     assert summary["total"]["sampled"] == len(written) < 795  # stopped early, every sample recorded
     rows = sqlite3.connect(tmp_path / "e.sqlite").execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert rows == len(written)
+    assert len(stdout.strip().splitlines()) == 1  # the counters: one JSON line when stdout is not a terminal
+    logs = [json.loads(line) for line in stderr.splitlines()]  # every line a JSON object
+    start, stop = logs[0], logs[-1]
+    assert start["event"] == "start" and start["cameras"] == ["plaza"]
+    assert stop["event"] == "stop" and stop["counters"]["sampled"] == rows
+    frames = [e for e in logs if e["logger"] == "edge_agent.frames"]
+    assert len(frames) == rows and {e["camera"] for e in frames} == {"plaza"}
+    assert all(e["decided_by"] in ("edge", "carried") and e["latency_ms"] >= 0 for e in frames)
+    assert sorted(e["frame"] for e in frames) == sorted(json.loads(w)["frame_index"] for w in written)
 
 
 def test_a_camera_that_changes_resolution_keeps_running(vtest_frames, tmp_path):
