@@ -119,11 +119,13 @@ class MqttTransport(Transport):
                 self.link.connection.publish(self.link.topics.escalations, payload)
             except TransportError as exc:
                 self.link.send_later("escalation", request.message_id, self.link.topics.escalations, payload)
-                self.spooled += 1
+                with self._lock:  # escalations are awaited on several worker threads at once
+                    self.spooled += 1
                 raise TransportError(
                     f"{exc}; escalation {request.message_id} spooled, sent when the link is back") from exc
             if not waiter.event.wait(self.verdict_timeout_s):
-                self.timeouts += 1
+                with self._lock:
+                    self.timeouts += 1
                 raise TransportError(f"no verdict for escalation {request.message_id} within "
                                      f"{self.verdict_timeout_s} s (escalation.verdict_timeout_s)")
             assert waiter.verdict is not None
