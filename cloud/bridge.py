@@ -85,12 +85,26 @@ class IotRuleBridge:
         self.routed: dict[str, int] = {}
         self.received: dict[str, tuple[str, int]] = {}  # message id -> (camera, frame_index), for the campaign
         self.deliveries = 0  # every delivery, repeats included (at-least-once)
+        self.frame_events: set[str] = set()  # message ids of the gateways' frame events (no rule routes them here)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="iot-rule")
-        self.client = BrokerClient(port, "framesieve-iot-rule", [f"{prefix}/+/escalations"], self._received)
+        self.client = BrokerClient(port, "framesieve-iot-rule", [f"{prefix}/+/escalations", f"{prefix}/+/events"],
+                                   self._received)
 
     def _received(self, topic: str, payload: bytes) -> None:
+        if topic.endswith("/events"):
+            self._count_event(payload)
+            return
         self._pool.submit(self._route, topic, payload, int(time.time() * 1000))
+
+    def _count_event(self, payload: bytes) -> None:
+        try:
+            mid = json.loads(payload).get("message_id")
+        except (ValueError, RecursionError, AttributeError):
+            return
+        if isinstance(mid, str):
+            with self._lock:
+                self.frame_events.add(mid)
 
     def _route(self, topic: str, payload: bytes, received_ms: int) -> None:
         parts = topic.split("/")

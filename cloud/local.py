@@ -138,7 +138,7 @@ class LocalCloud:
 
         o, host = self.options, self.options.host
         self.moto = MotoServer(self.state / "moto-recording.jsonl", host)
-        resources = provision(self.moto.url)
+        resources = self.resources = provision(self.moto.url)
         endpoint, model_name = o.endpoint_url, "(external)"
         if not endpoint:
             inference, inference_port = start_inference(o.model, host, threads=o.threads)
@@ -197,6 +197,21 @@ class LocalCloud:
         self.lines.append(f"gateways         {registered}")
         self.lines.append(f"state            {self.state}")
 
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts SNS delivered to the stack's queue since the last call (read and removed)."""
+        from cloud.devaws import dev_client
+
+        sqs = dev_client("sqs", self.moto.url)
+        got = sqs.receive_message(QueueUrl=self.resources.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        out = []
+        for message in got.get("Messages", []):
+            sqs.delete_message(QueueUrl=self.resources.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            try:
+                out.append(json.loads(json.loads(message["Body"])["Message"]))
+            except (KeyError, TypeError, ValueError):
+                log.warning("an alert that is not FrameSieve's: %.200s", message.get("Body"))
+        return out
+
     def close(self) -> None:
         if self.bridge is not None:
             self.bridge.close()
@@ -221,6 +236,9 @@ def run_local(options: LocalOptions, stop: threading.Event | None = None) -> Non
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-        while not stop.wait(0.5):
-            pass
+        while not stop.wait(1.0):
+            for alert in cloud.alerts():  # what an SNS subscriber would get, shown where the user looks
+                hits = ", ".join(f"{a['rule']} ({a['label']} {a['score']})" for a in alert.get("alerts", []))
+                print(f"alert            {alert.get('time_utc')} camera {alert.get('camera')} (site "
+                      f"{alert.get('site')}, gateway {alert.get('thing')}): {hits}", flush=True)
         print("stopping", flush=True)

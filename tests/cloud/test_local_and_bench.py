@@ -132,8 +132,14 @@ def test_a_real_gateway_on_mqtt_talks_to_the_local_stack(teacher_manifest, vtest
         status, page = _request(f"{api}/cameras/plaza/detections?from=0&to=4102444800&limit=500", token=token)
         assert status == 200 and len(page["items"]) == sent, (len(page["items"]), total)
         assert {i["thing"] for i in page["items"]} == {"gw-local"}
+        alerted = [i for i in page["items"] if i["alerts"]]
+        assert len(alerted) == 1 and alerted[0]["alerts"] == ["person:person-anywhere"]  # then 300 s cooldown
+        time.sleep(2.5)  # the stack reads its alert queue every second
     finally:
-        stop_local(proc)
+        rest = stop_local(proc)
+    # the alert SNS delivered, shown by the stack where the user is looking
+    assert re.search(r"^alert\s+\S+Z camera plaza \(site site-local, gateway gw-local\): person-anywhere", rest,
+                     re.M), rest
 
 
 @pytest.mark.slow
