@@ -31,6 +31,9 @@ class BenchTotals(_Input):
     images_per_endpoint_call: float | None = Field(None, gt=0, description="optional: images per teacher call")
     images_per_router_invocation: float | None = Field(None, gt=0, description="optional: images per router run")
     images_per_verdict_message: float | None = Field(None, gt=0, description="optional: images per verdict")
+    # Informative records only (written by a bench that measures them; absent: the price file's rates).
+    training_share: float | None = Field(None, ge=0, le=1, description="optional: escalations kept for training")
+    rows_per_escalation: float | None = Field(None, ge=0, le=10, description="optional: result rows written")
 
 
 class Warmup(_Input):

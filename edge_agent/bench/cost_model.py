@@ -62,12 +62,21 @@ class Inputs:
     images_per_endpoint_call: float | None = None
     images_per_router_invocation: float | None = None
     images_per_verdict_message: float | None = None
+    # What keeping only informative training records and result rows changes (issue 14 item 4): the share of
+    # escalations kept in S3 and the result rows written per escalation. None: the bench's, else the price file's.
+    training_share: float | None = None
+    rows_per_escalation: float | None = None
     backend: str | None = None  # force an option instead of the planner's choice
     latency_p95_s: float | None = None  # the objective (default: the price file's)
 
     def __post_init__(self) -> None:
         if self.bytes_per_escalation is not None and not self.bytes_per_escalation > 0:
             raise ValueError(f"bytes per escalation must be positive; got {self.bytes_per_escalation}")
+        for name in ("training_share", "rows_per_escalation"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= (1 if name == "training_share" else 10):
+                raise ValueError(f"{name.replace('_', ' ')} must be in [0, {1 if name == 'training_share' else 10}]; "
+                                 f"got {v}")
         for name in ("images_per_endpoint_call", "images_per_router_invocation", "images_per_verdict_message"):
             v = getattr(self, name)
             if v is not None and not v >= 1:
@@ -151,7 +160,12 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
     """What the cloud spends per escalation whatever the backend (linear in escalations); the backend's own
     lines (teacher, router Lambda, data processed) come from costing.planner."""
     p, pe, iot = pricing, pricing.per_escalation, pricing.iot_core
-    flow = _flow(summary, pricing, inputs or Inputs())
+    inputs = inputs or Inputs()
+    flow = _flow(summary, pricing, inputs)
+    t = summary.total
+    share = next(v for v in (inputs.training_share, t.training_share, pe.training_sample_rate) if v is not None)
+    rows_each = next(v for v in (inputs.rows_per_escalation, t.rows_per_escalation, pe.dynamodb_writes)
+                     if v is not None)
     images = escalations * flow.images
     messages = images / flow.per_invocation  # one gateway message per router invocation
     nbytes = flow.bytes * escalations / messages if messages else 0.0  # bytes per gateway message
@@ -166,19 +180,20 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
     verdicts = images / flow.per_verdict
     verdict_units = message_units(pe.verdict_bytes * flow.per_verdict / max(1.0, pe.images_per_call),
                                   iot.message_unit_bytes)
-    kept = escalations * pe.training_sample_rate
+    kept = escalations * share
     per_kept = flow.bytes
-    rows = escalations * pe.dynamodb_writes
+    rows = escalations * rows_each
     return [
         uplink,
         _item(f"IoT verdict messages ({flow.per_verdict:g} image(s) each)",
               verdicts * pe.verdict_messages * verdict_units / 1e6, iot.messaging),
         _item("IoT rules triggered", messages * pe.rules_triggered / 1e6, iot.rules_triggered),
         _item("IoT rule actions", messages * pe.rule_actions / 1e6, iot.rule_actions),
-        _item("DynamoDB writes", rows * _ceil(p.dynamodb.item_bytes / 1024) / 1e6, p.dynamodb.writes),
+        _item(f"DynamoDB writes ({rows_each:g} row(s) per escalation)",
+              rows * _ceil(p.dynamodb.item_bytes / 1024) / 1e6, p.dynamodb.writes),
         _item(f"DynamoDB storage ({p.dynamodb.retention_months:g} months kept)",
               rows * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB, p.dynamodb.storage),
-        _item(f"S3 PUTs (training samples, {pe.training_sample_rate:.0%})", kept * pe.s3_puts_per_sample / 1e3,
+        _item(f"S3 PUTs (training samples, {share:.0%})", kept * pe.s3_puts_per_sample / 1e3,
               p.s3.puts),
         _item(f"S3 storage ({p.s3.retention_months:g} months kept)", kept * per_kept * p.s3.retention_months / GB,
               p.s3.storage),

@@ -60,7 +60,8 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 
     try:
         inputs = Inputs(args.bytes_per_escalation, args.images_per_call, args.images_per_invocation,
-                        args.images_per_verdict, args.backend, args.latency_p95_s)
+                        args.images_per_verdict, args.training_share, args.rows_per_escalation, args.backend,
+                        args.latency_p95_s)
     except ValueError as exc:
         print(f"edge-agent cost: {exc}", file=sys.stderr)
         return 2
@@ -138,6 +139,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="images per router Lambda invocation and IoT message (default: the bench's, else 1)")
     p.add_argument("--images-per-verdict", type=float,
                    help="images answered per verdict message (default: the bench's, else 1)")
+    p.add_argument("--training-share", type=float,
+                   help="share of escalations kept as training records in S3 (default: the bench's, else the price "
+                        "file's training_sample_rate)")
+    p.add_argument("--rows-per-escalation", type=float,
+                   help="result rows written per escalation (default: the bench's, else the price file's 1)")
     p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "

@@ -85,3 +85,22 @@ def test_plan_prints_only_the_choice_and_agrees_with_the_cost_report(summary_fil
     assert doc["chosen"] == "realtime-c6i"  # one image every 20 minutes: a Lambda would start cold
     bad = _cloud("plan", "--cameras", "10", "--escalation-fraction", "1.5")
     assert bad.returncode == 2 and "--escalation-fraction must be in [0, 1]; got 1.5" in bad.stderr
+
+
+def test_informative_records_only_plug_in_from_the_bench_or_a_flag():
+    p = load_pricing()
+    plain = parse_summary(_summary(message_bytes_mean=100_000.0))
+    lines = {i.name.split(" (")[0]: i.usd_per_month for i in hybrid_cost(plain, p, 1000).cloud_items}
+    # a bench that measured it: 2% of escalations kept for training, a row for 30% of them
+    measured = parse_summary(_summary(message_bytes_mean=100_000.0, training_share=0.02, rows_per_escalation=0.3))
+    m = {i.name.split(" (")[0]: i.usd_per_month for i in hybrid_cost(measured, p, 1000).cloud_items}
+    assert m["S3 storage"] == pytest.approx(lines["S3 storage"] * 0.02 / 0.1)  # the price file keeps 10%
+    assert m["S3 PUTs"] == pytest.approx(lines["S3 PUTs"] * 0.2)
+    assert m["DynamoDB writes"] == pytest.approx(lines["DynamoDB writes"] * 0.3)
+    assert m["DynamoDB storage"] == pytest.approx(lines["DynamoDB storage"] * 0.3)
+    # the flag wins over the bench
+    f = {i.name.split(" (")[0]: i.usd_per_month
+         for i in hybrid_cost(measured, p, 1000, inputs=Inputs(rows_per_escalation=1.0)).cloud_items}
+    assert f["DynamoDB writes"] == pytest.approx(lines["DynamoDB writes"])
+    with pytest.raises(ValueError, match=r"training share must be in \[0, 1\]; got 1.5"):
+        Inputs(training_share=1.5)
