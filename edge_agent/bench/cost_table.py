@@ -161,7 +161,10 @@ def _backends(r: CostReport) -> list[str]:
         out.append(f"  {mark:<2}{o.name:<16} {_usd(o.usd_per_month):>10} {_usd(o.usd_per_month / r.cameras):>9} "
                    f"{o.p95_s:>7.2f}  {'yes' if o.meets else 'no':<5}  {o.note}{flag}")
     c = pl.chosen
-    verdict = "the cheapest that meets the objective" if pl.met else "NO option meets the objective: the fastest"
+    if r.inputs.backend:
+        verdict = f"as given by --backend ({'meets' if c.meets else 'MISSES'} the objective)"
+    else:
+        verdict = "the cheapest that meets the objective" if pl.met else "NO option meets the objective: the fastest"
     out.append(f"  chosen: {c.name} ({c.label}), {verdict}; deploy with "
                + " ".join(f"--param {k}={v}" for k, v in c.stack.items()))
     out.append(f"  {c.name} performance: {c.performance_source}")

@@ -104,3 +104,12 @@ def test_informative_records_only_plug_in_from_the_bench_or_a_flag():
     assert f["DynamoDB writes"] == pytest.approx(lines["DynamoDB writes"])
     with pytest.raises(ValueError, match=r"training share must be in \[0, 1\]; got 1.5"):
         Inputs(training_share=1.5)
+
+
+def test_a_forced_backend_is_reported_as_given_not_as_chosen():
+    from edge_agent.bench.cost import format_cost
+
+    s, p = parse_summary(_summary()), load_pricing()
+    text = format_cost(build_report(s, p, 1000, inputs=Inputs(backend="async-g4dn")))
+    assert "chosen: async-g4dn" in text and "as given by --backend (MISSES the objective)" in text
+    assert "the cheapest that meets the objective" in format_cost(build_report(s, p, 1000))
