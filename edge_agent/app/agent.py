@@ -42,6 +42,9 @@ from edge_agent.students.health import health_check
 from edge_agent.students.store import ModelStore, camera_store
 
 log = logging.getLogger(__name__)
+# Asked to stop, the agent waits at most this long for escalations on their way, then decides them at the
+# edge and writes every frame: well inside systemd's TimeoutStopSec (30 s), after which nothing is written.
+STOP_WAIT_S = 10.0
 
 
 class Agent:
@@ -105,10 +108,11 @@ class Agent:
             if not self.stop_event.is_set():
                 self._finish_specialization(list(last.values()))
         finally:
+            asked_to_stop = self.stop_event.is_set()  # else the sources ended: wait for every answer
             self.stop_event.set()
             feeder.join()
             try:
-                self._drain()
+                self._drain(STOP_WAIT_S if asked_to_stop else None)
             except Exception:
                 log.exception("finishing the frames that awaited the cloud failed")
             if self.metrics_server is not None:
@@ -192,12 +196,13 @@ class Agent:
         event.fallback = "failed"
         return event
 
-    def _drain(self) -> None:
-        """At the end: wait for the answers still on their way (their transport's timeout at most), then
-        finish every held frame; what did not come is decided at the edge."""
+    def _drain(self, at_most_s: float | None = None) -> None:
+        """At the end: wait for the answers still on their way (their transport's timeout, or `at_most_s`),
+        then finish every held frame; what did not come is decided at the edge."""
         if not len(self.inflight):
             return
         wait_s = self.escalator.deadline_s() + 1.0 if self.escalator is not None else 0.0
+        wait_s = wait_s if at_most_s is None else min(wait_s, at_most_s)
         log.info("waiting up to %.1f s for %d escalation(s) still on their way", wait_s, len(self.inflight))
         for slot in self.inflight.take_all(wait_s):
             self.events.write(self._finish(slot))

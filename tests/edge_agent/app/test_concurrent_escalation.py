@@ -13,6 +13,7 @@ import urllib.request
 
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.app import Agent
+from edge_agent.app import agent as agent_module
 from edge_agent.config import AgentConfig
 from edge_agent.escalation.base import Transport, TransportError
 from tests.edge_agent.aws_side import PacedSource
@@ -89,12 +90,15 @@ def test_a_hung_cloud_stalls_no_camera_and_the_breaker_probes_it_back(vtest_fram
     assert re.search(r"^framesieve_cloud_breaker_opens_total [1-9]", during, re.M)
 
 
-def test_at_most_max_in_flight_are_awaited_and_the_rest_decided_at_once(vtest_frames, tmp_path):
+def test_at_most_max_in_flight_are_awaited_and_the_rest_decided_at_once(vtest_frames, tmp_path, monkeypatch):
+    monkeypatch.setattr(agent_module, "STOP_WAIT_S", 1.0)  # 10 s in production
     cloud = GatedCloud(timeout_s=30.0)  # hangs past the end: the agent stops, what is awaited is given up
-    agent = _agent(tmp_path, vtest_frames, cloud, max_in_flight=2, breaker={"enabled": False}, timeout_s=0.5)
+    agent = _agent(tmp_path, vtest_frames, cloud, max_in_flight=2, breaker={"enabled": False}, timeout_s=60)
     stopper = threading.Timer(1.5, agent.stop)
     stopper.start()
+    started = time.monotonic()
     summary = agent.run()
+    assert time.monotonic() - started < 1.5 + 1.0 + 2.0  # asked to stop, it waited STOP_WAIT_S, not 60 s
     rows = _rows(tmp_path)
     t = summary["total"]
     assert cloud.calls == 2 and t["cloud_busy"] >= 5
