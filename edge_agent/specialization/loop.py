@@ -105,8 +105,10 @@ class SpecializationLoop:
         return self.counts.get(camera, 0) < self.settings.warmup_records
 
     def record_kept(self, camera: str) -> None:
-        """Called by the collector (on the agent's thread) after each record it wrote."""
-        self.counts[camera] = self.counts.get(camera, 0) + 1
+        """Called by the collector after each record it wrote: on the agent's thread for a replayed file, on an
+        escalation worker for a live camera (several at once, hence the lock)."""
+        with self._lock:
+            self.counts[camera] = self.counts.get(camera, 0) + 1
         if self.counts[camera] >= self.settings.warmup_records and self.agent.status().cameras[camera].warming_up:
             self.agent.submit(EndWarmup(camera))
             log.info("camera %s: %d training records; warm-up over", camera, self.counts[camera])
