@@ -143,7 +143,8 @@ def write_report(summary: dict, out_dir: Path, cost_text: str | None = None) -> 
         f"{summary['created']} - {summary['fps']} fps - teacher {summary['teacher']['name']} "
         f"(reference threshold {summary['teacher']['reference_threshold']}) - student "
         f"{summary['student']['name']} {summary['student']['version']} - cascade level "
-        f"{summary['cascade']['level']}, bands {summary['cascade']['labels']}",
+        f"{summary['cascade']['level']}, bands (accept/reject) "
+        + ", ".join(f"{k} {v['accept']}/{v['reject']}" for k, v in summary['cascade']['labels'].items()),
         "",
         "## All clips",
         "",

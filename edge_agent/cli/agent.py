@@ -52,6 +52,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from edge_agent.redact import redact_url
 
     config = load_config(args.config)
+    # What `run` would stop on at its first frame: a file or folder source that is not there.
+    missing = [f"camera {c.id}: source {c.source} does not exist (a video file, an image folder, or an "
+               "rtsp:// or http(s):// URL)" for c in config.cameras
+               if "://" not in c.source and not Path(c.source).expanduser().exists()]
+    if missing:
+        print(f"error: {args.config}:\n" + "\n".join(f"  {m}" for m in missing), file=sys.stderr)
+        return 2
     print(f"ok: {args.config}: site {config.site!r}, {len(config.cameras)} camera(s): "
           + ", ".join(f"{c.id} ({redact_url(c.source)}, {c.fps} fps, {c.cascade.level})" for c in config.cameras))
     return 0

@@ -270,27 +270,73 @@ def parse_config(text: str, source: str = "<config>") -> AgentConfig:
     if not isinstance(defaults, dict):
         raise ConfigError(f"{source}: 'defaults' must be a mapping of camera settings")
     cameras = raw.get("cameras")
+    own = list(cameras) if isinstance(cameras, list) else []  # each camera as written, before the defaults
     if isinstance(cameras, list):
         raw["cameras"] = [_merge(defaults, c) if isinstance(c, dict) else c for c in cameras]
+    problems: list[str] = []
     try:
         CameraSettings.model_validate(defaults)
-        return AgentConfig.model_validate(raw)
+    except ValidationError as exc:  # said once, where it is written, not again for every camera
+        problems += describe_errors(exc, lines, prefix=("defaults",))
+    try:
+        config = AgentConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = describe_errors(exc, lines)
-        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  {p}" for p in problems)) from exc
+        problems += describe_errors(exc, lines, own_cameras=own, skip_defaults=bool(problems))
+    if problems:
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+    return config
 
 
-def describe_errors(exc: ValidationError, lines: dict[tuple, int] | None = None,
-                    prefix: tuple = ()) -> list[str]:
-    """One line per problem: key path, line (when known), what is wrong, the value given."""
+def describe_errors(exc: ValidationError, lines: dict[tuple, int] | None = None, prefix: tuple = (),
+                    own_cameras: list | None = None, skip_defaults: bool = False) -> list[str]:
+    """One line per problem: key path (a camera named by its id), line (when known), what is wrong, the value
+    given. `own_cameras`: the cameras as written; with `skip_defaults`, a camera's problem that comes from
+    `defaults` is left out (it was reported there)."""
     problems = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
+        if skip_defaults and own_cameras is not None and _from_defaults(loc, own_cameras):
+            continue
         line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None) if lines else None
-        where = ".".join(map(str, loc)) or "(top level)"
         at = f" (line {line})" if line else ""
-        problems.append(redact_text(f"{where}{at}: {err['msg']}; got {_masked(err.get('input'))!r:.80}"))
+        given = "" if err["type"] == "missing" else f"; got {_shown(_masked(err.get('input')))}"
+        problems.append(redact_text(f"{_path(loc, own_cameras)}{at}: {err['msg']}{given}"))
     return problems
+
+
+def _path(loc: tuple, cameras: list | None) -> str:
+    """cameras.1.fps -> cameras[1] (id gate).fps: people know their cameras by id, not position."""
+    parts: list[str] = []
+    for i, key in enumerate(loc):
+        if isinstance(key, int) and i > 0 and loc[i - 1] == "cameras":
+            cam = cameras[key] if cameras and key < len(cameras) else None
+            ident = cam.get("id") if isinstance(cam, dict) else None
+            parts[-1] = f"cameras[{key}]" + (f" (id {ident})" if ident else "")
+        else:
+            parts.append(str(key))
+    return ".".join(parts) or "(top level)"
+
+
+def _from_defaults(loc: tuple, cameras: list) -> bool:
+    """Whether a problem at cameras.N.<key path> is in a key the camera did not write itself."""
+    if len(loc) < 3 or loc[0] != "cameras" or not isinstance(loc[1], int) or loc[1] >= len(cameras):
+        return False
+    node: Any = cameras[loc[1]]
+    for key in loc[2:]:
+        if not isinstance(node, dict) or key not in node:
+            return True
+        node = node[key]
+    return False
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it (YAML flow style), not as Python prints it; at most 80 characters."""
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    except yaml.YAMLError:
+        text = repr(value)
+    text = text.removesuffix("\n...").removesuffix("...").strip()
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _masked(value: Any) -> Any:

@@ -46,8 +46,8 @@ cameras:
     [
         ("cameras: []", "cameras"),
         ("cameras:\n  - {id: a, source: x}\n  - {id: a, source: y}\n", "repeated: ['a']"),
-        ("cameras:\n  - {id: 'bad id', source: x}\n", "cameras.0.id (line 2)"),
-        ("cameras:\n  - id: a\n    source: x\n    fps: 0\n", "cameras.0.fps (line 4)"),
+        ("cameras:\n  - {id: 'bad id', source: x}\n", "cameras[0] (id bad id).id (line 2)"),
+        ("cameras:\n  - id: a\n    source: x\n    fps: 0\n", "cameras[0] (id a).fps (line 4)"),
         ("cameras:\n  - id: a\n    source: x\n    cascade: {labels: {person: {accept: 0.2, reject: 0.5}}}\n",
          "reject (0.5) must be below accept (0.2)"),
         ("cameras:\n  - id: a\n    source: x\n    cascade: {labels: {dog: {accept: 0.5, reject: 0.2}}}\n",
@@ -77,11 +77,28 @@ def test_validate_config_command_exits_2_with_the_message(tmp_path):
     cli = [sys.executable, "-m", "edge_agent.cli", "validate-config"]
     result = subprocess.run([*cli, str(bad)], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "cameras.0.fps (line 4)" in result.stderr and "Traceback" not in result.stderr
+    assert "cameras[0] (id a).fps (line 4)" in result.stderr and "Traceback" not in result.stderr
     ok = subprocess.run([*cli, str(EXAMPLE)], capture_output=True, text=True)
     assert ok.returncode == 0 and "plaza" in ok.stdout
     missing = subprocess.run([*cli, str(tmp_path / "nope.yaml")], capture_output=True, text=True)
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+    no_clip = tmp_path / "no-clip.yaml"
+    no_clip.write_text(f"cameras:\n  - id: gate\n    source: {tmp_path / 'gone.mp4'}\n")
+    gone = subprocess.run([*cli, str(no_clip)], capture_output=True, text=True)
+    assert gone.returncode == 2 and f"camera gate: source {tmp_path / 'gone.mp4'} does not exist" in gone.stderr
+
+
+def test_a_problem_in_defaults_is_reported_once_where_it_is_written():
+    text = ("defaults:\n  fps: -1\n  cascade:\n    labels:\n      person: {accept: 2}\n"
+            "cameras:\n  - {id: a, source: x}\n  - id: b\n    source: y\n    fps: abc\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "agent.yaml")
+    lines = str(info.value).splitlines()[1:]
+    assert lines[0].strip() == "defaults.fps (line 2): Input should be greater than 0; got -1"
+    assert any(ln.strip().startswith("defaults.cascade.labels.person.reject (line 5): Field required") for ln in lines)
+    assert any("cameras[1] (id b).fps (line 10)" in ln and ln.endswith("got abc") for ln in lines)
+    assert len(lines) == 4  # not once more for every camera that inherits them
+    assert "{" not in str(info.value) and "'" not in lines[-1]  # values as written, not Python reprs
 
 
 def test_a_new_camera_onboards_by_default_and_may_opt_out():

@@ -75,7 +75,7 @@ def test_a_stream_url_with_a_bad_port_is_a_config_error_that_keeps_the_password_
         parse_config("cameras:\n  - {id: a, source: 'rtsp://admin:S3cretPass@10.0.0.9:99999/s?password=p4ss'}\n",
                      "agent.yaml")
     text = str(info.value)
-    assert "cameras.0.source (line 2)" in text and "port from 1 to 65535" in text
+    assert "cameras[0] (id a).source (line 2)" in text and "port from 1 to 65535" in text
     assert "S3cretPass" not in text and "p4ss" not in text
 
 
