@@ -66,7 +66,7 @@ def format_summary(s: dict) -> str:
         f"{s['clip']} at 1 fps through the whole edge pipeline, escalations answered by the local teacher server",
         f"sampled frames         {s['sampled_frames']}",
         f"skipped by motion      {s['motion_skipped']} ({s['motion_skipped'] / n:.0%}, previous decision carried;"
-        f" presence wrong on {s['carried_wrong']})",
+        " presence wrong on " + ", ".join(f"{label} {count}" for label, count in s["carried_wrong"].items()) + ")",
         f"decided at the edge    {s['edge_decided']}",
         f"escalated to the cloud {s['escalated']} ({s['escalation_fraction']:.0%}; audit {s['audit']}, "
         f"budget-refused {s['budget_refused']}, cloud failures {s['cloud_failed']})",
