@@ -23,7 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-p95-s", type=float, help="latency objective, p95 seconds (default: the price file's)")
     p.add_argument("--pricing", help="price file (default: config/pricing.yaml)")
     p.add_argument("--pricing-overrides", help="YAML merged over the price file")
-    p.add_argument("--json", action="store_true", help="every option priced, as JSON")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="every option priced, as JSON")
+    out.add_argument("--params", action="store_true",
+                     help="the chosen option's stack parameters instead, as `--param KEY=VALUE` for deploy")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -53,6 +56,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
+    elif args.params:
+        print(" ".join(f"--param {k}={v}" for k, v in result.chosen.stack.items()))
     else:
         print(result.chosen.name)
     if not result.met:

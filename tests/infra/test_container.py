@@ -39,3 +39,27 @@ def test_dockerfile_copies_what_exists_and_installs_the_cloud_extra():
             assert (ROOT / src).exists(), f"COPY {src}: not in the build context"
     assert "'/src[cloud]'" in text and "onnxruntime-gpu" in text
     assert 'ENTRYPOINT ["/usr/local/bin/sagemaker-entry"]' in text
+
+
+def test_lambda_image_runs_the_handler_the_stack_names():
+    """infra/container/Dockerfile.lambda: the build context exists (the model folder is made before the build), the
+    command is the function the stack's ImageConfig names and that the local awslambdaric tests run."""
+    import importlib.util
+
+    from cloud.stackops import load_template
+
+    text = (CONTAINER / "Dockerfile.lambda").read_text()
+    (base,) = re.findall(r"^FROM (\S+)$", text, flags=re.M)
+    assert base.startswith("public.ecr.aws/lambda/python:")  # the AWS base image carries the runtime client
+    for sources in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
+        for src in sources.split():
+            assert src == "build/lambda-model" or (ROOT / src).exists(), f"COPY {src}: not in the build context"
+    (command,) = re.findall(r'^CMD \["([^"]+)"\]$', text, flags=re.M)
+    module, _, attr = command.rpartition(".")
+    assert module == "cloud.lambda_teacher.handler" and attr == "handler"
+    source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+    assert f"def {attr}(event" in source and importlib.util.find_spec(module) is not None
+    template = load_template(ROOT / "infra" / "cloudformation" / "framesieve.yaml")
+    image_config = template["Resources"]["RouterFunction"]["Properties"]["ImageConfig"]["Fn::If"][1]
+    assert image_config == {"Command": [command]}
+    assert "${LAMBDA_TASK_ROOT}/model" in text  # where teacher_manifest() looks

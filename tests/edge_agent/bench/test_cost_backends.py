@@ -83,6 +83,8 @@ def test_plan_prints_only_the_choice_and_agrees_with_the_cost_report(summary_fil
     assert out.stdout.strip() == report.hybrid.backend.name
     doc = json.loads(_cloud("plan", "--cameras", "1", "--escalation-fraction", "0.0008", "--json").stdout)
     assert doc["chosen"] == "realtime-c6i"  # one image every 20 minutes: a Lambda would start cold
+    params = _cloud("plan", "--cameras", "1000", "--bench", str(summary_file), "--params").stdout.split()
+    assert params == [w for k, v in report.hybrid.backend.stack.items() for w in ("--param", f"{k}={v}")]
     bad = _cloud("plan", "--cameras", "10", "--escalation-fraction", "1.5")
     assert bad.returncode == 2 and "--escalation-fraction must be in [0, 1]; got 1.5" in bad.stderr
 
