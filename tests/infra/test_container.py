@@ -38,6 +38,8 @@ def test_dockerfile_copies_what_exists_and_installs_the_cloud_extra():
         for src in sources.split():
             assert (ROOT / src).exists(), f"COPY {src}: not in the build context"
     assert "'/src[cloud]'" in text and "onnxruntime-gpu" in text
+    copied = " ".join(re.findall(r"^COPY (.+) \S+$", text, flags=re.M)).split()
+    assert {"pyproject.toml", "setup.py", "config"} <= set(copied)  # what `pip install /src` needs to build
     assert 'ENTRYPOINT ["/usr/local/bin/sagemaker-entry"]' in text
 
 
