@@ -23,6 +23,7 @@ from edge_agent.config.escalation import BreakerSettings as BreakerSettings  # r
 from edge_agent.config.escalation import EscalationSettings
 from edge_agent.config.escalation import MqttSettings as MqttSettings
 from edge_agent.config.escalation import SpoolSettings as SpoolSettings
+from edge_agent.pipeline.decode import DecodeConfig
 from edge_agent.pipeline.motion import MotionConfig
 from edge_agent.pipeline.sources import LIVE_SCHEMES
 from edge_agent.redact import redact_text, redact_url
@@ -113,6 +114,8 @@ class CameraConfig(CameraSettings):
         None, description="this camera's own student's recall test, as its decision sized it")
     loop: bool = Field(False, description="files and folders: start again at the end, instead of ending the camera")
     realtime: bool = Field(False, description="files and folders: hand out samples at the pace of media time")
+    decode: DecodeConfig = Field(default_factory=DecodeConfig, description=(
+        "streams: how frames are decoded (files only when given: else OpenCV, as the bench's figures were)"))
 
     @model_validator(mode="after")
     def _file_options_on_files(self) -> CameraConfig:
@@ -122,9 +125,13 @@ class CameraConfig(CameraSettings):
                              f"{scheme}:// stream, which runs in real time and never ends: remove them")
         return self
 
-    def source_options(self) -> dict[str, bool]:
+    def source_options(self) -> dict[str, object]:
         """What `open_source` takes for this camera beyond its URI and fps."""
-        return {k: v for k, v in (("loop", self.loop), ("realtime", self.realtime)) if v}
+        opts: dict[str, object] = {k: v for k, v in (("loop", self.loop), ("realtime", self.realtime)) if v}
+        live = "://" in self.source and self.source.split("://", 1)[0].lower() in LIVE_SCHEMES
+        if live or "decode" in self.model_fields_set:
+            opts["decode"] = self.decode
+        return opts
 
     @field_validator("source")
     @classmethod

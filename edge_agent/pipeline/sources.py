@@ -7,10 +7,8 @@ sampled on media time, so a clip gives the same samples however fast the gateway
 streams are sampled on the wall clock and drained continuously, so a sample is never a stale frame
 from FFmpeg's buffer.
 
-A live stream that dies or stalls is reconnected with exponential backoff and reported through the
-counters and `logging.warning`; it never raises out of `read_sampled()`. A corrupt frame or image is
-skipped and counted.
-"""
+A live stream that dies or stalls is reconnected with backoff (stream.py); it never raises out of
+`read_sampled()`. A corrupt frame or image is skipped and counted."""
 
 from __future__ import annotations
 
@@ -326,9 +324,8 @@ class ImageFolderSource(FrameSource):
 def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) -> FrameSource:
     """A source for a URI: an existing folder -> images, rtsp/http(s) URL -> live stream, else a video file.
 
-    `opts` go to the chosen class (e.g. loop=True for files, folder_fps for folders, stall_timeout_s
-    for streams).
-    """
+    `opts` go to the chosen class (loop=True for files, folder_fps for folders, stall_timeout_s for
+    streams); `decode` (decode.py) decodes a stream or a file through PyAV with those levers."""
     text = str(uri)
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""  # a bad URL: refused by the config
     if scheme in LIVE_SCHEMES:
@@ -340,10 +337,14 @@ def open_source(camera: str, uri: str | Path, fps: float = 1.0, **opts: object) 
     elif scheme:
         raise SourceError(f"camera {camera}: unsupported URL scheme {scheme}:// in {redact_url(text)}; "
                           f"a source is {ACCEPTED}")
-    path = Path(text).expanduser()
-    if path.is_dir():
+    path, decode = Path(text).expanduser(), opts.pop("decode", None)
+    if path.is_dir():  # images: nothing to skip, whatever `decode` says
         return ImageFolderSource(camera, path, fps, **opts)  # type: ignore[arg-type]
     if not path.is_file():
         raise SourceError(f"camera {camera}: {path} is neither an existing file nor a folder; "
                           f"a source is {ACCEPTED}")
-    return VideoFileSource(camera, path, fps, **opts)  # type: ignore[arg-type]
+    if decode is None:
+        return VideoFileSource(camera, path, fps, **opts)  # type: ignore[arg-type]
+    from edge_agent.pipeline.avsource import AVFileSource
+
+    return AVFileSource(camera, path, fps, decode=decode, **opts)  # type: ignore[arg-type]

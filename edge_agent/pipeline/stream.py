@@ -9,7 +9,9 @@ import time
 from urllib.parse import urlsplit
 
 import cv2
+import numpy as np
 
+from edge_agent.pipeline.decode import AVCapture, DecodeConfig, open_capture
 from edge_agent.pipeline.sources import (
     ACCEPTED,
     LIVE_SCHEMES,
@@ -29,11 +31,16 @@ class StreamSource(FrameSource):
     for `stall_timeout_s` (FFmpeg's read timeout makes grab() return False), an end of stream, or
     only corrupt frames for that long => the capture is dropped and reopened, waiting
     `backoff_initial_s` doubling up to `backoff_max_s` between attempts (reset by a good frame).
+
+    With `decode` (what the agent passes; decode.py) the stream is decoded through PyAV with that camera's
+    levers (keyframes only, reference frames only, threads) and sampled on the camera's media time, so a
+    keyframe stamped on the sampling grid is never missed for arriving a few ms early; without it, through
+    OpenCV on the wall clock.
     """
 
     def __init__(self, camera: str, url: str, fps: float = 1.0, *, stall_timeout_s: float = 10.0,
                  open_timeout_s: float = 10.0, backoff_initial_s: float = 0.5,
-                 backoff_max_s: float = 30.0) -> None:
+                 backoff_max_s: float = 30.0, decode: DecodeConfig | None = None) -> None:
         super().__init__(camera, fps)
         try:
             parts = urlsplit(url)
@@ -55,7 +62,11 @@ class StreamSource(FrameSource):
         self.backoff_max_s = backoff_max_s
         self.reconnect_attempts = 0  # opens tried after a loss or a failed open
         self._backoff_s = backoff_initial_s
-        self._cap: cv2.VideoCapture | None = None
+        self.decode = decode
+        self._cap: cv2.VideoCapture | AVCapture | None = None
+        self._media0: tuple[float, float] | None = None  # (pts in the stream, our pts) at (re)connect
+        self._described: dict[str, object] = {}
+        self._seen_before = 0
         self._connected_once = False
         self._must_wait = False
         self._index = 0
@@ -63,7 +74,31 @@ class StreamSource(FrameSource):
         self._last_good = time.monotonic()
 
     def stats(self) -> dict[str, object]:
-        return {**super().stats(), "reconnect_attempts": self.reconnect_attempts}
+        return {**super().stats(), "reconnect_attempts": self.reconnect_attempts, **self._described}
+
+    def set_fps(self, fps: float) -> None:
+        super().set_fps(fps)
+        if isinstance(self._cap, AVCapture):
+            self._cap.set_interval(1.0 / self.fps)
+
+    def _open_capture(self) -> cv2.VideoCapture | AVCapture | None:
+        if self.decode is not None:
+            try:
+                cap = open_capture(self.url, self.camera, self.decode, 1.0 / self.fps,
+                                   (self.open_timeout_s, self.stall_timeout_s))
+            except OSError as exc:
+                log.debug("%s", exc)
+                return None
+            self._described = cap.describe()
+            log.info("camera %s: decoding %s", self.camera, self._described)
+            return cap
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.stall_timeout_s * 1000)]
+        cv_cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+        if cv_cap.isOpened():
+            return cv_cap
+        cv_cap.release()
+        return None
 
     def _connect(self) -> bool:
         """Open the stream, waiting with backoff between failures. False: closed while trying."""
@@ -76,20 +111,19 @@ class StreamSource(FrameSource):
                 if self._closed.wait(self._backoff_s):
                     return False
                 self._backoff_s = min(self._backoff_s * 2, self.backoff_max_s)
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
-                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.stall_timeout_s * 1000)]
-            cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
-            if cap.isOpened():
+            cap = self._open_capture()
+            if cap is not None:
                 if self._connected_once:
                     self.reconnects += 1
                     log.warning("camera %s: reconnected to %s (attempt %d)", self.camera, safe_url,
                                 self.reconnect_attempts)
                 self._connected_once = True
+                self._seen_before = self.frames_seen  # packet counts restart with each connection
                 self._cap = cap
+                self._media0 = None
                 self.healthy = True
                 self._last_good = time.monotonic()
                 return True
-            cap.release()
             self.healthy = False
             self.last_error = f"cannot open {safe_url}"
             log.warning("camera %s: cannot open %s", self.camera, safe_url)
@@ -108,20 +142,26 @@ class StreamSource(FrameSource):
             if self._cap is None and not self._connect():
                 return None
             assert self._cap is not None
-            ok = self._cap.grab()
+            try:
+                ok = self._cap.grab()
+            except (OSError, ValueError) as exc:  # PyAV: a read timeout or a broken connection
+                self._lost(f"read failed: {exc}")
+                continue
             now = time.monotonic()
             if not ok:
                 self._lost(f"no frame (stream ended, or nothing for {self.stall_timeout_s:g} s)")
                 continue
-            index = self._index
             self._index += 1
             self.frames_seen += 1
+            if isinstance(self._cap, AVCapture):  # frames skipped undecoded arrived too
+                self._index = self.frames_seen = self._cap.packets + self._seen_before
+            index = self._index - 1
             if self._t0 is None:
                 self._t0 = now
-            pts = now - self._t0
+            pts = self._pts(now - self._t0)
             if not self._clock.due(pts):
                 continue  # drained, not converted
-            ok, image = self._cap.retrieve()
+            ok, image = self._retrieve()
             if not ok or image is None:
                 self._corrupt(f"frame {index} of {redact_url(self.url)} could not be decoded")
                 if now - self._last_good > self.stall_timeout_s:
@@ -132,6 +172,24 @@ class StreamSource(FrameSource):
             self.healthy = True
             return self._emit(index, pts, image)
         return None
+
+    def _pts(self, wall: float) -> float:
+        """Wall clock (OpenCV), or the camera's media time since this connection, placed on our time line."""
+        if not isinstance(self._cap, AVCapture) or self._cap.time is None:
+            return wall
+        media = self._cap.time
+        if self._media0 is None or media < self._media0[0]:  # a new connection, or the camera's clock reset
+            self._media0 = (media, wall)
+        return self._media0[1] + media - self._media0[0]
+
+    def _retrieve(self) -> tuple[bool, np.ndarray | None]:
+        if isinstance(self._cap, AVCapture):
+            try:
+                return True, self._cap.retrieve()
+            except (ValueError, MemoryError):
+                return False, None
+        assert self._cap is not None
+        return self._cap.retrieve()
 
     def _release(self) -> None:
         if self._cap is not None:

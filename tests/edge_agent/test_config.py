@@ -18,7 +18,7 @@ def test_example_config_is_valid_and_documents_every_option():
     for section in sections:
         for name in type(section).model_fields:
             assert f"{name}:" in text, f"option {name} is not documented in {EXAMPLE.name}"
-    for sub in ("motion", "regions", "cascade", "tracker", "onboarding"):
+    for sub in ("motion", "regions", "cascade", "tracker", "onboarding", "decode"):
         for name in type(getattr(config.cameras[0], sub)).model_fields:
             assert f"{name}:" in text, f"option {sub}.{name} is not documented in {EXAMPLE.name}"
 
