@@ -242,11 +242,16 @@ def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFA
 
 def run_cost_cli(bench_json: Path, cameras: int = DEFAULT_CAMERAS, pricing: Path | None = None,
                  overrides: Path | None = None, teacher_cpu_s: float | None = None,
-                 out_png: Path | None = None, inputs: Inputs | None = None, as_json: bool = False) -> int:
-    """Print the cost table or its JSON (and write the plot); 0 on success, 2 with a clear message on a bad input."""
+                 out_png: Path | None = None, inputs: Inputs | None = None, as_json: bool = False,
+                 cameras_per_core: float | None = None) -> int:
+    """Print the cost table or its JSON (and write the plot); 0 on success, 2 with a clear message on a bad input.
+    `cameras_per_core`: a measured gateway figure for the site's stream kind (gateway-capacity) over the bench's."""
     try:
         prices = load_pricing(pricing, overrides)
         summary = load_summary(bench_json)
+        if cameras_per_core is not None:
+            summary = summary.model_copy(update={"total": summary.total.model_copy(
+                update={"cameras_per_core": cameras_per_core})})
         report = build_report(summary, prices, cameras, teacher_cpu_s, str(bench_json), inputs)
     except (PricingError, SummaryError, ValueError) as exc:
         print(f"edge-agent cost: {exc}", file=sys.stderr)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.paths import cache_dir
-from models.student.data import resolve_clip
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ class StreamKind:
     gop_s: float
     codec: str = "h264"  # or "hevc"
     bframes: bool = True  # x264 veryfast's default; many cameras send none
+    main: str | None = None  # a sub-stream: the camera's main stream kind (the baseline decodes that one)
 
     def ffmpeg_args(self) -> list[str]:
         gop = max(1, round(self.gop_s * self.fps))
@@ -58,8 +58,10 @@ KINDS: dict[str, StreamKind] = {
     "720p15-gop1": StreamKind(1280, 720, 15, 1.0),
     "720p15-gop4": StreamKind(1280, 720, 15, 4.0),
     "hevc-1080p25-gop1": StreamKind(1920, 1080, 25, 1.0, codec="hevc"),
-    "sub-360p15-gop1": StreamKind(640, 360, 15, 1.0),  # a camera's detect sub-stream
+    "sub-360p15-gop1": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1"),  # a camera's detect sub-stream
 }
+DEFAULT_KINDS = ("1080p25-gop1", "1080p25-gop4", "1080p25-gop4-nob", "720p15-gop1", "hevc-1080p25-gop1",
+                 "sub-360p15-gop1")
 
 
 def ffmpeg() -> str:
@@ -77,6 +79,8 @@ def make_stream(kind: str, seconds: float = 60.0, clip: str = "vtest.avi") -> Pa
     out = cache_dir() / "streams" / f"{Path(clip).stem}-{kind}-{seconds:g}s.mp4"
     if out.is_file():
         return out
+    from models.student.data import resolve_clip
+
     src = resolve_clip(clip)
     if src is None:
         raise FileNotFoundError(f"clip {clip} not found: run `edge-agent models fetch` (vtest.avi) first")

@@ -62,12 +62,40 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         inputs = Inputs(args.bytes_per_escalation, args.images_per_call, args.images_per_invocation,
                         args.images_per_verdict, args.training_share, args.rows_per_escalation, args.backend,
                         args.latency_p95_s)
+        per_core = _stream_cameras_per_core(args.gateway_streams, args.stream_kind)
     except ValueError as exc:
         print(f"edge-agent cost: {exc}", file=sys.stderr)
         return 2
     return run_cost_cli(Path(args.bench), args.cameras, Path(args.pricing) if args.pricing else None,
                         Path(args.pricing_overrides) if args.pricing_overrides else None, args.teacher_cpu_s,
-                        Path(args.plot) if args.plot else None, inputs, args.json)
+                        Path(args.plot) if args.plot else None, inputs, args.json, per_core)
+
+
+def _stream_cameras_per_core(streams: str | None, kind: str | None) -> float | None:
+    if kind is None:
+        return None
+    from edge_agent.bench.capacity import cameras_per_core
+
+    try:
+        return cameras_per_core(Path(streams or "out/gateway-capacity/streams.json"), kind)
+    except OSError as exc:
+        raise ValueError(f"cannot read {exc.filename}: {exc.strerror}; run `edge-agent gateway-capacity` first") \
+            from exc
+
+
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    from edge_agent.bench.capacity import format_table, run_capacity
+    from edge_agent.cli.models import fetch_models
+
+    fetch_models()
+    try:
+        summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out))
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"edge-agent gateway-capacity: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(summary))
+    print(f"\nwritten: {Path(args.out) / 'streams.json'}")
+    return 0
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -144,7 +172,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "file's training_sample_rate)")
     p.add_argument("--rows-per-escalation", type=float,
                    help="result rows written per escalation (default: the bench's, else the price file's 1)")
+    p.add_argument("--stream-kind", help="price gateways at the cameras per core measured for this stream kind "
+                                         "(edge-agent gateway-capacity) instead of the bench's clips")
+    p.add_argument("--gateway-streams", help="streams.json of gateway-capacity (default: "
+                                             "out/gateway-capacity/streams.json)")
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser("gateway-capacity", help="cameras per core for each camera stream kind and decode mode, "
+                                                "edge and baseline decoding both measured (test streams made "
+                                                "from vtest.avi with ffmpeg, cached)")
+    p.add_argument("--kinds", nargs="+", default=list(_capacity_kinds()),
+                   help="stream kinds (default: %(default)s; all: " + ", ".join(_all_kinds()) + ")")
+    p.add_argument("--modes", nargs="+", default=["all", "reference", "keyframes", "auto"],
+                   choices=["all", "reference", "keyframes", "auto"], help="decode modes (default: all four)")
+    p.add_argument("--seconds", type=float, default=60.0, help="stream length (default: 60)")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--live-seconds", type=float, default=12.0,
+                   help="also decode each kind live over loopback this long (0: not; default: 12)")
+    p.add_argument("--out", default="out/gateway-capacity", help="output directory (default: %(default)s)")
+    p.set_defaults(func=_cmd_capacity)
+
 
     p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "
                                          "and write them into an agent config")
@@ -161,3 +208,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="frames the reference must have with and without each label before a threshold is chosen "
                         "(default: 30 10); lowering it makes a demonstration, not a calibration")
     p.set_defaults(func=_cmd_calibrate)
+
+
+def _capacity_kinds() -> tuple[str, ...]:
+    from edge_agent.bench.streams import DEFAULT_KINDS
+
+    return DEFAULT_KINDS
+
+
+def _all_kinds() -> list[str]:
+    from edge_agent.bench.streams import KINDS
+
+    return list(KINDS)
