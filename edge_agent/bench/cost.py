@@ -29,6 +29,7 @@ from edge_agent.bench.cost_model import (
 )
 from edge_agent.bench.cost_table import format_cost
 from edge_agent.bench.pricing import Pricing, PricingError, load_pricing
+from models.metrics import wilson_interval
 
 __all__ = [
     "DEFAULT_CAMERAS", "BaselineCost", "HybridCost", "LineItem", "CostReport", "baseline_cost", "hybrid_cost",
@@ -240,6 +241,21 @@ def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFA
     return text
 
 
+MIN_FRAMES = 300  # below this, the escalation fraction a fleet's bill is priced from is too loose
+
+
+def thin_evidence(frames: int, escalated: int) -> str | None:
+    """Why a projection from this bench is a guess (its escalation fraction's 95% interval), or None."""
+    if frames >= MIN_FRAMES:
+        return None
+    if frames == 0:
+        return "the bench sampled no frame: there is nothing to price"
+    lo, hi = wilson_interval(escalated, frames)
+    return (f"this bill rests on {frames} sampled frames ({escalated} escalated): the escalation fraction is "
+            f"{escalated / frames:.1%} with a 95% interval of {lo:.1%}-{hi:.1%}, and a fleet priced from it is a "
+            f"guess; bench at least {MIN_FRAMES} frames of your cameras (minutes of footage, not a few clips)")
+
+
 def run_cost_cli(bench_json: Path, cameras: int = DEFAULT_CAMERAS, pricing: Path | None = None,
                  overrides: Path | None = None, teacher_cpu_s: float | None = None,
                  out_png: Path | None = None, inputs: Inputs | None = None, as_json: bool = False,
@@ -256,6 +272,9 @@ def run_cost_cli(bench_json: Path, cameras: int = DEFAULT_CAMERAS, pricing: Path
     except (PricingError, SummaryError, ValueError) as exc:
         print(f"edge-agent cost: {exc}", file=sys.stderr)
         return 2
+    thin = thin_evidence(summary.total.sampled_frames, summary.total.escalated)
+    if thin:
+        print(f"edge-agent cost: warning: {thin}", file=sys.stderr)
     if as_json:
         import json
 

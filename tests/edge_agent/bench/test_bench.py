@@ -178,3 +178,34 @@ def test_new_camera_bench_runs_the_production_path_from_a_cold_start(tmp_path, t
     report = (out / "report.md").read_text()
     assert "## New camera" in report and "**whole run**" in report and "onboarding a new camera:" in report
     assert _is_png(out / "specialization.png")
+
+
+def test_a_burst_of_load_on_one_frame_does_not_move_the_baseline(monkeypatch, vtest_path):
+    """The teacher's CPU is counted at its median per frame: one frame made 20x slower (another process
+    thrashing the cache, say) leaves the baseline, and so the cost priced from it, where it was."""
+    import time as clock
+
+    from contracts.detections import Detections
+    from edge_agent.bench import runner
+
+    class Teacher:
+        def __init__(self, slow_call: int | None):
+            self.calls, self.slow_call = 0, slow_call
+
+        def detect(self, images):
+            burn = 0.1 if self.calls == self.slow_call else 0.005
+            self.calls += 1
+            end = clock.thread_time() + burn
+            while clock.thread_time() < end:
+                pass
+            return [Detections.empty() for _ in images]
+
+    def baseline(slow_call):
+        monkeypatch.setattr(runner, "load_detector", lambda *_a, **_k: Teacher(slow_call))
+        return runner.run_baseline(vtest_path, fps=0.5, keep_frames=False)
+
+    calm, burst = baseline(None), baseline(3)
+    assert len(calm.detections) == len(burst.detections) == 40
+    # 40 frames at 5 ms: 0.2 s; the slow frame burned 0.095 s more, which counted as it came would be 0.295 s
+    assert abs(calm.teacher_cpu_s - 0.2) < 0.02 and abs(burst.teacher_cpu_s - 0.2) < 0.02, burst.teacher_cpu_s
+    assert burst.cpu_s - burst.teacher_cpu_s > 0  # decoding is in cpu_s too, counted as it came

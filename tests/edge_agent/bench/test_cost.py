@@ -302,3 +302,15 @@ def test_bad_inputs_are_refused():
 
 def test_default_pricing_path_exists():
     assert Path(DEFAULT_PRICING).is_file()
+
+
+def test_a_bill_projected_from_a_few_frames_says_it_is_a_guess(tmp_path, capsys):
+    thin = tmp_path / "thin.json"  # the new user's bench: 36 frames, 5 escalated
+    thin.write_text(json.dumps(_summary(sampled_frames=36, escalated=5, messages=5, escalation_fraction=5 / 36)))
+    assert run_cost_cli(thin, 1000, None, None, None, None) == 0
+    err = capsys.readouterr().err
+    assert "rests on 36 sampled frames (5 escalated)" in err and "95% interval of 6.1%-28.7%" in err
+    enough = tmp_path / "enough.json"
+    enough.write_text(json.dumps(_summary()))  # 1,000 frames
+    assert run_cost_cli(enough, 1000, None, None, None, None) == 0
+    assert "warning" not in capsys.readouterr().err
