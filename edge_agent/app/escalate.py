@@ -22,7 +22,7 @@ from contracts.wire import EscalationRequest, Verdict, WireError
 from edge_agent.config import EscalationSettings
 from edge_agent.escalation.base import Transport, TransportError
 from edge_agent.escalation.breaker import CircuitBreaker
-from edge_agent.escalation.crops import build_request
+from edge_agent.escalation.crops import build_lean_request, build_request, lean_boxes
 from edge_agent.pipeline.carry import outside
 from edge_agent.pipeline.cascade import Decision
 
@@ -66,15 +66,24 @@ class Escalator:
         self.in_flight = 0  # tickets handed to the pool and not collected yet
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
-    def crops(self, look: Look) -> list[Box]:
-        """What is sent: the whole frame, or the regions the student looked at (escalation.crop)."""
+    def crops(self, look: Look, decision: Decision | None = None) -> list[Box]:
+        """What is sent (escalation.crop, per camera crop_by_camera): the whole frame, the regions the student
+        looked at, or (uncertain) crops around what the cascade is unsure of; an audit or onboarding frame, in
+        doubt about nothing in particular, shows the regions. Crops covering most of the frame become it."""
         w, h = look.frame_wh
-        return [(0, 0, w, h)] if self.settings.crop == "frame" else [r.box for r in look.regions]
+        s = self.settings
+        crop = s.crop_by_camera.get(look.frame.camera, s.crop)
+        if crop == "frame":
+            return [(0, 0, w, h)]
+        if crop == "regions":
+            return [r.box for r in look.regions]
+        doubt = decision.doubt if decision is not None and decision.doubt else ()
+        return lean_boxes(doubt or [r.box for r in look.regions], (w, h), s.crop_margin if doubt else 0.0)
 
     def start(self, look: Look, decision: Decision, counters: Counters, wait: bool = True) -> Ticket:
         """Send the frame's escalation; `wait`: answer inline (replayed files), else through the pool."""
         frame = look.frame
-        boxes = self.crops(look)
+        boxes = self.crops(look, decision)
         ticket = Ticket(frame.camera, frame.frame_index, boxes, boxes == [(0, 0, *look.frame_wh)])
         if not wait and self.in_flight >= self.settings.max_in_flight:  # before the breaker: a probe must go
             counters.cloud_busy += 1
@@ -85,9 +94,13 @@ class Escalator:
             ticket.fallback = "cloud_open"
             return ticket
         try:
-            request = build_request(frame.camera, frame.frame_index, frame.pts_s, frame.image, boxes,
-                                    decision.reason or "uncertain", decision.edge, self.site,
-                                    self.settings.jpeg_quality)
+            quality = self.settings.jpeg_quality_by_camera.get(frame.camera, self.settings.jpeg_quality)
+            # One image at the teacher's scale (the whole frame, or the doubt in place); regions: one JPEG each.
+            regions = self.settings.crop_by_camera.get(frame.camera, self.settings.crop) == "regions"
+            build = build_request if regions else build_lean_request
+            request = build(frame.camera, frame.frame_index, frame.pts_s, frame.image, boxes,
+                            decision.reason or "uncertain", decision.edge, self.site, quality,
+                            max_px=self.settings.max_crop_px)
             size = len(request.to_bytes())
         except WireError as exc:
             self.breaker.release()

@@ -120,7 +120,31 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lean(args: argparse.Namespace) -> int:
+    from edge_agent.bench.bench import default_clips
+    from edge_agent.bench.lean import format_lean, run_lean
+    from models.student.data import resolve_clip
+
+    clips = []
+    for name in args.clips or default_clips():
+        clip = resolve_clip(name)
+        if clip is None:
+            print(f"error: clip {name} not found (a path, or a name in the fetch cache or shared footage)",
+                  file=sys.stderr)
+            return 2
+        clips.append(clip)
+    print(format_lean(run_lean(clips, args.fps, Path(args.out))))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lean", help="bytes per escalation and the teacher's agreement, whole frame vs lean crops at "
+                                    "each JPEG quality, on real clips (the per-camera JPEG calibration)")
+    p.add_argument("clips", nargs="*", help="clip files or names (default: vtest.avi and the shared footage)")
+    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
+    p.add_argument("--out", default="out/lean", help="output directory, lean.json (default: out/lean)")
+    p.set_defaults(func=_cmd_lean)
+
     p = sub.add_parser("bench", help="the hybrid against the teacher on every frame, on real clips: "
                                      "summary.json, report.md, per-clip JSONL and plots")
     p.add_argument("clips", nargs="*", help="clip files or names (default: vtest.avi and every clip in the "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -53,8 +53,19 @@ class EscalationSettings(_Strict):
     endpoint_url: str | None = None
     timeout_s: float = Field(5.0, gt=0, le=120)
     retries: int = Field(3, ge=1, le=10)
-    crop: Literal["frame", "regions"] = "frame"
-    jpeg_quality: int = Field(80, ge=30, le=100)
+    # What an escalation carries, never larger than the teacher's input (it would downscale it anyway).
+    # frame: the whole frame; uncertain: only the crops the cascade is unsure of, in place on a flat grey
+    # frame (smaller, but the teacher no longer sees what the student missed: measure with `edge-agent lean`);
+    # regions: the motion crops, one JPEG each. Per camera, `edge-agent lean` calibrates crop and quality.
+    crop: Literal["frame", "regions", "uncertain"] = "frame"
+    crop_by_camera: dict[str, Literal["frame", "regions", "uncertain"]] = Field(
+        default_factory=dict, description="per camera: the crop `edge-agent lean` calibrated")
+    crop_margin: float = Field(0.5, ge=0, le=4, description="uncertain: context around a box, in box sizes per side")
+    max_crop_px: int = Field(416, ge=32, le=4096, description="the teacher's input: a longer side is downscaled "
+                                                                "to it")
+    jpeg_quality: int = Field(70, ge=30, le=100, description="JPEG quality (lowered only to fit 128 KB)")
+    jpeg_quality_by_camera: dict[str, Annotated[int, Field(ge=30, le=100)]] = Field(
+        default_factory=dict, description="per camera: the quality `edge-agent lean` calibrated (agreement kept)")
     thing_name: str = Field("framesieve-gateway", pattern=r"^[A-Za-z0-9_:-]{1,128}$",
                             description="the IoT thing name: MQTT client id and the {thing} in every topic")
     topic_prefix: str = Field("framesieve", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")

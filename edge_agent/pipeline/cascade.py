@@ -30,6 +30,8 @@ class Decision:
     edge: Detections
     budget_refused: bool = False
     uncertain: bool = False  # the student's doubt, whatever was done about it (onboarding sends every frame)
+    # Where the student is unsure (xyxy, source pixels): a lean escalation sends crops around these only.
+    doubt: tuple[tuple[int, int, int, int], ...] = ()
 
 
 class EscalationBudget:
@@ -113,10 +115,11 @@ class Cascade:
             reason = "uncertain"
         elif (audit := max(self.audit_fraction, self.warmup_audit_fraction)) and self.rng.random() < audit:
             reason = "audit"
+        doubt = tuple(tuple(int(round(float(v))) for v in box) for box in dets.xyxy[uncertain]) if needs_cloud else ()
         if self.onboarding.active:  # not budgeted: onboarding is bounded by the camera's motion, and priced
             return Decision(True, "onboarding", edge, uncertain=needs_cloud)
         if reason is None:
             return Decision(False, None, edge)
         if not self.budget.take(pts_s):
             return Decision(False, reason, edge, budget_refused=True)  # the reason says what was refused
-        return Decision(True, reason, edge)
+        return Decision(True, reason, edge, doubt=doubt)  # type: ignore[arg-type]
