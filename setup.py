@@ -7,5 +7,7 @@ setup(
     packages=[*find_packages(include=["contracts*", "costing*", "models*", "edge_agent*", "cloud*"]),
               "framesieve_config"],
     package_dir={"framesieve_config": "config"},
-    package_data={"models": ["zoo/**/*.onnx", "zoo/**/*.json"], "framesieve_config": ["*.yaml"]},
+    package_data={"models": ["zoo/**/*.onnx", "zoo/**/*.json"], "framesieve_config": ["*.yaml"],
+                  # the dashboard's pages and its vendored chart library, served by `framesieve-cloud api`
+                  "cloud.dashboard": ["static/*", "static/vendor/uplot/*"]},
 )

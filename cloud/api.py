@@ -5,12 +5,14 @@
     GET /cameras/{camera}/counters?from=T&to=T               (range of at most 31 days)
     GET /sites/{site}/days/{YYYY-MM-DD}/detections[?limit=N][&next_token=K]
     GET /dead-letters?day=YYYY-MM-DD[&limit=N][&next_token=K]
+    GET /, /login, /static/..., /dashboard/...                the operator dashboard (cloud/dashboard/web.py)
 
 Times are epoch seconds or ISO 8601 (`2025-11-29T07:00:00Z`); ranges are [from, to). Pages are at most
 `limit` items (1-1000, default 100) with `next_token` when there is more. Bad input is a 400 whose
 `parameter` names the bad parameter.
 
-Every route but /health needs `Authorization: Bearer <token>` (401 without it); the token comes from
+Every route but /health, /login and /static/ needs `Authorization: Bearer <token>` or the dashboard's
+cookie (401 without it; `/` redirects to /login); the token comes from
 `--token-file` or $FRAMESIEVE_API_TOKEN, and the API refuses to start with neither unless `--no-auth` is
 given on a loopback address. Stdlib only, with the limits of cloud/httpserve.py; it binds to loopback
 unless told otherwise. Put TLS in front of it (a load balancer, API Gateway) before exposing it.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from cloud.dashboard import web
 from cloud.exceptions import ConfigError, StoreError
 from cloud.httpjson import send_json
 from cloud.httpserve import MAX_CONNECTIONS, REQUEST_DEADLINE_S, LimitedHandler, LimitedServer, stop_on_signals
@@ -108,15 +111,21 @@ class ApiServer(LimitedServer):
     """token None: no authentication (only `--no-auth` on loopback asks for that)."""
 
     def __init__(self, address: tuple[str, int], store: ResultsStore, token: str | None, *,
-                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S):
-        self.store, self.token = store, token
+                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S,
+                 training_reader: web.TrainingReader | None = None):
+        self.store, self.token, self.training_reader = store, token, training_reader
+        self.secure_cookie = address[0] not in _LOOPBACK  # browsers keep Secure cookies only over https
         super().__init__(address, _Handler, max_connections=max_connections, request_deadline_s=request_deadline_s)
 
-    def authorized(self, header: str | None) -> bool:
+    def authorized(self, header: str | None, cookie: str | None = None) -> bool:
+        """The bearer header, else the dashboard's cookie, holds the token."""
         if self.token is None:
             return True
         scheme, _, given = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+        if scheme.lower() == "bearer":
+            return hmac.compare_digest(given.strip().encode(), self.token.encode())
+        given_cookie = web.cookie_token(cookie)
+        return given_cookie is not None and hmac.compare_digest(given_cookie.encode(), self.token.encode())
 
     def answer(self, route: str, args: tuple[str, ...], q: dict[str, str]) -> dict[str, Any]:
         store = self.store
@@ -153,8 +162,11 @@ class _Handler(LimitedHandler):
     def do_GET(self) -> None:  # noqa: N802 - the base class's name
         t0, url = time.perf_counter(), urlsplit(self.path)
         status, payload, headers = 200, {}, {}
+        authorized = self.server.authorized(self.headers.get("Authorization"), self.headers.get("Cookie"))
+        if url.path in ("/", "/login") or url.path.startswith("/static/"):
+            return web.page(self, url.path, authorized)
         try:
-            if url.path != "/health" and not self.server.authorized(self.headers.get("Authorization")):
+            if url.path != "/health" and not authorized:
                 headers["WWW-Authenticate"] = 'Bearer realm="framesieve"'
                 raise BadRequest("Authorization", "send the API token as the header 'Authorization: Bearer <token>'",
                                  401)
@@ -170,9 +182,16 @@ class _Handler(LimitedHandler):
                              "ms": round((time.perf_counter() - t0) * 1000, 1)}))
 
     def do_POST(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path == "/login":  # sets the dashboard's cookie; writes nothing
+            return web.login(self, self.server.token, self.server.secure_cookie)
         self.send_error(405, "the results API is read-only: GET")
 
     def _route(self, path: str, query: str) -> dict[str, Any]:
+        if path.startswith("/dashboard/"):
+            status, payload = web.data(self.server, path, query)
+            if status != 200:
+                raise BadRequest(payload.get("parameter", "path"), payload["error"], status)
+            return payload
         raw = parse_qs(query, keep_blank_values=True)
         if repeated := sorted(k for k, v in raw.items() if len(v) > 1):
             raise BadRequest(repeated[0], f"parameter {repeated[0]!r} is given more than once")
@@ -223,7 +242,7 @@ def serve_forever(store_url: str, host: str = "127.0.0.1", port: int = 8081, tok
                   **limits: Any) -> None:
     """Serve until SIGTERM or SIGINT, then drain (cloud/httpserve.py)."""
     store = open_store(store_url)
-    server = ApiServer((host, port), store, token, **limits)
+    server = ApiServer((host, port), store, token, training_reader=web.s3_reader(), **limits)
     stop_on_signals(server)
     log.info(json.dumps({"event": "listening", "service": "api", "url": f"http://{host}:{server.server_address[1]}",
                          "store": store_url, "auth": "bearer token" if token else "none (loopback)"}))

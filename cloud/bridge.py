@@ -4,6 +4,8 @@
   to the router as the topic rule does (the message base64-encoded in `payload_b64` beside `topic`, `topic(2)`
   as `thing_name`, `received_ms`, `client_id`; rule SQL in infra/cloudformation/framesieve.yaml), on a few
   workers (Lambda's concurrency);
+- the events and telemetry rules: each gateway's `{prefix}/+/events` and `/telemetry` into the results store
+  (cloud/dashboard/ingest.py), which the dashboard reads;
 - `IotDataServer`: the iot-data Publish API (`POST /topics/{topic}?qos=N`) that the router calls for
   verdicts, forwarding each to the broker, where the gateway waits for it as it would on IoT Core.
 Neither is AWS: they stand in for its contracts, and the router's code runs unchanged between them.
@@ -22,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cloud import constants as c
+from cloud.dashboard.ingest import ingest
 from cloud.exceptions import ConfigError
 from cloud.httpjson import send_json
 from cloud.router.service import Router
@@ -85,15 +88,19 @@ class IotRuleBridge:
         self.routed: dict[str, int] = {}
         self.received: dict[str, tuple[str, int]] = {}  # message id -> (camera, frame_index), for the campaign
         self.deliveries = 0  # every delivery, repeats included (at-least-once)
-        self.frame_events: set[str] = set()  # message ids of the gateways' frame events (no rule routes them here)
+        self.frame_events: set[str] = set()  # message ids of the gateways' frame events
+        self.ingested: dict[str, int] = {}  # events and telemetry into the store (the dashboard's), by outcome
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="iot-rule")
-        self.client = BrokerClient(port, "framesieve-iot-rule", [f"{prefix}/+/escalations", f"{prefix}/+/events"],
+        self.client = BrokerClient(port, "framesieve-iot-rule", [f"{prefix}/+/escalations", f"{prefix}/+/events",
+                                                                         f"{prefix}/+/telemetry"],
                                    self._received)
 
     def _received(self, topic: str, payload: bytes) -> None:
-        if topic.endswith("/events"):
-            self._count_event(payload)
+        if topic.endswith(("/events", "/telemetry")):
+            if topic.endswith("/events"):
+                self._count_event(payload)
+            self._pool.submit(self._ingest, topic, payload)
             return
         self._pool.submit(self._route, topic, payload, int(time.time() * 1000))
 
@@ -105,6 +112,17 @@ class IotRuleBridge:
         if isinstance(mid, str):
             with self._lock:
                 self.frame_events.add(mid)
+
+    def _ingest(self, topic: str, payload: bytes) -> None:
+        """The events and telemetry rules (cloud/dashboard/ingest.py): into the store, for the dashboard."""
+        parts = topic.split("/")
+        try:
+            status = ingest(self.router.store, parts[1] if len(parts) > 2 else "", parts[-1], payload)
+        except Exception as exc:  # the store refusing: logged and counted, as a Lambda error would be
+            log.error(json.dumps({"event": "ingest_failed", "topic": topic, "error": repr(exc)[:300]}))
+            status = "failed"
+        with self._lock:
+            self.ingested[status] = self.ingested.get(status, 0) + 1
 
     def _route(self, topic: str, payload: bytes, received_ms: int) -> None:
         parts = topic.split("/")

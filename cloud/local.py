@@ -5,7 +5,8 @@
 - the router, invoked once per escalation POSTed to it: the stand-in for the IoT rule -> Lambda hop;
 - with --mqtt, a Mosquitto broker and the IoT rule / iot-data bridge (cloud/bridge.py), so a gateway on
   transport `mqtt` escalates, and gets its verdicts, as it would through AWS IoT Core;
-- the results API over the same store.
+- the results API over the same store, and the operator dashboard at its `/`;
+- with --mqtt, the gateways' frame events and telemetry into the store (the dashboard's fleet view).
 One line per service says where it listens; Ctrl-C (or SIGTERM) stops them all.
 """
 
@@ -172,7 +173,9 @@ class LocalCloud:
         fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
-        self.api = ApiServer((host, o.api_port), self.router.store, token)
+        from cloud.dashboard.web import s3_reader
+
+        self.api = ApiServer((host, o.api_port), self.router.store, token, training_reader=s3_reader())
         for server, name in ((router_server, "framesieve-router"), (self.api, "framesieve-api")):
             _serve(server, name)
             self.servers.append(server)
@@ -184,6 +187,7 @@ class LocalCloud:
             "JSON; stands in for the IoT rule -> Lambda)",
             f"results API      http://{host}:{self.api.server_address[1]}/health  (Authorization: Bearer <the token "
             f"in {self.token_file}>)",
+            f"dashboard        http://{host}:{self.api.server_address[1]}/  (log in with the same token)",
             f"store            {os.environ[c.STORE_URL]}; training data s3://{resources.bucket}/"
             f"{self.router.config.training_prefix}; alerts {resources.topic_arn} -> {resources.queue_url}",
         ]

@@ -7,7 +7,8 @@ What it holds, and the queries it must answer cheaply:
 - alert cooldowns per (camera, label), claimed by conditional write so concurrent routers agree;
 - dead letters: what was refused or could not be answered, with the reason;
 - the gateway registry (contracts/registry.py): the site and cameras each thing may write for;
-- per message id, the event time its first delivery was given, so a repeat finds the same row key.
+- per message id, the event time its first delivery was given, so a repeat finds the same row key;
+- the gateways' frame events as per-minute counters and their latest telemetry (the dashboard's fleet view).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cloud.exceptions import StoreError
+from contracts.device import FrameEventMessage, Telemetry
 from contracts.registry import Registration
 
 
@@ -205,6 +207,23 @@ class ResultsStore(ABC):
     def claim_message(self, thing: str, message_id: str, t_s: float, expires_at: int) -> float:
         """The event time of this gateway's message: `t_s` the first time it is seen, else the time the
         first delivery recorded (one atomic write), so every delivery keys the same result row."""
+
+    @abstractmethod
+    def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
+        """Add a gateway's frame event to its camera's minute (cloud/stores/fleetdata.py) unless this message
+        id was counted already; False for a repeat."""
+
+    @abstractmethod
+    def event_buckets(self, camera: str, t1_s: float, t2_s: float) -> list[dict[str, int]]:
+        """The camera's minute rows with t1 <= minute < t2, oldest first (bounded: at most 31 days)."""
+
+    @abstractmethod
+    def put_telemetry(self, telemetry: Telemetry) -> bool:
+        """Keep a gateway's telemetry if it is newer than the one kept; False when it was not."""
+
+    @abstractmethod
+    def fleet_telemetry(self) -> list[Telemetry]:
+        """The latest telemetry of every gateway that sent one, by thing name."""
 
     def counters(self, camera: str, t1_s: float, t2_s: float) -> dict[str, Any]:
         """Counters of one camera over a time range: a running sum over its rows, one page (at most 1000

@@ -7,6 +7,9 @@
 | dead letter | `DLQ#<YYYY-MM-DD>` | `<message id or digest>` | - |
 | message time | `MSG#<thing>#<message_id>` | `MSG` | - |
 | gateway, camera owner | see contracts/registry.py | | - |
+| frame event minute | `EVB#<camera>` | `<minute epoch s:010d>` (counters, ADDed) | - |
+| frame event id | `EVT#<thing>#<message_id>` | `EVT` | - |
+| gateway telemetry | `FLEET` | `TEL#<thing>` | - |
 
 "Camera X between t1 and t2" is one Query on pk with sk BETWEEN; "site S on day D" one Query on GSI1.
 `expires_at` is the TTL attribute. The record itself is one JSON string attribute (`data`): no Decimal
@@ -17,6 +20,7 @@ counted by `cloud.awscalls` and the page token is the plain LastEvaluatedKey.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,6 +28,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cloud import awscalls
 from cloud.exceptions import StoreError
 from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
+from cloud.stores.fleetdata import COUNTERS, EVENT_DEDUP_S, bucket_of, bucket_row, event_delta
+from contracts.device import FrameEventMessage, Telemetry
 from contracts.registry import Registration, gateway_key, write_dynamodb
 
 GSI1 = "gsi1"
@@ -167,6 +173,60 @@ class DynamoDBStore(ResultsStore):
                            ExpressionAttributeValues={":t": {"N": repr(t_s)}, ":exp": {"N": str(expires_at)}},
                            ReturnValues="ALL_NEW") or {}
         return float(reply["Attributes"]["t_s"]["N"])
+
+    def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
+        delta = event_delta(event)
+        mark = {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
+                        "Item": {"pk": {"S": f"EVT#{thing}#{event.message_id}"}, "sk": {"S": "EVT"},
+                                 "expires_at": {"N": str(int(now_s + EVENT_DEDUP_S))}}}}
+        minute = {"pk": {"S": f"EVB#{event.camera}"}, "sk": {"S": f"{bucket_of(event.wall_time):010d}"}}
+        add = {"Update": {"TableName": self.table, "Key": minute,
+                          "UpdateExpression": "ADD " + ", ".join(f"#{k} :{k}" for k in COUNTERS),
+                          "ExpressionAttributeNames": {f"#{k}": k for k in COUNTERS},
+                          "ExpressionAttributeValues": {f":{k}": {"N": str(delta[k])} for k in COUNTERS}}}
+        try:  # one transaction: the id claimed and the minute counted, or neither (a repeat)
+            awscalls.count("dynamodb", "transact_write_items")
+            self._client.transact_write_items(TransactItems=[mark, add])
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or \
+                    "ConditionalCheckFailed" in str(exc):
+                return False
+            raise StoreError(f"DynamoDB transact_write_items on table {self.table!r} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"DynamoDB transact_write_items on table {self.table!r} failed: {exc}") from exc
+        return True
+
+    def event_buckets(self, camera: str, t1_s: float, t2_s: float) -> list[dict[str, int]]:
+        pk, out, start = f"EVB#{camera}", [], None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            reply = self._call("query", KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                               ExpressionAttributeValues={":pk": {"S": pk}, ":lo": {"S": f"{bucket_of(t1_s):010d}"},
+                                                          ":hi": {"S": f"{max(0, math.ceil(t2_s) - 1):010d}"}},
+                               **extra) or {}
+            out += [bucket_row(int(i["sk"]["S"]), {k: i.get(k, {}).get("N", 0) for k in COUNTERS})
+                    for i in reply.get("Items", [])]
+            if not (start := reply.get("LastEvaluatedKey")):
+                return out
+
+    def put_telemetry(self, telemetry: Telemetry) -> bool:
+        return self._call(
+            "put_item", Item={"pk": {"S": "FLEET"}, "sk": {"S": f"TEL#{telemetry.thing}"},
+                              "t_s": {"N": repr(telemetry.t_s)},
+                              "data": {"S": json.dumps(telemetry.to_payload(), separators=(",", ":"))}},
+            ConditionExpression="attribute_not_exists(pk) OR t_s < :t",
+            ExpressionAttributeValues={":t": {"N": repr(telemetry.t_s)}}) is not None
+
+    def fleet_telemetry(self) -> list[Telemetry]:
+        out, start = [], None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            reply = self._call("query", KeyConditionExpression="pk = :pk AND begins_with(sk, :tel)",
+                               ExpressionAttributeValues={":pk": {"S": "FLEET"}, ":tel": {"S": "TEL#"}}, **extra) or {}
+            out += [Telemetry.from_payload(json.loads(i["data"]["S"])) for i in reply.get("Items", [])]
+            if not (start := reply.get("LastEvaluatedKey")):
+                return out
 
     def ping(self) -> None:
         self._call("describe_table")

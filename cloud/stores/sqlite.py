@@ -16,6 +16,8 @@ from pathlib import Path
 from cloud.awscalls import count
 from cloud.exceptions import StoreError
 from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
+from cloud.stores.fleetdata import COUNTERS, EVENT_DEDUP_S, bucket_of, bucket_row, event_delta
+from contracts.device import FrameEventMessage, Telemetry
 from contracts.registry import Registration
 
 _SCHEMA = """
@@ -33,6 +35,12 @@ CREATE TABLE IF NOT EXISTS camera_owners (camera TEXT PRIMARY KEY, thing TEXT NO
 CREATE TABLE IF NOT EXISTS message_times (
     thing TEXT NOT NULL, message_id TEXT NOT NULL, t_s REAL NOT NULL, expires_at INTEGER NOT NULL,
     PRIMARY KEY (thing, message_id));
+CREATE TABLE IF NOT EXISTS event_ids (message_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS event_buckets (
+    camera TEXT NOT NULL, t_s INTEGER NOT NULL, sampled INTEGER NOT NULL DEFAULT 0, edge INTEGER NOT NULL DEFAULT 0,
+    cloud INTEGER NOT NULL DEFAULT 0, escalated INTEGER NOT NULL DEFAULT 0, cloud_failed INTEGER NOT NULL DEFAULT 0,
+    people INTEGER NOT NULL DEFAULT 0, vehicles INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (camera, t_s));
+CREATE TABLE IF NOT EXISTS telemetry (thing TEXT PRIMARY KEY, t_s REAL NOT NULL, data TEXT NOT NULL);
 """
 
 
@@ -66,6 +74,7 @@ class SQLiteStore(ResultsStore):
         with self._lock:
             now = int(now_s if now_s is not None else time.time())
             self._db.execute("DELETE FROM message_times WHERE expires_at > 0 AND expires_at < ?", (now,))
+            self._db.execute("DELETE FROM event_ids WHERE expires_at < ?", (now,))
             return self._db.execute("DELETE FROM results WHERE expires_at > 0 AND expires_at < ?", (now,)).rowcount
 
     def get_result(self, camera: str, t_s: float, message_id: str) -> ResultRecord | None:
@@ -158,6 +167,43 @@ class SQLiteStore(ResultsStore):
             row = self._db.execute("SELECT t_s FROM message_times WHERE thing = ? AND message_id = ?",
                                    (thing, message_id)).fetchone()
         return float(row[0])
+
+    def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
+        delta = event_delta(event)
+        count("sqlite", "write")
+        with self._lock:  # the id and the counters in one transaction: a repeat adds nothing
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                if self._db.execute("INSERT OR IGNORE INTO event_ids (message_id, expires_at) VALUES (?, ?)",
+                                    (f"{thing}#{event.message_id}", int(now_s + EVENT_DEDUP_S))).rowcount != 1:
+                    self._db.execute("ROLLBACK")
+                    return False
+                cols, marks = ", ".join(COUNTERS), ", ".join("?" * len(COUNTERS))
+                adds = ", ".join(f"{k} = {k} + excluded.{k}" for k in COUNTERS)
+                self._db.execute(
+                    f"INSERT INTO event_buckets (camera, t_s, {cols}) VALUES (?, ?, {marks}) "
+                    f"ON CONFLICT (camera, t_s) DO UPDATE SET {adds}",
+                    (event.camera, bucket_of(event.wall_time), *(delta[k] for k in COUNTERS)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return True
+
+    def event_buckets(self, camera: str, t1_s: float, t2_s: float) -> list[dict[str, int]]:
+        rows = self._read(f"SELECT t_s, {', '.join(COUNTERS)} FROM event_buckets WHERE camera = ? AND t_s >= ? "
+                          "AND t_s < ? ORDER BY t_s", (camera, bucket_of(t1_s), t2_s))
+        return [bucket_row(r[0], dict(zip(COUNTERS, r[1:], strict=True))) for r in rows]
+
+    def put_telemetry(self, telemetry: Telemetry) -> bool:
+        return self._write(
+            "INSERT INTO telemetry (thing, t_s, data) VALUES (?, ?, ?) ON CONFLICT (thing) DO UPDATE SET "
+            "t_s = excluded.t_s, data = excluded.data WHERE excluded.t_s > telemetry.t_s",
+            (telemetry.thing, telemetry.t_s, json.dumps(telemetry.to_payload()))) == 1
+
+    def fleet_telemetry(self) -> list[Telemetry]:
+        return [Telemetry.from_payload(json.loads(d)) for (d,) in
+                self._read("SELECT data FROM telemetry ORDER BY thing", ())]
 
     def ping(self) -> None:
         try:
