@@ -86,7 +86,8 @@ def camera_cost(day: CameraDay, pricing: Pricing) -> dict[str, Any]:
             "hybrid_usd_per_month": hybrid * days, "baseline_usd_per_month": baseline * days,
             # below this share of escalated frames the hybrid costs less; None: nothing sampled yet; < 0: the
             # gateway alone costs more than the baseline at this camera's frame rate
-            "break_even_share": None if break_even is None else round(break_even, 4)}
+            "break_even_share": None if break_even is None else round(break_even, 4),
+            "fixed_usd_per_day": fixed, "usd_per_escalation": per_esc}
 
 
 def fleet_cost(days: list[CameraDay], pricing: Pricing | None = None) -> dict[str, Any]:
@@ -100,4 +101,5 @@ def fleet_cost(days: list[CameraDay], pricing: Pricing | None = None) -> dict[st
                   "usd_per_month": sum(d.alerts for d in days) * pricing.sns.publishes.usd / 1e6 * month})
     return {"cameras": [camera_cost(d, pricing) for d in days], "line_items": items,
             "prices": {"as_of": pricing.as_of, "region": pricing.region, "teacher": _teacher(pricing).label,
-                       "baseline_instance": pricing.baseline.instance.type}}
+                       "baseline_instance": pricing.baseline.instance.type,
+                       "hours_per_month": pricing.hours_per_month}}

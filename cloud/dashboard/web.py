@@ -67,7 +67,7 @@ def send(handler: Any, status: int, body: bytes, content_type: str, headers: dic
     handler.send_header("X-Content-Type-Options", "nosniff")
     if content_type.startswith("text/html"):
         handler.send_header("Content-Security-Policy", _CSP)
-        handler.send_header("Referrer-Policy", "no-referrer")
+        handler.send_header("Referrer-Policy", "same-origin")  # no-referrer would make a form's Origin "null"
     for key, value in (headers or {}).items():
         handler.send_header(key, value)
     handler.end_headers()
@@ -122,6 +122,7 @@ def login(handler: Any, token: str | None, secure: bool) -> None:
     """POST /login: the form's token, checked in constant time; a cookie and 303 to / when it is right."""
     origin, host = handler.headers.get("Origin"), handler.headers.get("Host", "")
     if origin and origin.split("://", 1)[-1] != host:  # a form posted from another site's page
+        handler.close_connection = True  # its body is left unread
         return send(handler, 403, b"cross-site login refused", "text/plain; charset=utf-8")
     length = handler.headers.get("Content-Length", "")
     if not re.match(r"^[0-9]{1,5}$", length) or int(length) > MAX_FORM_BYTES:

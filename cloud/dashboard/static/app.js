@@ -56,7 +56,7 @@ function fleetPage(d) {
       "data-field": "day-" + k, text: fmt(c.day[k])})), num(c.alerts_hour)));
   return [cards,
     table("Gateways: online from telemetry", [["Gateway"], ["Site"], ["State"], ["Last telemetry"], ["Spool rows", 1],
-      ["Spool evicted", 1], ["CPU %", 1], ["Memory MB", 1], ["Student"]], gws, "gateways"),
+      ["Spool evicted", 1], ["CPU %", 1], ["Memory MB", 1], ["Model version"]], gws, "gateways"),
     table("Cameras: frames sampled, decided at the edge and escalated to the cloud", [["Camera"], ["Site / gateway"],
       ["State"], ["Student"], ["fps", 1], ["Sampled 1 h", 1], ["Edge 1 h", 1], ["Escalated 1 h", 1], ["Sampled 24 h", 1],
       ["Edge 24 h", 1], ["Escalated 24 h", 1], ["Cloud failures 24 h", 1], ["Alerts 1 h", 1]], cams, "cameras"),
@@ -143,13 +143,43 @@ function cameraPage(d) {
       "the gateway (edge-agent specialize status)."})];
 }
 
+function share(s) {
+  if (s === null) return "n/a (nothing sampled)";
+  if (s < 0) return "never: its gateway share alone costs more";
+  return s >= 1 ? "always" : fmt(100 * s, 1) + " %";
+}
+
+function breakEvenChart(d) {
+  // The fleet's $/month as the escalated share goes from 0 to 100 %: the hybrid is a line rising from its
+  // fixed cost, the baseline flat; where they cross is the break-even, and the marker is today's share.
+  const month = d.prices.hours_per_month / 24;
+  const fixed = d.cameras.reduce((a, c) => a + c.fixed_usd_per_day, 0) * month;
+  const slope = d.cameras.reduce((a, c) => a + c.sampled_per_day * c.usd_per_escalation, 0) * month;
+  const base = d.cameras.reduce((a, c) => a + c.baseline_usd_per_month, 0);
+  const sampled = d.cameras.reduce((a, c) => a + c.sampled_per_day, 0);
+  const now = sampled ? d.cameras.reduce((a, c) => a + c.escalated_per_day, 0) / sampled : null;
+  const xs = Array.from({length: 101}, (_, i) => i);
+  const holder = h("div", {id: "break-even", role: "img", "aria-label": `Fleet cost per month against the escalated ` +
+    `share: hybrid from ${usd(fixed)} to ${usd(fixed + slope)}, baseline ${usd(base)}` +
+    (now === null ? "" : `, today ${fmt(100 * now, 1)} % escalated`)});
+  requestAnimationFrame(() => new uPlot({width: Math.min(900, document.body.clientWidth - 40), height: 240,
+    scales: {x: {time: false}},
+    series: [{label: "escalated %"}, {label: "hybrid $/month", stroke: "#3b6fb6", width: 2},
+      {label: "baseline $/month", stroke: "#6b6b6b", width: 2, dash: [6, 4]},
+      {label: "today", stroke: "#a4161a", paths: () => null, points: {show: true, size: 10, fill: "#a4161a"}}],
+    axes: [{label: "escalated share of sampled frames, %"}, {label: "$ per month"}]},
+    [xs, xs.map(x => fixed + slope * x / 100), xs.map(() => base),
+     xs.map(x => now !== null && x === Math.round(100 * now) ? fixed + slope * now : null)], holder));
+  return holder;
+}
+
 function costPage(d) {
   const max = Math.max(1e-9, ...d.cameras.map(c => Math.max(c.hybrid_usd_per_day, c.baseline_usd_per_day)));
   const bar = (v, cls) => h("span", {class: "bar " + cls, style: null, "data-w": String(Math.round(200 * v / max))});
   const rows = d.cameras.map(c => h("tr", {"data-camera": c.camera},
     h("th", {scope: "row", text: c.camera}), num(c.sampled_per_day), num(c.escalated_per_day),
     h("td", {class: "num", text: c.escalation_share === null ? "n/a" : fmt(100 * c.escalation_share, 1) + " %"}),
-    h("td", {class: "num", text: c.break_even_share === null ? "n/a" : fmt(100 * c.break_even_share, 1) + " %"}),
+    h("td", {class: "num", text: share(c.break_even_share)}),
     h("td", {class: "num", text: usd(c.hybrid_usd_per_day)}), h("td", {class: "num", text: usd(c.baseline_usd_per_day)}),
     h("td", {class: "num", text: usd(c.hybrid_usd_per_month)}), h("td", {class: "num", text: usd(c.baseline_usd_per_month)}),
     h("td", {"aria-hidden": "true"}, bar(c.hybrid_usd_per_day, ""), h("br"), bar(c.baseline_usd_per_day, "base"))));
@@ -158,6 +188,8 @@ function costPage(d) {
   return [h("p", {class: "note", text: `Prices of ${d.prices.as_of} (${d.prices.region}); teacher: ${d.prices.teacher}; ` +
       `baseline: the teacher on every sampled frame on ${d.prices.baseline_instance}. Counts of the last 24 h ` +
       "(scaled to a day for a camera seen for less). Below the break-even share of escalated frames the hybrid costs less."}),
+    h("h3", {text: "Break-even: the fleet's hybrid cost against the baseline as the escalated share grows"}),
+    breakEvenChart(d),
     table("Per camera: hybrid (blue) against the baseline (grey)", [["Camera"], ["Sampled / day", 1],
       ["Escalated / day", 1], ["Escalated share", 1], ["Break-even share", 1], ["Hybrid $/day", 1], ["Baseline $/day", 1],
       ["Hybrid $/month", 1], ["Baseline $/month", 1], ["Chart"]], rows, "cost"),

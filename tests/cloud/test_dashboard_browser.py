@@ -1,0 +1,127 @@
+"""The dashboard in a real browser (headless Chromium from Debian, through selenium), against
+`framesieve-cloud local --mqtt` fed by a real `edge-agent run` on vtest: one browser session checks that
+the page loads without console errors, shows the camera and the counts the store holds, reflects a new
+escalation within 5 s, and that nothing is served without the token. With FRAMESIEVE_DASHBOARD_SHOTS=DIR
+it leaves a PNG of every page there (the README's screenshots: `... -k browser` with DIR=docs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.cloud.browser import chromium, console_errors, log_in, why_not
+from tests.cloud.test_local_and_bench import ROOT, _request, start_local, stop_local
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(why_not() is not None, reason=why_not() or "")]
+
+
+def _run_agent(tmp_path: Path, vtest_path: Path, broker_port: int) -> dict:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(json.dumps({
+        "site": "site-local", "student_threads": 1,
+        "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.5}],
+        "escalation": {"transport": "mqtt", "thing_name": "gw-local", "verdict_timeout_s": 20,
+                       "mqtt": {"host": "127.0.0.1", "port": broker_port},
+                       "spool": {"path": str(tmp_path / "spool.sqlite")}},
+        "output": {"events_db": str(tmp_path / "events.sqlite")},
+        "fleet": {"telemetry_interval_s": 2, "models_dir": str(tmp_path / "models")}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
+    run = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout[run.stdout.index("{"):])["total"]
+
+
+def _publish_escalated_event(broker_port: int) -> None:
+    """What a gateway publishes for a frame the cloud decided, on its events topic."""
+    import paho.mqtt.client as paho
+
+    from contracts.device import FrameEventMessage
+
+    event = FrameEventMessage(str(uuid.uuid4()), "plaza", 999_999, 0.0, "cloud", True, (), time.time(),
+                              site="site-local")
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-gateway-event")
+    client.connect("127.0.0.1", broker_port)
+    client.loop_start()
+    try:
+        client.publish("framesieve/gw-local/events", event.to_bytes(), qos=1).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _cell(driver, field: str) -> int:
+    from selenium.webdriver.common.by import By
+
+    text = driver.find_element(By.CSS_SELECTOR, f'#cameras tr[data-camera="plaza"] td[data-field="{field}"]').text
+    return int(text.replace(",", ""))
+
+
+def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_path, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    shots = Path(os.environ.get("FRAMESIEVE_DASHBOARD_SHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    proc, urls = start_local(tmp_path / "cloud", "--model", str(teacher_manifest), "--mqtt",
+                             "--gateway", "gw-local=site-local:plaza")
+    driver = None
+    try:
+        broker_port = int(urls["mqtt broker"].rsplit(":", 1)[1])
+        total = _run_agent(tmp_path, vtest_path, broker_port)
+        assert total["escalated"] >= 5, total
+        base = urls["results API"].rsplit("/health", 1)[0]
+        token = (tmp_path / "cloud" / "api-token").read_text().strip()
+        deadline = time.monotonic() + 20  # the last events and telemetry on their way through the bridge
+        while True:
+            status, fleet = _request(base + "/dashboard/fleet", token=token)
+            cams = {c["camera"]: c for c in fleet.get("cameras", [])}
+            if "plaza" in cams and cams["plaza"]["hour"]["sampled"] == total["sampled"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert status == 200 and cams["plaza"]["hour"]["sampled"] == total["sampled"], (fleet, total)
+        assert cams["plaza"]["hour"]["escalated"] == total["escalated"]
+        assert fleet["gateways"][0]["thing"] == "gw-local"
+
+        driver = chromium()
+        driver.get(base + "/")
+        assert driver.current_url.endswith("/login")  # no token, no dashboard
+        log_in(driver, base, token)
+        wait = WebDriverWait(driver, 10)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cameras tr[data-camera="plaza"]'))
+        assert _cell(driver, "hour-sampled") == total["sampled"]
+        assert _cell(driver, "hour-escalated") == total["escalated"]
+        assert _cell(driver, "day-edge") == cams["plaza"]["day"]["edge"]
+        driver.save_screenshot(str(shots / "dashboard-fleet.png"))
+
+        _publish_escalated_event(broker_port)
+        t0 = time.monotonic()
+        WebDriverWait(driver, 5, poll_frequency=0.1).until(
+            lambda d: _cell(d, "hour-escalated") == total["escalated"] + 1)
+        print(f"a new escalation showed in {time.monotonic() - t0:.1f} s")
+
+        for page, name, ready in (("#/camera/plaza", "camera", "#timeline canvas"), ("#/cost", "cost", "#cost"),
+                                  ("#/alerts", "alerts", "#alerts")):
+            driver.get(base + "/" + page)
+            wait.until(lambda d, css=ready: d.find_elements(By.CSS_SELECTOR, css))
+            if name == "camera":  # the escalated crops, drawn from the training capture in S3
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#crops canvas"))
+                time.sleep(0.5)
+            driver.save_screenshot(str(shots / f"dashboard-{name}.png"))
+        assert console_errors(driver) == []
+
+        driver.delete_all_cookies()
+        status = driver.execute_async_script(
+            "const done = arguments[0]; fetch('/dashboard/fleet').then(r => done(r.status));")
+        assert status == 401
+    finally:
+        if driver is not None:
+            driver.quit()
+        stop_local(proc)
