@@ -36,14 +36,17 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
 fi
 
 # 1b. Debian tools some tests use: systemd-analyze (the gateway's unit), Graphviz dot (the architecture
-#     picture), Mosquitto (the MQTT broker the transport and fleet tests start on loopback) and ffmpeg (it
-#     encodes the HD camera test streams and serves them on loopback for the gateway-capacity bench). Installed
+#     picture), Mosquitto (the MQTT broker the transport and fleet tests start on loopback), ffmpeg (it
+#     encodes the HD camera test streams and serves them on loopback for the gateway-capacity bench) and
+#     Chromium with its WebDriver (the dashboard's browser test; no browser download is needed). Installed
 #     only when missing and only as root; without them those tests skip, saying why.
 missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v dot >/dev/null 2>&1 || missing="$missing graphviz"
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$missing mosquitto"
 command -v ffmpeg >/dev/null 2>&1 || missing="$missing ffmpeg"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ]; then
   echo "==> installing Debian packages:$missing"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing; } \
