@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.dashboard.cost import CameraDay, fleet_cost
 from cloud.stores import ResultRecord, ResultsStore
 from cloud.stores.fleetdata import COUNTERS
 from contracts.device import Telemetry
@@ -96,6 +95,9 @@ def alerts(store: ResultsStore, now: float, span_s: float = DAY) -> dict[str, An
 
 
 def cost(store: ResultsStore, now: float) -> dict[str, Any]:
+    # imported here: the price file needs pydantic and PyYAML, which the API's Lambda zip leaves out
+    from cloud.dashboard.cost import CameraDay, fleet_cost
+
     cams = _cameras(store)
     per_gateway: dict[str, int] = {}
     for _, t, _ in cams:

@@ -88,7 +88,11 @@ def data(server: Any, path: str, query: str) -> tuple[int, dict[str, Any]]:
         if path == "/dashboard/fleet":
             return 200, views.fleet(store, now)
         if path == "/dashboard/cost":
-            return 200, views.cost(store, now)
+            try:
+                return 200, views.cost(store, now)
+            except ImportError as exc:
+                return 501, {"error": f"the cost page needs the price file's readers ({exc.name} is not "
+                                      "installed here): pip install pydantic pyyaml"}
         if path == "/dashboard/alerts":
             return 200, views.alerts(store, now)
         if m := re.match(r"^/dashboard/cameras/([^/]{1,128})$", path):
@@ -120,8 +124,12 @@ def crops(reader: TrainingReader | None, key: str) -> tuple[int, dict[str, Any]]
 
 def login(handler: Any, token: str | None, secure: bool) -> None:
     """POST /login: the form's token, checked in constant time; a cookie and 303 to / when it is right."""
-    origin, host = handler.headers.get("Origin"), handler.headers.get("Host", "")
-    if origin and origin.split("://", 1)[-1] != host:  # a form posted from another site's page
+    origin, host, fetch_site = (handler.headers.get(h) for h in ("Origin", "Host", "Sec-Fetch-Site"))
+    # A form posted from another site's page: browsers say so in Sec-Fetch-Site, which holds behind a proxy
+    # that rewrites Host (CloudFront to a function URL); older ones only by an Origin that is not this host.
+    cross = fetch_site not in ("same-origin", "none") if fetch_site else bool(origin) and \
+        origin.split("://", 1)[-1] != (host or "")
+    if cross:
         handler.close_connection = True  # its body is left unread
         return send(handler, 403, b"cross-site login refused", "text/plain; charset=utf-8")
     length = handler.headers.get("Content-Length", "")

@@ -96,7 +96,8 @@ def main() -> int:
                     time.sleep(0.02)
                 fcp.append(driver.execute_script(
                     "return performance.getEntriesByName('first-contentful-paint')[0].startTime"))
-                painted.append(driver.execute_script("return performance.getEntriesByName('data-painted')[0].startTime"))
+                painted.append(driver.execute_script(
+                    "return performance.getEntriesByName('data-painted')[0].startTime"))
             driver.get("about:blank")  # stops the page's polling before the server goes
         finally:
             driver.quit()

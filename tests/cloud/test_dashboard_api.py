@@ -83,8 +83,8 @@ def test_pages_login_cookie_and_tokens(api):
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     status, _, body = _get(port, "/login", form, "POST", b"token=wrong-token-of-enough-length")
     assert status == 401 and b"not right" in body
-    status, _, _ = _get(port, "/login", {**form, "Origin": "http://evil.example"}, "POST", f"token={TOKEN}".encode())
-    assert status == 403
+    for cross in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        assert _get(port, "/login", {**form, **cross}, "POST", f"token={TOKEN}".encode())[0] == 403
     status, headers, _ = _get(port, "/login", {**form, "Origin": f"http://127.0.0.1:{port}"}, "POST",
                               f"token={TOKEN}".encode())
     cookie = headers["Set-Cookie"]

@@ -2,12 +2,15 @@
 `framesieve-cloud local --mqtt` fed by a real `edge-agent run` on vtest: one browser session checks that
 the page loads without console errors, shows the camera and the counts the store holds, reflects a new
 escalation within 5 s, and that nothing is served without the token. With FRAMESIEVE_DASHBOARD_SHOTS=DIR
-it leaves a PNG of every page there (the README's screenshots: `... -k browser` with DIR=docs)."""
+it leaves a PNG of every page there; with FRAMESIEVE_DASHBOARD_RUN_S=S as well, the agent plays vtest in real
+time, looping, for S seconds before the checks, so the timeline spans minutes (how docs/dashboard-*.png were made:
+`FRAMESIEVE_DASHBOARD_SHOTS=docs FRAMESIEVE_DASHBOARD_RUN_S=180 pytest tests/cloud/test_dashboard_browser.py`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,21 +25,26 @@ from tests.cloud.test_local_and_bench import ROOT, _request, start_local, stop_l
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(why_not() is not None, reason=why_not() or "")]
 
 
-def _run_agent(tmp_path: Path, vtest_path: Path, broker_port: int) -> dict:
+def _run_agent(tmp_path: Path, vtest_path: Path, broker_port: int, run_s: float = 0) -> dict:
     config = tmp_path / "gateway.yaml"
+    played = {"realtime": True, "loop": True} if run_s else {}
     config.write_text(json.dumps({
         "site": "site-local", "student_threads": 1,
-        "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.5}],
+        "cameras": [{"id": "plaza", "source": str(vtest_path), "fps": 0.5, **played}],
         "escalation": {"transport": "mqtt", "thing_name": "gw-local", "verdict_timeout_s": 20,
                        "mqtt": {"host": "127.0.0.1", "port": broker_port},
                        "spool": {"path": str(tmp_path / "spool.sqlite")}},
         "output": {"events_db": str(tmp_path / "events.sqlite")},
         "fleet": {"telemetry_interval_s": 2, "models_dir": str(tmp_path / "models")}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
-    run = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return json.loads(run.stdout[run.stdout.index("{"):])["total"]
+    agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if run_s:
+        time.sleep(run_s)
+        agent.send_signal(signal.SIGINT)  # asked to stop, it finishes what is on its way and prints its summary
+    out, err = agent.communicate(timeout=600)
+    assert agent.returncode == 0, err[-2000:]
+    return json.loads(out[out.index("{"):])["total"]
 
 
 def _publish_escalated_event(broker_port: int) -> None:
@@ -66,6 +74,7 @@ def _cell(driver, field: str) -> int:
 
 def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_path, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     shots = Path(os.environ.get("FRAMESIEVE_DASHBOARD_SHOTS", tmp_path / "shots"))
@@ -75,7 +84,7 @@ def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_p
     driver = None
     try:
         broker_port = int(urls["mqtt broker"].rsplit(":", 1)[1])
-        total = _run_agent(tmp_path, vtest_path, broker_port)
+        total = _run_agent(tmp_path, vtest_path, broker_port, float(os.environ.get("FRAMESIEVE_DASHBOARD_RUN_S", 0)))
         assert total["escalated"] >= 5, total
         base = urls["results API"].rsplit("/health", 1)[0]
         token = (tmp_path / "cloud" / "api-token").read_text().strip()
@@ -113,6 +122,10 @@ def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_p
             wait.until(lambda d, css=ready: d.find_elements(By.CSS_SELECTOR, css))
             if name == "camera":  # the escalated crops, drawn from the training capture in S3
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#crops canvas"))
+                time.sleep(0.5)
+            if name == "alerts":  # the alert's frame, opened from the keyboard
+                driver.find_element(By.CSS_SELECTOR, "#alerts button[data-key]").send_keys(Keys.ENTER)
+                wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts canvas"))
                 time.sleep(0.5)
             driver.save_screenshot(str(shots / f"dashboard-{name}.png"))
         assert console_errors(driver) == []

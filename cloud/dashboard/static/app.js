@@ -92,6 +92,7 @@ function drawCrop(canvas, crop) {
 }
 
 async function showCrops(key, into) {
+  into.classList.add("crops");
   into.replaceChildren(h("p", {text: "Loading the frame…"}));
   try {
     const d = await getJson("/dashboard/crops?key=" + encodeURIComponent(key));
