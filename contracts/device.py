@@ -74,9 +74,11 @@ class FrameEventMessage:
 
 
 CAMERA_RATES = ("fps", "motion_rate", "escalation_rate", "cloud_failed_rate")
-# Added later, so optional on the way in (0 when an older agent leaves it out): 1 when the camera runs a
-# (specialized) student of its own.
-CAMERA_OPTIONAL = ("own_student",)
+# Added later, so optional on the way in (0 when an older agent leaves it out): own_student 1 when the camera
+# runs a (specialized) student of its own; warming_up 1 while it onboards (auditing more, collecting its first
+# training records); guard_max_escalation the escalation share above which its guard rolls the own student
+# back (0: no such limit).
+CAMERA_OPTIONAL = ("own_student", "warming_up", "guard_max_escalation")
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,20 @@ def _alert(r: ResultRecord) -> dict[str, Any]:
             "detections": [{"label": d.label, "score": round(d.score, 3)} for d in r.detections]}
 
 
+def _student(rates: dict[str, float]) -> str:
+    if rates.get("own_student"):
+        return "own (specialized)"
+    return "generic, onboarding" if rates.get("warming_up") else "generic"
+
+
+def _guard(rates: dict[str, float]) -> str:
+    """What watches the camera's own student (from telemetry; an older agent reports none of it)."""
+    if not rates.get("own_student"):
+        return "none: runs the shared student"
+    limit = rates.get("guard_max_escalation", 0.0)
+    return f"rolls back above {limit:.0%} escalated" if limit else "watching recall (no escalation limit)"
+
+
 def fleet(store: ResultsStore, now: float) -> dict[str, Any]:
     gateways, cameras, alerts = [], [], []
     seen: set[str] = set()
@@ -69,7 +83,7 @@ def fleet(store: ResultsStore, now: float) -> dict[str, Any]:
         hour_alerts = [_alert(r) for r in _rows(store, name, now - HOUR, now + 60, pages=1) if r.alerts]
         alerts += hour_alerts
         cameras.append({"camera": name, "site": site, "thing": t.thing, "online": _online(t, now),
-                        "student": "own (specialized)" if rates.get("own_student") else "generic",
+                        "student": _student(rates), "guard": _guard(rates),
                         "fps": rates.get("fps", 0.0), "escalation_rate": rates.get("escalation_rate", 0.0),
                         "hour": _sum(rows, now - HOUR), "day": _sum(rows, now - DAY),
                         "alerts_hour": len(hour_alerts)})

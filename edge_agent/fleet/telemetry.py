@@ -77,7 +77,9 @@ class TelemetryReporter:
             cameras[cid] = {"fps": sampled / dt, "motion_rate": _share(sampled - d["motion_skipped"], sampled),
                             "escalation_rate": _share(d["escalated"], sampled),
                             "cloud_failed_rate": _share(d["cloud_failed"], sampled),
-                            "own_student": float(status.cameras[cid].own_student is not None)}
+                            "own_student": float(status.cameras[cid].own_student is not None),
+                            "warming_up": float(status.cameras[cid].warming_up),
+                            "guard_max_escalation": float(status.cameras[cid].limits.max_escalation or 0.0)}
         spool = self.link.spool
         return Telemetry(
             message_id=str(uuid.uuid4()), thing=self.link.topics.thing, site=self.agent.config.site, t_s=time.time(),

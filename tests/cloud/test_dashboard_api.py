@@ -27,7 +27,8 @@ def _event(mid: str, t_s: float, decided_by: str, camera: str = "plaza") -> dict
 
 def _telemetry(thing: str, t_s: float) -> dict:
     return Telemetry("t1", thing, t_s, 10.0, "0.1", "generic@1", 12.0, 150.0, 4, 4096, 0, True,
-                     {"plaza": {"fps": 1.0, "motion_rate": 1, "escalation_rate": 0.5, "cloud_failed_rate": 0}},
+                     {"plaza": {"fps": 1.0, "motion_rate": 1, "escalation_rate": 0.5, "cloud_failed_rate": 0,
+                                "own_student": 1, "guard_max_escalation": 0.3}},
                      site="site-1").to_payload()
 
 
@@ -103,6 +104,9 @@ def test_pages_login_cookie_and_tokens(api):
         assert plaza["hour"] | {} == {"sampled": 3, "edge": 2, "cloud": 1, "escalated": 1, "cloud_failed": 0,
                                       "people": 3, "vehicles": 0}
         assert fleet["gateways"][0]["online"] and fleet["gateways"][0]["spool_rows"] == 4
+        assert (plaza["student"], plaza["guard"]) == ("own (specialized)", "rolls back above 30% escalated")
+        assert (fleet["cameras"][0]["student"], fleet["cameras"][0]["guard"]) == ("generic",
+                                                                               "none: runs the shared student")
     assert _get(port, "/dashboard/fleet", {"Cookie": "framesieve_token=" + "x" * 24})[0] == 401
     status, _, body = _get(port, "/dashboard/cameras/plaza?hours=999", jar)
     assert status == 400 and "999" in json.loads(body)["error"]

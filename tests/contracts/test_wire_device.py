@@ -13,7 +13,7 @@ EVENT = FrameEventMessage("e-1", "plaza", 15, 15.0, "cloud", True, (DetectionRec
                           1_764_400_000.0, site="site-1")
 TELEMETRY = Telemetry("t-1", "gw-1", 1_764_400_000.0, 60.0, "0.1.0", "1.0.0", 35.5, 410.0, 3, 1200, 0, True,
                       {"plaza": {"fps": 1.0, "motion_rate": 0.8, "escalation_rate": 0.05, "cloud_failed_rate": 0.0,
-                                 "own_student": 1.0}})
+                                 "own_student": 1.0, "warming_up": 0.0, "guard_max_escalation": 0.25}})
 
 
 def test_round_trips():
@@ -21,8 +21,11 @@ def test_round_trips():
     assert Telemetry.from_bytes(TELEMETRY.to_bytes()) == TELEMETRY
     assert len(EVENT.to_bytes()) < 1024 < MAX_MESSAGE_BYTES  # one IoT Core 5 KB unit
     older = json.loads(TELEMETRY.to_bytes())  # an agent from before own_student: still read, as 0
-    del older["cameras"]["plaza"]["own_student"]
-    assert Telemetry.from_payload(older).cameras["plaza"]["own_student"] == 0.0
+    for key in ("own_student", "warming_up", "guard_max_escalation"):
+        del older["cameras"]["plaza"][key]
+    assert {k: Telemetry.from_payload(older).cameras["plaza"][k]
+            for k in ("own_student", "warming_up", "guard_max_escalation")} == dict.fromkeys(
+        ("own_student", "warming_up", "guard_max_escalation"), 0.0)
 
 
 @pytest.mark.parametrize(("message", "change", "error"), [

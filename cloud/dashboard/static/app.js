@@ -50,7 +50,7 @@ function fleetPage(d) {
     num(g.memory_mb), h("td", {text: g.model_version})));
   const cams = d.cameras.map(c => h("tr", {"data-camera": c.camera},
     h("th", {scope: "row"}, h("a", {href: "#/camera/" + encodeURIComponent(c.camera), text: c.camera})),
-    h("td", {text: `${c.site} / ${c.thing}`}), h("td", {}, state(c.online)), h("td", {text: c.student}),
+    h("td", {text: `${c.site} / ${c.thing}`}), h("td", {}, state(c.online)), h("td", {text: c.student}), h("td", {text: c.guard}),
     num(c.fps, 2), ...["sampled", "edge", "escalated"].map(k => h("td", {class: "num", "data-field": "hour-" + k,
       text: fmt(c.hour[k])})), ...["sampled", "edge", "escalated", "cloud_failed"].map(k => h("td", {class: "num",
       "data-field": "day-" + k, text: fmt(c.day[k])})), num(c.alerts_hour)));
@@ -58,7 +58,7 @@ function fleetPage(d) {
     table("Gateways: online from telemetry", [["Gateway"], ["Site"], ["State"], ["Last telemetry"], ["Spool rows", 1],
       ["Spool evicted", 1], ["CPU %", 1], ["Memory MB", 1], ["Model version"]], gws, "gateways"),
     table("Cameras: frames sampled, decided at the edge and escalated to the cloud", [["Camera"], ["Site / gateway"],
-      ["State"], ["Student"], ["fps", 1], ["Sampled 1 h", 1], ["Edge 1 h", 1], ["Escalated 1 h", 1], ["Sampled 24 h", 1],
+      ["State"], ["Student"], ["Guard"], ["fps", 1], ["Sampled 1 h", 1], ["Edge 1 h", 1], ["Escalated 1 h", 1], ["Sampled 24 h", 1],
       ["Edge 24 h", 1], ["Escalated 24 h", 1], ["Cloud failures 24 h", 1], ["Alerts 1 h", 1]], cams, "cameras"),
     d.gateways.length ? null : h("p", {class: "note", text: "No gateway has sent telemetry yet."}),
     h("h3", {text: "Recent alerts"}), alertList(d.alerts)];

@@ -88,7 +88,8 @@ def test_telemetry_rates_come_from_the_counters_and_clocks_of_the_interval(tmp_p
     message = reporter.build()
     assert message.interval_s == 2.0 and message.cpu_percent == pytest.approx(25.0)
     assert message.cameras["cam"] == {"fps": 5.0, "motion_rate": 0.6, "escalation_rate": 0.3,
-                                      "cloud_failed_rate": 0.1, "own_student": 0.0}
+                                      "cloud_failed_rate": 0.1, "own_student": 0.0, "warming_up": 0.0,
+                                      "guard_max_escalation": 0.0}
     assert (message.thing, message.site, message.model_version) == ("gw-1", "s1", "0.9.0")
     clock[0] = 104.0  # an interval without a frame: rates of zero, not a division by zero
     quiet = reporter.build()

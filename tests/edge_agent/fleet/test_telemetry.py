@@ -37,9 +37,11 @@ def test_telemetry_reports_rates_spool_cpu_memory_and_model(broker, vtest_frames
     expected = ("gw-tele", "site-t", default_student_version(), True)
     assert (last.thing, last.site, last.model_version, last.connected) == expected
     cam = last.cameras["cam"]
-    assert set(cam) == {"fps", "motion_rate", "escalation_rate", "cloud_failed_rate", "own_student"}
+    assert set(cam) == {"fps", "motion_rate", "escalation_rate", "cloud_failed_rate", "own_student", "warming_up",
+                        "guard_max_escalation"}
     assert all(0 <= cam[k] <= 1 for k in ("motion_rate", "escalation_rate", "cloud_failed_rate"))
     assert cam["own_student"] == 0.0  # the agent's student: no camera of its own
+    assert cam["warming_up"] in (0.0, 1.0) and cam["guard_max_escalation"] >= 0
     assert 0 < last.memory_mb < 4000 and last.spool_rows >= 0 and last.interval_s > 0 and last.uptime_s > 0
     assert len({t.message_id for t in cloud.telemetry}) == len(cloud.telemetry)
 
