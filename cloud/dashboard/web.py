@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from cloud.dashboard import views
 from contracts.codec import WireError
@@ -96,7 +96,7 @@ def data(server: Any, path: str, query: str) -> tuple[int, dict[str, Any]]:
         if path == "/dashboard/alerts":
             return 200, views.alerts(store, now)
         if m := re.match(r"^/dashboard/cameras/([^/]{1,128})$", path):
-            return 200, views.camera(store, m[1], now, _hours(q))
+            return 200, views.camera(store, unquote(m[1]), now, _hours(q))
         if path == "/dashboard/crops":
             return crops(server.training_reader, q.get("key", [""])[0])
     except ValueError as exc:
