@@ -92,6 +92,9 @@ class IotRuleBridge:
         self.ingested: dict[str, int] = {}  # events and telemetry into the store (the dashboard's), by outcome
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="iot-rule")
+        # events and telemetry on their own worker: a slow teacher holding the rule's workers must not keep the
+        # dashboard's counts behind (on AWS they are separate rules and Lambdas too)
+        self._ingest_pool = ThreadPoolExecutor(1, thread_name_prefix="iot-ingest")
         self.client = BrokerClient(port, "framesieve-iot-rule", [f"{prefix}/+/escalations", f"{prefix}/+/events",
                                                                          f"{prefix}/+/telemetry"],
                                    self._received)
@@ -100,7 +103,7 @@ class IotRuleBridge:
         if topic.endswith(("/events", "/telemetry")):
             if topic.endswith("/events"):
                 self._count_event(payload)
-            self._pool.submit(self._ingest, topic, payload)
+            self._ingest_pool.submit(self._ingest, topic, payload)
             return
         self._pool.submit(self._route, topic, payload, int(time.time() * 1000))
 
@@ -151,6 +154,7 @@ class IotRuleBridge:
     def close(self) -> None:
         self.client.close()
         self._pool.shutdown(wait=True, cancel_futures=False)
+        self._ingest_pool.shutdown(wait=True, cancel_futures=False)
 
 
 class IotDataServer(ThreadingHTTPServer):
