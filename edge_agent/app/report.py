@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from edge_agent.app.agent import Agent
 
+_DECODE_KEYS = frozenset({"decode_mode", "decode_reason", "gop_s", "stream_fps", "codec", "size", "decode_threads",
+                          "hwaccel", "hwaccel_note", "timestamp_error_max_s"})
+
 
 def summary(agent: Agent) -> dict:
     per_camera = {}
@@ -25,6 +28,9 @@ def summary(agent: Agent) -> dict:
                               "uncertain_fraction": s.guard.escalation_fraction(),
                               "onboarding": s.onboarding}
                         for cid, s in agent.cameras.items()}}
+    decode = {s.camera: {k: v for k, v in s.stats().items() if k in _DECODE_KEYS} for s in agent.sources}
+    if any(decode.values()):  # how each stream is decoded (the levers chosen from its GOP), and why
+        out["decode"] = decode
     if agent.escalator is not None:  # the circuit breaker and what is awaited now
         out["cloud"] = {**agent.escalator.breaker.stats(), "in_flight": agent.escalator.in_flight,
                         "held_frames": len(agent.inflight), "held_max": agent.inflight.held_max}

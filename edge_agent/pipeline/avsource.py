@@ -24,6 +24,7 @@ class AVFileSource(FrameSource):
         if not self.path.is_file():
             raise SourceError(f"camera {camera}: video file {self.path} does not exist; a source is {ACCEPTED}")
         self._cap: AVCapture | None = self._open()
+        self._info: dict[str, object] = {}  # how it was decoded, kept for stats() after close
         self._offset = 0.0  # media time at which the current pass starts (loops)
         self._start: float | None = None
         self._last = 0.0
@@ -44,7 +45,7 @@ class AVFileSource(FrameSource):
     def stats(self) -> dict[str, object]:
         out = {**super().stats(), "timestamp_error_max_s": round(self.timestamp_error_max_s, 4),
                "timestamp_error_mean_s": round(self._error_sum / max(1, self.frames_sampled), 4)}
-        return out | (self._cap.describe() if self._cap is not None else {})
+        return out | (self._cap.describe() if self._cap is not None else self._info)
 
     def _read(self) -> SampledFrame | None:
         while not self._closed.is_set() and self._cap is not None:
@@ -83,5 +84,6 @@ class AVFileSource(FrameSource):
 
     def _release(self) -> None:
         if self._cap is not None:
+            self._info = self._cap.describe()
             self._cap.release()
             self._cap = None

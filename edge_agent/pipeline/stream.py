@@ -74,6 +74,8 @@ class StreamSource(FrameSource):
         self._last_good = time.monotonic()
 
     def stats(self) -> dict[str, object]:
+        if isinstance(self._cap, AVCapture):
+            self._described = self._cap.describe()  # the mode follows the camera's GOP: report the current one
         return {**super().stats(), "reconnect_attempts": self.reconnect_attempts, **self._described}
 
     def set_fps(self, fps: float) -> None:

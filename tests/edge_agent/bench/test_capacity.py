@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from contracts.wire import EscalationRequest, Verdict
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
+from edge_agent.escalation.base import Transport
 from edge_agent.pipeline.avsource import AVFileSource
 from edge_agent.pipeline.decode import DecodeConfig
 from models.student.data import resolve_clip
@@ -86,3 +88,31 @@ def test_gateway_capacity_measures_both_sides_and_feeds_the_cost_model(tmp_path,
     assert main(["cost", "--bench", str(tmp_path / "absent.json"), "--stream-kind", "nope",
                  "--gateway-streams", str(streams)]) == 2
     assert "no stream kind 'nope'" in capsys.readouterr().err
+
+
+class _Nothing(Transport):
+    """The cloud sees nothing in any crop."""
+
+    name = "nothing"
+
+    def escalate(self, request: EscalationRequest) -> Verdict:
+        return Verdict(request.message_id, request.camera, request.frame_index, "nothing", ())
+
+
+def test_the_agent_reports_how_each_camera_is_decoded(tmp_path):
+    from edge_agent.app import Agent
+    from edge_agent.bench.streams import make_stream
+    from edge_agent.config import AgentConfig
+    from models.student.derived import ensure_derived_student
+
+    path = make_stream("720p15-gop4", seconds=8)
+    config = AgentConfig.model_validate({
+        "site": "t", "student": str(ensure_derived_student()),
+        "cameras": [{"id": "door", "source": str(path), "decode": {"mode": "keyframes"},
+                     "onboarding": {"enabled": False}}],
+        "escalation": {"transport": "url", "url": "http://127.0.0.1:9/unused"}})
+    summary = Agent(config, transport=_Nothing(), jsonl=tmp_path / "d.jsonl", events_db=tmp_path / "d.sqlite").run()
+    door = summary["decode"]["door"]
+    assert door["decode_mode"] == "reference" and "refused" in door["decode_reason"]  # GOP 4 s > 1 s interval
+    assert door["gop_s"] == pytest.approx(4.0, abs=0.01) and door["hwaccel"] in ("none", "vaapi", "qsv")
+    assert summary["total"]["sampled"] == 8
