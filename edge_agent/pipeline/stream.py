@@ -67,6 +67,7 @@ class StreamSource(FrameSource):
         self._media0: tuple[float, float] | None = None  # (pts in the stream, our pts) at (re)connect
         self._described: dict[str, object] = {}
         self._seen_before = 0
+        self.timestamp_error_max_s = 0.0
         self._connected_once = False
         self._must_wait = False
         self._index = 0
@@ -76,7 +77,8 @@ class StreamSource(FrameSource):
     def stats(self) -> dict[str, object]:
         if isinstance(self._cap, AVCapture):
             self._described = self._cap.describe()  # the mode follows the camera's GOP: report the current one
-        return {**super().stats(), "reconnect_attempts": self.reconnect_attempts, **self._described}
+        return {**super().stats(), "reconnect_attempts": self.reconnect_attempts, **self._described,
+                "timestamp_error_max_s": round(self.timestamp_error_max_s, 4)}
 
     def set_fps(self, fps: float) -> None:
         super().set_fps(fps)
@@ -172,6 +174,8 @@ class StreamSource(FrameSource):
             self._last_good = now
             self._backoff_s = self.backoff_initial_s
             self.healthy = True
+            if self._clock.next_s is not None:  # how late after its slot (keyframes only: up to one GOP)
+                self.timestamp_error_max_s = max(self.timestamp_error_max_s, pts - self._clock.next_s)
             return self._emit(index, pts, image)
         return None
 

@@ -70,6 +70,7 @@ def test_short_gop_decodes_keyframes_only_and_gives_the_same_frames(streams):
         assert np.array_equal(a.image, b.image)  # a keyframe is the same picture however it is reached
 
 
+@pytest.mark.slow  # encodes the test streams on a cold cache
 @needs_ffmpeg
 def test_long_gop_skips_non_reference_frames_and_refuses_keyframes_only(streams):
     auto, stats = _sampled(streams["720p15-gop4"], "auto")
@@ -81,6 +82,7 @@ def test_long_gop_skips_non_reference_frames_and_refuses_keyframes_only(streams)
     assert len(forced) == 8
 
 
+@pytest.mark.slow  # encodes the test streams on a cold cache
 @needs_ffmpeg
 def test_a_corrupt_stretch_is_skipped_and_a_non_video_named(streams, tmp_path):
     data = bytearray(streams["720p15-gop1"].read_bytes())
@@ -120,6 +122,7 @@ def test_live_stream_over_loopback_is_sampled_on_keyframes_and_reconnected(strea
             assert all(f is not None for f in first)
             assert source.stats()["decode_mode"] == "keyframes"
             assert [round(f.pts_s, 3) for f in first] == [0.0, 1.0, 2.0, 3.0]  # type: ignore[union-attr]
+            assert source.stats()["timestamp_error_max_s"] < 0.01  # keyframes on the grid, by media time
             proc.terminate()  # the camera goes away mid-stream...
             proc.wait()
             with serve(streams["720p15-gop1"], port=int(url.split(":")[2].split("/")[0])):  # ...and comes back
