@@ -34,6 +34,8 @@ TRAINING_PREFIX = "FRAMESIEVE_TRAINING_PREFIX"
 DEFAULT_TRAINING_PREFIX = "training-data/"
 TRAINING_SAMPLE_RATE = "FRAMESIEVE_TRAINING_SAMPLE_RATE"  # share of escalations kept, 0..1, by message id
 DEFAULT_TRAINING_SAMPLE_RATE = 1.0
+TRAINING_KEEP = "FRAMESIEVE_TRAINING_KEEP"  # informative: only what teaches something (tiered); all: every one
+DEFAULT_TRAINING_KEEP = "informative"
 
 # The verdict back to the gateway through IoT Core; {thing} is the thing name the IoT rule adds.
 VERDICT_TOPIC = "FRAMESIEVE_VERDICT_TOPIC"  # empty: do not publish

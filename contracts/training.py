@@ -80,3 +80,28 @@ class TrainingRecord:
             return cls.from_payload(json.loads(data))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WireError(f"training record is not JSON: {exc}") from exc
+
+
+# Which escalations are worth keeping as training data, and for how long (the S3 object's `tier` tag; the
+# bucket's lifecycle rules expire each tier on its own clock). An escalation where the student's labels and
+# the teacher's agree and the teacher is sure teaches nothing new: it is not kept.
+TIERS = ("onboarding", "disagreement", "low_confidence", "audit")
+LOW_CONFIDENCE = 0.5  # a label whose best teacher detection is below this is a hard example
+
+
+def informative(reason: str, student: tuple[DetectionRecord, ...], teacher: tuple[DetectionRecord, ...],
+                low: float = LOW_CONFIDENCE) -> str:
+    """The escalation's tier, or "" when it carries nothing to learn from. Onboarding frames are a new
+    camera's first training set; a disagreement (the labels present differ) or a label the teacher is unsure
+    of (its best detection of it below `low`) is a hard example, one faint box beside a sure one is not; an
+    agreeing audit is the guard's evidence, kept for less time."""
+    if reason == "onboarding":
+        return "onboarding"
+    if {d.label for d in student} != {d.label for d in teacher}:
+        return "disagreement"
+    best: dict[str, float] = {}
+    for d in teacher:
+        best[d.label] = max(best.get(d.label, 0.0), d.score)
+    if any(score < low for score in best.values()):  # the teacher unsure the label is there at all
+        return "low_confidence"
+    return "audit" if reason == "audit" else ""

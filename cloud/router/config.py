@@ -35,6 +35,7 @@ class RouterConfig:
     training_bucket: str = ""
     training_prefix: str = c.DEFAULT_TRAINING_PREFIX
     training_sample_rate: float = c.DEFAULT_TRAINING_SAMPLE_RATE
+    training_keep: str = c.DEFAULT_TRAINING_KEEP
     verdict_topic: str = c.DEFAULT_VERDICT_TOPIC
     iot_data_endpoint: str = ""
     alert_topic_arn: str = ""
@@ -54,7 +55,12 @@ class RouterConfig:
         if writes not in ("every", "change"):
             raise ConfigError(f"{c.STORE_WRITES}={writes!r}: expected 'every' (a row per verdict) or 'change' "
                               "(a row only when the labels a camera sees change, or an alert is sent)")
+        keep = env.get(c.TRAINING_KEEP) or c.DEFAULT_TRAINING_KEEP
+        if keep not in ("informative", "all"):
+            raise ConfigError(f"{c.TRAINING_KEEP}={keep!r}: expected 'informative' (onboarding, disagreements, "
+                              "low-confidence answers and audits, tagged by tier) or 'all'")
         return cls(
+            training_keep=keep,
             store_url=env.get(c.STORE_URL) or c.DEFAULT_STORE_URL,
             store_writes=writes,
             retention_days=_number(env, c.RETENTION_DAYS, c.DEFAULT_RETENTION_DAYS, 0, 3650),

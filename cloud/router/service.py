@@ -30,6 +30,7 @@ from cloud.router.routing import (
 from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
 from cloud.stores.base import day_of
 from contracts.registry import Registration
+from contracts.training import informative
 from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
 
 log = logging.getLogger("framesieve.router")
@@ -134,7 +135,7 @@ class Router:
                                 excerpt=f"camera={r.camera} frame_index={r.frame_index} crops={len(r.crops)}")
             return self._dead_letter(Rejected(letter, (r.message_id, r.camera, r.frame_index)))
         day = day_of(parsed.t_s)
-        key = self._capture(parsed, response, day)
+        key = self._capture(parsed, response, day, verdict)
         alerts = self._alert(parsed, verdict)
         topic = self._publish(parsed.thing, verdict, r.site)
         detections = tuple(StoredDetection(d.label, d.score, d.box, cv.crop_id)
@@ -157,15 +158,19 @@ class Router:
                        alerts=alerts, training_key=key, published_to=topic, clock=parsed.clock,
                        reason="" if stored else "stored concurrently by another delivery")
 
-    def _capture(self, parsed: Parsed, response: InvocationResponse, day: str) -> str:
-        """The training object's key, or "" when not captured. Best effort: a failure is logged, not raised."""
-        cfg, mid = self.config, parsed.request.message_id
-        if not cfg.training_bucket or not captured(mid, cfg.training_sample_rate):
+    def _capture(self, parsed: Parsed, response: InvocationResponse, day: str, verdict: Verdict) -> str:
+        """The training object's key, or "" when not captured: only informative escalations are kept
+        (contracts.training.informative; FRAMESIEVE_TRAINING_KEEP=all keeps every one), tagged with their
+        tier for the bucket's lifecycle rules. Best effort: a failure is logged, not raised."""
+        cfg, r = self.config, parsed.request
+        mid = r.message_id
+        tier = informative(r.reason, r.student, verdict.detections()) or ("kept" if cfg.training_keep == "all" else "")
+        if not cfg.training_bucket or not tier or not captured(mid, cfg.training_sample_rate):
             return ""
         key = training_key(cfg.training_prefix, parsed, day)
         try:
             self.s3.put_object(Bucket=cfg.training_bucket, Key=key, Body=training_record(parsed, response),
-                               ContentType="application/json", IfNoneMatch="*")
+                               ContentType="application/json", IfNoneMatch="*", Tagging=f"tier={tier}")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict"):  # else: a retry; it is there

@@ -12,8 +12,11 @@ from tqdm import tqdm
 from edge_agent.bench.adapt import run_adapt
 from edge_agent.bench.metrics import clip_summary, pooled
 from edge_agent.bench.new_camera import figures, run_new_camera
+from edge_agent.bench.records import RecordTally
+from edge_agent.bench.records import pooled as pooled_records
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 from edge_agent.bench.sweep import evidence_refusal, pick_operating_point, pool_points, sweep
+from edge_agent.escalation.http import UrlTransport
 from models.manifest import load_manifest
 from models.paths import shared_footage_dir
 from models.student.data import resolve_clip
@@ -70,9 +73,12 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
                 skipped[name] = "no frame could be read"
                 continue
             config = agent_config(camera, path, fps, url, cascade).model_copy(update={"student": str(student)})
-            hybrid = run_hybrid(config, out_dir, camera)
+            # counted on the way: which answers the router would keep as training records and as rows
+            tally = RecordTally(UrlTransport(url, config.escalation.timeout_s, config.escalation.retries))
+            hybrid = run_hybrid(config, out_dir, camera, transport=tally)
             held_from = held_back_start_s(path.name, student)
             summary = clip_summary(hybrid, baseline, held_from)
+            summary["records"] = tally.figures()
             if with_sweep:
                 summary["sweep"] = sweep(baseline, path, camera, held_from_s=held_from, student=student)
             if adapt_fraction:
@@ -104,7 +110,7 @@ def run_bench(clips: list[str], fps: float, out_dir: Path, cascade: dict | None 
         "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
         "clips": results,
         "skipped_clips": skipped,
-        "total": pooled(results, raw),
+        "total": {**pooled(results, raw), **pooled_records([r["records"] for r in results.values()])},
         "warmup": _warmup(results),
     }
     sweeps = [p for r in results.values() for p in r.get("sweep", [])]

@@ -123,11 +123,12 @@ def plaza_crops(vtest_frames) -> tuple[Crop, ...]:
 
 def escalation_event(crops: tuple[Crop, ...], *, message_id: str | None = None, camera: str = CAMERA,
                      created_s: float = 1_764_400_000.0, thing: str = THING, site: str = SITE,
-                     received_s: float | None = None) -> dict[str, Any]:
+                     received_s: float | None = None, student: tuple = (), reason: str = "uncertain") -> dict[str, Any]:
     """The escalation as the older `SELECT *` IoT rule delivers it: the edge's JSON plus the rule's fields
     (received 0.25 s after created_s unless told)."""
     request = EscalationRequest(message_id=message_id or str(uuid.uuid4()), camera=camera, frame_index=150,
-                                pts_s=15.0, reason="uncertain", crops=crops, site=site, created_s=created_s)
+                                pts_s=15.0, reason=reason, crops=crops, site=site, created_s=created_s,
+                                student=student)
     received = created_s + 0.25 if received_s is None else received_s
     return {**request.to_payload(), **rule_fields(thing, received)}
 

@@ -1,0 +1,49 @@
+"""The bench counts what the router would keep: training records by the router's own rule, rows when a
+camera's labels change."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from contracts.detections import Detections
+from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
+from edge_agent.bench.records import RecordTally, pooled
+from edge_agent.escalation.base import Transport
+from edge_agent.escalation.crops import build_request
+
+
+class Scripted(Transport):
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def escalate(self, request: EscalationRequest) -> Verdict:
+        found = self.answers.pop(0)
+        if found is None:
+            return Verdict.failed(request.message_id, request.camera, request.frame_index, "dead-lettered")
+        return Verdict(request.message_id, request.camera, request.frame_index, "t", (CropVerdict(0, tuple(found)),))
+
+
+def request(camera: str, student: list[DetectionRecord], reason: str = "uncertain") -> EscalationRequest:
+    image = np.zeros((32, 32, 3), np.uint8)
+    return build_request(camera, 0, 0.0, image, [(0, 0, 32, 32)], reason, Detections.from_wire(student))
+
+
+def d(label: str, score: float) -> DetectionRecord:
+    return DetectionRecord(label, score, (1.0, 1.0, 9.0, 9.0))
+
+
+def test_the_tally_counts_informative_records_and_rows_on_change():
+    tally = RecordTally(Scripted([[d("person", 0.9)], [d("person", 0.9)], [d("person", 0.3)],
+                                  [d("person", 0.9), d("vehicle", 0.8)], None, [d("person", 0.9)]]))
+    tally.escalate(request("a", []))  # missed by the student: kept; the camera's first row
+    tally.escalate(request("a", [d("person", 0.4)]))  # agreed, teacher sure: not kept, same labels: no row
+    tally.escalate(request("a", [d("person", 0.4)]))  # teacher unsure: kept; same labels: no row
+    tally.escalate(request("a", [d("person", 0.4)]))  # a vehicle the student missed: kept; a new row
+    tally.escalate(request("a", []))  # an error verdict: not an answer
+    tally.escalate(request("b", [d("person", 0.4)]))  # another camera's first row
+    figures = tally.figures()
+    assert figures == {"answered": 5, "training_kept": 3, "rows_written_change": 3,
+                       "training_tiers": {"disagreement": 2, "low_confidence": 1}}
+    assert pooled([figures, {"answered": 5, "training_kept": 0, "rows_written_change": 1}]) == {
+        "training_share": 0.3, "rows_per_escalation": 0.4, "rows_policy": "change", "records_answered": 10}
+    assert pooled([])["training_share"] is None
