@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from cloud.dashboard import views
 from contracts.codec import WireError
@@ -48,7 +48,7 @@ def cookie_token(header: str | None) -> str | None:
     for part in (header or "").split(";"):
         name, _, value = part.strip().partition("=")
         if name == COOKIE:
-            return value
+            return unquote(value)
     return None
 
 
@@ -142,7 +142,10 @@ def login(handler: Any, token: str | None, secure: bool) -> None:
         page = (_static("login.html") or b"").replace(b"<!--error-->",
                                                        b'<p class="error" role="alert">That token is not right.</p>')
         return send(handler, 401, page, "text/html; charset=utf-8")
-    cookie = f"{COOKIE}={given}; Path=/; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE_S}"
+    if token is None:  # --no-auth: nothing to remember (and nothing the client typed goes into a header)
+        return send(handler, 303, b"", "text/plain; charset=utf-8", {"Location": "/"})
+    # quoted: a token from a file may hold characters a cookie value cannot (";", spaces)
+    cookie = f"{COOKIE}={quote(token, safe='')}; Path=/; HttpOnly; SameSite=Strict; Max-Age={COOKIE_MAX_AGE_S}"
     send(handler, 303, b"", "text/plain; charset=utf-8",
          {"Location": "/", "Set-Cookie": cookie + ("; Secure" if secure else "")})
 

@@ -131,3 +131,16 @@ def test_live_cost_breaks_even_where_hybrid_meets_baseline():
     at = fleet_cost([CameraDay("a", 86400, 86400 * low["break_even_share"], 0, 20)])["cameras"][0]
     assert at["hybrid_usd_per_day"] == pytest.approx(at["baseline_usd_per_day"], rel=1e-3)
     assert high["hybrid_usd_per_month"] == pytest.approx(high["hybrid_usd_per_day"] * 730 / 24)
+
+
+def test_without_auth_the_login_sets_nothing_the_client_typed(tmp_path):
+    store = open_store(f"sqlite://{tmp_path / 'r.sqlite'}")
+    server, port = start_in_thread(store, token=None)  # --no-auth, loopback only
+    try:
+        status, headers, _ = _get(port, "/login", {"Content-Type": "application/x-www-form-urlencoded"}, "POST",
+                                  b"token=x%0d%0aSet-Cookie:%20evil=1")
+        assert status == 303 and "Set-Cookie" not in headers and "evil" not in str(headers)
+        assert _get(port, "/")[0] == 200
+    finally:
+        server.stop()
+        store.close()
