@@ -69,6 +69,12 @@ def counting() -> Iterator[CallCounter]:
         _current.reset(token)
 
 
+def current_kinds() -> dict[str, int]:
+    """The calls counted so far in the innermost `counting` block (zeros outside one)."""
+    counter = _current.get()
+    return counter.kinds() if counter is not None else dict.fromkeys(KINDS, 0)
+
+
 def count(service: str, operation: str, n: int = 1) -> None:
     counter = _current.get()
     if counter is not None:

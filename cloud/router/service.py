@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cloud import awscalls
 from cloud.alerts import evaluate
 from cloud.exceptions import EndpointError
+from cloud.router.batching import batch_payload, process_batch
 from cloud.router.config import RouterConfig
 from cloud.router.endpoint import invoke
 from cloud.router.routing import (
@@ -29,6 +30,7 @@ from cloud.router.routing import (
 )
 from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
 from cloud.stores.base import day_of
+from contracts.batch import VerdictBatch
 from contracts.registry import Registration
 from contracts.training import informative
 from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
@@ -117,6 +119,9 @@ class Router:
         return replace(parsed, request=replace(r, site=entry.site), t_s=t_s)
 
     def _process(self, event: Any, now_s: float, counter: awscalls.CallCounter) -> Outcome:
+        batch = batch_payload(event)
+        if batch is not None:  # wire version 2: a gateway's escalations together (cloud/router/batching.py)
+            return process_batch(self, event, batch, now_s)
         try:
             parsed = self._authorize(parse_event(event, now_s, self.config.event_window_s), now_s)
         except Rejected as exc:
@@ -134,10 +139,16 @@ class Router:
                                 reason=f"{kind}: {exc}", topic=parsed.topic, thing=parsed.thing, size=parsed.size,
                                 excerpt=f"camera={r.camera} frame_index={r.frame_index} crops={len(r.crops)}")
             return self._dead_letter(Rejected(letter, (r.message_id, r.camera, r.frame_index)))
+        return self.commit(parsed, response, verdict, publish=True)
+
+    def commit(self, parsed: Parsed, response: InvocationResponse, verdict: Verdict, publish: bool = False) -> Outcome:
+        """Training capture, alerts, the verdict (when `publish`; a batch publishes all its verdicts at once)
+        and the row: steps 6-9 for one answered escalation."""
+        r = parsed.request
         day = day_of(parsed.t_s)
         key = self._capture(parsed, response, day, verdict)
         alerts = self._alert(parsed, verdict)
-        topic = self._publish(parsed.thing, verdict, r.site)
+        topic = self._publish(parsed.thing, verdict, r.site) if publish else ""
         detections = tuple(StoredDetection(d.label, d.score, d.box, cv.crop_id)
                            for cv in verdict.crops for d in cv.detections)
         if self.config.store_writes == "change" and not alerts:
@@ -146,7 +157,7 @@ class Router:
                 return Outcome("unchanged", r.message_id, detections=len(detections), training_key=key,
                                published_to=topic, reason="same labels as the camera's last row: no write",
                                clock=parsed.clock)
-        calls = counter.kinds()
+        calls = awscalls.current_kinds()
         calls["store_writes"] += 1  # the row's own write, below
         expires = int(parsed.t_s + self.config.retention_days * 86400) if self.config.retention_days else 0
         record = ResultRecord(
@@ -157,6 +168,33 @@ class Router:
         return Outcome("stored" if stored else "duplicate", r.message_id, detections=len(detections),
                        alerts=alerts, training_key=key, published_to=topic, clock=parsed.clock,
                        reason="" if stored else "stored concurrently by another delivery")
+
+    # what a batch (cloud/router/batching.py) needs of the single-escalation steps
+    def authorize(self, parsed: Parsed, now_s: float) -> Parsed:
+        return self._authorize(parsed, now_s)
+
+    def dead_letter_quietly(self, rejected: Rejected) -> list[Verdict]:
+        """Record why; the error verdict is returned for the batch's one verdict message, not published."""
+        letter = rejected.letter
+        self.store.put_dead_letter(letter)
+        if rejected.reply and letter.thing:
+            mid, camera, index = rejected.reply
+            return [Verdict.failed(mid, camera, index, f"{letter.kind}: {letter.reason}")]
+        return []
+
+    def publish_batch(self, thing: str, batch_id: str, verdicts: list[Verdict]) -> str:
+        """Every answer of a batch in one message to the gateway's verdict topic (best effort, as _publish)."""
+        template = self.config.verdict_topic
+        if not verdicts or not template or not thing or any(ch in thing for ch in "/#+\0"):
+            return ""
+        topic = template.format(thing=thing, camera=verdicts[0].camera, site="")
+        try:
+            self.iot.publish(topic=topic, qos=1, payload=VerdictBatch(batch_id, tuple(verdicts)).to_bytes())
+        except (ClientError, BotoCoreError, WireError) as exc:
+            log.warning(json.dumps({"event": "verdict_publish_failed", "batch_id": batch_id, "topic": topic,
+                                    "error": str(exc)}))
+            return ""
+        return topic
 
     def _capture(self, parsed: Parsed, response: InvocationResponse, day: str, verdict: Verdict) -> str:
         """The training object's key, or "" when not captured: only informative escalations are kept

@@ -17,6 +17,8 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+from contracts.batch import VerdictBatch
+from contracts.codec import decode
 from contracts.wire import EscalationRequest, Verdict, WireError
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.escalation.base import Transport, TransportError, register
@@ -139,11 +141,19 @@ class MqttTransport(Transport):
 
     def _on_verdict(self, topic: str, payload: bytes) -> None:
         try:
-            verdict = Verdict.from_bytes(payload)
+            message = decode(payload, "verdict")
+            if isinstance(message, dict) and message.get("type") == "verdict_batch":  # wire v2: a batch's answers
+                for verdict in VerdictBatch.from_payload(message).verdicts:  # each matched by its message id
+                    self._deliver(topic, verdict)
+                return
+            verdict = Verdict.from_payload(message)
         except WireError as exc:
             self.rejected += 1
             log.warning("rejected a message on %s: %s", topic, exc)
             return
+        self._deliver(topic, verdict)
+
+    def _deliver(self, topic: str, verdict: Verdict) -> None:
         with self._lock:
             waiter = self._waiting.get(verdict.message_id)
         if waiter is None:

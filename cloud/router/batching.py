@@ -1,0 +1,128 @@
+"""A gateway's batch (wire version 2, contracts/batch.py) through the router in one invocation: every item
+validated, authorized and deduplicated as a single escalation would be (each item goes through the same
+`parse_event`, with the rule's own fields), then one endpoint call for all the items' crops, and one
+verdict message back to the gateway with every answer and every error verdict, matched by message id.
+A malformed item is dead-lettered and answered with an error verdict; the others are answered. Rows stay
+one conditional write per item: a DynamoDB batch write cannot be conditional, and the conditional write is
+what makes a redelivered batch store nothing twice."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from cloud import constants as c
+from cloud.exceptions import EndpointError
+from cloud.router.endpoint import invoke
+from cloud.router.routing import Outcome, Parsed, Rejected, parse_event
+from cloud.stores import DeadLetter
+from contracts.batch import EscalationBatch, is_batch, reply_of
+from contracts.codec import MAX_MESSAGE_BYTES, loads
+from contracts.wire import InvocationRequest, InvocationResponse, Verdict, WireError, verdict_from_response
+
+if TYPE_CHECKING:
+    from cloud.router.service import Router
+
+
+def batch_payload(event: Any) -> dict | None:
+    """The event's message when it is a batch (read strictly; a broken one is left to parse_event)."""
+    if not isinstance(event, dict):
+        return None
+    if c.EVENT_PAYLOAD not in event:
+        return event if is_batch(event) else None
+    try:
+        payload = loads(base64.b64decode(event[c.EVENT_PAYLOAD], validate=True), "the message")
+    except (ValueError, TypeError, WireError):
+        return None
+    return payload if is_batch(payload) else None
+
+
+def process_batch(router: Router, event: dict, payload: dict, now_s: float) -> Outcome:
+    rule = {k: event[k] for k in c.RULE_FIELDS if k in event}
+    thing = rule.get(c.EVENT_THING, "")
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    answers: list[Verdict] = []
+    try:
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise WireError(f"the batch is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte IoT limit; the "
+                            "gateway must send fewer or smaller escalations per batch")
+        batch = EscalationBatch.from_payload(payload)
+    except WireError as exc:  # the batch as a whole: every item whose id is readable gets an error verdict
+        key = hashlib.sha256(raw).hexdigest()[:32]
+        letter = DeadLetter(key=f"{key}:malformed", t_s=now_s, kind="malformed", reason=str(exc)[:300],
+                            topic=str(rule.get(c.EVENT_TOPIC, ""))[:200], thing=thing if isinstance(thing, str) else "",
+                            size=len(raw), excerpt=raw[:300].decode("utf-8", "replace"))
+        router.store.put_dead_letter(letter)
+        items = payload.get("escalations")
+        replies = [r for r in map(reply_of, items if isinstance(items, list) else []) if r]
+        answers = [Verdict.failed(mid, cam, idx, f"malformed batch: {exc}") for mid, cam, idx in replies]
+        batch_id = payload.get("batch_id")
+        published = router.publish_batch(thing if isinstance(thing, str) else "",
+                                         batch_id if isinstance(batch_id, str) else key, answers)
+        return Outcome("dead_letter", key, reason=f"malformed batch: {exc}"[:300], published_to=published)
+    ready: list[Parsed] = []
+    statuses: dict[str, int] = {}
+    for err in batch.errors:
+        mid = err.reply[0] if err.reply else hashlib.sha256(err.reason.encode()).hexdigest()[:32]
+        letter = DeadLetter(key=f"{mid}:malformed", t_s=now_s, kind="malformed", reason=err.reason[:300],
+                            topic=str(rule.get(c.EVENT_TOPIC, ""))[:200], thing=thing, size=len(raw),
+                            excerpt=err.reason[:300])
+        router.store.put_dead_letter(letter)
+        statuses["dead_letter"] = statuses.get("dead_letter", 0) + 1
+        if err.reply:
+            answers.append(Verdict.failed(*err.reply, f"malformed: {err.reason}"))
+    for request in batch.escalations:
+        item = {**rule, c.EVENT_PAYLOAD: base64.b64encode(request.encoded).decode()}
+        try:
+            parsed = router.authorize(parse_event(item, now_s, router.config.event_window_s), now_s)
+        except Rejected as exc:
+            answers.extend(router.dead_letter_quietly(exc))
+            statuses["dead_letter"] = statuses.get("dead_letter", 0) + 1
+            continue
+        r = parsed.request
+        if router.store.get_result(r.camera, parsed.t_s, r.message_id) is not None:
+            statuses["duplicate"] = statuses.get("duplicate", 0) + 1  # stored before: nothing is done again
+            continue
+        ready.append(parsed)
+    if ready:
+        answers.extend(_answer(router, ready, now_s, statuses))
+    published = router.publish_batch(thing, batch.batch_id, answers)
+    return Outcome("batch", batch.batch_id, reason=json.dumps(dict(sorted(statuses.items()))),
+                   detections=sum(len(v.detections()) for v in answers), published_to=published)
+
+
+def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[str, int]) -> list[Verdict]:
+    """One endpoint call for every crop of every item (ids "item:crop"), split back per item."""
+    images = tuple((f"{k}:{crop.crop_id}", crop.jpeg) for k, p in enumerate(ready) for crop in p.request.crops)
+    try:
+        response, _ = invoke(router.runtime, router.config.endpoint_name, InvocationRequest(images),
+                             attempts=router.config.endpoint_attempts, backoff_s=router.config.endpoint_backoff_s)
+    except (EndpointError, WireError) as exc:
+        out = []
+        for p in ready:
+            r = p.request
+            letter = DeadLetter(key=f"{r.message_id}:endpoint", t_s=now_s, kind="endpoint", reason=str(exc)[:300],
+                                topic=p.topic, thing=p.thing, size=p.size,
+                                excerpt=f"camera={r.camera} frame_index={r.frame_index} crops={len(r.crops)}")
+            out.extend(router.dead_letter_quietly(Rejected(letter, (r.message_id, r.camera, r.frame_index))))
+            statuses["dead_letter"] = statuses.get("dead_letter", 0) + 1
+        return out
+    verdicts = []
+    for k, parsed in enumerate(ready):
+        prefix = f"{k}:"
+        own = InvocationResponse(response.model, tuple((i[len(prefix):], d) for i, d in response.predictions
+                                                       if i.startswith(prefix)))
+        try:
+            verdict = verdict_from_response(parsed.request, own)
+        except WireError as exc:
+            r = parsed.request
+            letter = DeadLetter(key=f"{r.message_id}:endpoint", t_s=now_s, kind="endpoint", reason=str(exc)[:300],
+                                topic=parsed.topic, thing=parsed.thing, size=parsed.size, excerpt="")
+            verdicts.extend(router.dead_letter_quietly(Rejected(letter, (r.message_id, r.camera, r.frame_index))))
+            continue
+        outcome = router.commit(parsed, own, verdict)
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        verdicts.append(verdict)
+    return verdicts

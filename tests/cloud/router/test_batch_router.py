@@ -1,0 +1,95 @@
+"""A gateway's batch through the router, over HTTP (moto_server, the real teacher server): one endpoint call,
+one verdict message with every answer matched by id, a row per escalation; and the bad input of issue 14:
+a malformed crop in a batch, an oversized batch, the same batch twice. Nothing is lost: every escalation
+is answered, or dead-lettered with an error verdict."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+
+from contracts.batch import EscalationBatch, VerdictBatch
+from contracts.wire import EscalationRequest
+from tests.cloud.conftest import CAMERA, SITE, THING, rule_fields
+
+pytestmark = pytest.mark.slow  # moto and the teacher server
+
+T0 = 1_764_400_000.0
+
+
+@pytest.fixture(scope="module")
+def lean_crops(vtest_frames):
+    """The two halves of a vtest frame at the teacher's scale, as a lean message carries them (~8 KB each)."""
+    import cv2
+
+    from contracts.wire import Crop
+
+    frame = vtest_frames[1]
+    out = []
+    for crop_id, (x1, x2) in enumerate(((0, 384), (384, 768))):
+        small = cv2.resize(frame[:, x1:x2], (208, 312), interpolation=cv2.INTER_AREA)
+        jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
+        out.append(Crop(crop_id, (float(x1), 0.0, float(x2), 576.0), jpeg, (208, 312)))
+    return tuple(out)
+
+
+def item(crops, k: int) -> EscalationRequest:
+    return EscalationRequest(str(uuid.uuid4()), CAMERA, 100 + k, 10.0 + k, "uncertain", crops, site=SITE,
+                             created_s=T0 + k)
+
+
+def event(payload: dict | bytes) -> dict:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return {"payload_b64": base64.b64encode(raw).decode(), **rule_fields(THING, T0 + 1)}
+
+
+def verdicts_since(stack, before: int) -> list[VerdictBatch]:
+    return [VerdictBatch.from_bytes(p) for _, p in stack.moto.published(f"framesieve/{THING}/")[before:]]
+
+
+def test_a_batch_is_one_call_one_verdict_message_and_a_row_each_the_bad_crop_dead_lettered(stack, lean_crops):
+    good = [item(lean_crops, k) for k in range(3)]
+    payload = EscalationBatch("batch-1", tuple(good)).to_payload()
+    bad = item(lean_crops[:1], 9).to_payload()
+    bad["crops"][0]["jpeg_b64"] = base64.b64encode(b"not a jpeg").decode()
+    payload["escalations"].insert(1, bad)
+    before = len(stack.moto.published(f"framesieve/{THING}/"))
+
+    out = stack.router.process(event(payload))
+
+    assert out.status == "batch" and json.loads(out.reason) == {"dead_letter": 1, "stored": 3}
+    assert out.calls["endpoint_invocations"] == 1  # six crops of three escalations, one call
+    assert out.calls["iot_publishes"] == 1  # one verdict message for the whole batch
+    [answer] = verdicts_since(stack, before)
+    by_id = {v.message_id: v for v in answer.verdicts}
+    assert set(by_id) == {g.message_id for g in good} | {bad["message_id"]}
+    assert by_id[bad["message_id"]].error.startswith("malformed") and not by_id[bad["message_id"]].crops
+    assert all(by_id[g.message_id].detections() and not by_id[g.message_id].error for g in good)
+    rows = stack.router.store.query_camera(CAMERA, T0 - 1, T0 + 10).items
+    assert sorted(r.message_id for r in rows) == sorted(g.message_id for g in good)
+    import datetime as dt
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")  # dead letters are kept by the router's own clock
+    assert [d.key for d in stack.router.store.dead_letters(today).items
+            if d.key.startswith(bad["message_id"])] == [f"{bad['message_id']}:malformed"]
+
+    # delivered again (IoT is at least once): nothing is paid for or stored twice
+    again = stack.router.process(event(payload))
+    assert json.loads(again.reason) == {"dead_letter": 1, "duplicate": 3}
+    assert again.calls["endpoint_invocations"] == 0
+    assert len(stack.router.store.query_camera(CAMERA, T0 - 1, T0 + 10).items) == 3
+
+
+def test_an_oversized_batch_is_dead_lettered_and_every_escalation_in_it_gets_an_error_verdict(stack, plaza_crops):
+    many = [item(plaza_crops, k) for k in range(12)]  # 12 x 2 full-size crops: far over 128 KB
+    payload = EscalationBatch("batch-big", tuple(many)).to_payload()
+    before = len(stack.moto.published(f"framesieve/{THING}/"))
+    out = stack.router.process(event(payload))
+    assert out.status == "dead_letter" and "over the 131072-byte IoT limit" in out.reason
+    assert out.calls["endpoint_invocations"] == 0
+    [answer] = verdicts_since(stack, before)
+    assert sorted(v.message_id for v in answer.verdicts) == sorted(m.message_id for m in many)
+    assert all(v.error for v in answer.verdicts)
+    assert stack.router.store.query_camera(CAMERA, T0 - 1, T0 + 20).items == []
