@@ -166,7 +166,7 @@ class Escalator:
         """The longest an escalation can take before its transport gives up."""
         s = self.settings
         if s.transport in ("mqtt", "iot-core"):
-            return s.verdict_timeout_s + s.mqtt.publish_timeout_s
+            return s.verdict_timeout_s + s.batch_window_ms / 1000 + s.mqtt.publish_timeout_s
         return s.timeout_s * s.retries + 0.2 * 2 ** s.retries  # attempts plus the backoff between them
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:

@@ -137,7 +137,39 @@ def _cmd_lean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_batching(args: argparse.Namespace) -> int:
+    from edge_agent.bench.batching import format_batching, run_batching_bench
+    from models.student.data import resolve_clip
+
+    clip = resolve_clip(args.clip)
+    if clip is None:
+        print(f"error: clip {args.clip} not found (a path, or a name in the fetch cache or shared footage)",
+              file=sys.stderr)
+        return 2
+    host, _, port = args.mqtt.rpartition(":")
+    if not port.isdigit():
+        print(f"error: --mqtt {args.mqtt!r}: expected HOST:PORT (the local stack prints it)", file=sys.stderr)
+        return 2
+    windows = tuple(int(w) for w in args.windows.split(","))
+    rows = run_batching_bench(host or "127.0.0.1", int(port), args.thing, args.site, args.cameras.split(","), clip,
+                              args.fps, args.seconds, windows)
+    print(format_batching(rows))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench-batching", help="escalation latency edge to verdict, p50/p95, with and without "
+                                              "per-gateway batching, against a running local stack (--mqtt)")
+    p.add_argument("--mqtt", required=True, help="the local stack's broker, HOST:PORT")
+    p.add_argument("--thing", required=True, help="the gateway's thing name, registered with --gateway")
+    p.add_argument("--site", required=True, help="its site")
+    p.add_argument("--cameras", required=True, help="its cameras, comma-separated")
+    p.add_argument("--clip", default="vtest.avi", help="looped on every camera, live pace (default: vtest.avi)")
+    p.add_argument("--fps", type=float, default=1.0, help="per camera (default: 1)")
+    p.add_argument("--seconds", type=float, default=30.0, help="per setting (default: 30)")
+    p.add_argument("--windows", default="0,250", help="batch_window_ms settings, comma-separated (default: 0,250)")
+    p.set_defaults(func=_cmd_bench_batching)
+
     p = sub.add_parser("lean", help="bytes per escalation and the teacher's agreement, whole frame vs lean crops at "
                                     "each JPEG quality, on real clips (the per-camera JPEG calibration)")
     p.add_argument("clips", nargs="*", help="clip files or names (default: vtest.avi and the shared footage)")

@@ -12,9 +12,11 @@ What happens when something fails, and why:
 
 from __future__ import annotations
 
+import collections
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 
 from contracts.batch import VerdictBatch
@@ -22,6 +24,7 @@ from contracts.codec import decode
 from contracts.wire import EscalationRequest, Verdict, WireError
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.escalation.base import Transport, TransportError, register
+from edge_agent.escalation.batcher import Batcher
 from edge_agent.escalation.connection import MqttConnection, Topics
 from edge_agent.escalation.outbox import SpoolSender
 from edge_agent.escalation.spool import Spool
@@ -90,12 +93,19 @@ class _Waiter:
         self.request = request
         self.event = threading.Event()
         self.verdict: Verdict | None = None
+        self.failure: Exception | None = None  # not published: spooled, the edge decides now
+
+    def sent(self, failure: Exception | None) -> None:
+        if failure is not None:
+            self.failure = failure
+            self.event.set()
 
 
 class MqttTransport(Transport):
-    def __init__(self, link: MqttLink, verdict_timeout_s: float = 10.0, owns_link: bool = True):
+    def __init__(self, link: MqttLink, verdict_timeout_s: float = 10.0, owns_link: bool = True,
+                 batch_window_ms: int = 0):
         """`owns_link`: close the link with the transport (False where the agent shares it with events and
-        fleet management and closes it last)."""
+        fleet management and closes it last). `batch_window_ms` > 0: per-gateway batches (batcher.py)."""
         self.link = link
         self.owns_link = owns_link
         self.verdict_timeout_s = verdict_timeout_s
@@ -107,37 +117,55 @@ class MqttTransport(Transport):
         self.timeouts = 0
         self.spooled = 0
         self.error_verdicts = 0  # the cloud's word that it will not answer (dead-lettered)
+        self.latencies_s: collections.deque[float] = collections.deque(maxlen=10_000)
+        self.batcher = Batcher(batch_window_ms / 1000, self._publish_escalations, self._spool) \
+            if batch_window_ms > 0 else None
         link.connection.subscribe(link.topics.verdicts, self._on_verdict)
         link.connection.start()
         link.sender.start()
 
+    def _publish_escalations(self, payload: bytes) -> None:
+        self.link.connection.publish(self.link.topics.escalations, payload)
+
     def escalate(self, request: EscalationRequest) -> Verdict:
         payload = request.to_bytes()
         waiter = _Waiter(request)
+        started = time.monotonic()
         with self._lock:
             self._waiting[request.message_id] = waiter
         try:
-            try:
-                self.link.connection.publish(self.link.topics.escalations, payload)
-            except TransportError as exc:
-                self.link.send_later("escalation", request.message_id, self.link.topics.escalations, payload)
-                with self._lock:  # escalations are awaited on several worker threads at once
-                    self.spooled += 1
-                raise TransportError(
-                    f"{exc}; escalation {request.message_id} spooled, sent when the link is back") from exc
-            if not waiter.event.wait(self.verdict_timeout_s):
+            if self.batcher is not None:  # leaves with the gateway's other escalations of this window
+                self.batcher.add(request, waiter.sent)
+            else:
+                try:
+                    self.link.connection.publish(self.link.topics.escalations, payload)
+                except TransportError as exc:
+                    self._spool(request)
+                    waiter.sent(exc)  # the edge decides now, not after the verdict timeout
+            window_s = self.batcher.window_s if self.batcher is not None else 0.0
+            if not waiter.event.wait(self.verdict_timeout_s + window_s):
                 with self._lock:
                     self.timeouts += 1
                 raise TransportError(f"no verdict for escalation {request.message_id} within "
                                      f"{self.verdict_timeout_s} s (escalation.verdict_timeout_s)")
+            if waiter.failure is not None:
+                raise TransportError(f"{waiter.failure}; escalation {request.message_id} spooled, sent when the "
+                                     "link is back") from waiter.failure
             assert waiter.verdict is not None
             if waiter.verdict.error:  # dead-lettered by the cloud: no answer will come, decide now
                 raise TransportError(f"the cloud will not answer escalation {request.message_id}: "
                                      f"{waiter.verdict.error}")
+            self.latencies_s.append(time.monotonic() - started)  # edge to verdict, batching window included
             return waiter.verdict
         finally:
             with self._lock:
                 self._waiting.pop(request.message_id, None)
+
+    def _spool(self, request: EscalationRequest) -> None:
+        """Durably queued as a version-1 message (also a batch's items): the cloud deduplicates by id."""
+        self.link.send_later("escalation", request.message_id, self.link.topics.escalations, request.to_bytes())
+        with self._lock:  # escalations are awaited on several worker threads at once
+            self.spooled += 1
 
     def _on_verdict(self, topic: str, payload: bytes) -> None:
         try:
@@ -175,9 +203,13 @@ class MqttTransport(Transport):
 
     def stats(self) -> dict[str, int]:
         return {"verdicts": self.verdicts, "late_verdicts": self.late_verdicts, "rejected": self.rejected,
-                "timeouts": self.timeouts, "spooled": self.spooled, "error_verdicts": self.error_verdicts}
+                "timeouts": self.timeouts, "spooled": self.spooled, "error_verdicts": self.error_verdicts,
+                **({"batch_messages": self.batcher.messages, "batched_escalations": self.batcher.escalations}
+                   if self.batcher is not None else {})}
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         if self.owns_link:
             self.link.close()
 
@@ -194,4 +226,5 @@ class IotCoreTransport(MqttTransport):
 
 def build_mqtt_transport(config: AgentConfig) -> MqttTransport:
     cls = IotCoreTransport if config.escalation.transport == "iot-core" else PahoTransport
-    return cls(open_link(config), config.escalation.verdict_timeout_s)
+    return cls(open_link(config), config.escalation.verdict_timeout_s,
+               batch_window_ms=config.escalation.batch_window_ms)

@@ -1,0 +1,59 @@
+"""Escalation latency, edge to verdict, with and without per-gateway batching, on a running cloud (the local
+stack: `framesieve-cloud local --mqtt --gateway THING=SITE:CAM,...`): one gateway (this process, transport
+mqtt) with live cameras on a looped clip, onboarding (every frame with motion goes to the cloud), run once per
+`batch_window_ms`, the same seconds each; printed side by side. Latency is the transport's own clock from the
+escalation handed to it to its verdict back, the batching window included."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.app import Agent
+from edge_agent.config import AgentConfig
+
+
+def run_once(host: str, port: int, thing: str, site: str, cameras: list[str], clip: Path, fps: float,
+             seconds: float, window_ms: int, workdir: Path) -> dict:
+    config = AgentConfig.model_validate({
+        "site": site, "student_threads": 1,
+        "cameras": [{"id": cam, "source": str(clip), "fps": fps, "realtime": True, "loop": True} for cam in cameras],
+        "escalation": {"transport": "mqtt", "thing_name": thing, "verdict_timeout_s": 20,
+                       "batch_window_ms": window_ms, "mqtt": {"host": host, "port": port},
+                       "spool": {"path": str(workdir / f"spool-{window_ms}.sqlite")}},
+        "output": {"events_db": str(workdir / f"events-{window_ms}.sqlite")},
+        "fleet": {"telemetry_interval_s": 0, "shadow": False, "jobs": False, "models_dir": str(workdir / "models")}})
+    agent = Agent(config)
+    timer = threading.Timer(seconds, agent.stop)
+    timer.start()
+    try:
+        summary = agent.run()
+    finally:
+        timer.cancel()
+    transport = agent.transport
+    lat = np.array(list(getattr(getattr(transport, "inner", transport), "latencies_s", [])), float) * 1000
+    mqtt = summary.get("mqtt", {})
+    return {"window_ms": window_ms, "escalated": summary["total"]["escalated"], "answered": len(lat),
+            "cloud_failed": summary["total"]["cloud_failed"],
+            "messages": mqtt.get("batch_messages", summary["total"]["escalated"]),
+            "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
+            "p95_ms": round(float(np.percentile(lat, 95)), 1) if len(lat) else None}
+
+
+def run_batching_bench(host: str, port: int, thing: str, site: str, cameras: list[str], clip: Path,
+                       fps: float = 1.0, seconds: float = 30.0, windows: tuple[int, ...] = (0, 250)) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="framesieve-batching-") as tmp:
+        return [run_once(host, port, thing, site, cameras, clip, fps, seconds, w, Path(tmp)) for w in windows]
+
+
+def format_batching(rows: list[dict]) -> str:
+    lines = [f"{'batch_window_ms':>15} {'escalated':>9} {'answered':>8} {'failed':>6} {'messages up':>11} "
+             f"{'p50 ms':>8} {'p95 ms':>8}"]
+    for r in rows:
+        lines.append(f"{r['window_ms']:>15} {r['escalated']:>9} {r['answered']:>8} {r['cloud_failed']:>6} "
+                     f"{r['messages']:>11} {r['p50_ms'] if r['p50_ms'] is not None else '-':>8} "
+                     f"{r['p95_ms'] if r['p95_ms'] is not None else '-':>8}")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Per-gateway batching for the mqtt and iot-core transports: the escalations of all the gateway's cameras
+that arrive within `escalation.batch_window_ms` leave as one message (wire version 2, contracts/batch.py),
+at most one every window, so the cloud runs one router invocation, one endpoint call and one verdict
+message for all of them. A window with a single escalation sends it as a plain version-1 message.
+
+Guarantees kept: a batch the broker does not acknowledge is spooled escalation by escalation (version 1,
+replayed later, deduplicated by message id in the cloud) and each waiting escalation is told at once, so
+its frame is decided at the edge, as without batching."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from contracts.batch import MAX_BATCH, EscalationBatch
+from contracts.codec import MAX_MESSAGE_BYTES
+from contracts.wire import EscalationRequest
+from edge_agent.escalation.base import TransportError
+
+_ENVELOPE = 256  # the batch's own JSON around its escalations
+
+
+class Batcher:
+    def __init__(self, window_s: float, publish: Callable[[bytes], None],
+                 spool: Callable[[EscalationRequest], None]):
+        self.window_s = window_s
+        self._publish = publish
+        self._spool = spool
+        self._pending: list[tuple[EscalationRequest, Callable[[Exception | None], None]]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._last = 0.0
+        self.batches = 0  # messages sent carrying more than one escalation
+        self.messages = 0
+        self.escalations = 0
+        self._thread = threading.Thread(target=self._run, name="escalation-batcher", daemon=True)
+        self._thread.start()
+
+    def add(self, request: EscalationRequest, sent: Callable[[Exception | None], None]) -> None:
+        """Queue one escalation; `sent(None)` once the broker acknowledged it, `sent(error)` if it was spooled."""
+        with self._cond:
+            if self._closed:
+                raise TransportError("the escalation batcher is closed")
+            self._pending.append((request, sent))
+            self._cond.notify()
+
+    def _take(self) -> list[tuple[EscalationRequest, Callable[[Exception | None], None]]]:
+        """What fits one message: in arrival order, at most MAX_BATCH, within the IoT payload limit."""
+        size, n = _ENVELOPE, 0
+        for request, _ in self._pending[:MAX_BATCH]:
+            if n and size + len(request.to_bytes()) + 1 > MAX_MESSAGE_BYTES:
+                break
+            size += len(request.to_bytes()) + 1
+            n += 1
+        taken, self._pending = self._pending[:n], self._pending[n:]
+        return taken
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._pending:
+                    return
+            wait = self._last + self.window_s - time.monotonic()
+            if wait > 0 and not self._closed:  # at most one message per window: the rest of it gathers more
+                time.sleep(wait)
+            with self._cond:
+                taken = self._take()
+            self._last = time.monotonic()
+            self._send(taken)
+
+    def _send(self, taken: list[tuple[EscalationRequest, Callable[[Exception | None], None]]]) -> None:
+        requests = tuple(r for r, _ in taken)
+        payload = requests[0].to_bytes() if len(requests) == 1 else \
+            EscalationBatch(str(uuid.uuid4()), requests).to_bytes()
+        try:
+            self._publish(payload)
+        except TransportError as exc:
+            for request, sent in taken:
+                self._spool(request)
+                sent(exc)
+            return
+        self.messages += 1
+        self.batches += len(requests) > 1
+        self.escalations += len(requests)
+        for _, sent in taken:
+            sent(None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
