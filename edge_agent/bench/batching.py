@@ -57,3 +57,23 @@ def format_batching(rows: list[dict]) -> str:
                      f"{r['messages']:>11} {r['p50_ms'] if r['p50_ms'] is not None else '-':>8} "
                      f"{r['p95_ms'] if r['p95_ms'] is not None else '-':>8}")
     return "\n".join(lines)
+
+
+def write_into_summary(rows: list[dict], summary_path: Path) -> dict:
+    """The cost model's batching inputs, from the largest window measured, into a bench summary's `total`:
+    escalations per message up, which is also per router invocation, per endpoint call and per verdict
+    message (one of each per batch). The summary keeps what it was otherwise."""
+    import json
+
+    row = max(rows, key=lambda r: r["window_ms"])
+    if not row["messages"] or not row["answered"]:
+        raise ValueError(f"batch_window_ms {row['window_ms']}: no escalation was answered; nothing to write")
+    per = round(row["escalated"] / row["messages"], 3)
+    data = json.loads(summary_path.read_text())
+    data["total"].update(images_per_endpoint_call=per, images_per_router_invocation=per,
+                         images_per_verdict_message=per,
+                         batching={"batch_window_ms": row["window_ms"], "escalations": row["escalated"],
+                                   "messages": row["messages"], "p50_ms": row["p50_ms"], "p95_ms": row["p95_ms"],
+                                   "measured_by": "edge-agent bench-batching"})
+    summary_path.write_text(json.dumps(data, indent=2) + "\n")
+    return data["total"]["batching"]

@@ -154,6 +154,15 @@ def _cmd_bench_batching(args: argparse.Namespace) -> int:
     rows = run_batching_bench(host or "127.0.0.1", int(port), args.thing, args.site, args.cameras.split(","), clip,
                               args.fps, args.seconds, windows)
     print(format_batching(rows))
+    if args.into:
+        from edge_agent.bench.batching import write_into_summary
+
+        try:
+            written = write_into_summary(rows, Path(args.into))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: --into {args.into}: {exc}", file=sys.stderr)
+            return 2
+        print(f"written into {args.into}: images per call, invocation and verdict from {written}")
     return 0
 
 
@@ -168,6 +177,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="per camera (default: 1)")
     p.add_argument("--seconds", type=float, default=30.0, help="per setting (default: 30)")
     p.add_argument("--windows", default="0,250", help="batch_window_ms settings, comma-separated (default: 0,250)")
+    p.add_argument("--into", help="a bench summary.json: write the largest window's images per endpoint call, "
+                                  "router invocation and verdict message into its total (for edge-agent cost)")
     p.set_defaults(func=_cmd_bench_batching)
 
     p = sub.add_parser("lean", help="bytes per escalation and the teacher's agreement, whole frame vs lean crops at "
