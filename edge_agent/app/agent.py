@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.app import report, wiring
-from edge_agent.app.camera import CameraPipeline, Look
+from edge_agent.app.camera import CameraPipeline
 from edge_agent.app.commands import CommandQueue
 from edge_agent.app.detect import Students
 from edge_agent.app.inflight import InFlight, Slot, camera_of, ready
+from edge_agent.app.look import Look
 from edge_agent.config import AgentConfig, ConfigError
 from edge_agent.control import (
     AgentStatus,

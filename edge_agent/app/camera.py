@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from contracts.detections import Detections
 from contracts.jobs import Bands
 from edge_agent.app.escalate import Answer, Escalator, Ticket
+from edge_agent.app.look import Counters, Look
 from edge_agent.config import CAMERA_ONLY_FIELDS, CameraConfig, CameraSettings
 from edge_agent.control import CameraStatus, ModelInfo
 from edge_agent.events import FrameEvent
@@ -23,7 +24,7 @@ from edge_agent.pipeline.carry import carry, centre_inside, confident
 from edge_agent.pipeline.cascade import Cascade, Decision
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
-from edge_agent.pipeline.regions import Region, plan_regions, whole_frame_regions
+from edge_agent.pipeline.regions import plan_regions, whole_frame_regions
 from edge_agent.pipeline.sources import SampledFrame
 from edge_agent.pipeline.tracker import IouTracker
 from edge_agent.students.guard import Limits, StudentGuard
@@ -31,45 +32,6 @@ from models.runtime import Detector
 
 log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]
-
-
-@dataclass
-class Counters:
-    sampled: int = 0
-    motion_skipped: int = 0
-    edge_decided: int = 0
-    escalated: int = 0
-    audit: int = 0
-    budget_refused: int = 0
-    cloud_failed: int = 0
-    cloud_open: int = 0  # not asked: the circuit breaker was open (decided at the edge)
-    cloud_busy: int = 0  # not asked: escalation.max_in_flight were awaited already (decided at the edge)
-    student_failed: int = 0  # the student failed on the frame's batch (the settled past carried)
-    bytes_sent: int = 0
-    message_units: int = 0  # IoT Core meters messages in 5 KB units
-
-
-@dataclass(frozen=True)
-class Look:
-    """A frame with motion and the regions the student is to look at."""
-
-    frame: SampledFrame
-    regions: list[Region]
-    moved: Sequence[Sequence[int]] = ()  # the motion boxes
-
-    @property
-    def frame_wh(self) -> tuple[int, int]:
-        h, w = self.frame.image.shape[:2]
-        return w, h
-
-    @property
-    def whole_frame(self) -> bool:
-        """The student looked at all of the frame (one region, or the tiles of a large frame)."""
-        return bool(self.regions) and all(r.whole_frame for r in self.regions)
-
-    def job(self) -> tuple:
-        """The student's input: (image, region boxes)."""
-        return self.frame.image, [r.box for r in self.regions]
 
 
 @dataclass

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from contracts.detections import Detections
-from edge_agent.app.camera import CameraPipeline, Look
+from edge_agent.app.camera import CameraPipeline
+from edge_agent.app.look import Look
 from edge_agent.pipeline.detector import BatchedStudent
 from models.runtime import Detector
 

@@ -27,7 +27,7 @@ from edge_agent.pipeline.carry import outside
 from edge_agent.pipeline.cascade import Decision
 
 if TYPE_CHECKING:
-    from edge_agent.app.camera import Counters, Look
+    from edge_agent.app.look import Counters, Look
 
 log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]

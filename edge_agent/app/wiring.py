@@ -26,7 +26,8 @@ from edge_agent.escalation import http as _http_transports  # noqa: F401  (regis
 from edge_agent.escalation.base import TRANSPORTS, Transport
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.events import EventLog
-from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
+from edge_agent.pipeline.opener import open_source
+from edge_agent.pipeline.sources import FrameSource, SampledFrame
 from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.students.guard import Limits
 from edge_agent.students.health import health_check

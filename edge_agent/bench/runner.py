@@ -21,7 +21,8 @@ from contracts.wire import CropVerdict, EscalationRequest, Verdict
 from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.escalation.base import Transport
-from edge_agent.pipeline.sources import FrameSource, SampledFrame, open_source
+from edge_agent.pipeline.opener import open_source
+from edge_agent.pipeline.sources import FrameSource, SampledFrame
 from models.runtime import load_detector
 from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
 

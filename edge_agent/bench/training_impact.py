@@ -21,7 +21,8 @@ from pathlib import Path
 from edge_agent.app import Agent
 from edge_agent.bench.runner import ReplaySource
 from edge_agent.config import AgentConfig
-from edge_agent.pipeline.sources import SampledFrame, open_source
+from edge_agent.pipeline.opener import open_source
+from edge_agent.pipeline.sources import SampledFrame
 from models.student.defaults import DEFAULTS
 
 

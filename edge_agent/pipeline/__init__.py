@@ -5,6 +5,7 @@ to no cloud; they decide cheaply which frames, and which parts of them, are wort
 """
 
 from edge_agent.pipeline.motion import MotionConfig, MotionGate, MotionResult
+from edge_agent.pipeline.opener import open_source
 from edge_agent.pipeline.regions import Region, plan_regions
 from edge_agent.pipeline.sources import (
     FrameSource,
@@ -12,7 +13,6 @@ from edge_agent.pipeline.sources import (
     SampledFrame,
     SourceError,
     VideoFileSource,
-    open_source,
 )
 from edge_agent.pipeline.stream import StreamSource
 

@@ -18,8 +18,8 @@ from edge_agent.pipeline.sources import (
     FrameSource,
     SampledFrame,
     SourceError,
-    redact_url,
 )
+from edge_agent.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,9 @@ import pytest
 from contracts.detections import Detections
 from contracts.jobs import Bands
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
-from edge_agent.app.camera import CameraPipeline, Look
+from edge_agent.app.camera import CameraPipeline
 from edge_agent.app.escalate import Escalator
+from edge_agent.app.look import Look
 from edge_agent.config import CameraConfig, CameraSettings, CascadeSettings, EscalationSettings
 from edge_agent.escalation.base import Transport, TransportError
 from edge_agent.pipeline.sources import SampledFrame

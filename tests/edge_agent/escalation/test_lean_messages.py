@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from contracts.detections import Detections
 from contracts.wire import DetectionRecord, EscalationRequest
-from edge_agent.app.camera import CameraPipeline, Look
+from edge_agent.app.camera import CameraPipeline
 from edge_agent.app.escalate import Escalator
+from edge_agent.app.look import Look
 from edge_agent.config import CameraConfig, EscalationSettings
 from edge_agent.escalation.crops import MASK_GREY, build_lean_request, build_request, lean_boxes
 from tests.edge_agent.app.test_camera_pipeline import BANDS, THRESHOLDS, FakeCloud, dets, frame

@@ -13,7 +13,8 @@ import pytest
 from edge_agent.config import parse_config
 from edge_agent.pipeline.avsource import AVFileSource
 from edge_agent.pipeline.decode import DecodeConfig, choose_mode, detect_hwaccel
-from edge_agent.pipeline.sources import SourceError, open_source
+from edge_agent.pipeline.opener import open_source
+from edge_agent.pipeline.sources import SourceError
 from edge_agent.pipeline.stream import StreamSource
 from models.student.data import resolve_clip
 

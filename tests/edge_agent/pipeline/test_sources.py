@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_agent.pipeline.opener import open_source
 from edge_agent.pipeline.sources import (
     ImageFolderSource,
     SourceError,
     VideoFileSource,
-    open_source,
 )
 from edge_agent.pipeline.stream import StreamSource
 
