@@ -37,7 +37,7 @@ def _paho() -> Any:
     try:
         import paho.mqtt.client as paho
     except ImportError as exc:  # the cloud extra alone has no MQTT client
-        raise ConfigError("the local IoT bridge needs paho-mqtt: pip install 'framesieve[edge]'") from exc
+        raise ConfigError("the local IoT bridge needs paho-mqtt: pip install 'framesieve-cascade[edge]'") from exc
     return paho
 
 

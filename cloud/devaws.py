@@ -3,7 +3,7 @@ router needs (table, bucket, SNS topic with an SQS queue subscribed to read the 
 
 moto's iot-data keeps what is published in memory with no API to read it back, so the server runs with
 moto's request recorder on: `published()` reads the verdicts from the recording (what moto received
-over HTTP). moto_server comes with the dev extra (`pip install 'framesieve[dev]'`).
+over HTTP). moto_server comes with the dev extra (`pip install 'framesieve-cascade[dev]'`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class MotoServer:
         beside = Path(sys.executable).with_name("moto_server")  # this environment's moto, before any on PATH
         exe = str(beside) if beside.exists() else shutil.which("moto_server")
         if exe is None or not Path(exe).exists():
-            raise ConfigError("moto_server is not installed; pip install 'framesieve[dev]' (it brings moto[server])")
+            raise ConfigError("moto_server is not installed; pip install 'framesieve-cascade[dev]' (it brings moto[server])")
         self.host, self.port, self.recording = host, port or free_port(host), Path(recording)
         self.recording.parent.mkdir(parents=True, exist_ok=True)
         self.recording.write_text("")

@@ -143,7 +143,7 @@ def collect(agent: Agent, cameras: dict[str, CameraPipeline],
     settings = agent.config.specialization
     if importlib.util.find_spec("torch") is None:
         raise ConfigError("specialization.enabled: training on this gateway needs PyTorch, the train extra "
-                          "(pip install 'framesieve[train]'); or turn it off and let the cloud train from the "
+                          "(pip install 'framesieve-cascade[train]'); or turn it off and let the cloud train from the "
                           "records the router keeps in S3")
     loop = SpecializationLoop(agent, settings)
     if transport is not None:

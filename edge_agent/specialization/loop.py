@@ -243,7 +243,7 @@ class SpecializationLoop:
         if rc != 0:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             if any("No module named 'torch'" in line for line in tail):
-                return "training needs PyTorch: install the train extra (pip install 'framesieve[train]')"
+                return "training needs PyTorch: install the train extra (pip install 'framesieve-cascade[train]')"
             return f"the trainer exited with {rc}: {' | '.join(tail)} (full log: {log_path})"
         return None
 
