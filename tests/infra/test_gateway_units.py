@@ -8,6 +8,7 @@ import copy
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,13 @@ def test_recipe_topics_are_allowed_by_the_stack_policy(recipe, resources):
 def test_recipe_runs_the_agent_on_the_provisioned_config(recipe):
     config = recipe["ComponentConfiguration"]["DefaultConfiguration"]
     lifecycle = _lifecycle(recipe)
-    assert config["PackageSpec"].startswith("framesieve[edge]")
+    assert config["Extras"] == "edge"
+    # installed from the recipe's own artifact, the wheel this repository builds, never by name from the index
+    (artifact,) = recipe["Manifests"][0]["Artifacts"]
+    wheel = artifact["URI"].rsplit("/", 1)[1]
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        assert recipe["ComponentVersion"] == tomllib.load(f)["project"]["version"]
+    assert wheel == f"framesieve_cascade-{recipe['ComponentVersion']}-py3-none-any.whl"
+    assert f"'{{artifacts:path}}/{wheel}[{{configuration:/Extras}}]'" in lifecycle["install"]["Script"]
     assert "edge-agent run --config '{configuration:/ConfigPath}'" in lifecycle["run"]["Script"]
     assert lifecycle["install"]["RequiresPrivilege"] is False and lifecycle["run"]["RequiresPrivilege"] is False
