@@ -55,7 +55,8 @@ class MotoServer:
         beside = Path(sys.executable).with_name("moto_server")  # this environment's moto, before any on PATH
         exe = str(beside) if beside.exists() else shutil.which("moto_server")
         if exe is None or not Path(exe).exists():
-            raise ConfigError("moto_server is not installed; pip install 'framesieve-cascade[dev]' (it brings moto[server])")
+            raise ConfigError("moto_server is not installed; pip install 'framesieve-cascade[dev]' "
+                              "(it brings moto[server])")
         self.host, self.port, self.recording = host, port or free_port(host), Path(recording)
         self.recording.parent.mkdir(parents=True, exist_ok=True)
         self.recording.write_text("")

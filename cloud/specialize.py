@@ -100,7 +100,8 @@ def run(options: Options) -> dict:
     try:
         from models.student.specialize import specialize
     except ImportError as exc:
-        raise CloudError(f"training needs PyTorch, the train extra (pip install 'framesieve-cascade[train]'): {exc}") from exc
+        raise CloudError("training needs PyTorch, the train extra (pip install 'framesieve-cascade[train]'): "
+                         f"{exc}") from exc
     s3 = client("s3", endpoint_url=options.endpoint_url, region_name=options.region)
     records = options.out / "records"
     prefix = f"{options.prefix}{options.site}/{options.camera}/"

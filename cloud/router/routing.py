@@ -32,6 +32,7 @@ from urllib.parse import quote
 from cloud import constants as c
 from cloud.alerts import AlertMatch
 from cloud.stores import DeadLetter
+from contracts.batch import reply_of
 from contracts.codec import MAX_JSON_DEPTH, check_depth, json_depth, loads
 from contracts.registry import THING_NAME
 from contracts.training import TrainingCrop, TrainingRecord
@@ -139,31 +140,20 @@ def parse_event(event: Any, now_s: float, window_s: float = c.DEFAULT_EVENT_WIND
                                    size=len(raw), excerpt=raw[:EXCERPT_CHARS].decode("utf-8", "replace")),
                         reply if thing and not impostor else None)
 
-    def reply_to(value: Any) -> tuple[str, str, int] | None:
-        """What an error verdict needs, read leniently from a message that may not parse."""
-        if not isinstance(value, dict):
-            return None
-        mid, camera, index = value.get("message_id"), value.get("camera"), value.get("frame_index")
-        if not (isinstance(mid, str) and 0 < len(mid) <= 128 and mid.isprintable()):
-            return None
-        camera = camera if isinstance(camera, str) and len(camera) <= 128 and camera.isprintable() else ""
-        index = index if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < 2 ** 53 else 0
-        return mid, camera, index
-
     if len(raw) > MAX_MESSAGE_BYTES:
         raise reject("oversized", f"the message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte IoT "
-                                  "limit; the edge must send fewer or smaller crops", reply_to(payload))
+                                  "limit; the edge must send fewer or smaller crops", reply_of(payload))
     if isinstance(payload, Exception):
         raise reject("malformed", f"the message is not JSON within the limits: {payload}")
     if payload is None:
         try:
             payload = loads(raw, "the message")
         except WireError as exc:  # refused; read leniently (NaN allowed) only to tell the gateway which message
-            raise reject("malformed", str(exc), reply_to(_lenient(raw))) from exc
+            raise reject("malformed", str(exc), reply_of(_lenient(raw))) from exc
     try:
         request = EscalationRequest.from_payload(payload)
     except WireError as exc:
-        raise reject("malformed", str(exc), reply_to(payload)) from exc
+        raise reject("malformed", str(exc), reply_of(payload)) from exc
     reply = (request.message_id, request.camera, request.frame_index)
     if impostor:
         raise reject("unauthorized", impostor, reply)
