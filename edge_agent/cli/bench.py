@@ -98,14 +98,22 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from edge_agent.bench.calibrate import calibrate
+def _clip(name: str) -> Path | None:
+    """The clip a name resolves to, or None after saying on stderr why there is none (the command exits 2)."""
     from models.student.data import resolve_clip
 
-    clip = resolve_clip(args.clip)
+    clip = resolve_clip(name)
     if clip is None:
-        print(f"error: clip {args.clip} not found (a path, or a name in the fetch cache or shared footage)",
+        print(f"error: clip {name} not found (a path, or a name in the fetch cache or shared footage)",
               file=sys.stderr)
+    return clip
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from edge_agent.bench.calibrate import calibrate
+
+    clip = _clip(args.clip)
+    if clip is None:
         return 2
     labels = args.label or ["person"]  # append-actions cannot default to a list: the default is here
     result = calibrate(clip, Path(args.config), args.target_recall, args.fps, args.level, tuple(labels),
@@ -123,14 +131,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _cmd_lean(args: argparse.Namespace) -> int:
     from edge_agent.bench.bench import default_clips
     from edge_agent.bench.lean import format_lean, run_lean
-    from models.student.data import resolve_clip
 
     clips = []
     for name in args.clips or default_clips():
-        clip = resolve_clip(name)
+        clip = _clip(name)
         if clip is None:
-            print(f"error: clip {name} not found (a path, or a name in the fetch cache or shared footage)",
-                  file=sys.stderr)
             return 2
         clips.append(clip)
     print(format_lean(run_lean(clips, args.fps, Path(args.out))))
@@ -139,12 +144,9 @@ def _cmd_lean(args: argparse.Namespace) -> int:
 
 def _cmd_bench_batching(args: argparse.Namespace) -> int:
     from edge_agent.bench.batching import format_batching, run_batching_bench
-    from models.student.data import resolve_clip
 
-    clip = resolve_clip(args.clip)
+    clip = _clip(args.clip)
     if clip is None:
-        print(f"error: clip {args.clip} not found (a path, or a name in the fetch cache or shared footage)",
-              file=sys.stderr)
         return 2
     host, _, port = args.mqtt.rpartition(":")
     if not port.isdigit():
