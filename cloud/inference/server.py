@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -313,8 +312,3 @@ def serve_forever(model: Path | str | None = None, host: str = "127.0.0.1", port
         server.server_close()
         log.info(json.dumps({"event": "stopped"}))
 
-
-if __name__ == "__main__":
-    from cloud.cli import main  # one entry point: same logging, same error handling and exit codes
-
-    sys.exit(main(["serve", *sys.argv[1:]]))
