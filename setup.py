@@ -4,7 +4,7 @@
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["contracts*", "costing*", "models*", "edge_agent*", "cloud*"]),
+    packages=[*find_packages(include=["contracts*", "costing*", "models*", "edge_agent*", "cloud*", "landed*"]),
               "framesieve_config"],
     package_dir={"framesieve_config": "config"},
     package_data={"models": ["zoo/**/*.onnx", "zoo/**/*.json"], "framesieve_config": ["*.yaml"],

@@ -213,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "promoted upload the bundle and create the gateway's IoT job")
     specialize.add_arguments(p)
     p.set_defaults(func=specialize.run_from_args)
+
+    # The sieve for landed video (issue 20): the edge pipeline and the router together, so it lives in `landed`,
+    # above both; this is the one import pyproject.toml lets through from cloud (import-linter's ignore_imports).
+    from landed.cli import add_parser as add_sieve_parser
+
+    add_sieve_parser(sub)
     return parser
 
 

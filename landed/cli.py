@@ -1,0 +1,87 @@
+"""`framesieve-cloud sieve`: the sieve on one landed object (`--bucket B --key K`, what the Fargate task runs)
+or on Kinesis Video streams (`--stream NAME`, `--group NAME`: one worker per stream group), as the Lambda and
+the Fargate task run it. AWS is whatever the environment points at (AWS_ENDPOINT_URL: moto_server locally);
+the router's settings (store, endpoint, training bucket, alerts) come from the same variables as the router
+Lambda's (cloud/constants.py). Prints what it did as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+
+from landed import constants as k
+
+
+def _time(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give epoch seconds or an ISO time (2026-12-03T04:00:00Z)") \
+            from None
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sieve", help="the edge pipeline in the cloud over landed video: an S3 object (--bucket/--key) "
+                                     "or Kinesis Video streams (--stream/--group); results to the results store")
+    p.add_argument("--config", default=os.environ.get(k.CONFIG),
+                   help=f"the sieve config, a file or s3://bucket/key (default: ${k.CONFIG}); "
+                        "see config/sieve.example.yaml")
+    p.add_argument("--bucket", help="a landed object's bucket (with --key)")
+    p.add_argument("--key", help="a landed object's key; its camera is the one whose s3_prefix starts it")
+    p.add_argument("--stream", action="append", help="a Kinesis Video stream (repeatable: one worker for all)")
+    p.add_argument("--group", help="a stream group of the config: its streams, in one worker")
+    p.add_argument("--start", type=_time, help="streams: from this producer time (epoch s or ISO; default: now - 60 s)")
+    p.add_argument("--end", type=_time, help="streams: to this time (default: follow the stream until stopped)")
+    p.add_argument("--store", help="the results store URL (default: $FRAMESIEVE_STORE_URL, as the router's)")
+    p.add_argument("--out", type=Path, help="also write each run's per-frame decisions (JSONL) and summary here")
+    p.set_defaults(func=run_from_args)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from cloud import constants as c
+    from landed.config import SieveError, load_sieve_config
+
+    if not args.config:
+        print(f"error: give --config FILE (or set {k.CONFIG}); see config/sieve.example.yaml", file=sys.stderr)
+        return 2
+    if bool(args.bucket) != bool(args.key) or (bool(args.key) == bool(args.stream or args.group)):
+        print("error: give either --bucket B --key K (a landed object) or --stream NAME / --group NAME (Kinesis "
+              "Video)", file=sys.stderr)
+        return 2
+    if args.store:
+        os.environ[c.STORE_URL] = args.store
+    try:
+        from landed.run import Sieve
+
+        sieve = Sieve(load_sieve_config(args.config))
+        if args.key:
+            from landed.s3 import process_object
+
+            results = [process_object(sieve, args.bucket, args.key)]
+            runs = [sieve.last_run]
+        else:
+            from landed.kvs import run_streams
+
+            cameras = sieve.config.group(args.group) if args.group else []
+            cameras += [sieve.config.camera_for_stream(s) for s in args.stream or []]
+            runs = run_streams(sieve, cameras, args.start, args.end)
+            results = [r.to_dict() for r in runs]
+    except SieveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for i, run in enumerate(r for r in runs if r is not None):
+            (args.out / f"decisions-{i}.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in run.lines))
+        (args.out / "sieve.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return 0

@@ -1,0 +1,128 @@
+"""`Sieve`: the gateway agent's pipeline run in the cloud over video that has already landed.
+
+One run takes some cameras of one site, each with its frames (a downloaded S3 object, or a Kinesis Video
+stream read through GetImages), and runs the edge agent itself on them (`edge_agent.app.Agent`: sampler,
+motion gate, regions, student, tracker, cascade, escalation), with its escalations routed in process
+(transport.py) by the router the IoT rule invokes. The results land in the same store as a gateway's: a row
+per answered escalation (written by the router), and every sampled frame's final decision as a frame event
+(the per-minute counters the dashboard reads), under the sieve's registered thing for that site.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cloud.router.config import RouterConfig
+from contracts.device import FrameEventMessage
+from contracts.registry import Registration
+from contracts.wire import detection_records
+from edge_agent.app import Agent
+from edge_agent.pipeline.sources import FrameSource
+from landed.config import SieveCamera, SieveConfig
+from landed.transport import _IDS, RouterTransport, SieveRouter
+
+log = logging.getLogger("framesieve.sieve")
+
+
+@dataclass
+class SieveRun:
+    """What one run did: the per-frame decisions (the JSONL lines `edge-agent bench` writes) and counts."""
+
+    origin: str
+    site: str
+    thing: str
+    cameras: list[str]
+    sampled_frames: int
+    escalated_frames: int
+    decided_by: dict[str, int]
+    router: dict[str, int]  # escalations sent, and what the router did with them (stored, duplicate, ...)
+    frame_events_stored: int
+    cpu_s: float  # process CPU time of the pipeline (decode, student, tracker, cascade, crops), not the teacher
+    wall_s: float
+    lines: list[dict] = field(default_factory=list, repr=False)
+
+    @property
+    def cpu_ms_per_frame(self) -> float:
+        return 1000 * self.cpu_s / max(1, self.sampled_frames)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k != "lines"}
+        out["cpu_ms_per_sampled_frame"] = round(self.cpu_ms_per_frame, 2)
+        out["cpu_s"], out["wall_s"] = round(self.cpu_s, 3), round(self.wall_s, 3)
+        return out
+
+
+class Sieve:
+    """The pipeline and the router, held across runs (a Lambda container or a Fargate task runs many)."""
+
+    def __init__(self, config: SieveConfig, router: SieveRouter | None = None):
+        self.config = config
+        self.router = router or SieveRouter(RouterConfig.from_env())
+        self._registered: set[str] = set()
+        self.last_run: SieveRun | None = None
+
+    @property
+    def store(self):
+        return self.router.store
+
+    def register(self, site: str) -> str:
+        """The sieve's thing for `site`, registered for the site's cameras (as `framesieve-cloud register` does
+        for a gateway); written only when the registry holds something else. Returns the thing name."""
+        thing = self.config.thing_of(site)
+        if thing not in self._registered:
+            entry = Registration(thing, site, tuple(c.id for c in self.config.cameras if c.site == site))
+            if self.store.gateway(thing) != entry:
+                self.store.register_gateway(entry)
+            self._registered.add(thing)
+        return thing
+
+    def run(self, cameras: list[tuple[SieveCamera, str | FrameSource]], origin: str, work: Path) -> SieveRun:
+        """Run the pipeline over each camera's video (a file path, or a FrameSource) until it ends."""
+        work.mkdir(parents=True, exist_ok=True)
+        config = self.config.agent_config(
+            [(cam, src if isinstance(src, str) else f"{cam.stream or cam.id}.kvs") for cam, src in cameras], work)
+        thing = self.register(config.site)
+        sources = [src for _, src in cameras if not isinstance(src, str)] or None
+        transport = RouterTransport(self.router, thing, origin)
+        jsonl = work / "decisions.jsonl"
+        for stale in (jsonl, work / "events.sqlite", work / "events.sqlite-wal", work / "events.sqlite-shm"):
+            stale.unlink(missing_ok=True)
+        started, cpu0 = time.perf_counter(), time.process_time()
+        Agent(config, transport=transport, jsonl=jsonl, events_db=work / "events.sqlite", sources=sources).run()
+        cpu = time.process_time() - cpu0
+        lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        stored = self._store_frame_events(work / "events.sqlite", thing, config.site, origin)
+        decided: dict[str, int] = {}
+        for line in lines:
+            decided[line["decided_by"]] = decided.get(line["decided_by"], 0) + 1
+        run = SieveRun(origin, config.site, thing, [c.id for c in config.cameras], len(lines),
+                       sum(bool(ln["escalated"]) for ln in lines), decided, transport.stats(), stored, cpu,
+                       time.perf_counter() - started, lines)
+        log.info(json.dumps({"event": "sieve_run", **run.to_dict()}))
+        self.last_run = run
+        return run
+
+    def _store_frame_events(self, db: Path, thing: str, site: str, origin: str) -> int:
+        """Every sampled frame's decision as the gateway's events topic carries it, into the store (ids
+        derived from the video, so a repeated run counts nothing twice). Returns how many were new."""
+        con = sqlite3.connect(db)
+        try:
+            rows = con.execute("SELECT camera, frame_index, pts_s, decided_by, escalated, cloud_failed, detections, "
+                               "wall_time FROM events ORDER BY id").fetchall()
+        finally:
+            con.close()
+        stored, now = 0, time.time()
+        for camera, index, pts_s, decided_by, escalated, failed, dets, wall_time in rows:
+            event = FrameEventMessage(
+                message_id=str(uuid.uuid5(_IDS, f"{origin}|{camera}|{index}|event")), camera=camera,
+                frame_index=index, pts_s=pts_s, decided_by=decided_by, escalated=bool(escalated),
+                detections=detection_records(json.loads(dets), "event.detections"), wall_time=wall_time, site=site,
+                cloud_failed=bool(failed))
+            stored += self.store.put_frame_event(thing, event, now)
+        return stored

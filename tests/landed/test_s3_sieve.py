@@ -1,0 +1,69 @@
+"""A 30 s clip landed in S3 (moto_server) and sieved by `framesieve-cloud sieve --bucket --key`: result rows in
+the store, and the same per-frame decisions as `edge-agent bench`'s hybrid on that clip (same student, same
+bands), whose escalations are answered by the same teacher server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cloud.cli import main as cloud_main
+from edge_agent.bench.runner import agent_config, run_hybrid
+from edge_agent.escalation.http import UrlTransport
+from tests.cloud.conftest import aws
+
+BANDS = {"person": {"accept": 0.6, "reject": 0.1}, "vehicle": {"accept": 0.6, "reject": 0.1}}  # wide: more to escalate
+
+
+def sieve_yaml(tmp_path: Path, camera: str, **extra: str) -> Path:
+    lines = ["thing: sieve-test", "student: default", "lambda_max_segment_s: " + extra.get("max_s", "600"),
+             "defaults:", "  fps: 1.0", "  onboarding: {enabled: false}", "  cascade:", "    labels:",
+             *(f"      {k}: {{accept: {v['accept']}, reject: {v['reject']}}}" for k, v in BANDS.items()),
+             "cameras:", f"  - id: {camera}", "    site: road-1", "    s3_prefix: landed/road/"]
+    path = tmp_path / "sieve.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def key_fields(line: dict) -> tuple:
+    dets = tuple((d["label"], round(d["score"], 3), tuple(round(v, 1) for v in d["box"])) for d in line["detections"])
+    return line["frame_index"], round(line["pts_s"], 3), line["decided_by"], line["escalated"], dets
+
+
+def test_a_landed_clip_gives_rows_and_the_benchs_decisions(stack, clip30, tmp_path, capsys, teacher_endpoint):
+    camera = clip30.stem
+    s3 = aws("s3", stack.moto.url)
+    s3.create_bucket(Bucket="landed-video")
+    s3.upload_file(str(clip30), "landed-video", "landed/road/2026-12-03/0400.mp4")
+
+    code = cloud_main(["sieve", "--config", str(sieve_yaml(tmp_path, camera)), "--bucket", "landed-video",
+                       "--key", "landed/road/2026-12-03/0400.mp4", "--out", str(tmp_path / "out")])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "sieved" and result["cameras"] == [camera] and result["site"] == "road-1"
+    sieved = [json.loads(ln) for ln in (tmp_path / "out" / "decisions-0.jsonl").read_text().splitlines()]
+
+    # edge-agent bench's hybrid on the same clip: its one-camera config, the same default student and bands
+    config = agent_config(camera, clip30, 1.0, teacher_endpoint + "/invocations", {"labels": BANDS})
+    bench = run_hybrid(config, tmp_path / "bench", camera, transport=UrlTransport(config.escalation.url))
+    assert len(sieved) == len(bench.lines) == 30
+    escalated = sum(ln["escalated"] for ln in bench.lines)
+    assert escalated >= 3, "the clip must make the cascade ask the cloud, or the comparison proves little"
+    assert [key_fields(ln) for ln in sieved] == [key_fields(ln) for ln in bench.lines]
+
+    # a row per escalation, written by the router into the stack's store, under the sieve's thing for the site
+    rows = stack.router.store.query_camera(camera, 0, 4e9, limit=1000).items
+    assert len(rows) == escalated == result["escalated_frames"] == result["router"]["stored"]
+    assert {(r.thing, r.site) for r in rows} == {("sieve-test_road-1", "road-1")}
+    assert sorted(r.frame_index for r in rows) == [ln["frame_index"] for ln in sieved if ln["escalated"]]
+    # every sampled frame's decision as the fleet view's per-minute counters
+    buckets = stack.router.store.event_buckets(camera, 0, 4e9)
+    assert sum(b["sampled"] for b in buckets) == 30 == result["frame_events_stored"]
+    assert sum(b["escalated"] for b in buckets) == escalated
+
+    # the same object again (an S3 event delivered twice): no second row, no frame counted twice
+    assert cloud_main(["sieve", "--config", str(sieve_yaml(tmp_path, camera)), "--bucket", "landed-video",
+                       "--key", "landed/road/2026-12-03/0400.mp4"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["frame_events_stored"] == 0 and again["router"].get("stored", 0) == 0
+    assert len(stack.router.store.query_camera(camera, 0, 4e9, limit=1000).items) == escalated
