@@ -4,8 +4,8 @@
   to the router as the topic rule does (the message base64-encoded in `payload_b64` beside `topic`, `topic(2)`
   as `thing_name`, `received_ms`, `client_id`; rule SQL in infra/cloudformation/framesieve.yaml), on a few
   workers (Lambda's concurrency);
-- the events and telemetry rules: each gateway's `{prefix}/+/events` and `/telemetry` into the results store
-  (cloud/dashboard/ingest.py), which the dashboard reads;
+- the events and telemetry rules: each gateway's `{prefix}/+/events` (frame events and specialization steps)
+  and `/telemetry` into the results store (cloud/dashboard/ingest.py), which the dashboard reads;
 - `IotDataServer`: the iot-data Publish API (`POST /topics/{topic}?qos=N`) that the router calls for
   verdicts, forwarding each to the broker, where the gateway waits for it as it would on IoT Core.
 Neither is AWS: they stand in for its contracts, and the router's code runs unchanged between them.
@@ -89,6 +89,7 @@ class IotRuleBridge:
         self.received: dict[str, tuple[str, int]] = {}  # message id -> (camera, frame_index), for the campaign
         self.deliveries = 0  # every delivery, repeats included (at-least-once)
         self.frame_events: set[str] = set()  # message ids of the gateways' frame events
+        self.specialization_events: set[str] = set()  # and of their cameras' specialization steps
         self.ingested: dict[str, int] = {}  # events and telemetry into the store (the dashboard's), by outcome
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="iot-rule")
@@ -109,10 +110,14 @@ class IotRuleBridge:
 
     def _count_event(self, payload: bytes) -> None:
         try:
-            mid = json.loads(payload).get("message_id")
+            body = json.loads(payload)
+            mid, kind = body.get("message_id"), body.get("type")
         except (ValueError, RecursionError, AttributeError):
             return
-        if isinstance(mid, str):
+        if kind == "specialization":  # a camera's specialization step shares the topic; not a frame
+            with self._lock:
+                self.specialization_events.add(str(mid))
+        elif isinstance(mid, str):
             with self._lock:
                 self.frame_events.add(mid)
 

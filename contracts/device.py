@@ -3,6 +3,8 @@ validated the same way:
 
 - FrameEventMessage: the final decision for one sampled frame (the events topic).
 - Telemetry: the gateway's health every N seconds (the telemetry topic).
+- SpecializationEvent: one step of a camera's specialization (an attempt, its verdict, a promotion, a
+  rollback) with its reason, on the events topic beside the frame events (`"type": "specialization"`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.codec import WIRE_VERSION, WireError, check_version, decode, encode, require
+from contracts.codec import WIRE_VERSION, WireError, check_version, decode, encode, integer, number, require, text
 from contracts.wire import DetectionRecord, detection_records
 
 DECIDED_BY = ("edge", "cloud", "carried", "audit")
@@ -140,3 +142,62 @@ class Telemetry:
     @classmethod
     def from_bytes(cls, data: bytes | str) -> Telemetry:
         return cls.from_payload(decode(data, "telemetry"))
+
+
+# What a step of a camera's specialization is: a training attempt started; its verdict (keep the champion,
+# collect more evidence, or failed: the trainer crashed, the install was refused, the agent stopped); a
+# promoted student installed for the camera; a rollback by its guard.
+SPECIALIZATION_KINDS = ("attempt", "keep", "collect", "failed", "promotion", "rollback")
+MAX_REASON = 1000  # characters of the reason kept (a trainer's error tail can be long)
+
+
+@dataclass(frozen=True)
+class SpecializationEvent:
+    """One step of a camera's specialization on its gateway (edge_agent/specialization/), sent at least once
+    through the spool on the events topic; the cloud keeps it once by message_id."""
+
+    message_id: str
+    camera: str
+    t_s: float
+    kind: str
+    reason: str
+    site: str = ""
+    outcome: str = ""  # the gateway's own word for it (promoted, kept, collecting, refused, interrupted...)
+    version: str = ""  # the student concerned: the champion trained from, the one promoted or rolled back
+    records: int = 0  # the camera's training records at the time
+
+    def to_payload(self) -> dict:
+        return {"v": WIRE_VERSION, "type": "specialization", "message_id": self.message_id, "site": self.site,
+                "camera": self.camera, "t_s": round(self.t_s, 3), "kind": self.kind,
+                "reason": self.reason[:MAX_REASON], "outcome": self.outcome, "version": self.version,
+                "records": self.records}
+
+    def to_bytes(self) -> bytes:
+        return encode(self.to_payload(), f"specialization {self.message_id}")
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> SpecializationEvent:
+        where = "specialization"
+        check_version(payload, "specialization", where)
+        kind = require(payload, "kind", str, where)
+        if kind not in SPECIALIZATION_KINDS:
+            raise WireError(f"{where}.kind: {kind!r:.40} is not one of {SPECIALIZATION_KINDS}")
+        reason = require(payload, "reason", str, where)
+        if len(reason) > MAX_REASON:
+            raise WireError(f"{where}.reason: {len(reason)} characters, over {MAX_REASON}")
+        return cls(
+            message_id=text(payload, "message_id", where), camera=text(payload, "camera", where),
+            t_s=number(payload, "t_s", where, lo=0), kind=kind, reason=reason,
+            site=text(payload, "site", where, required=False), outcome=text(payload, "outcome", where, required=False),
+            version=text(payload, "version", where, required=False),
+            records=integer(payload, "records", where) if "records" in payload else 0)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> SpecializationEvent:
+        return cls.from_payload(decode(data, "specialization"))
+
+
+def message_type(payload: Any) -> str:
+    """The `type` of a gateway message read from the events topic ("event" or "specialization"), "" if none."""
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    return kind if isinstance(kind, str) else ""

@@ -1,9 +1,11 @@
-"""The gateways' frame events and telemetry into the results store, for the dashboard.
+"""The gateways' frame events, specialization steps and telemetry into the results store, for the dashboard.
 
 Locally the IoT rule bridge (cloud/bridge.py) calls `ingest` for every message on `{prefix}/+/events` and
 `{prefix}/+/telemetry`. On AWS the same function runs behind an IoT topic rule
 (`SELECT *, topic(2) AS thing_name FROM 'framesieve/+/events'`, and one for telemetry) whose action is a
-Lambda with `handler` below: one small write per message, no teacher call.
+Lambda with `handler` below: one small write per message, no teacher call. The events topic carries two
+message types: a frame event per sampled frame, and now and then a camera's specialization step
+(`"type": "specialization"`: an attempt, its verdict, a promotion, a rollback), kept for the Camera page.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from cloud.stores import ResultsStore
 from contracts.codec import WireError
-from contracts.device import FrameEventMessage, Telemetry
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry, message_type
 
 log = logging.getLogger("framesieve.ingest")
 
@@ -26,8 +28,10 @@ def ingest(store: ResultsStore, thing: str, kind: str, payload: bytes | dict, no
     now = time.time() if now_s is None else now_s
     try:
         data = json.loads(payload) if isinstance(payload, bytes) else payload
-        kind_class = FrameEventMessage if kind == "events" else Telemetry
-        message: FrameEventMessage | Telemetry = kind_class.from_payload(data)
+        kind_class: type[FrameEventMessage | SpecializationEvent | Telemetry] = Telemetry
+        if kind == "events":
+            kind_class = SpecializationEvent if message_type(data) == "specialization" else FrameEventMessage
+        message = kind_class.from_payload(data)
     except (WireError, ValueError, RecursionError) as exc:
         log.warning(json.dumps({"event": "ingest_malformed", "thing": thing, "kind": kind, "error": str(exc)[:200]}))
         return "malformed"
@@ -38,6 +42,8 @@ def ingest(store: ResultsStore, thing: str, kind: str, payload: bytes | dict, no
         return "stored" if store.put_telemetry(message) else "repeat"
     if entry is None or message.camera not in entry.cameras:
         return "unauthorized"
+    if isinstance(message, SpecializationEvent):
+        return "stored" if store.put_specialization(thing, message) else "repeat"
     return "stored" if store.put_frame_event(thing, message, now) else "repeat"
 
 

@@ -2,8 +2,9 @@
 
 Counts of sampled, edge-decided and escalated frames come from the gateways' frame events (minute rows,
 cloud/stores/fleetdata.py); online state, student and spool from their telemetry; alerts and escalated
-crops from the router's result rows. Every read is bounded by time (a day for the fleet, at most a week for
-a camera) so a page costs the same however long the fleet has run.
+crops from the router's result rows; a camera's specialization history from the steps its gateway sends.
+Every read is bounded (by time: a day for the fleet, at most a week for a camera; the history by count) so
+a page costs the same however long the fleet has run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.stores import ResultRecord, ResultsStore
-from cloud.stores.fleetdata import COUNTERS
+from cloud.stores.fleetdata import COUNTERS, SPECIALIZATION_READ
 from contracts.device import Telemetry
 
 HOUR, DAY = 3600, 86400
@@ -100,7 +101,7 @@ def camera(store: ResultsStore, name: str, now: float, span_s: float = DAY) -> d
                     "message_id": r.message_id, "detections": len(r.detections)} for r in recent]
     return {"camera": name, "now_s": now, "from_s": now - span_s, "buckets": buckets,
             "escalations": escalations[-200:], "latest_crops": [e for e in escalations if e["training_key"]][-6:],
-            "specialization": None}  # not in the cloud store yet: attempts are recorded on the gateway
+            "specialization": store.specialization_history(name, SPECIALIZATION_READ)}
 
 
 def alerts(store: ResultsStore, now: float, span_s: float = DAY) -> dict[str, Any]:

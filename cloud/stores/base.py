@@ -8,7 +8,8 @@ What it holds, and the queries it must answer cheaply:
 - dead letters: what was refused or could not be answered, with the reason;
 - the gateway registry (contracts/registry.py): the site and cameras each thing may write for;
 - per message id, the event time its first delivery was given, so a repeat finds the same row key;
-- the gateways' frame events as per-minute counters and their latest telemetry (the dashboard's fleet view).
+- the gateways' frame events as per-minute counters and their latest telemetry (the dashboard's fleet view);
+- each camera's specialization steps (attempts, verdicts, promotions, rollbacks), one row each.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cloud.exceptions import StoreError
-from contracts.device import FrameEventMessage, Telemetry
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry
 from contracts.registry import Registration
 
 
@@ -224,6 +225,15 @@ class ResultsStore(ABC):
     @abstractmethod
     def fleet_telemetry(self) -> list[Telemetry]:
         """The latest telemetry of every gateway that sent one, by thing name."""
+
+    @abstractmethod
+    def put_specialization(self, thing: str, event: SpecializationEvent) -> bool:
+        """Keep a camera's specialization step (cloud/stores/fleetdata.py specialization_row) unless one with its
+        time and message id is kept already; False for a repeat."""
+
+    @abstractmethod
+    def specialization_history(self, camera: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The camera's newest specialization steps, newest first (at most `limit`)."""
 
     def counters(self, camera: str, t1_s: float, t2_s: float) -> dict[str, Any]:
         """Counters of one camera over a time range: a running sum over its rows, one page (at most 1000

@@ -10,6 +10,7 @@
 | frame event minute | `EVB#<camera>` | `<minute epoch s:010d>` (counters, ADDed) | - |
 | frame event id | `EVT#<thing>#<message_id>` | `EVT` | - |
 | gateway telemetry | `FLEET` | `TEL#<thing>` | - |
+| specialization step | `SPEC#<camera>` | `<t_ms:013d>#<message_id>` | - |
 
 "Camera X between t1 and t2" is one Query on pk with sk BETWEEN; "site S on day D" one Query on GSI1.
 `expires_at` is the TTL attribute. The record itself is one JSON string attribute (`data`): no Decimal
@@ -28,8 +29,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cloud import awscalls
 from cloud.exceptions import StoreError
 from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
-from cloud.stores.fleetdata import COUNTERS, EVENT_DEDUP_S, bucket_of, bucket_row, event_delta
-from contracts.device import FrameEventMessage, Telemetry
+from cloud.stores.fleetdata import (
+    COUNTERS,
+    EVENT_DEDUP_S,
+    SPECIALIZATION_KEEP_S,
+    bucket_of,
+    bucket_row,
+    event_delta,
+    specialization_row,
+)
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry
 from contracts.registry import Registration, gateway_key, write_dynamodb
 
 GSI1 = "gsi1"
@@ -227,6 +236,17 @@ class DynamoDBStore(ResultsStore):
             out += [Telemetry.from_payload(json.loads(i["data"]["S"])) for i in reply.get("Items", [])]
             if not (start := reply.get("LastEvaluatedKey")):
                 return out
+
+    def put_specialization(self, thing: str, event: SpecializationEvent) -> bool:
+        item = {"pk": {"S": f"SPEC#{event.camera}"}, "sk": {"S": time_key(event.t_s, event.message_id)},
+                "expires_at": {"N": str(int(event.t_s + SPECIALIZATION_KEEP_S))},
+                "data": {"S": json.dumps(specialization_row(thing, event), separators=(",", ":"))}}
+        return self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def specialization_history(self, camera: str, limit: int = 50) -> list[dict[str, Any]]:
+        reply = self._call("query", KeyConditionExpression="pk = :pk", ScanIndexForward=False, Limit=limit,
+                           ExpressionAttributeValues={":pk": {"S": f"SPEC#{camera}"}}) or {}
+        return [json.loads(i["data"]["S"]) for i in reply.get("Items", [])]
 
     def ping(self) -> None:
         self._call("describe_table")

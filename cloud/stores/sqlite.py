@@ -12,12 +12,21 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from cloud.awscalls import count
 from cloud.exceptions import StoreError
 from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, decode_token, encode_token, time_key
-from cloud.stores.fleetdata import COUNTERS, EVENT_DEDUP_S, bucket_of, bucket_row, event_delta
-from contracts.device import FrameEventMessage, Telemetry
+from cloud.stores.fleetdata import (
+    COUNTERS,
+    EVENT_DEDUP_S,
+    SPECIALIZATION_KEEP_S,
+    bucket_of,
+    bucket_row,
+    event_delta,
+    specialization_row,
+)
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry
 from contracts.registry import Registration
 
 _SCHEMA = """
@@ -41,6 +50,9 @@ CREATE TABLE IF NOT EXISTS event_buckets (
     cloud INTEGER NOT NULL DEFAULT 0, escalated INTEGER NOT NULL DEFAULT 0, cloud_failed INTEGER NOT NULL DEFAULT 0,
     people INTEGER NOT NULL DEFAULT 0, vehicles INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (camera, t_s));
 CREATE TABLE IF NOT EXISTS telemetry (thing TEXT PRIMARY KEY, t_s REAL NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS specialization (
+    camera TEXT NOT NULL, sk TEXT NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (camera, sk));
 """
 
 
@@ -75,6 +87,7 @@ class SQLiteStore(ResultsStore):
             now = int(now_s if now_s is not None else time.time())
             self._db.execute("DELETE FROM message_times WHERE expires_at > 0 AND expires_at < ?", (now,))
             self._db.execute("DELETE FROM event_ids WHERE expires_at < ?", (now,))
+            self._db.execute("DELETE FROM specialization WHERE expires_at < ?", (now,))
             return self._db.execute("DELETE FROM results WHERE expires_at > 0 AND expires_at < ?", (now,)).rowcount
 
     def get_result(self, camera: str, t_s: float, message_id: str) -> ResultRecord | None:
@@ -204,6 +217,17 @@ class SQLiteStore(ResultsStore):
     def fleet_telemetry(self) -> list[Telemetry]:
         return [Telemetry.from_payload(json.loads(d)) for (d,) in
                 self._read("SELECT data FROM telemetry ORDER BY thing", ())]
+
+    def put_specialization(self, thing: str, event: SpecializationEvent) -> bool:
+        return self._write(
+            "INSERT OR IGNORE INTO specialization (camera, sk, expires_at, data) VALUES (?, ?, ?, ?)",
+            (event.camera, time_key(event.t_s, event.message_id), int(event.t_s + SPECIALIZATION_KEEP_S),
+             json.dumps(specialization_row(thing, event)))) == 1
+
+    def specialization_history(self, camera: str, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._read("SELECT data FROM specialization WHERE camera = ? ORDER BY sk DESC LIMIT ?",
+                          (camera, limit))
+        return [json.loads(d) for (d,) in rows]
 
     def ping(self) -> None:
         try:

@@ -65,6 +65,7 @@ class Agent:
             self.link, self.transport, self.events = parts.link, parts.transport, parts.events
             self.cameras: dict[str, CameraPipeline] = parts.cameras
             self.sources, self.specialization = parts.sources, parts.specialization
+            self.steps = parts.steps  # each camera's specialization steps, to the cloud
             self.students = Students(parts.student, self._follow_agent_student)
             self.escalator = wiring.escalator(config, self.transport)
             if self.escalator is not None:
@@ -297,6 +298,9 @@ class Agent:
             bands=command.bands.model_dump() if command.bands else None)
         log.info("camera %s: now runs %s %s; rolled back if %s", command.camera, command.detector.manifest.name,
                  command.detector.manifest.version, limits)
+        self.steps.report(command.camera, "promotion", command.note or "installed for this camera",
+                          outcome="promoted", version=command.detector.manifest.version,
+                          records=self._records(command.camera))
         future.set_result(limits)
 
     def _follow_agent_student(self, student: BatchedStudent) -> None:
@@ -313,8 +317,14 @@ class Agent:
             camera_store(self.config.fleet.models_dir, camera.id).deactivate()  # a restart must not revive it
         except OSError as exc:
             log.error("camera %s: could not deactivate its rolled-back student: %s", camera.id, exc)
+        self.steps.report(camera.id, "rollback", reason, outcome="rolled-back", version=version or "",
+                          records=self._records(camera.id))
         if self.specialization is not None:
             self.specialization.rolled_back(camera.id, reason)
+
+    def _records(self, camera: str) -> int:
+        """The camera's training records, as the specialization loop counts them (0 without the loop)."""
+        return self.specialization.counts.get(camera, 0) if self.specialization is not None else 0
 
     # -- reporting ----------------------------------------------------------------------------------------
     def model_info(self) -> dict[str, str]:

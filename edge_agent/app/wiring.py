@@ -29,6 +29,7 @@ from edge_agent.events import EventLog
 from edge_agent.pipeline.opener import open_source
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
 from edge_agent.specialization.loop import SpecializationLoop
+from edge_agent.specialization.report import StepReporter
 from edge_agent.students.guard import Limits
 from edge_agent.students.health import health_check
 from edge_agent.students.store import CameraStudent, installed_student, load_student
@@ -49,6 +50,7 @@ class Parts:
     cameras: dict[str, CameraPipeline]
     sources: list[FrameSource]
     specialization: SpecializationLoop | None
+    steps: StepReporter
 
 
 def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None, jsonl: Path | str | None = None,
@@ -70,16 +72,17 @@ def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None,
         if own is not None:
             self_test(own.detector, f"camera {cam.id}'s own student")
             camera.use_student(own.detector, own.limits, own.bands)
+    steps = StepReporter(link, config.site)  # specialization steps to the cloud, on the events topic
     specialization = None
     if config.specialization.enabled:
-        specialization, transport = collect(agent, cameras, transport)
+        specialization, transport = collect(agent, cameras, transport, steps)
         stack.callback(specialization.close)
     if sources is None:
         sources = [open_source(c.id, os.path.expanduser(c.source), c.fps, **c.source_options())
                    for c in config.cameras]
     for source in sources:
         stack.callback(source.close)
-    return Parts(student, link, transport, events, cameras, sources, specialization)
+    return Parts(student, link, transport, events, cameras, sources, specialization, steps)
 
 
 def self_test(detector: Detector, what: str) -> Detector:
@@ -134,8 +137,8 @@ def camera_student(config: AgentConfig, cam: CameraConfig) -> CameraStudent | No
     return None
 
 
-def collect(agent: Agent, cameras: dict[str, CameraPipeline],
-            transport: Transport | None) -> tuple[SpecializationLoop, Transport | None]:
+def collect(agent: Agent, cameras: dict[str, CameraPipeline], transport: Transport | None,
+            steps: StepReporter | None = None) -> tuple[SpecializationLoop, Transport | None]:
     """Keep the teacher's answers as training records (the transport wrapped) and make the loop that
     trains on them; cameras without their own student audit more until they have enough."""
     from edge_agent.escalation.collect import CollectingTransport
@@ -145,7 +148,7 @@ def collect(agent: Agent, cameras: dict[str, CameraPipeline],
         raise ConfigError("specialization.enabled: training on this gateway needs PyTorch, the train extra "
                           "(pip install 'framesieve-cascade[train]'); or turn it off and let the cloud train from the "
                           "records the router keeps in S3")
-    loop = SpecializationLoop(agent, settings)
+    loop = SpecializationLoop(agent, settings, report=steps)
     if transport is not None:
         transport = CollectingTransport(transport, loop.records_dir, on_record=loop.record_kept)
     for camera_id, camera in cameras.items():

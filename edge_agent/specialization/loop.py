@@ -16,7 +16,9 @@
    recall; that, or a rise of its live escalation fraction or audit disagreement, sends the camera back to
    onboarding. The active one survives restarts; a rollback deactivates it.
 
-Every attempt and outcome is kept in `<fleet.models_dir>/cameras/state.json`.
+Every attempt and outcome is kept in `<fleet.models_dir>/cameras/state.json`, and sent to the cloud as a
+specialization step (report.py: the attempt with why it was due, its verdict with the decision's why; the
+agent itself reports promotions installed and rollbacks).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from edge_agent.config import SpecializationSettings
 from edge_agent.control import AgentPort, AgentStopped, CommandFailed, EndWarmup, InstallCameraStudent, outcome
+from edge_agent.specialization.report import KIND_OF_OUTCOME, StepReporter
 from edge_agent.students.guard import Limits
 from edge_agent.students.store import UpdateError, camera_store, load_camera_student
 from models.bundle import pack_bundle
@@ -54,6 +57,13 @@ def guard_limits(decision: Decision, escalation_margin: float, audit_margin: flo
                   recall_labels=tuple(plan.labels) if plan else ("person",))
 
 
+def _version(manifest: Path) -> str:
+    try:
+        return str(json.loads(manifest.read_text()).get("version", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
 def record_files(folder: Path) -> list[os.DirEntry]:
     try:
         return [e for e in os.scandir(folder) if e.name.endswith(".json") and e.is_file()]
@@ -62,8 +72,11 @@ def record_files(folder: Path) -> list[os.DirEntry]:
 
 
 class SpecializationLoop:
-    def __init__(self, agent: AgentPort, settings: SpecializationSettings, command: list[str] | None = None):
+    def __init__(self, agent: AgentPort, settings: SpecializationSettings, command: list[str] | None = None,
+                 report: StepReporter | None = None):
+        """`report`: where steps go to the cloud (default: the agent's own reporter, if it has one)."""
         self.agent, self.settings = agent, settings
+        self.report: StepReporter | None = report or getattr(agent, "steps", None)
         self.records_dir = Path(settings.records_dir).expanduser()
         self.root = Path(agent.config.fleet.models_dir).expanduser() / "cameras"
         self.state_path = self.root / "state.json"
@@ -91,7 +104,11 @@ class SpecializationLoop:
         with self._lock:
             return self.state.setdefault(camera, {"last_run_s": 0.0, "history": []})
 
-    def _note(self, camera: str, **entry) -> None:
+    def _note(self, camera: str, report: bool = True, **entry) -> None:
+        """Keep an outcome in state.json and, unless the agent reports it itself (`report=False`), send it."""
+        if report and self.report is not None and entry["outcome"] != "promoted":  # the agent reports installs
+            self.report.report(camera, KIND_OF_OUTCOME.get(entry["outcome"], "failed"), entry["why"],
+                               outcome=entry["outcome"], records=self.counts.get(camera, 0))
         with self._lock:
             cam = self._camera_state(camera)
             cam["history"] = [*cam["history"], {"t_s": round(time.time(), 3), **entry}][-HISTORY:]
@@ -143,8 +160,8 @@ class SpecializationLoop:
                 if self._stop.is_set():
                     return
                 try:
-                    if self.due(camera):
-                        self.run_once(camera)
+                    if why := self.due(camera):
+                        self.run_once(camera, why=why)
                 except Exception:  # the loop must outlive one bad attempt
                     log.exception("camera %s: specialization attempt failed", camera)
 
@@ -170,15 +187,16 @@ class SpecializationLoop:
         assert student.manifest is not None, "a loaded student always knows its manifest"
         return student.manifest
 
-    def run_once(self, camera: str, wait_install_s: float = 600.0) -> dict:
-        """Train, decide and (if promoted) install for one camera; returns what happened."""
+    def run_once(self, camera: str, wait_install_s: float = 600.0, why: str = "") -> dict:
+        """Train, decide and (if promoted) install for one camera; returns what happened. `why`: why it was
+        due (due()), reported with the attempt."""
         self.busy = camera
         try:
-            return self._run_once(camera, wait_install_s)
+            return self._run_once(camera, wait_install_s, why)
         finally:
             self.busy = None
 
-    def _run_once(self, camera: str, wait_install_s: float) -> dict:
+    def _run_once(self, camera: str, wait_install_s: float, why: str = "") -> dict:
         s = self.settings
         started = time.time()
         with self._lock:
@@ -199,6 +217,9 @@ class SpecializationLoop:
             args += ["--accept", str(band.accept), "--reject", str(band.reject)]
         self.runs += 1
         log.info("camera %s: specializing from %s (%s)", camera, champion, out)
+        if self.report is not None:
+            self.report.report(camera, "attempt", f"{why or 'run on request'}; training from {champion.parent.name}",
+                               outcome="training", version=_version(champion), records=self.counts.get(camera, 0))
         error = self._train(args, out / "specialize.log")
         if error:
             outcome = "interrupted" if self._stop.is_set() else "failed"
@@ -276,7 +297,7 @@ class SpecializationLoop:
 
     def rolled_back(self, camera: str, reason: str) -> None:
         """The agent took the camera's student away: the next run trains from the agent's student."""
-        self._note(camera, outcome="rolled-back", why=reason)
+        self._note(camera, report=False, outcome="rolled-back", why=reason)  # the agent reported it
 
     def summary(self) -> dict:
         cameras: dict[str, dict] = {}

@@ -13,7 +13,7 @@ from cloud.api import start_in_thread
 from cloud.dashboard.cost import CameraDay, fleet_cost
 from cloud.dashboard.ingest import ingest
 from cloud.stores import open_store
-from contracts.device import FrameEventMessage, Telemetry
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry
 from contracts.registry import Registration
 from contracts.wire import DetectionRecord
 
@@ -63,6 +63,31 @@ def test_ingest_counts_registered_cameras_once_and_refuses_the_rest(api):
     assert ingest(store, "gw", "telemetry", _telemetry("gw-other", now)) == "unauthorized"  # reports on another
     assert ingest(store, "gw", "telemetry", _telemetry("gw", now)) == "stored"
     assert [b["sampled"] for b in store.event_buckets("plaza", now - 120, now + 60)] == [1]
+
+
+def test_specialization_steps_on_the_events_topic_reach_the_camera_page_once(api):
+    store, port = api
+    now = time.time()
+
+    def step(mid: str, t_s: float, kind: str, reason: str, camera: str = "plaza") -> bytes:
+        return SpecializationEvent(mid, camera, t_s, kind, reason, outcome=kind, records=120).to_bytes()
+
+    assert ingest(store, "gw", "events", step("s1", now - 60, "attempt", "120 new records")) == "stored"
+    assert ingest(store, "gw", "events", step("s2", now - 5, "rollback", "it escalated 61% of the last 50 frames")) \
+        == "stored"
+    assert ingest(store, "gw", "events", step("s2", now - 5, "rollback", "again")) == "repeat"
+    assert ingest(store, "gw", "events", step("s3", now, "attempt", "x", camera="yard")) == "unauthorized"
+    assert ingest(store, "gw-other", "events", step("s4", now, "attempt", "x")) == "unauthorized"
+    assert ingest(store, "gw", "events", b'{"v": 1, "type": "specialization", "kind": "retire"}') == "malformed"
+    assert store.event_buckets("plaza", now - 120, now + 60) == []  # a step is not a sampled frame
+
+    status, _, body = _get(port, "/dashboard/cameras/plaza", {"Authorization": f"Bearer {TOKEN}"})
+    history = json.loads(body)["specialization"]
+    assert status == 200 and [(h["kind"], h["reason"], h["thing"]) for h in history] == [
+        ("rollback", "it escalated 61% of the last 50 frames", "gw"), ("attempt", "120 new records", "gw")]
+    assert json.loads(_get(port, "/dashboard/cameras/gate", {"Authorization": f"Bearer {TOKEN}"})[2])[
+        "specialization"] == []
+    assert _get(port, "/dashboard/cameras/plaza")[0] == 401
 
 
 def test_pages_login_cookie_and_tokens(api):

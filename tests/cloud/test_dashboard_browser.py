@@ -1,7 +1,8 @@
 """The dashboard in a real browser (headless Chromium from Debian, through selenium), against
 `framesieve-cloud local --mqtt` fed by a real `edge-agent run` on vtest: one browser session checks that
 the page loads without console errors, shows the camera and the counts the store holds, reflects a new
-escalation within 5 s, and that nothing is served without the token. With FRAMESIEVE_DASHBOARD_SHOTS=DIR
+escalation within 5 s, shows the specialization steps the agent's loop sent (an attempt and its verdict) on
+the Camera page, and that nothing is served without the token. With FRAMESIEVE_DASHBOARD_SHOTS=DIR
 it leaves a PNG of every page there; with FRAMESIEVE_DASHBOARD_RUN_S=S as well, the agent plays vtest in real
 time, looping, for S seconds before the checks, so the timeline spans minutes (how docs/dashboard-*.png were made:
 `FRAMESIEVE_DASHBOARD_SHOTS=docs FRAMESIEVE_DASHBOARD_RUN_S=180 pytest tests/cloud/test_dashboard_browser.py`)."""
@@ -35,7 +36,11 @@ def _run_agent(tmp_path: Path, vtest_path: Path, broker_port: int, run_s: float 
                        "mqtt": {"host": "127.0.0.1", "port": broker_port},
                        "spool": {"path": str(tmp_path / "spool.sqlite")}},
         "output": {"events_db": str(tmp_path / "events.sqlite")},
-        "fleet": {"telemetry_interval_s": 2, "models_dir": str(tmp_path / "models")}}))
+        "fleet": {"telemetry_interval_s": 2, "models_dir": str(tmp_path / "models")},
+        # the camera's specialization loop, due after a few records: a real attempt whose verdict, on a few
+        # minutes of one camera, is "collect" (too little evidence: nothing is trained)
+        "specialization": {"enabled": True, "records_dir": str(tmp_path / "records"), "min_records": 8,
+                           "retrain_after_records": 8, "check_interval_s": 1}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
     agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -47,22 +52,27 @@ def _run_agent(tmp_path: Path, vtest_path: Path, broker_port: int, run_s: float 
     return json.loads(out[out.index("{"):])["total"]
 
 
-def _publish_escalated_event(broker_port: int) -> None:
-    """What a gateway publishes for a frame the cloud decided, on its events topic."""
+def _publish_events(broker_port: int, *messages: bytes) -> None:
+    """Messages on the gateway's events topic, as it publishes them."""
     import paho.mqtt.client as paho
 
-    from contracts.device import FrameEventMessage
-
-    event = FrameEventMessage(str(uuid.uuid4()), "plaza", 999_999, 0.0, "cloud", True, (), time.time(),
-                              site="site-local")
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-gateway-event")
     client.connect("127.0.0.1", broker_port)
     client.loop_start()
     try:
-        client.publish("framesieve/gw-local/events", event.to_bytes(), qos=1).wait_for_publish(5)
+        for message in messages:
+            client.publish("framesieve/gw-local/events", message, qos=1).wait_for_publish(5)
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def _publish_escalated_event(broker_port: int) -> None:
+    """What a gateway publishes for a frame the cloud decided."""
+    from contracts.device import FrameEventMessage
+
+    _publish_events(broker_port, FrameEventMessage(str(uuid.uuid4()), "plaza", 999_999, 0.0, "cloud", True, (),
+                                                   time.time(), site="site-local").to_bytes())
 
 
 def _cell(driver, field: str) -> int:
@@ -98,6 +108,16 @@ def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_p
         assert status == 200 and cams["plaza"]["hour"]["sampled"] == total["sampled"], (fleet, total)
         assert cams["plaza"]["hour"]["escalated"] == total["escalated"]
         assert fleet["gateways"][0]["thing"] == "gw-local"
+        # what the gateway's loop did (its state.json) is what the cloud keeps: an attempt and its verdict each
+        gateway_says = json.loads((tmp_path / "models" / "cameras" / "state.json").read_text())["plaza"]["history"]
+        while True:
+            steps = _request(base + "/dashboard/cameras/plaza", token=token)[1]["specialization"]
+            if len(steps) >= 2 * len(gateway_says) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert gateway_says and [h["kind"] for h in steps] == ["collect", "attempt"] * len(gateway_says), steps
+        assert [h["reason"] for h in steps[::2]] == [h["why"] for h in reversed(gateway_says)]
+        print(f"specialization steps from the agent's loop: {[(h['kind'], h['reason'][:60]) for h in steps]}")
 
         driver = chromium()
         driver.get(base + "/")
@@ -122,6 +142,13 @@ def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_p
             wait.until(lambda d, css=ready: d.find_elements(By.CSS_SELECTOR, css))
             if name == "camera":  # the escalated crops, drawn from the training capture in S3
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#crops canvas"))
+                # the specialization history the agent's loop reported: newest first, kind in words, reason
+                rows = driver.find_elements(By.CSS_SELECTOR, "#specialization tbody tr")
+                assert [r.get_attribute("data-kind") for r in rows] == [h["kind"] for h in steps]
+                cells = rows[0].find_elements(By.TAG_NAME, "td")
+                assert cells[1].text.startswith("Collecting evidence") and cells[2].text == gateway_says[-1]["why"]
+                assert driver.find_element(By.CSS_SELECTOR, "#specialization caption").text.startswith(
+                    "Specialization steps")
                 time.sleep(0.5)
             if name == "alerts":  # the alert's frame, opened from the keyboard
                 driver.find_element(By.CSS_SELECTOR, "#alerts button[data-key]").send_keys(Keys.ENTER)

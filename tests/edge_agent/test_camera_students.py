@@ -48,6 +48,10 @@ def test_own_student_runs_for_its_camera_and_rolls_back_when_it_escalates_too_mu
     # with a band this wide nearly every frame escalates: far above the 30% it was installed with
     assert summary["student_rollbacks"] == 1
     assert agent.cameras["plaza"].own_student is None
+    # the step the dashboard's Camera page shows (sent on the events topic where there is an MQTT link)
+    [step] = agent.steps.recent
+    assert (step.camera, step.kind, step.outcome) == ("plaza", "rollback", "rolled-back")
+    assert step.reason.startswith("it escalated") and "limit 30%" in step.reason
     assert summary["cameras"]["plaza"]["sampled"] == 80 and summary["cameras"]["other"]["sampled"] == 40
 
 

@@ -142,9 +142,23 @@ function cameraPage(d) {
     h("h3", {text: "Latest escalated crops, with the teacher's boxes"}),
     latest.length ? crops : h("p", {class: "note", text: "No training capture for this camera yet."}),
     table("Latest escalations", [["Time"], ["Reason"], ["Teacher detections", 1], ["Alerts"]], esc, "escalations"),
-    h("h3", {text: "Specialization history"}),
-    h("p", {class: "note", text: "Not in the cloud store yet: attempts, promotions and rollbacks are recorded on " +
-      "the gateway (edge-agent specialize status)."})];
+    h("h3", {text: "Specialization history"}), specializationList(d.specialization || [])];
+}
+
+// A step's kind in words (never colour alone): what happened to the camera's student.
+const KINDS = {attempt: "Attempt", keep: "Kept the champion", collect: "Collecting evidence", failed: "Failed",
+  promotion: "Promotion", rollback: "Rollback"};
+
+function specializationList(steps) {
+  if (!steps.length) return h("p", {class: "note", id: "specialization-none", text: "No specialization step from " +
+    "this camera's gateway yet: a camera onboarding tries once it has collected enough training records."});
+  return table("Specialization steps, newest first: attempts, their verdicts, promotions and rollbacks, with why",
+    [["Time"], ["Kind"], ["Reason"], ["Student"], ["Records", 1]],
+    steps.map(s => h("tr", {"data-kind": s.kind},
+      h("td", {text: when(s.t_s)}),
+      h("td", {}, h("span", {class: "kind " + s.kind, text: KINDS[s.kind] || s.kind}),
+        s.outcome && s.outcome !== s.kind ? h("span", {class: "note", text: ` (${s.outcome})`}) : null),
+      h("td", {text: s.reason}), h("td", {text: s.version || "—"}), num(s.records))), "specialization");
 }
 
 function share(s) {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.device import FrameEventMessage, Telemetry
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry
 from contracts.wire import DetectionRecord
 
 T0 = 1_764_400_020.0  # 07:07:00 UTC: a minute boundary
@@ -49,3 +49,23 @@ def test_only_newer_telemetry_replaces_a_gateways_last(any_store):
     got = {t.thing: t for t in any_store.fleet_telemetry()}
     assert set(got) == {"gw-a", "gw-b"}
     assert (got["gw-a"].t_s, got["gw-a"].spool_rows, got["gw-a"].cameras["plaza"]["fps"]) == (T0 + 10, 1, 1.0)
+
+
+def step(mid: str, t_s: float, kind: str, camera: str = "plaza", reason: str = "why") -> SpecializationEvent:
+    return SpecializationEvent(mid, camera, t_s, kind, reason, site="site-1", outcome=kind, version="v1", records=42)
+
+
+def test_specialization_steps_kept_once_each_newest_first(any_store):
+    assert any_store.specialization_history("plaza") == []
+    assert any_store.put_specialization("gw", step("s1", T0, "attempt", reason="200 new records")) is True
+    assert any_store.put_specialization("gw", step("s2", T0 + 90, "collect", reason="too little evidence")) is True
+    assert any_store.put_specialization("gw", step("s2", T0 + 90, "collect")) is False  # a repeated delivery
+    assert any_store.put_specialization("gw", step("s3", T0 + 30, "rollback", camera="gate")) is True
+    history = any_store.specialization_history("plaza")
+    assert [(h["message_id"], h["kind"], h["reason"]) for h in history] == [
+        ("s2", "collect", "too little evidence"), ("s1", "attempt", "200 new records")]
+    assert history[0] == {"thing": "gw", "message_id": "s2", "site": "site-1", "camera": "plaza", "t_s": T0 + 90,
+                          "kind": "collect", "reason": "too little evidence", "outcome": "collect", "version": "v1",
+                          "records": 42}
+    assert [h["message_id"] for h in any_store.specialization_history("plaza", limit=1)] == ["s2"]
+    assert [h["kind"] for h in any_store.specialization_history("gate")] == ["rollback"]
