@@ -18,7 +18,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     serve_forever(args.model, args.host, args.port, args.threads, max_batch=args.max_batch,
                   max_wait_ms=args.max_wait_ms, max_body_bytes=args.max_body_bytes,
                   max_images=args.max_images, max_image_pixels=args.max_image_pixels,
-                  max_connections=args.max_connections, request_deadline_s=args.request_deadline_s)
+                  max_connections=args.max_connections, request_deadline_s=args.request_deadline_s,
+                  input_size=args.input_size, variant_name=args.variant_name)
     return 0
 
 
@@ -36,7 +37,10 @@ def _cmd_local(args: argparse.Namespace) -> int:
     run_local(LocalOptions(args.host, model=args.model, store_url=args.store, rules_file=args.alert_rules,
                            state_dir=args.state_dir, threads=args.threads, router_port=args.router_port,
                            api_port=args.api_port, mqtt=args.mqtt or bool(args.mqtt_port),
-                           mqtt_port=args.mqtt_port or 0, gateways=args.gateway or []))
+                           mqtt_port=args.mqtt_port or 0, gateways=args.gateway or [],
+                           endpoint_url=args.champion_url or "", challenger_url=args.challenger_url or "",
+                           challenger_weight=args.challenger_weight, shadow_share=args.shadow_share,
+                           champion_instance=args.champion_instance, challenger_instance=args.challenger_instance))
     return 0
 
 
@@ -125,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-image-pixels", type=int, default=MAX_IMAGE_PIXELS,
                    help=f"largest image, width x height, read from its header before decoding (default: "
                         f"{MAX_IMAGE_PIXELS}, 4096x4096)")
+    # champion/challenger (cloud/ab/)
+    p.add_argument("--variant-name", default=os.environ.get("FRAMESIEVE_VARIANT_NAME", "AllTraffic"),
+                   help="the production variant this server is, returned in x-Amzn-Invoked-Production-Variant "
+                        "(default: $FRAMESIEVE_VARIANT_NAME or AllTraffic)")
+    p.add_argument("--input-size", type=int,
+                   help="serve the FrameSieve teacher converted at this square input size (a multiple of 32, e.g. "
+                        "320; default: its own 416), e.g. as a challenger variant; not with --model")
     _limits(p)
     p.set_defaults(func=_cmd_serve)
 
@@ -158,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-port", type=int, help="with --mqtt: the broker's port (default: a free one)")
     p.add_argument("--gateway", action="append", metavar="THING=SITE:CAM[,CAM...]",
                    help="register a gateway: the router refuses every other thing, site and camera (repeatable)")
+    # champion/challenger (cloud/ab/): two `framesieve-cloud serve` processes as the endpoint's variants
+    p.add_argument("--champion-url", help="a running `framesieve-cloud serve` as the endpoint (with --challenger-url: "
+                                          "the champion variant; default: a teacher started in this process)")
+    p.add_argument("--challenger-url", help="a running `framesieve-cloud serve` as the challenger variant: the "
+                                            "endpoint gets two production variants, routed by weight")
+    p.add_argument("--challenger-weight", type=float, default=0.5,
+                   help="with --challenger-url: the challenger's initial share of the traffic (default: 0.5)")
+    p.add_argument("--shadow-share", type=float, default=0.0,
+                   help="with --challenger-url: share of escalations also asked of the other variant, its answer "
+                        "stored beside the served one (default: 0)")
+    p.add_argument("--champion-instance", default="ml.g4dn.xlarge",
+                   help="the champion's instance type on the endpoint config, for the report's cost (default: "
+                        "ml.g4dn.xlarge)")
+    p.add_argument("--challenger-instance", default="ml.g4dn.xlarge",
+                   help="the challenger's instance type (default: ml.g4dn.xlarge)")
     p.set_defaults(func=_cmd_local)
 
     p = sub.add_parser("register", help="record which site and cameras a gateway (IoT thing) may write for, in "
@@ -172,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cloud.chaos.cli import add_command as add_chaos
 
     add_chaos(sub)
+
+    from cloud.ab.cli import add_command as add_ab  # champion/challenger
+
+    add_ab(sub)
 
     p = sub.add_parser("bench-endpoint", help="throughput and latency at batch 1 and the best batch size, "
                                               "over HTTP against the real inference server")

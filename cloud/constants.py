@@ -28,6 +28,13 @@ DEFAULT_ENDPOINT_BACKOFF_S = 0.2
 ENDPOINT_TIMEOUT_S = "FRAMESIEVE_ENDPOINT_TIMEOUT_S"
 DEFAULT_ENDPOINT_TIMEOUT_S = 20.0
 
+# Champion/challenger (cloud/ab/, cloud/router/shadow.py): the endpoint's production variants, by name, and the
+# share of escalations (0..1, by message id) also sent to the variant that did not answer (TargetVariant). The
+# shadow's answer is stored beside the served one and decides nothing. Empty / 0: no shadow calls.
+AB_VARIANTS = "FRAMESIEVE_AB_VARIANTS"  # comma-separated, e.g. "champion,challenger"
+SHADOW_SHARE = "FRAMESIEVE_SHADOW_SHARE"
+DEFAULT_SHADOW_SHARE = 0.0
+
 # Training data: the crops and the teacher's labels, one S3 object per captured escalation.
 TRAINING_BUCKET = "FRAMESIEVE_TRAINING_BUCKET"  # empty: no capture
 TRAINING_PREFIX = "FRAMESIEVE_TRAINING_PREFIX"

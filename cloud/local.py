@@ -38,6 +38,7 @@ from contracts.codec import MAX_MESSAGE_BYTES, WireError
 from contracts.registry import Registration
 
 log = logging.getLogger("framesieve.local")
+CHAMPION, CHALLENGER = "champion", "challenger"  # the production variants' names with --challenger-url
 DEFAULT_RULES = [{"name": "person-anywhere", "labels": ["person"], "min_score": 0.5, "cooldown_s": 300}]
 
 
@@ -95,6 +96,13 @@ class LocalOptions:
     mqtt_port: int = 0  # with mqtt: this port (0: a free one)
     endpoint_url: str = ""  # an inference server already running (else one is started in this process)
     gateways: list[str] = field(default_factory=list)  # THING=SITE:CAM,...: the router refuses all others
+    # champion/challenger: a second `framesieve-cloud serve` as the challenger variant; the endpoint (on moto's
+    # sagemaker) then has two production variants, routed by weight by the stand-in of cloud/ab/standin.py
+    challenger_url: str = ""
+    challenger_weight: float = 0.5  # the challenger's initial share of the traffic
+    shadow_share: float = 0.0  # share of escalations also asked of the other variant
+    champion_instance: str = "ml.g4dn.xlarge"
+    challenger_instance: str = "ml.g4dn.xlarge"
 
 
 def parse_gateway(text: str) -> Registration:
@@ -142,9 +150,13 @@ class LocalCloud:
         resources = self.resources = provision(self.moto.url)
         endpoint, model_name = o.endpoint_url, "(external)"
         if not endpoint:
-            inference, inference_port = start_inference(o.model, host, threads=o.threads)
+            variant = {"variant_name": CHAMPION} if o.challenger_url else {}
+            inference, inference_port = start_inference(o.model, host, threads=o.threads, **variant)
             self.servers.append(inference)
             endpoint, model_name = f"http://{host}:{inference_port}", inference.model_name
+        self.standin = None
+        if o.challenger_url:
+            endpoint, model_name = self._start_variants(endpoint, model_name)
         rules = Path(o.rules_file).read_text() if o.rules_file else json.dumps(DEFAULT_RULES)
         env = {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.moto.url, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint,
                **resources.router_env(), c.ALERT_RULES: rules}
@@ -157,6 +169,8 @@ class LocalCloud:
             _serve(iot_data, "framesieve-iot-data")
             self.servers.append(iot_data)
             env[c.IOT_DATA_ENDPOINT] = iot_data.url
+        if self.standin is not None:
+            env.update({c.AB_VARIANTS: f"{CHAMPION},{CHALLENGER}", c.SHADOW_SHARE: repr(o.shadow_share)})
         os.environ.update(env)
         os.environ.pop(c.ALERT_RULES_FILE, None)
         if o.store_url:
@@ -198,8 +212,42 @@ class LocalCloud:
             self.lines.append(
                 f"mqtt broker      {self.broker.url}  (gateways: escalation.transport mqtt, mqtt.host {host}, "
                 f"mqtt.port {self.broker.port}; the IoT rule and iot-data bridge route and answer)")
+        if self.standin is not None:
+            self.lines += self.ab_lines
         self.lines.append(f"gateways         {registered}")
         self.lines.append(f"state            {self.state}")
+
+    def _start_variants(self, champion: str, model_name: str) -> tuple[str, str]:
+        """The endpoint with two production variants, as the stack deploys it with a challenger: created on moto's
+        sagemaker (so `framesieve-cloud ab promote` works on it), served by the variant stand-in at its weights."""
+        from cloud.ab.standin import Variant, endpoint_weights
+        from cloud.ab.standin import start_in_thread as start_standin
+        from cloud.devaws import dev_client
+
+        o = self.options
+        if not 0 <= o.challenger_weight <= 1:
+            raise ConfigError(f"--challenger-weight {o.challenger_weight}: expected the challenger's share of the "
+                              "traffic in [0, 1]")
+        name = os.environ.get(c.ENDPOINT_NAME) or c.DEFAULT_ENDPOINT_NAME
+        sagemaker = dev_client("sagemaker", self.moto.url)
+        role = "arn:aws:iam::123456789012:role/framesieve-endpoint"
+        variants = []
+        for variant, weight, itype in ((CHAMPION, 1 - o.challenger_weight, o.champion_instance),
+                                       (CHALLENGER, o.challenger_weight, o.challenger_instance)):
+            sagemaker.create_model(ModelName=f"{name}-{variant}", ExecutionRoleArn=role, PrimaryContainer={
+                "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/framesieve-inference:local",
+                "ModelDataUrl": f"s3://framesieve-local/{variant}/model.tar.gz"})
+            variants.append({"VariantName": variant, "ModelName": f"{name}-{variant}", "InstanceType": itype,
+                             "InitialInstanceCount": 1, "InitialVariantWeight": weight})
+        sagemaker.create_endpoint_config(EndpointConfigName=f"{name}-ab", ProductionVariants=variants)
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-ab")
+        self.standin = start_standin(name, [Variant(CHAMPION, champion), Variant(CHALLENGER, o.challenger_url)],
+                                     self.options.host, weights=lambda: endpoint_weights(sagemaker, name))
+        self.servers.append(self.standin)
+        self.ab_lines = [f"variants         {CHAMPION} {champion} ({o.champion_instance}), {CHALLENGER} "
+                         f"{o.challenger_url} ({o.challenger_instance}); weights {endpoint_weights(sagemaker, name)} "
+                         f"on moto's sagemaker (framesieve-cloud ab promote); shadow share {o.shadow_share:g}"]
+        return self.standin.url, f"{model_name} + challenger"
 
     def alerts(self) -> list[dict[str, Any]]:
         """The alerts SNS delivered to the stack's queue since the last call (read and removed)."""

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from cloud.exceptions import RequestError, ServerClosing
+from cloud.exceptions import ConfigError, RequestError, ServerClosing
 from cloud.httpjson import send_json
 from cloud.httpserve import MAX_CONNECTIONS, REQUEST_DEADLINE_S, LimitedHandler, LimitedServer, stop_on_signals
 from cloud.inference.images import MAX_IMAGE_PIXELS, PIXEL_BUDGET, PixelBudget, check_size, decode_image
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's real-time invocation payload limit
 ACCEPTED = 'image/jpeg (one image) or application/json ({"instances": [{"id": ..., "jpeg_b64": ...}]})'
 _INVOCATIONS = re.compile(r"^/(?:endpoints/[^/]+/)?invocations$")
+# SageMaker's headers: which production variant answered (boto3: InvokedProductionVariant), and the variant a
+# caller asks for (InvokeEndpoint's TargetVariant). One server is one variant; the local stand-in of an
+# endpoint with several (cloud/ab/standin.py) routes between servers by weight.
+VARIANT_HEADER = "x-Amzn-Invoked-Production-Variant"
+TARGET_HEADER = "X-Amzn-SageMaker-Target-Variant"
+DEFAULT_VARIANT = "AllTraffic"  # the name of the template's single variant
 
 
 class SupportsDetect(Protocol):
@@ -127,7 +133,12 @@ class InferenceServer(LimitedServer):
     def __init__(self, address: tuple[str, int], detector: SupportsDetect, *, max_batch: int = 8,
                  max_wait_ms: float = 5.0, max_body_bytes: int = MAX_BODY_BYTES, max_images: int = 32,
                  max_image_pixels: int = MAX_IMAGE_PIXELS, pixel_budget: int = PIXEL_BUDGET,
-                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S):
+                 max_connections: int = MAX_CONNECTIONS, request_deadline_s: float = REQUEST_DEADLINE_S,
+                 variant_name: str = DEFAULT_VARIANT):
+        if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", variant_name or ""):
+            raise ConfigError(f"variant name {variant_name!r}: SageMaker's VariantName is 1-63 letters, digits and "
+                             "'-', starting with a letter or digit (e.g. champion)")
+        self.variant_name = variant_name
         manifest = detector.manifest
         self.detector, self.model_name = detector, f"{manifest.name}@{manifest.version}"
         self.thresholds = {label: presence_threshold(manifest, label) for label in manifest.label_groups}
@@ -179,8 +190,12 @@ class _Handler(LimitedHandler):
         if not _INVOCATIONS.match(self._path):
             return self._fail(RequestError(404, f"no route POST {self._path}; POST /invocations or "
                                                 "/endpoints/{name}/invocations"))
+        target = self.headers.get(TARGET_HEADER)
         try:
             ids, images = self._parse(self._read_body())
+            if target is not None and target != self.server.variant_name:
+                raise RequestError(400, f"TargetVariant {target!r} is not a variant of this endpoint; it serves "
+                                        f"{self.server.variant_name!r}", "ValidationError")
             pixels = sum(check_size(data, what, self.server.max_image_pixels) for what, data in images)
         except RequestError as exc:
             return self._fail(exc)
@@ -203,7 +218,7 @@ class _Handler(LimitedHandler):
             self.server.pixels.release(pixels)
         self._images = len(images)
         response = InvocationResponse(self.server.model_name, tuple(zip(ids, predictions, strict=True)))
-        self._send(200, response.to_bytes())
+        self._send(200, response.to_bytes(), {VARIANT_HEADER: self.server.variant_name})
 
     def _begin(self) -> None:
         self._t0, self._path = time.perf_counter(), urlsplit(self.path).path
@@ -266,7 +281,7 @@ class _Handler(LimitedHandler):
         send_json(self, status, payload, headers)
         ms = round((time.perf_counter() - self._t0) * 1000, 1)
         log.info(json.dumps({"method": self.command, "path": self._path, "status": status, "ms": ms,
-                             "images": self._images}))
+                             "images": self._images, "variant": self.server.variant_name}))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass  # _send logs one JSON line per request instead
@@ -275,9 +290,17 @@ class _Handler(LimitedHandler):
         log.warning("%s: %s", self.address_string(), format % args)
 
 
-def resolve_model(model: Path | str | None = None) -> Path:
+def resolve_model(model: Path | str | None = None, input_size: int | None = None) -> Path:
     """The manifest to serve: `model` (a manifest or its folder), else SageMaker's model dir, else the
-    FrameSieve teacher (fetched and converted on first use)."""
+    FrameSieve teacher (fetched and converted on first use), at `input_size` pixels square when given (a second
+    teacher variant for champion/challenger, e.g. 320 beside the 416 default)."""
+    if input_size:
+        if model:
+            raise ConfigError(f"--input-size {input_size} converts the FrameSieve teacher at that size; it cannot "
+                              f"resize --model {model}: drop one of them")
+        from models.teacher.build import ensure_teacher
+
+        return ensure_teacher(input_size=input_size)
     if model:
         path = Path(model)
         return path / "manifest.json" if path.is_dir() else path
@@ -290,22 +313,25 @@ def resolve_model(model: Path | str | None = None) -> Path:
 
 
 def start_in_thread(model: SupportsDetect | Path | str | None = None, host: str = "127.0.0.1", port: int = 0,
-                    threads: int | None = None, **limits: Any) -> tuple[InferenceServer, int]:
+                    threads: int | None = None, input_size: int | None = None,
+                    **limits: Any) -> tuple[InferenceServer, int]:
     """Serve in a daemon thread (port 0: a free one); returns (server, port). Stop it with server.stop()."""
-    detector = model if hasattr(model, "detect") else load_detector(resolve_model(model), threads=threads)
+    detector = model if hasattr(model, "detect") else load_detector(resolve_model(model, input_size),  # type: ignore[arg-type]
+                                                                   threads=threads)
     server = InferenceServer((host, port), detector, **limits)  # type: ignore[arg-type]
     threading.Thread(target=server.serve_forever, name="framesieve-http", daemon=True).start()
     return server, server.server_address[1]
 
 
 def serve_forever(model: Path | str | None = None, host: str = "127.0.0.1", port: int = 8080,
-                  threads: int | None = None, **limits: Any) -> None:
+                  threads: int | None = None, input_size: int | None = None, **limits: Any) -> None:
     """Serve in this thread until SIGTERM or SIGINT, then drain (cloud/httpserve.py) and close."""
-    manifest_path = resolve_model(model)
+    manifest_path = resolve_model(model, input_size)
     server = InferenceServer((host, port), load_detector(manifest_path, threads=threads), **limits)
     stop_on_signals(server)  # SIGTERM: in-flight requests answered, new ones 503, then exit
     log.info(json.dumps({"event": "listening", "host": host, "port": server.server_address[1],
-                         "model": server.model_name, "manifest": str(manifest_path)}))
+                         "model": server.model_name, "manifest": str(manifest_path),
+                         "variant": server.variant_name}))
     try:
         server.serve_forever()
     finally:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloud import constants as c
 from cloud.exceptions import EndpointError
-from cloud.router.endpoint import invoke
+from cloud.router.endpoint import Answer, call
 from cloud.router.routing import Outcome, Parsed, Rejected, parse_event
 from cloud.stores import DeadLetter
 from contracts.batch import EscalationBatch, is_batch, reply_of
@@ -97,8 +97,9 @@ def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[st
     """One endpoint call for every crop of every item (ids "item:crop"), split back per item."""
     images = tuple((f"{k}:{crop.crop_id}", crop.jpeg) for k, p in enumerate(ready) for crop in p.request.crops)
     try:
-        response, _ = invoke(router.runtime, router.config.endpoint_name, InvocationRequest(images),
-                             attempts=router.config.endpoint_attempts, backoff_s=router.config.endpoint_backoff_s)
+        answer = call(router.runtime, router.config.endpoint_name, InvocationRequest(images),
+                      attempts=router.config.endpoint_attempts, backoff_s=router.config.endpoint_backoff_s)
+        response = answer.response
     except (EndpointError, WireError) as exc:
         out = []
         for p in ready:
@@ -122,7 +123,8 @@ def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[st
                                 topic=parsed.topic, thing=parsed.thing, size=parsed.size, excerpt="")
             verdicts.extend(router.dead_letter_quietly(Rejected(letter, (r.message_id, r.camera, r.frame_index))))
             continue
-        outcome = router.commit(parsed, own, verdict)
+        # every item was answered by the same variant in the same call; its time is the call's, per item
+        outcome = router.commit(parsed, own, verdict, answer=Answer(own, answer.attempts, answer.variant, answer.ms))
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
         verdicts.append(verdict)
     return verdicts

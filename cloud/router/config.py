@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from cloud import constants as c
 from cloud.alerts import AlertRule, rules_from_env
 from cloud.exceptions import ConfigError
+
+_VARIANT = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's VariantName pattern
 
 
 def _number(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
@@ -42,6 +45,8 @@ class RouterConfig:
     rules: tuple[AlertRule, ...] = ()
     event_window_s: float = c.DEFAULT_EVENT_WINDOW_S
     registry_cache_s: float = c.DEFAULT_REGISTRY_CACHE_S
+    ab_variants: tuple[str, ...] = ()  # the endpoint's production variants (for shadow calls)
+    shadow_share: float = c.DEFAULT_SHADOW_SHARE
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RouterConfig:
@@ -59,7 +64,19 @@ class RouterConfig:
         if keep not in ("informative", "all"):
             raise ConfigError(f"{c.TRAINING_KEEP}={keep!r}: expected 'informative' (onboarding, disagreements, "
                               "low-confidence answers and audits, tagged by tier) or 'all'")
+        variants = tuple(v.strip() for v in env.get(c.AB_VARIANTS, "").split(",") if v.strip())
+        bad = [v for v in variants if not _VARIANT.match(v)]
+        if bad or len(set(variants)) != len(variants):
+            raise ConfigError(f"{c.AB_VARIANTS}={env.get(c.AB_VARIANTS)!r}: expected distinct production variant "
+                              "names (letters, digits, '-'; at most 63 characters) separated by commas, e.g. "
+                              "'champion,challenger'")
+        shadow = _number(env, c.SHADOW_SHARE, c.DEFAULT_SHADOW_SHARE, 0, 1)
+        if shadow > 0 and len(variants) < 2:
+            raise ConfigError(f"{c.SHADOW_SHARE}={shadow:g} needs two production variants in {c.AB_VARIANTS} "
+                              f"(e.g. 'champion,challenger'), not {variants or 'none'}; or set it to 0")
         return cls(
+            ab_variants=variants,
+            shadow_share=shadow,
             training_keep=keep,
             store_url=env.get(c.STORE_URL) or c.DEFAULT_STORE_URL,
             store_writes=writes,

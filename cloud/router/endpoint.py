@@ -11,6 +11,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,14 +52,36 @@ def _message(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+@dataclass(frozen=True)
+class Answer:
+    """An endpoint's answer with what champion/challenger needs: the production variant that gave it (SageMaker's
+    `x-Amzn-Invoked-Production-Variant` header, boto3's InvokedProductionVariant; "" where none is named) and the
+    round trip in ms at the caller, every attempt included."""
+
+    response: InvocationResponse
+    attempts: int
+    variant: str
+    ms: float
+
+
 def invoke(client: Any, endpoint: str, request: InvocationRequest, *, attempts: int = 3, backoff_s: float = 0.2,
            sleep: Callable[[float], None] = time.sleep) -> tuple[InvocationResponse, int]:
     """The endpoint's answer and the attempts it took; EndpointError after the last failed attempt."""
+    answer = call(client, endpoint, request, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
+    return answer.response, answer.attempts
+
+
+def call(client: Any, endpoint: str, request: InvocationRequest, *, attempts: int = 3, backoff_s: float = 0.2,
+         sleep: Callable[[float], None] = time.sleep, target_variant: str = "") -> Answer:
+    """As `invoke`, with the variant that answered and the time it took; `target_variant` asks one production
+    variant by name (InvokeEndpoint's TargetVariant: the shadow call of cloud/router/shadow.py)."""
     body = request.to_bytes()
+    extra = {"TargetVariant": target_variant} if target_variant else {}
+    t0 = time.perf_counter()
     for attempt in range(1, attempts + 1):
         try:
             reply = client.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType="application/json",
-                                           Accept="application/json")
+                                           Accept="application/json", **extra)
             raw = reply["Body"].read()
         except (ClientError, BotoCoreError) as exc:
             kind = classify(exc)
@@ -68,7 +91,9 @@ def invoke(client: Any, endpoint: str, request: InvocationRequest, *, attempts: 
             sleep(random.uniform(0, backoff_s * 2 ** (attempt - 1)))
             continue
         try:
-            return InvocationResponse.from_payload(json.loads(raw)), attempt
+            response = InvocationResponse.from_payload(json.loads(raw))
+            return Answer(response, attempt, str(reply.get("InvokedProductionVariant") or ""),
+                          (time.perf_counter() - t0) * 1000)
         except (ValueError, WireError) as exc:
             raise EndpointError("refused", f"endpoint {endpoint!r} answered something that is not an "
                                            f"InvocationResponse: {exc}", attempt) from exc

@@ -17,7 +17,7 @@ from cloud.alerts import evaluate
 from cloud.exceptions import EndpointError
 from cloud.router.batching import batch_payload, process_batch
 from cloud.router.config import RouterConfig
-from cloud.router.endpoint import invoke
+from cloud.router.endpoint import Answer, call
 from cloud.router.routing import (
     Outcome,
     Parsed,
@@ -28,6 +28,7 @@ from cloud.router.routing import (
     training_key,
     training_record,
 )
+from cloud.router.shadow import shadow_call, shadow_target
 from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
 from cloud.stores.base import day_of
 from contracts.batch import VerdictBatch
@@ -130,25 +131,31 @@ class Router:
         if self.store.get_result(r.camera, parsed.t_s, r.message_id) is not None:
             return Outcome("duplicate", r.message_id, reason="already stored; nothing done again")
         try:
-            response, _ = invoke(self.runtime, self.config.endpoint_name, invocation_for(r),
-                                 attempts=self.config.endpoint_attempts, backoff_s=self.config.endpoint_backoff_s)
-            verdict = verdict_from_response(r, response)
+            answer = call(self.runtime, self.config.endpoint_name, invocation_for(r),
+                          attempts=self.config.endpoint_attempts, backoff_s=self.config.endpoint_backoff_s)
+            verdict = verdict_from_response(r, answer.response)
         except (EndpointError, WireError) as exc:
             kind = exc.kind if isinstance(exc, EndpointError) else "refused"
             letter = DeadLetter(key=f"{r.message_id}:endpoint", t_s=now_s, kind="endpoint",
                                 reason=f"{kind}: {exc}", topic=parsed.topic, thing=parsed.thing, size=parsed.size,
                                 excerpt=f"camera={r.camera} frame_index={r.frame_index} crops={len(r.crops)}")
             return self._dead_letter(Rejected(letter, (r.message_id, r.camera, r.frame_index)))
-        return self.commit(parsed, response, verdict, publish=True)
+        return self.commit(parsed, answer.response, verdict, publish=True, answer=answer)
 
-    def commit(self, parsed: Parsed, response: InvocationResponse, verdict: Verdict, publish: bool = False) -> Outcome:
+    def commit(self, parsed: Parsed, response: InvocationResponse, verdict: Verdict, publish: bool = False,
+               answer: Answer | None = None) -> Outcome:
         """Training capture, alerts, the verdict (when `publish`; a batch publishes all its verdicts at once)
-        and the row: steps 6-9 for one answered escalation."""
+        and the row: steps 6-9 for one answered escalation. `answer` names the production variant that
+        answered and the call's time (kept in the row); a shadow call, when this escalation is sampled for
+        one, is made after the verdict is published and only adds to the row."""
         r = parsed.request
         day = day_of(parsed.t_s)
         key = self._capture(parsed, response, day, verdict)
         alerts = self._alert(parsed, verdict)
         topic = self._publish(parsed.thing, verdict, r.site) if publish else ""
+        variant = answer.variant if answer else ""
+        target = shadow_target(self.config, r.message_id, variant)
+        shadow = shadow_call(self.runtime, self.config, r, target) if target else None
         detections = tuple(StoredDetection(d.label, d.score, d.box, cv.crop_id)
                            for cv in verdict.crops for d in cv.detections)
         if self.config.store_writes == "change" and not alerts:
@@ -163,7 +170,9 @@ class Router:
         record = ResultRecord(
             message_id=r.message_id, camera=r.camera, t_s=parsed.t_s, site=r.site, thing=parsed.thing,
             frame_index=r.frame_index, pts_s=r.pts_s, reason=r.reason, model=verdict.model, crops=len(r.crops),
-            detections=detections, alerts=tuple(alerts), training_key=key, calls=calls, expires_at=expires)
+            detections=detections, alerts=tuple(alerts), training_key=key, calls=calls, expires_at=expires,
+            variant=variant, endpoint_ms=answer.ms if answer else 0.0,
+            edge_labels=tuple(sorted({d.label for d in r.student})), shadow=shadow)
         stored = self.store.put_result(record)
         return Outcome("stored" if stored else "duplicate", r.message_id, detections=len(detections),
                        alerts=alerts, training_key=key, published_to=topic, clock=parsed.clock,

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from cloud.exceptions import ConfigError
-from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, StoredDetection
+from cloud.stores.base import DeadLetter, Page, ResultRecord, ResultsStore, ShadowAnswer, StoredDetection
 
-__all__ = ["DeadLetter", "Page", "ResultRecord", "ResultsStore", "StoredDetection", "open_store"]
+__all__ = ["DeadLetter", "Page", "ResultRecord", "ResultsStore", "ShadowAnswer", "StoredDetection", "open_store"]
 
 
 def open_store(url: str) -> ResultsStore:

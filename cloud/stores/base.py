@@ -46,6 +46,28 @@ class StoredDetection:
 
 
 @dataclass(frozen=True)
+class ShadowAnswer:
+    """What the other production variant answered for the same crops (TargetVariant), kept beside the served
+    answer: it decides nothing (no verdict, no alert), it is only compared (`framesieve-cloud ab report`)."""
+
+    variant: str
+    labels: tuple[str, ...] = ()  # labels present in its answer
+    counts: dict[str, int] = field(default_factory=dict)  # detections per label
+    endpoint_ms: float = 0.0
+    error: str = ""  # why it has no answer ("" when it answered)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "labels": list(self.labels), "counts": dict(self.counts),
+                "endpoint_ms": round(self.endpoint_ms, 2), "error": self.error}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShadowAnswer:
+        return cls(str(data.get("variant", "")), tuple(data.get("labels", ())),
+                   {str(k): int(v) for k, v in (data.get("counts") or {}).items()},
+                   float(data.get("endpoint_ms", 0.0)), str(data.get("error", "")))
+
+
+@dataclass(frozen=True)
 class ResultRecord:
     """The teacher's verdict on one escalation, as stored and served by the API."""
 
@@ -64,6 +86,12 @@ class ResultRecord:
     training_key: str = ""  # the S3 key of its training record, if captured
     calls: dict[str, int] = field(default_factory=dict)
     expires_at: int = 0  # epoch seconds; 0: never
+    # champion/challenger (cloud/ab/): which production variant answered, how long the call took at the router,
+    # the labels the edge reported (for an audit: its own confident decision), and the shadow answer, if any
+    variant: str = ""  # SageMaker's InvokedProductionVariant; "" where the endpoint names none
+    endpoint_ms: float = 0.0  # the answered invocation's round trip at the router, retries included
+    edge_labels: tuple[str, ...] = ()  # labels of the edge's own detections for the frame (request.student)
+    shadow: ShadowAnswer | None = None
 
     @property
     def key(self) -> str:
@@ -78,6 +106,9 @@ class ResultRecord:
         out["detections"] = [{"label": d.label, "score": round(d.score, 4), "box": [round(v, 1) for v in d.box],
                               "crop_id": d.crop_id} for d in self.detections]
         out["alerts"] = list(self.alerts)
+        out["edge_labels"] = list(self.edge_labels)
+        out["endpoint_ms"] = round(self.endpoint_ms, 2)
+        out["shadow"] = self.shadow.to_dict() if self.shadow else None
         return out
 
     @classmethod
@@ -86,7 +117,9 @@ class ResultRecord:
                                      int(d.get("crop_id", 0))) for d in data.get("detections", ()))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known.update(detections=dets, alerts=tuple(data.get("alerts", ())), t_s=float(data["t_s"]),
-                     pts_s=float(data.get("pts_s", 0.0)), calls=dict(data.get("calls", {})))
+                     pts_s=float(data.get("pts_s", 0.0)), calls=dict(data.get("calls", {})),
+                     edge_labels=tuple(data.get("edge_labels", ())), endpoint_ms=float(data.get("endpoint_ms", 0.0)),
+                     shadow=ShadowAnswer.from_dict(data["shadow"]) if data.get("shadow") else None)
         return cls(**known)
 
 
@@ -248,6 +281,11 @@ class ResultsStore(ABC):
                     return
 
         return counters_from(rows())
+
+    def variant_results(self, t1_s: float, t2_s: float) -> Iterator[ResultRecord]:
+        """Every row with t1 <= t < t2 that names the production variant that answered it, one page at a time
+        (`framesieve-cloud ab report`). A read of the whole range: a report, not a per-escalation path."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list rows by variant")
 
     def ping(self) -> None:
         """Raise StoreError if the store cannot be reached (for the API's health check)."""

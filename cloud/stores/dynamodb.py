@@ -12,6 +12,9 @@
 | gateway telemetry | `FLEET` | `TEL#<thing>` | - |
 | specialization step | `SPEC#<camera>` | `<t_ms:013d>#<message_id>` | - |
 
+A result row also carries `variant` (the production variant that answered) as its own attribute when the
+endpoint named one, for `framesieve-cloud ab report`.
+
 "Camera X between t1 and t2" is one Query on pk with sk BETWEEN; "site S on day D" one Query on GSI1.
 `expires_at` is the TTL attribute. The record itself is one JSON string attribute (`data`): no Decimal
 round trips, and the item stays small (~1 KB: one write unit). Low-level client, so every request is
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -96,6 +100,8 @@ class DynamoDBStore(ResultsStore):
                 "data": {"S": json.dumps(record.to_dict(), separators=(",", ":"))}}
         if record.expires_at:
             item["expires_at"] = {"N": str(record.expires_at)}
+        if record.variant:  # a top-level attribute too, so `ab report` filters on it server-side
+            item["variant"] = {"S": record.variant}
         return self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
 
     def _query(self, key: dict[str, str], limit: int, token: str | None,
@@ -132,6 +138,22 @@ class DynamoDBStore(ResultsStore):
                                  KeyConditionExpression="gsi1pk = :pk",
                                  ExpressionAttributeValues={":pk": {"S": pk}})
         return Page([ResultRecord.from_dict(json.loads(i["data"]["S"])) for i in items], nxt)
+
+    def variant_results(self, t1_s: float, t2_s: float) -> Iterator[ResultRecord]:
+        """A Scan filtered on the `variant` attribute: rows of every camera, read once per report (a report
+        over a busy table reads it whole; export to S3 and query there when that grows too dear)."""
+        start = None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            reply = self._call(
+                "scan",
+                FilterExpression="attribute_exists(variant) AND begins_with(pk, :cam) AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={":cam": {"S": "CAM#"}, ":lo": {"S": _ms(t1_s)},
+                                           ":hi": {"S": f"{int(round(t2_s * 1000)) - 1:013d}#\uffff"}},
+                ProjectionExpression="#d", ExpressionAttributeNames={"#d": "data"}, **extra) or {}
+            yield from (ResultRecord.from_dict(json.loads(i["data"]["S"])) for i in reply.get("Items", []))
+            if not (start := reply.get("LastEvaluatedKey")):
+                return
 
     def claim_alert(self, camera: str, label: str, now_s: float, cooldown_s: float, message_id: str) -> str:
         key = {"pk": {"S": f"ALERT#{camera}"}, "sk": {"S": label}}

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from contracts.registry import Registration
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     camera TEXT NOT NULL, sk TEXT NOT NULL, site TEXT NOT NULL, day TEXT NOT NULL,
-    expires_at INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (camera, sk));
+    expires_at INTEGER NOT NULL, data TEXT NOT NULL, variant TEXT NOT NULL DEFAULT '', PRIMARY KEY (camera, sk));
 CREATE INDEX IF NOT EXISTS results_site_day ON results (site, day, sk);
 CREATE TABLE IF NOT EXISTS alert_slots (
     camera TEXT NOT NULL, label TEXT NOT NULL, last_s REAL NOT NULL, message_id TEXT NOT NULL,
@@ -54,6 +55,27 @@ CREATE TABLE IF NOT EXISTS specialization (
     camera TEXT NOT NULL, sk TEXT NOT NULL, expires_at INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (camera, sk));
 """
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2: results.variant (champion/challenger), see _migrate
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file written by an older FrameSieve up to SCHEMA_VERSION, in one transaction. Version 1 (no
+    user_version set) had no `variant` column: it is added and filled from each row's JSON (rows stored before
+    it name no variant, so they stay ""). Idempotent: a file already at the version is left alone."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+        if "variant" not in columns:
+            db.execute("ALTER TABLE results ADD COLUMN variant TEXT NOT NULL DEFAULT ''")
+            db.execute("UPDATE results SET variant = COALESCE(json_extract(data, '$.variant'), '')")
+        db.execute("CREATE INDEX IF NOT EXISTS results_variant ON results (variant, sk)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class SQLiteStore(ResultsStore):
@@ -65,6 +87,7 @@ class SQLiteStore(ResultsStore):
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite results store {self.path}: {exc}; check the path in "
                              "FRAMESIEVE_STORE (sqlite:///path/to/file)") from exc
@@ -96,8 +119,10 @@ class SQLiteStore(ResultsStore):
 
     def put_result(self, record: ResultRecord) -> bool:
         return self._write(
-            "INSERT OR IGNORE INTO results (camera, sk, site, day, expires_at, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (record.camera, record.key, record.site, record.day, record.expires_at, json.dumps(record.to_dict())),
+            "INSERT OR IGNORE INTO results (camera, sk, site, day, expires_at, data, variant) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.camera, record.key, record.site, record.day, record.expires_at, json.dumps(record.to_dict()),
+             record.variant),
         ) == 1
 
     def _page(self, where: str, args: tuple, limit: int, token: str | None) -> Page:
@@ -119,6 +144,17 @@ class SQLiteStore(ResultsStore):
 
     def query_site_day(self, site: str, day: str, limit: int = 100, token: str | None = None) -> Page:
         return self._page("site = ? AND day = ?", (site, day), limit, token)
+
+    def variant_results(self, t1_s: float, t2_s: float) -> Iterator[ResultRecord]:
+        lo, hi = f"{int(round(t1_s * 1000)):013d}", f"{int(round(t2_s * 1000)):013d}"
+        after = ("", "")
+        while True:
+            rows = self._read("SELECT camera, sk, data FROM results WHERE variant != '' AND sk >= ? AND sk < ? "
+                              "AND (camera, sk) > (?, ?) ORDER BY camera, sk LIMIT 1000", (lo, hi, *after))
+            yield from (ResultRecord.from_dict(json.loads(data)) for _, _, data in rows)
+            if len(rows) < 1000:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
     def claim_alert(self, camera: str, label: str, now_s: float, cooldown_s: float, message_id: str) -> str:
         with self._lock:  # read and conditional write as one step, as DynamoDB's condition expression does

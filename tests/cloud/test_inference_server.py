@@ -270,3 +270,17 @@ def test_model_failure_is_424_and_boto3_raises_model_error(served, jpegs):
         assert _get(port)[0] == 200
     finally:
         server.stop()
+
+
+def test_boto3_reads_the_variant_that_answered_and_a_wrong_target_variant_is_refused(runtime, jpegs):
+    # this server is one production variant, named by --variant-name (default AllTraffic, the template's name)
+    reply = runtime.invoke_endpoint(EndpointName="framesieve-teacher", Body=jpegs[0], ContentType="image/jpeg")
+    assert reply["InvokedProductionVariant"] == "AllTraffic"
+    reply = runtime.invoke_endpoint(EndpointName="framesieve-teacher", Body=jpegs[0], ContentType="image/jpeg",
+                                    TargetVariant="AllTraffic")
+    assert reply["InvokedProductionVariant"] == "AllTraffic"
+    with pytest.raises(runtime.exceptions.ValidationError) as info:
+        runtime.invoke_endpoint(EndpointName="framesieve-teacher", Body=jpegs[0], ContentType="image/jpeg",
+                                TargetVariant="challenger")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "'challenger' is not a variant" in info.value.response["Error"]["Message"]
