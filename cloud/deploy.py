@@ -3,6 +3,9 @@
 
     framesieve-cloud deploy --stack framesieve-dev --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/framesieve:1
 
+With --dashboard (and whenever the dashboard stack exists already) the operator dashboard's stack follows,
+its parameters from the main stack's outputs, its static files to its bucket (cloud/deploy_dashboard.py).
+
 Artifacts go to --artifact-bucket (default framesieve-artifacts-ACCOUNT-REGION, created private and encrypted
 when missing) under content-addressed keys, so an unchanged model is not uploaded again. A first create that
 fails is deleted (CloudFormation's OnFailure=DELETE) so the next deploy starts clean; the error names the first
@@ -14,29 +17,31 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud import deploy_dashboard
+from cloud.deploy_dashboard import DASHBOARD_TEMPLATE, DashboardResult
 from cloud.exceptions import CloudError
 from cloud.packaging import Artifact, package_lambda, package_model
 from cloud.stackops import (
     DeployError,
     Printer,
+    StackRun,
+    apply_stack,
+    check_settled,
     describe_stack,
     ensure_bucket,
     load_template,
     stack_parameters,
     upload,
-    wait_for_stack,
 )
 
 __all__ = ["DeployError", "DeployOptions", "DeployResult", "TEMPLATE", "add_arguments", "main", "run_deploy",
            "run_from_args"]
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "infra" / "cloudformation" / "framesieve.yaml"
-TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation takes inline; larger templates go through S3
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -55,6 +60,10 @@ class DeployOptions:
     timeout_s: float = 3600.0  # an endpoint takes ~10 minutes to come up
     poll_s: float = 5.0
     work_dir: Path | None = None  # where the zip and tarball are built (default: a temp folder)
+    dashboard: bool | None = None  # True: create or update its stack; None: update it if it exists; False: leave it
+    dashboard_stack: str | None = None  # default: STACK-dashboard
+    dashboard_template: Path = DASHBOARD_TEMPLATE
+    api_token: str | None = None  # the dashboard's login token (needed to create its stack)
 
 
 @dataclass
@@ -63,6 +72,7 @@ class DeployResult:
     status: str  # CREATE_COMPLETE, UPDATE_COMPLETE, NO_CHANGE, or *_IN_PROGRESS with wait=False
     outputs: dict[str, str]
     uploaded: list[str]  # s3:// URLs written by this run (empty when everything was already there)
+    dashboard: DashboardResult | None = None  # the dashboard stack, when this deploy did it
 
 
 # ------------------------------------------------------------------------------------------ the whole deploy
@@ -79,11 +89,8 @@ def run_deploy(options: DeployOptions, out: Printer = print, session: Any = None
     try:
         cfn, s3 = session.client("cloudformation"), session.client("s3")
         existing = describe_stack(cfn, options.stack)
-        if existing and existing["StackStatus"].endswith("_IN_PROGRESS"):
-            raise DeployError(f"stack {options.stack} is busy ({existing['StackStatus']}); wait for it to settle")
-        if existing and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"):
-            raise DeployError(f"stack {options.stack} is {existing['StackStatus']} from a failed create and cannot "
-                              f"be updated; delete it (aws cloudformation delete-stack --stack-name {options.stack})")
+        check_settled(existing, options.stack)
+        dashboard = deploy_dashboard.wanted(cfn, options)  # checked before anything is uploaded
         in_lambda = options.parameters.get("TeacherBackend") == "lambda"  # the teacher inside the router's image
         if in_lambda and not options.parameters.get("LambdaImageUri") and existing is None:
             raise DeployError("TeacherBackend=lambda needs --param LambdaImageUri=ACCOUNT.dkr.ecr.REGION.amazonaws.com/"
@@ -103,44 +110,29 @@ def run_deploy(options: DeployOptions, out: Printer = print, session: Any = None
             params.setdefault("ModelDataUrl", "")
         if options.image_uri:
             params["InferenceImageUri"] = options.image_uri
-        body = options.template.read_text()
-        source: dict[str, str] = {"TemplateBody": body}
-        if len(body.encode()) > TEMPLATE_BODY_LIMIT:
-            key = f"templates/{options.stack}-{uuid.uuid4().hex[:8]}.yaml"
-            s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
-            source = {"TemplateURL": f"https://{bucket}.s3.{region}.amazonaws.com/{key}"}
-        request = dict(StackName=options.stack, Parameters=stack_parameters(template, params, existing),
-                       Capabilities=["CAPABILITY_IAM"], Tags=[{"Key": "framesieve:stack", "Value": options.stack}],
-                       ClientRequestToken=f"framesieve-{uuid.uuid4().hex}", **source)
-        seen: set[str] = set()
-        if existing:
-            # only the newest page matters: the operation's events all come after it
-            seen = {e["EventId"] for e in cfn.describe_stack_events(StackName=existing["StackId"])["StackEvents"]}
-            try:
-                stack_id = cfn.update_stack(**request)["StackId"]
-            except ClientError as exc:
-                if "No updates are to be performed" in exc.response.get("Error", {}).get("Message", ""):
-                    out(f"stack {options.stack} is up to date: nothing changed")
-                    return DeployResult(existing["StackId"], "NO_CHANGE", _outputs(existing), uploaded)
-                raise
-        else:
-            stack_id = cfn.create_stack(**request, OnFailure="ROLLBACK" if options.keep_failed else "DELETE")["StackId"]
-        out(f"{'updating' if existing else 'creating'} {stack_id}")
+        run = StackRun(bucket, region, options.wait, options.keep_failed, options.timeout_s, options.poll_s)
+        stack_id, status, outputs = apply_stack(cfn, s3, options.stack, options.template, template, params, existing,
+                                                run, out)
+        if status == "NO_CHANGE":
+            dash = deploy_dashboard.deploy(cfn, s3, options, outputs, run, out) if dashboard else None
+            return DeployResult(stack_id, status, outputs, uploaded + (dash.uploaded if dash else []), dash)
         if not options.wait:
-            return DeployResult(stack_id, "UPDATE_IN_PROGRESS" if existing else "CREATE_IN_PROGRESS", {}, uploaded)
-        stack = wait_for_stack(cfn, stack_id, options.stack, seen, out, timeout_s=options.timeout_s,
-                               poll_s=options.poll_s)
+            return DeployResult(stack_id, status, {}, uploaded)
     except NoCredentialsError as exc:
         raise DeployError("no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                           ) from exc
     except (ClientError, BotoCoreError) as exc:
         raise DeployError(f"AWS refused the deploy of {options.stack}: {exc}") from exc
-    outputs = _outputs(stack)
-    out(f"stack {options.stack}: {stack['StackStatus']}")
+    out(f"stack {options.stack}: {status}")
     for key, value in sorted(outputs.items()):
         out(f"  {key:<24} {value}")
     _print_gateway_hint(session, outputs, out)
-    return DeployResult(stack_id, stack["StackStatus"], outputs, uploaded)
+    try:
+        dash = deploy_dashboard.deploy(cfn, s3, options, outputs, run, out) if dashboard else None
+    except (ClientError, BotoCoreError) as exc:
+        raise DeployError(f"AWS refused the deploy of the dashboard stack (the main stack {options.stack} is "
+                          f"{status}): {exc}") from exc
+    return DeployResult(stack_id, status, outputs, uploaded + (dash.uploaded if dash else []), dash)
 
 
 def _upload_artifacts(options: DeployOptions, s3: Any, bucket: str, creating: bool, out: Printer
@@ -176,10 +168,6 @@ def _model_artifact(manifest: Path | None, work: Path, out: Printer) -> Artifact
     model = package_model(Path(manifest), work)
     out(f"packaged {model.detail}")
     return model
-
-
-def _outputs(stack: dict[str, Any]) -> dict[str, str]:
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
 def _print_gateway_hint(session: Any, outputs: dict[str, str], out: Printer) -> None:
@@ -228,6 +216,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-failed", action="store_true", help="keep a failed first create for inspection "
                                                               "(default: CloudFormation deletes it)")
     p.add_argument("--timeout-min", type=float, default=60.0, help="how long to wait for the stack (default: 60)")
+    dash = p.add_mutually_exclusive_group()
+    dash.add_argument("--dashboard", action="store_true", default=None,
+                      help="also create or update the operator dashboard's stack (infra/cloudformation/"
+                           "dashboard.yaml) from the main stack's outputs, and upload its static files; "
+                           "default: update it when it exists")
+    dash.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="leave the dashboard alone")
+    p.add_argument("--dashboard-stack", help="the dashboard stack's name (default: STACK-dashboard)")
+    p.add_argument("--dashboard-template", type=Path, default=DASHBOARD_TEMPLATE,
+                   help=f"the dashboard's template (default: {DASHBOARD_TEMPLATE})")
+    p.add_argument("--api-token-file", type=Path,
+                   help="the dashboard's login token, first line of this file (else $FRAMESIEVE_API_TOKEN; "
+                        "at least 16 characters; needed to create the dashboard stack, an update keeps its token)")
 
 
 def options_from_args(args: argparse.Namespace) -> DeployOptions:
@@ -239,7 +239,9 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
     return DeployOptions(stack=args.stack, image_uri=args.image_uri, model=args.model,
                          model_data_url=args.model_data_url, artifact_bucket=args.artifact_bucket, region=args.region,
                          parameters=params, template=args.template, wait=not args.no_wait,
-                         keep_failed=args.keep_failed, timeout_s=args.timeout_min * 60)
+                         keep_failed=args.keep_failed, timeout_s=args.timeout_min * 60, dashboard=args.dashboard,
+                         dashboard_stack=args.dashboard_stack, dashboard_template=args.dashboard_template,
+                         api_token=deploy_dashboard.read_token(args.api_token_file))
 
 
 def run_from_args(args: argparse.Namespace) -> int:

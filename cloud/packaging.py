@@ -1,4 +1,5 @@
-"""What `framesieve-cloud deploy` uploads: the router Lambda zip and the SageMaker model artifact.
+"""What `framesieve-cloud deploy` uploads: the router Lambda zip, the SageMaker model artifact, and (with
+--dashboard) the dashboard's Lambda zip (its API and ingest functions, and the pages' files they serve).
 
 Both are byte-for-byte reproducible (fixed timestamps, sorted entries) and named by their content's sha256, so a
 deploy with unchanged code or model uploads nothing and CloudFormation sees no change.
@@ -23,6 +24,9 @@ from cloud.exceptions import CloudError
 # The module the Lambda runtime imports (Handler: cloud.router.handler.handler), and the store it opens.
 LAMBDA_ENTRY_MODULES = ("cloud.router.handler", "cloud.stores.dynamodb")
 LAMBDA_HANDLER = "cloud.router.handler.handler"
+# The dashboard stack's two functions (infra/cloudformation/dashboard.yaml) and the files the API serves.
+DASHBOARD_ENTRY_MODULES = ("cloud.dashboard.lambda_api", "cloud.dashboard.ingest", "cloud.stores.dynamodb")
+DASHBOARD_DATA = ("cloud/dashboard/static",)
 # Not in the Lambda Python runtime (boto3 is): importing any of them from the router is a packaging error.
 NOT_IN_LAMBDA = ("numpy", "cv2", "onnxruntime", "onnx", "pydantic", "yaml", "torch", "models", "edge_agent")
 OUR_PACKAGES = ("cloud", "contracts")
@@ -67,21 +71,22 @@ def source_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def lambda_sources(root: Path | None = None) -> list[Path]:
-    """The source files the router imports, found by importing it in a fresh interpreter where the modules the
-    Lambda runtime lacks are blocked: the zip holds exactly what runs, and a stray numpy import fails here."""
-    return list(_traced(root or source_root()))
+def lambda_sources(root: Path | None = None, entries: tuple[str, ...] = LAMBDA_ENTRY_MODULES) -> list[Path]:
+    """The source files the router (or other `entries`) imports, found by importing it in a fresh interpreter
+    where the modules the Lambda runtime lacks are blocked: the zip holds exactly what runs, and a stray numpy
+    import fails here."""
+    return list(_traced(root or source_root(), entries))
 
 
-@functools.lru_cache(maxsize=4)  # one interpreter start per source tree and process
-def _traced(root: Path) -> tuple[Path, ...]:
+@functools.lru_cache(maxsize=4)  # one interpreter start per source tree, entries and process
+def _traced(root: Path, entries: tuple[str, ...] = LAMBDA_ENTRY_MODULES) -> tuple[Path, ...]:
     proc = subprocess.run(
-        [sys.executable, "-c", _TRACE, ",".join(NOT_IN_LAMBDA), ",".join(OUR_PACKAGES), ",".join(LAMBDA_ENTRY_MODULES)],
+        [sys.executable, "-c", _TRACE, ",".join(NOT_IN_LAMBDA), ",".join(OUR_PACKAGES), ",".join(entries)],
         cwd=root, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise PackagingError(f"the router cannot be imported with only what the Lambda runtime has: {last}. "
-                             f"Keep {', '.join(NOT_IN_LAMBDA)} out of cloud.router and what it imports.")
+        raise PackagingError(f"{', '.join(entries)} cannot be imported with only what the Lambda runtime has: "
+                             f"{last}. Keep {', '.join(NOT_IN_LAMBDA)} out of them and what they import.")
     files = [Path(f).resolve() for f in json.loads(proc.stdout)]
     outside = [f for f in files if root not in f.parents]
     if outside:
@@ -89,10 +94,13 @@ def _traced(root: Path) -> tuple[Path, ...]:
     return tuple(sorted(files))
 
 
-def package_lambda(out_dir: Path, root: Path | None = None) -> Artifact:
-    """router-<sha16>.zip in out_dir: the router's modules and the package __init__ files above them."""
+def package_lambda(out_dir: Path, root: Path | None = None, entries: tuple[str, ...] = LAMBDA_ENTRY_MODULES,
+                   name: str = "router", data: tuple[str, ...] = ()) -> Artifact:
+    """<name>-<sha16>.zip in out_dir: the modules `entries` import, the package __init__ files above them, and
+    every file under the `data` folders (relative to the source root)."""
     root = root or source_root()
-    files = set(lambda_sources(root))
+    files = set(lambda_sources(root, entries))
+    files |= {f for folder in data for f in (root / folder).rglob("*") if f.is_file() and "__pycache__" not in f.parts}
     for f in list(files):  # a package's __init__ is imported with it, but keep the tree whole anyway
         for parent in f.relative_to(root).parents:
             init = root / parent / "__init__.py"
@@ -105,12 +113,17 @@ def package_lambda(out_dir: Path, root: Path | None = None) -> Artifact:
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, f.read_bytes())
-    data = buf.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
+    blob = buf.getvalue()
+    sha = hashlib.sha256(blob).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"router-{sha[:16]}.zip"
-    path.write_bytes(data)
-    return Artifact(path, sha, f"router Lambda: {len(files)} modules, {len(data) / 1024:.0f} KB, no numpy")
+    path = out_dir / f"{name}-{sha[:16]}.zip"
+    path.write_bytes(blob)
+    return Artifact(path, sha, f"{name} Lambda: {len(files)} files, {len(blob) / 1024:.0f} KB, no numpy")
+
+
+def package_dashboard(out_dir: Path, root: Path | None = None) -> Artifact:
+    """dashboard-<sha16>.zip: the dashboard API's and ingest's modules and the pages' static files."""
+    return package_lambda(out_dir, root, DASHBOARD_ENTRY_MODULES, "dashboard", DASHBOARD_DATA)
 
 
 def package_model(manifest_path: Path, out_dir: Path) -> Artifact:

@@ -4,7 +4,9 @@ the parameter list, and follow a stack operation's events until it settles, nami
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from cloud.packaging import Artifact
 
 Printer = Callable[[str], None]
 _CANCELLED = ("Resource creation cancelled", "Resource update cancelled")
+TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation takes inline; larger templates go through S3
 
 
 class DeployError(CloudError):
@@ -202,3 +205,63 @@ def stack_parameters(template: dict[str, Any], given: dict[str, str], existing: 
         if missing:
             raise DeployError(f"a new stack needs {', '.join(missing)} (e.g. --image-uri for InferenceImageUri)")
     return out
+
+
+def check_settled(existing: dict[str, Any] | None, name: str) -> None:
+    """A stack can be created or updated now, or DeployError saying what to do first."""
+    if existing and existing["StackStatus"].endswith("_IN_PROGRESS"):
+        raise DeployError(f"stack {name} is busy ({existing['StackStatus']}); wait for it to settle")
+    if existing and existing["StackStatus"] in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED"):
+        raise DeployError(f"stack {name} is {existing['StackStatus']} from a failed create and cannot "
+                          f"be updated; delete it (aws cloudformation delete-stack --stack-name {name})")
+
+
+def outputs_of(stack: dict[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+@dataclass
+class StackRun:
+    """How a stack operation is run: where a large template goes, whether to wait and for how long."""
+
+    bucket: str
+    region: str
+    wait: bool = True
+    keep_failed: bool = False
+    timeout_s: float = 3600.0
+    poll_s: float = 5.0
+
+
+def apply_stack(cfn: Any, s3: Any, name: str, template_path: Path, template: dict[str, Any], params: dict[str, str],
+                existing: dict[str, Any] | None, run: StackRun, out: Printer) -> tuple[str, str, dict[str, str]]:
+    """Create or update one stack and follow it until it settles: (stack id, status, outputs). Status is
+    NO_CHANGE when an update had nothing to do, *_IN_PROGRESS when not waiting."""
+    from botocore.exceptions import ClientError
+
+    body = template_path.read_text()
+    source: dict[str, str] = {"TemplateBody": body}
+    if len(body.encode()) > TEMPLATE_BODY_LIMIT:
+        key = f"templates/{name}-{uuid.uuid4().hex[:8]}.yaml"
+        s3.put_object(Bucket=run.bucket, Key=key, Body=body.encode())
+        source = {"TemplateURL": f"https://{run.bucket}.s3.{run.region}.amazonaws.com/{key}"}
+    request = dict(StackName=name, Parameters=stack_parameters(template, params, existing),
+                   Capabilities=["CAPABILITY_IAM"], Tags=[{"Key": "framesieve:stack", "Value": name}],
+                   ClientRequestToken=f"framesieve-{uuid.uuid4().hex}", **source)
+    seen: set[str] = set()
+    if existing:
+        # only the newest page matters: the operation's events all come after it
+        seen = {e["EventId"] for e in cfn.describe_stack_events(StackName=existing["StackId"])["StackEvents"]}
+        try:
+            stack_id = cfn.update_stack(**request)["StackId"]
+        except ClientError as exc:
+            if "No updates are to be performed" in exc.response.get("Error", {}).get("Message", ""):
+                out(f"stack {name} is up to date: nothing changed")
+                return existing["StackId"], "NO_CHANGE", outputs_of(existing)
+            raise
+    else:
+        stack_id = cfn.create_stack(**request, OnFailure="ROLLBACK" if run.keep_failed else "DELETE")["StackId"]
+    out(f"{'updating' if existing else 'creating'} {stack_id}")
+    if not run.wait:
+        return stack_id, "UPDATE_IN_PROGRESS" if existing else "CREATE_IN_PROGRESS", {}
+    stack = wait_for_stack(cfn, stack_id, name, seen, out, timeout_s=run.timeout_s, poll_s=run.poll_s)
+    return stack_id, stack["StackStatus"], outputs_of(stack)

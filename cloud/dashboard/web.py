@@ -52,10 +52,15 @@ def cookie_token(header: str | None) -> str | None:
     return None
 
 
-def _static(name: str) -> bytes | None:
-    if name not in _STATIC:
-        return None
+STATIC_TYPES = _STATIC  # every file the server has for the pages, with its content type (a deploy uploads them)
+
+
+def static_bytes(name: str) -> bytes:
     return resources.files("cloud.dashboard").joinpath("static", *name.split("/")).read_bytes()
+
+
+def _static(name: str) -> bytes | None:
+    return static_bytes(name) if name in _STATIC else None
 
 
 def send(handler: Any, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:

@@ -1,5 +1,6 @@
 """`framesieve-cloud deploy` against a real `moto_server` on loopback: artifacts packaged and uploaded, the stack
-created, then updated without uploading anything again.
+created, then updated without uploading anything again; with --dashboard, the dashboard's stack from the main
+stack's outputs and its static files.
 
 moto deploys only part of the template (see tests/infra/moto_template.py), creates stacks synchronously and
 never rolls one back, so the failure path (events streamed, root cause named among cancelled resources) runs
@@ -9,6 +10,10 @@ against a scripted CloudFormation client instead: the one place here that does n
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 import tarfile
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -18,8 +23,11 @@ from typing import Any
 import boto3
 import pytest
 
+from cloud.dashboard.web import static_bytes
 from cloud.deploy import TEMPLATE, DeployError, DeployOptions, main, run_deploy
+from cloud.deploy_dashboard import DASHBOARD_TEMPLATE
 from cloud.devaws import DUMMY_ENV
+from cloud.packaging import NOT_IN_LAMBDA
 from cloud.stackops import first_failure, load_template, wait_for_stack
 from models.paths import CENTERNET_STUDENT_MANIFEST
 from tests.infra.conditions import stack_for
@@ -42,6 +50,14 @@ def aws(monkeypatch, moto, tmp_path) -> boto3.session.Session:
 def moto_template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tpl") / "framesieve-moto.json"
     write_moto_template(load_template(TEMPLATE), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def moto_dashboard_template(tmp_path_factory) -> Path:
+    """The dashboard stack less what moto cannot create (topic rules, function URL, CloudFront)."""
+    path = tmp_path_factory.mktemp("tpl") / "dashboard-moto.json"
+    write_moto_template(load_template(DASHBOARD_TEMPLATE), path)
     return path
 
 
@@ -94,6 +110,112 @@ def test_deploy_creates_then_updates_the_stack(aws, moto_template, tmp_path):
     assert (params["MaxInstances"], params["InferenceImageUri"], params["ModelDataUrl"]) == ("6", IMAGE, model_url)
 
 
+TOKEN = "dashboard-token-" + "x" * 16
+
+
+def _parameters(cfn, stack: str) -> dict[str, str]:
+    stack = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+
+def _answers_from_the_zip(code: bytes, task: Path, table: str) -> None:
+    """The dashboard's zip, unpacked as Lambda does into its task folder, imports and answers function URL events
+    with nothing of the checkout and none of what the Lambda runtime lacks (numpy, pydantic, yaml...): its login
+    page, and the fleet read from the deployed results table (on moto)."""
+    zipfile.ZipFile(io.BytesIO(code)).extractall(task)
+    names = {p.relative_to(task).as_posix() for p in task.rglob("*") if p.is_file()}
+    assert {"cloud/dashboard/lambda_api.py", "cloud/dashboard/ingest.py", "cloud/stores/dynamodb.py",
+            "cloud/dashboard/static/login.html", "cloud/dashboard/static/index.html"} <= names
+    assert not [n for n in names if n.startswith(("models/", "edge_agent/", "landed/"))]
+    probe = f"""
+import base64, json, sys
+sys.path.insert(0, {str(task)!r})
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {sorted(NOT_IN_LAMBDA)!r}:
+            raise ImportError(name + " is not in the Lambda runtime")
+sys.meta_path.insert(0, Blocker())
+from cloud.dashboard import ingest, lambda_api
+assert lambda_api.__file__.startswith({str(task)!r}), lambda_api.__file__
+def get(path, headers):
+    out = lambda_api.handler({{"version": "2.0", "rawPath": path, "headers": headers,
+                              "requestContext": {{"http": {{"method": "GET"}}}}}}, None)
+    return [out["statusCode"], out["headers"]["Content-Type"], base64.b64decode(out["body"]).decode()]
+login = get("/login", {{}})
+fleet = get("/dashboard/fleet", {{"authorization": "Bearer {TOKEN}"}})
+print(json.dumps([login[0], login[1], 'name="token"' in login[2], fleet[0], json.loads(fleet[2])["cameras"]]))
+"""
+    env = {**os.environ, "FRAMESIEVE_API_TOKEN": TOKEN, "FRAMESIEVE_STORE": f"dynamodb://{table}"}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-I", "-c", probe], cwd=task, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert json.loads(proc.stdout) == [200, "text/html; charset=utf-8", True, 200, []]
+
+
+def test_deploy_with_dashboard_creates_its_stack_from_the_main_stacks_outputs(aws, moto_template,
+                                                                              moto_dashboard_template, tmp_path):
+    lines: list[str] = []
+    result = run_deploy(DeployOptions(stack="fs-dash", image_uri=IMAGE, model_data_url="s3://models/teacher.tar.gz",
+                                      template=moto_template, poll_s=0.05, work_dir=tmp_path / "build",
+                                      parameters={"Environment": "qa"}, dashboard=True,
+                                      dashboard_template=moto_dashboard_template, api_token=TOKEN),
+                        out=lines.append, session=aws)
+    dash = result.dashboard
+    assert result.status == "CREATE_COMPLETE" and dash is not None and dash.status == "CREATE_COMPLETE"
+    assert dash.stack == "fs-dash-dashboard"
+    cfn, s3 = aws.client("cloudformation"), aws.client("s3")
+    params = _parameters(cfn, "fs-dash-dashboard")
+    assert (params["ResultsTableName"], params["TrainingBucketName"], params["Environment"]) == (
+        result.outputs["ResultsTableName"], result.outputs["TrainingBucketName"], "qa")
+    code_url = f"s3://{params['LambdaCodeBucket']}/{params['LambdaCodeKey']}"
+    assert params["LambdaCodeKey"].startswith("lambda/dashboard-") and code_url in dash.uploaded
+    _answers_from_the_zip(_object(aws, code_url), tmp_path / "task", result.outputs["ResultsTableName"])
+    fn = aws.client("lambda").get_function(FunctionName="fs-dash-dashboard-api")["Configuration"]
+    assert fn["Handler"] == "cloud.dashboard.lambda_api.handler"
+    assert fn["Environment"]["Variables"]["FRAMESIEVE_API_TOKEN"] == TOKEN
+    assert fn["Environment"]["Variables"]["FRAMESIEVE_STORE"] == f"dynamodb://{result.outputs['ResultsTableName']}"
+
+    # the pages' files in its bucket, as CloudFront serves them from /static/
+    bucket = dash.outputs["StaticBucketName"]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {"static/app.js", "static/style.css", "static/vendor/uplot/uPlot.iife.min.js"} <= keys
+    assert not [k for k in keys if k.endswith(".html")]  # the pages come from the function, with their headers
+    app = s3.get_object(Bucket=bucket, Key="static/app.js")
+    assert app["Body"].read() == static_bytes("app.js") and app["ContentType"].startswith("text/javascript")
+    assert sorted(dash.uploaded) == sorted([code_url, *(f"s3://{bucket}/{k}" for k in keys)])
+    assert "deploying the dashboard stack fs-dash-dashboard (create)" in "\n".join(lines)
+
+    # a later deploy without the flag or a token: the existing dashboard follows, its token and files kept
+    lines.clear()
+    again = run_deploy(DeployOptions(stack="fs-dash", template=moto_template, poll_s=0.05, work_dir=tmp_path / "b2",
+                                     dashboard_template=moto_dashboard_template), out=lines.append, session=aws)
+    assert again.dashboard is not None and again.dashboard.uploaded == [] and again.uploaded == []
+    assert "(update)" in "\n".join(lines) and "0 uploaded" in "\n".join(lines)
+    fn = aws.client("lambda").get_function(FunctionName="fs-dash-dashboard-api")["Configuration"]
+    assert fn["Environment"]["Variables"]["FRAMESIEVE_API_TOKEN"] == TOKEN
+    # --no-dashboard leaves it alone
+    alone = run_deploy(DeployOptions(stack="fs-dash", template=moto_template, poll_s=0.05, work_dir=tmp_path / "b3",
+                                     dashboard=False), out=lambda _: None, session=aws)
+    assert alone.dashboard is None
+
+
+def test_creating_the_dashboard_needs_a_token_and_is_refused_before_uploading(aws, moto_template,
+                                                                             moto_dashboard_template, capsys,
+                                                                             monkeypatch):
+    monkeypatch.delenv("FRAMESIEVE_API_TOKEN", raising=False)
+    rc = main(["--stack", "fs-dash-notoken", "--template", str(moto_template), "--region", "us-east-1",
+               "--image-uri", IMAGE, "--dashboard", "--dashboard-template", str(moto_dashboard_template)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "creating the dashboard stack fs-dash-notoken-dashboard needs the API token" in err
+    assert "--api-token-file" in err
+    names = [s["StackName"] for s in aws.client("cloudformation").list_stacks()["StackSummaries"]]
+    assert "fs-dash-notoken" not in names
+    rc = main(["--stack", "fs-dash-nowait", "--template", str(moto_template), "--region", "us-east-1",
+               "--image-uri", IMAGE, "--dashboard", "--no-wait"])
+    assert rc == 2 and "drop --no-wait" in capsys.readouterr().err
+
+
 def test_new_stack_without_an_image_is_refused_before_uploading(aws, moto_template, capsys):
     rc = main(["--stack", "fs-noimage", "--template", str(moto_template), "--region", "us-east-1"])
     err = capsys.readouterr().err
@@ -122,6 +244,7 @@ def test_lambda_backend_needs_its_image_and_uploads_no_model(aws, moto_template,
 @pytest.mark.parametrize(("argv", "message"), [
     (["--param", "Bogus=1"], "unknown template parameter(s) Bogus"),
     (["--template", "/nonexistent/framesieve.yaml"], "does not exist"),
+    (["--dashboard", "--api-token-file", "/nonexistent/token"], "--api-token-file /nonexistent/token: No such file"),
 ])
 def test_bad_arguments_fail_with_a_clear_message(monkeypatch, capsys, argv, message):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
