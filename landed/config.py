@@ -81,11 +81,14 @@ class SieveConfig(_Strict):
         ids = [c.id for c in self.cameras]
         if dupes := sorted({i for i in ids if ids.count(i) > 1}):
             raise ValueError(f"camera ids must be unique; repeated: {dupes}")
-        streams = {c.stream for c in self.cameras if c.stream}
+        streams = {c.stream: c for c in self.cameras if c.stream}
         for group in self.stream_groups:
             if unknown := [s for s in group.streams if s not in streams]:
                 raise ValueError(f"stream group {group.name}: {unknown} is no camera's stream; add a camera with "
                                  "`stream:` for it")
+            if len(sites := sorted({streams[s].site for s in group.streams})) > 1:
+                raise ValueError(f"stream group {group.name}: its streams are of sites {sites}; a group (one worker) "
+                                 "takes the streams of one site: split it by site")
         return self
 
     # -- which camera a piece of landed video belongs to ------------------------------------------------------

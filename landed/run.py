@@ -82,14 +82,16 @@ class Sieve:
             self._registered.add(thing)
         return thing
 
-    def run(self, cameras: list[tuple[SieveCamera, str | FrameSource]], origin: str, work: Path) -> SieveRun:
-        """Run the pipeline over each camera's video (a file path, or a FrameSource) until it ends."""
+    def run(self, cameras: list[tuple[SieveCamera, str | FrameSource]], origin: str, work: Path,
+            start_times: dict[str, float] | None = None) -> SieveRun:
+        """Run the pipeline over each camera's video (a file path, or a FrameSource) until it ends.
+        `start_times`: per camera id, the wall-clock time of its media time 0, where it is known."""
         work.mkdir(parents=True, exist_ok=True)
         config = self.config.agent_config(
             [(cam, src if isinstance(src, str) else f"{cam.stream or cam.id}.kvs") for cam, src in cameras], work)
         thing = self.register(config.site)
         sources = [src for _, src in cameras if not isinstance(src, str)] or None
-        transport = RouterTransport(self.router, thing, origin)
+        transport = RouterTransport(self.router, thing, origin, start_times)
         jsonl = work / "decisions.jsonl"
         for stale in (jsonl, work / "events.sqlite", work / "events.sqlite-wal", work / "events.sqlite-shm"):
             stale.unlink(missing_ok=True)
@@ -97,7 +99,7 @@ class Sieve:
         Agent(config, transport=transport, jsonl=jsonl, events_db=work / "events.sqlite", sources=sources).run()
         cpu = time.process_time() - cpu0
         lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-        stored = self._store_frame_events(work / "events.sqlite", thing, config.site, origin)
+        stored = self._store_frame_events(work / "events.sqlite", thing, config.site, origin, start_times or {})
         decided: dict[str, int] = {}
         for line in lines:
             decided[line["decided_by"]] = decided.get(line["decided_by"], 0) + 1
@@ -108,7 +110,7 @@ class Sieve:
         self.last_run = run
         return run
 
-    def _store_frame_events(self, db: Path, thing: str, site: str, origin: str) -> int:
+    def _store_frame_events(self, db: Path, thing: str, site: str, origin: str, starts: dict[str, float]) -> int:
         """Every sampled frame's decision as the gateway's events topic carries it, into the store (ids
         derived from the video, so a repeated run counts nothing twice). Returns how many were new."""
         con = sqlite3.connect(db)
@@ -122,7 +124,8 @@ class Sieve:
             event = FrameEventMessage(
                 message_id=str(uuid.uuid5(_IDS, f"{origin}|{camera}|{index}|event")), camera=camera,
                 frame_index=index, pts_s=pts_s, decided_by=decided_by, escalated=bool(escalated),
-                detections=detection_records(json.loads(dets), "event.detections"), wall_time=wall_time, site=site,
+                detections=detection_records(json.loads(dets), "event.detections"), site=site,
+                wall_time=starts[camera] + pts_s if camera in starts else wall_time,
                 cloud_failed=bool(failed))
             stored += self.store.put_frame_event(thing, event, now)
         return stored

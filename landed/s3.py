@@ -3,6 +3,7 @@ the Fargate task (a segment longer than `lambda_max_segment_s`, README: the serv
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import shutil
@@ -17,6 +18,8 @@ import cv2
 from landed import constants as k
 from landed.config import SieveError
 from landed.run import Sieve
+
+START_METADATA = "start-time"  # x-amz-meta-start-time on the object: when its first frame was recorded
 
 
 def s3_objects(event: Any) -> list[tuple[str, str]]:
@@ -54,6 +57,8 @@ class Fetched:
     etag: str
     path: Path
     folder: Path
+    start_s: float | None = None  # when the segment's first frame was recorded: its `start-time` metadata
+
 
     @property
     def origin(self) -> str:
@@ -75,7 +80,25 @@ def fetch(bucket: str, key: str) -> Fetched:
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return Fetched(bucket, key, str(head.get("ETag", "")).strip('"'), path, folder)
+    return Fetched(bucket, key, str(head.get("ETag", "")).strip('"'), path, folder,
+                   start_time(head.get("Metadata", {}).get(START_METADATA), f"s3://{bucket}/{key}"))
+
+
+def start_time(text: str | None, where: str) -> float | None:
+    """The `start-time` metadata of a landed object (x-amz-meta-start-time: epoch seconds or an ISO time with
+    its zone): when its first frame was recorded. None when absent; SieveError when not a time."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise SieveError(f"{where}: metadata {START_METADATA}={text!r:.60} is not a time; give epoch seconds or an "
+                         "ISO time such as 2026-12-03T04:00:00Z") from None
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def process_object(sieve: Sieve, bucket: str, key: str, in_lambda: bool = False) -> dict:
@@ -88,7 +111,8 @@ def process_object(sieve: Sieve, bucket: str, key: str, in_lambda: bool = False)
         if in_lambda and seconds > sieve.config.lambda_max_segment_s:
             task = hand_off(bucket, key)
             return {"status": "handed_off", "object": got.origin, "segment_s": seconds, "task": task}
-        run = sieve.run([(camera, str(got.path))], got.origin, got.folder / "work")
+        starts = {camera.id: got.start_s} if got.start_s is not None else None
+        run = sieve.run([(camera, str(got.path))], got.origin, got.folder / "work", starts)
         return {"status": "sieved", "segment_s": round(seconds, 3), **run.to_dict()}
     finally:
         got.close()

@@ -50,8 +50,11 @@ class RouterTransport(Transport):
 
     name = "router"
 
-    def __init__(self, router: SieveRouter, thing: str, origin: str):
+    def __init__(self, router: SieveRouter, thing: str, origin: str, start_times: dict[str, float] | None = None):
+        """`start_times`: per camera, the wall-clock time of media time 0 (a stream's window start, a segment's
+        recorded start), so each escalation carries the time its frame was seen, not the time it was sieved."""
         self.router, self.thing, self.origin = router, thing, origin
+        self.start_times = start_times or {}
         self._seen: dict[tuple[str, int, str], int] = {}
         self._lock = threading.Lock()
         self.counts = {"sent": 0, "stored": 0, "duplicate": 0, "unchanged": 0, "dead_letter": 0}
@@ -64,6 +67,8 @@ class RouterTransport(Transport):
 
     def escalate(self, request: EscalationRequest) -> Verdict:
         sent = replace(request, message_id=self.message_id(request))
+        if request.camera in self.start_times:
+            sent = replace(sent, created_s=self.start_times[request.camera] + request.pts_s)
         event = {c.EVENT_PAYLOAD: base64.b64encode(sent.to_bytes()).decode(), c.EVENT_THING: self.thing,
                  c.EVENT_TOPIC: f"framesieve/{self.thing}/escalations", c.EVENT_RECEIVED_MS: int(time.time() * 1000)}
         outcome = self.router.process(event)

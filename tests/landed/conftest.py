@@ -38,3 +38,18 @@ def clip30(tmp_path_factory) -> Path:
     if not source.is_file():
         pytest.skip(f"{source} is not here (the shared footage folder)")
     return cut(source, tmp_path_factory.mktemp("footage") / "roadcam.mp4", 30.0)
+
+
+BANDS = {"person": {"accept": 0.6, "reject": 0.1}, "vehicle": {"accept": 0.6, "reject": 0.1}}  # wide: more to ask
+
+
+def sieve_yaml(tmp_path: Path, camera: str, max_s: float = 600, stream: str = "") -> Path:
+    """A sieve config with one camera of site road-1: objects under landed/road/, and `stream` if given."""
+    lines = ["thing: sieve-test", "student: default", f"lambda_max_segment_s: {max_s}",
+             "defaults:", "  fps: 1.0", "  onboarding: {enabled: false}", "  cascade:", "    labels:",
+             *(f"      {k}: {{accept: {v['accept']}, reject: {v['reject']}}}" for k, v in BANDS.items()),
+             "cameras:", f"  - id: {camera}", "    site: road-1", "    s3_prefix: landed/road/",
+             *([f"    stream: {stream}"] if stream else [])]
+    path = tmp_path / "sieve.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

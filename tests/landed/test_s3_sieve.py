@@ -5,24 +5,13 @@ bands), whose escalations are answered by the same teacher server."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import time
 
 from cloud.cli import main as cloud_main
 from edge_agent.bench.runner import agent_config, run_hybrid
 from edge_agent.escalation.http import UrlTransport
 from tests.cloud.conftest import aws
-
-BANDS = {"person": {"accept": 0.6, "reject": 0.1}, "vehicle": {"accept": 0.6, "reject": 0.1}}  # wide: more to escalate
-
-
-def sieve_yaml(tmp_path: Path, camera: str, **extra: str) -> Path:
-    lines = ["thing: sieve-test", "student: default", "lambda_max_segment_s: " + extra.get("max_s", "600"),
-             "defaults:", "  fps: 1.0", "  onboarding: {enabled: false}", "  cascade:", "    labels:",
-             *(f"      {k}: {{accept: {v['accept']}, reject: {v['reject']}}}" for k, v in BANDS.items()),
-             "cameras:", f"  - id: {camera}", "    site: road-1", "    s3_prefix: landed/road/"]
-    path = tmp_path / "sieve.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from tests.landed.conftest import BANDS, sieve_yaml
 
 
 def key_fields(line: dict) -> tuple:
@@ -34,7 +23,9 @@ def test_a_landed_clip_gives_rows_and_the_benchs_decisions(stack, clip30, tmp_pa
     camera = clip30.stem
     s3 = aws("s3", stack.moto.url)
     s3.create_bucket(Bucket="landed-video")
-    s3.upload_file(str(clip30), "landed-video", "landed/road/2026-12-03/0400.mp4")
+    recorded = float(int(time.time()) - 100)  # when its first frame was recorded (within the router's window)
+    s3.upload_file(str(clip30), "landed-video", "landed/road/2026-12-03/0400.mp4",
+                   ExtraArgs={"Metadata": {"start-time": str(recorded)}})
 
     code = cloud_main(["sieve", "--config", str(sieve_yaml(tmp_path, camera)), "--bucket", "landed-video",
                        "--key", "landed/road/2026-12-03/0400.mp4", "--out", str(tmp_path / "out")])
@@ -55,7 +46,8 @@ def test_a_landed_clip_gives_rows_and_the_benchs_decisions(stack, clip30, tmp_pa
     rows = stack.router.store.query_camera(camera, 0, 4e9, limit=1000).items
     assert len(rows) == escalated == result["escalated_frames"] == result["router"]["stored"]
     assert {(r.thing, r.site) for r in rows} == {("sieve-test_road-1", "road-1")}
-    assert sorted(r.frame_index for r in rows) == [ln["frame_index"] for ln in sieved if ln["escalated"]]
+    asked = sorted((ln["frame_index"], ln["pts_s"]) for ln in sieved if ln["escalated"])
+    assert sorted((r.frame_index, r.t_s) for r in rows) == [(i, recorded + pts) for i, pts in asked]
     # every sampled frame's decision as the fleet view's per-minute counters
     buckets = stack.router.store.event_buckets(camera, 0, 4e9)
     assert sum(b["sampled"] for b in buckets) == 30 == result["frame_events_stored"]
