@@ -132,6 +132,41 @@ class PerEscalation(_Strict):
     sns_publishes: float = Field(0.05, ge=0)
 
 
+class FargatePricing(_Strict):
+    vcpu: Price
+    memory: Price
+    task_vcpus: float = Field(1, gt=0, le=16, description="vCPUs of one sieve task")
+    task_memory_gb: float = Field(2, gt=0, le=120, description="memory of one sieve task, GB")
+    target_utilisation: float = Field(0.7, gt=0, le=1, description="a stream worker's CPU is kept at most this busy")
+
+
+class KvsPricing(_Strict):
+    data_consumed: Price
+    image_bytes: float = Field(gt=0, description="bytes of one image GetImages returns")
+    image_bytes_source: str = Field(min_length=1)
+
+
+class LandedPricing(_Strict):
+    """Landed-video mode (landed/: the sieve in the cloud): the agent's pipeline in a Lambda (S3 segments) or
+    a Fargate task (stream workers), escalating through the router in the same process (no IoT Core)."""
+
+    segment_s: float = Field(60, gt=0, le=86_400, description="seconds of video per landed S3 object")
+    lambda_memory_mb: int = Field(1769, ge=128, le=10240, description="the sieve Lambda's memory (1,769 MB = 1 vCPU)")
+    init_s: float = Field(ge=0, description="billed seconds per invocation besides the frames (fetch, model load)")
+    init_source: str = Field(min_length=1)
+    escalation_wait_s: float = Field(ge=0, description="billed seconds the sieve waits for each escalation's answer")
+    escalation_wait_source: str = Field(min_length=1)
+    cpu_s_per_frame: float | None = Field(None, gt=0, description="the sieve's CPU per sampled frame (None: the "
+                                                                  "bench summary's edge CPU per frame, same code)")
+    frame_events: bool = Field(True, description="each sampled frame's decision into the store's minute counters")
+    frame_event_write_units: float = Field(4, ge=0, description="DynamoDB write units per frame event")
+    fargate: FargatePricing
+    kvs: KvsPricing
+
+
+LANDED_UNITS = {("fargate", "vcpu"): "vCPU-hour", ("fargate", "memory"): "GB-hour", ("kvs", "data_consumed"): "GB"}
+
+
 class Pricing(_Strict):
     schema_: str = Field("framesieve.pricing/1", alias="schema", pattern=r"^framesieve\.pricing/1$")
     as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="date the prices were recorded")
@@ -150,6 +185,7 @@ class Pricing(_Strict):
     per_escalation: PerEscalation = Field(default_factory=PerEscalation)
     backends: Backends
     warmup_amortisation_months: float = Field(1, gt=0)
+    landed: LandedPricing | None = Field(None, description="landed-video mode; absent: not priced")
     sources: list[str] = Field(default_factory=list, description="files the figures were read from")
 
     @model_validator(mode="after")
@@ -164,6 +200,10 @@ class Pricing(_Strict):
                 got = getattr(getattr(option, line, None), "unit", unit)
                 if got != unit:
                     bad.append(f"backends.options.{name}.{line}.unit must be {unit!r}; got {got!r}")
+        for (section, line), unit in LANDED_UNITS.items() if self.landed else ():
+            got = getattr(getattr(self.landed, section), line).unit
+            if got != unit:
+                bad.append(f"landed.{section}.{line}.unit must be {unit!r} (the model prices it per that); got {got!r}")
         if bad:
             raise ValueError("; ".join(bad))
         return self

@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--start", type=_time, help="streams: from this producer time (epoch s or ISO; default: now - 60 s)")
     p.add_argument("--end", type=_time, help="streams: to this time (default: follow the stream until stopped)")
     p.add_argument("--store", help="the results store URL (default: $FRAMESIEVE_STORE_URL, as the router's)")
+    p.add_argument("--local", type=Path, metavar="CLIP",
+                   help="land CLIP in a loopback stack (moto_server, the teacher server) under the first camera's "
+                        "s3_prefix and sieve it as the Lambda would: the whole path on one machine")
     p.add_argument("--out", type=Path, help="also write each run's per-frame decisions (JSONL) and summary here")
     p.set_defaults(func=run_from_args)
 
@@ -53,10 +56,22 @@ def run_from_args(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"error: give --config FILE (or set {k.CONFIG}); see config/sieve.example.yaml", file=sys.stderr)
         return 2
+    if args.local:
+        from landed.local import sieve_local
+
+        try:
+            print(json.dumps(sieve_local(load_sieve_config(args.config), args.local), indent=2))
+        except SieveError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if bool(args.bucket) != bool(args.key) or (bool(args.key) == bool(args.stream or args.group)):
         print("error: give either --bucket B --key K (a landed object) or --stream NAME / --group NAME (Kinesis "
               "Video)", file=sys.stderr)
         return 2
+    import logging
+
+    logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)  # a line per frame: the JSON says it all
     if args.store:
         os.environ[c.STORE_URL] = args.store
     try:

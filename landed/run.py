@@ -45,6 +45,7 @@ class SieveRun:
     frame_events_stored: int
     cpu_s: float  # process CPU time of the pipeline (decode, student, tracker, cascade, crops), not the teacher
     wall_s: float
+    init_s: float  # of wall_s: starting the pipeline (student loaded and self-tested, sources opened)
     lines: list[dict] = field(default_factory=list, repr=False)
 
     @property
@@ -54,7 +55,7 @@ class SieveRun:
     def to_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k != "lines"}
         out["cpu_ms_per_sampled_frame"] = round(self.cpu_ms_per_frame, 2)
-        out["cpu_s"], out["wall_s"] = round(self.cpu_s, 3), round(self.wall_s, 3)
+        out["cpu_s"], out["wall_s"], out["init_s"] = round(self.cpu_s, 3), round(self.wall_s, 3), round(self.init_s, 3)
         return out
 
 
@@ -96,7 +97,9 @@ class Sieve:
         for stale in (jsonl, work / "events.sqlite", work / "events.sqlite-wal", work / "events.sqlite-shm"):
             stale.unlink(missing_ok=True)
         started, cpu0 = time.perf_counter(), time.process_time()
-        Agent(config, transport=transport, jsonl=jsonl, events_db=work / "events.sqlite", sources=sources).run()
+        agent = Agent(config, transport=transport, jsonl=jsonl, events_db=work / "events.sqlite", sources=sources)
+        init_s = time.perf_counter() - started  # the student loaded and self-tested, the sources opened
+        agent.run()
         cpu = time.process_time() - cpu0
         lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
         stored = self._store_frame_events(work / "events.sqlite", thing, config.site, origin, start_times or {})
@@ -105,7 +108,7 @@ class Sieve:
             decided[line["decided_by"]] = decided.get(line["decided_by"], 0) + 1
         run = SieveRun(origin, config.site, thing, [c.id for c in config.cameras], len(lines),
                        sum(bool(ln["escalated"]) for ln in lines), decided, transport.stats(), stored, cpu,
-                       time.perf_counter() - started, lines)
+                       time.perf_counter() - started, init_s, lines)
         log.info(json.dumps({"event": "sieve_run", **run.to_dict()}))
         self.last_run = run
         return run
