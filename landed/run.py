@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cloud.router.config import RouterConfig
-from contracts.device import FrameEventMessage
 from contracts.registry import Registration
-from contracts.wire import detection_records
 from edge_agent.app import Agent
 from edge_agent.pipeline.sources import FrameSource
 from landed.config import SieveCamera, SieveConfig
-from landed.transport import _IDS, RouterTransport, SieveRouter
+from landed.events import MinuteCounts
+from landed.transport import RouterTransport, SieveRouter
 
 log = logging.getLogger("framesieve.sieve")
 
@@ -42,7 +39,7 @@ class SieveRun:
     escalated_frames: int
     decided_by: dict[str, int]
     router: dict[str, int]  # escalations sent, and what the router did with them (stored, duplicate, ...)
-    frame_events_stored: int
+    minutes_stored: int  # camera-minutes of frame counts written (repeats of an earlier run are not)
     cpu_s: float  # process CPU time of the pipeline (decode, student, tracker, cascade, crops), not the teacher
     wall_s: float
     init_s: float  # of wall_s: starting the pipeline (student loaded and self-tested, sources opened)
@@ -99,36 +96,20 @@ class Sieve:
         started, cpu0 = time.perf_counter(), time.process_time()
         agent = Agent(config, transport=transport, jsonl=jsonl, events_db=work / "events.sqlite", sources=sources)
         init_s = time.perf_counter() - started  # the student loaded and self-tested, the sources opened
-        agent.run()
+        counts = agent.events = MinuteCounts(agent.events, self.store, thing, config.site, origin, start_times or {})
+        try:
+            agent.run()
+        finally:
+            counts.close()
         cpu = time.process_time() - cpu0
         lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-        stored = self._store_frame_events(work / "events.sqlite", thing, config.site, origin, start_times or {})
         decided: dict[str, int] = {}
         for line in lines:
             decided[line["decided_by"]] = decided.get(line["decided_by"], 0) + 1
         run = SieveRun(origin, config.site, thing, [c.id for c in config.cameras], len(lines),
-                       sum(bool(ln["escalated"]) for ln in lines), decided, transport.stats(), stored, cpu,
+                       sum(bool(ln["escalated"]) for ln in lines), decided, transport.stats(), counts.minutes_written,
+                       cpu,
                        time.perf_counter() - started, init_s, lines)
         log.info(json.dumps({"event": "sieve_run", **run.to_dict()}))
         self.last_run = run
         return run
-
-    def _store_frame_events(self, db: Path, thing: str, site: str, origin: str, starts: dict[str, float]) -> int:
-        """Every sampled frame's decision as the gateway's events topic carries it, into the store (ids
-        derived from the video, so a repeated run counts nothing twice). Returns how many were new."""
-        con = sqlite3.connect(db)
-        try:
-            rows = con.execute("SELECT camera, frame_index, pts_s, decided_by, escalated, cloud_failed, detections, "
-                               "wall_time FROM events ORDER BY id").fetchall()
-        finally:
-            con.close()
-        stored, now = 0, time.time()
-        for camera, index, pts_s, decided_by, escalated, failed, dets, wall_time in rows:
-            event = FrameEventMessage(
-                message_id=str(uuid.uuid5(_IDS, f"{origin}|{camera}|{index}|event")), camera=camera,
-                frame_index=index, pts_s=pts_s, decided_by=decided_by, escalated=bool(escalated),
-                detections=detection_records(json.loads(dets), "event.detections"), site=site,
-                wall_time=starts[camera] + pts_s if camera in starts else wall_time,
-                cloud_failed=bool(failed))
-            stored += self.store.put_frame_event(thing, event, now)
-        return stored

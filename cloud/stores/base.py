@@ -248,6 +248,13 @@ class ResultsStore(ABC):
         id was counted already; False for a repeat."""
 
     @abstractmethod
+    def put_frame_counts(self, thing: str, camera: str, t_s: float, delta: dict[str, int], message_id: str,
+                         now_s: float) -> bool:
+        """Add counters (fleetdata.COUNTERS) to the camera's minute of `t_s` unless `message_id` was counted
+        already (one write): what put_frame_event does for one event, for many frames of one minute at once
+        (the sieve for landed video sums a minute's frames into one write); False for a repeat."""
+
+    @abstractmethod
     def event_buckets(self, camera: str, t1_s: float, t2_s: float) -> list[dict[str, int]]:
         """The camera's minute rows with t1 <= minute < t2, oldest first (bounded: at most 31 days)."""
 

@@ -206,15 +206,19 @@ class DynamoDBStore(ResultsStore):
         return float(reply["Attributes"]["t_s"]["N"])
 
     def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
-        delta = event_delta(event)
+        return self.put_frame_counts(thing, event.camera, event.wall_time, event_delta(event), event.message_id, now_s)
+
+    def put_frame_counts(self, thing: str, camera: str, t_s: float, delta: dict[str, int], message_id: str,
+                         now_s: float) -> bool:
         mark = {"Put": {"TableName": self.table, "ConditionExpression": "attribute_not_exists(pk)",
-                        "Item": {"pk": {"S": f"EVT#{thing}#{event.message_id}"}, "sk": {"S": "EVT"},
+                        "Item": {"pk": {"S": f"EVT#{thing}#{message_id}"}, "sk": {"S": "EVT"},
                                  "expires_at": {"N": str(int(now_s + EVENT_DEDUP_S))}}}}
-        minute = {"pk": {"S": f"EVB#{event.camera}"}, "sk": {"S": f"{bucket_of(event.wall_time):010d}"}}
+        minute = {"pk": {"S": f"EVB#{camera}"}, "sk": {"S": f"{bucket_of(t_s):010d}"}}
         add = {"Update": {"TableName": self.table, "Key": minute,
                           "UpdateExpression": "ADD " + ", ".join(f"#{k} :{k}" for k in COUNTERS),
                           "ExpressionAttributeNames": {f"#{k}": k for k in COUNTERS},
-                          "ExpressionAttributeValues": {f":{k}": {"N": str(delta[k])} for k in COUNTERS}}}
+                          "ExpressionAttributeValues": {f":{k}": {"N": str(int(delta.get(k, 0)))}
+                                                        for k in COUNTERS}}}
         try:  # one transaction: the id claimed and the minute counted, or neither (a repeat)
             awscalls.count("dynamodb", "transact_write_items")
             self._client.transact_write_items(TransactItems=[mark, add])

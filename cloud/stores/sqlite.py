@@ -218,13 +218,16 @@ class SQLiteStore(ResultsStore):
         return float(row[0])
 
     def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
-        delta = event_delta(event)
+        return self.put_frame_counts(thing, event.camera, event.wall_time, event_delta(event), event.message_id, now_s)
+
+    def put_frame_counts(self, thing: str, camera: str, t_s: float, delta: dict[str, int], message_id: str,
+                         now_s: float) -> bool:
         count("sqlite", "write")
         with self._lock:  # the id and the counters in one transaction: a repeat adds nothing
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 if self._db.execute("INSERT OR IGNORE INTO event_ids (message_id, expires_at) VALUES (?, ?)",
-                                    (f"{thing}#{event.message_id}", int(now_s + EVENT_DEDUP_S))).rowcount != 1:
+                                    (f"{thing}#{message_id}", int(now_s + EVENT_DEDUP_S))).rowcount != 1:
                     self._db.execute("ROLLBACK")
                     return False
                 cols, marks = ", ".join(COUNTERS), ", ".join("?" * len(COUNTERS))
@@ -232,7 +235,7 @@ class SQLiteStore(ResultsStore):
                 self._db.execute(
                     f"INSERT INTO event_buckets (camera, t_s, {cols}) VALUES (?, ?, {marks}) "
                     f"ON CONFLICT (camera, t_s) DO UPDATE SET {adds}",
-                    (event.camera, bucket_of(event.wall_time), *(delta[k] for k in COUNTERS)))
+                    (camera, bucket_of(t_s), *(int(delta.get(k, 0)) for k in COUNTERS)))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

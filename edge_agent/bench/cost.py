@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edge_agent.bench.cost_landed import MODES, LandedCost, landed_cost
 from edge_agent.bench.cost_model import (
     DEFAULT_CAMERAS,
     SCALE_FLEETS,
@@ -180,6 +181,7 @@ class CostReport:
     scale: list[ScaleRow]
     curve: list[tuple[float, float]]  # (monthly fraction, hybrid cloud $/camera-month) for the plot
     inputs: Inputs = Inputs()
+    landed: tuple[LandedCost, ...] = ()  # landed-video mode (the sieve in the cloud), when the prices have it
 
 
 def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT_CAMERAS,
@@ -212,9 +214,10 @@ def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT
     if 0 < steps <= 400:  # both sides of each added instance, so the plot draws the steps upright
         xs |= {k / curve_fn.gpu_load_at_1 + d for k in range(1, int(steps) + 1) for d in (0.0, 1e-9)}
     curve = [(x, curve_fn(x)) for x in sorted(x for x in xs if x <= x_max)]
+    landed = tuple(landed_cost(summary, pricing, hybrid, mode, inputs) for mode in MODES) if pricing.landed else ()
     return CostReport(summary_path, summary, pricing, cameras, measured, hybrid.escalation_fraction, warmup,
                       hybrid, comparisons, scale_projection(summary, pricing, scale_fleets(cameras), teacher_cpu_s,
-                                                            inputs), curve, inputs)
+                                                            inputs), curve, inputs, landed)
 
 
 def plot_cost(report: CostReport, path: Path | str) -> Path:

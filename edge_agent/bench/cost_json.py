@@ -54,6 +54,7 @@ def report_dict(r: CostReport) -> dict[str, Any]:
         "backends": [o.to_dict() for o in h.plan.options],
         "baseline": [_comparison(c, h.cloud_usd_per_camera_month, h.all_in_usd_per_camera_month)
                      for c in r.comparisons],
+        "landed": [lc.to_dict() for lc in r.landed],
         "hybrid": {
             "cloud_usd_per_camera_month": h.cloud_usd_per_camera_month,
             "all_in_usd_per_camera_month": h.all_in_usd_per_camera_month,

@@ -7,8 +7,8 @@ its escalations go through the router in the same process to the same teacher ba
 - Kinesis Video Streams: Fargate workers running all month, as many cameras each as keep its vCPUs at the
   target utilisation, plus the images GetImages returns (data consumed);
 - both: the teacher backend the gateway mode's planner chose for the same escalations (its router Lambda
-  lines dropped: the router runs inside the sieve), the store and training writes, SNS, and (if on) a frame
-  event per sampled frame into the store's minute counters.
+  lines dropped: the router runs inside the sieve), the store and training writes, SNS, and (if on) the
+  frames' decisions summed per camera-minute into the store's minute counters (landed/events.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from costing.summary import BenchSummary
 from edge_agent.bench.cost_model import HybridCost, Inputs, usage_items
 
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU at 1,769 MB, in proportion below it
-MODES = {"s3": "landed video, S3 segments (Lambda)", "kvs": "landed video, KVS streams (Fargate)"}
+MODES = {"s3": "landed, S3 segments (Lambda)", "kvs": "landed, KVS streams (Fargate)"}
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class LandedCost:
         return self.usd_per_month / self.cameras
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "label": self.label, "cameras": self.cameras, "cpu_s_per_frame": self.cpu_s_per_frame,
-                "cpu_source": self.cpu_source, "escalations_per_month": self.escalations, "workers": self.workers,
+        return {"mode": self.mode, "label": self.label, "cameras": self.cameras,
+                "cpu_s_per_frame": self.cpu_s_per_frame, "cpu_source": self.cpu_source,
+                "escalations_per_month": self.escalations, "workers": self.workers,
                 "usd_per_month": self.usd_per_month, "usd_per_camera_month": self.usd_per_camera_month,
                 "items": [i.to_dict() for i in self.items]}
 
@@ -101,7 +102,9 @@ def landed_cost(summary: BenchSummary, pricing: Pricing, hybrid: HybridCost, mod
             item(f"KVS GetImages ({landed.kvs.image_bytes / 1000:.0f} kB per image, as data consumed)",
                  frames * landed.kvs.image_bytes / GB, landed.kvs.data_consumed),
         ]
-    events = [item(f"DynamoDB frame events ({landed.frame_event_write_units:g} write units per sampled frame)",
-                   frames * landed.frame_event_write_units / 1e6, pricing.dynamodb.writes)] if landed.frame_events \
+    # frame counts: one write per camera-minute, and one more where a segment ends inside a minute
+    writes = frames / (fps * 60) + (frames / (fps * landed.segment_s) if mode == "s3" else 0.0)
+    events = [item(f"DynamoDB frame counts ({landed.frame_event_write_units:g} write units per camera-minute)",
+                   writes * landed.frame_event_write_units / 1e6, pricing.dynamodb.writes)] if landed.frame_events \
         else []
     return LandedCost(mode, cameras, cpu, source, hybrid.escalations, workers, [*compute, *teacher, *usage, *events])

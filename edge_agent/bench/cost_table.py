@@ -104,11 +104,13 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     lines += _items(f"Hybrid gateways: {h.cameras_per_gateway} cameras/gateway (cameras_per_core x {p.gateway.cores} "
                     f"cores x {p.gateway.target_utilisation:g}{cap}) -> {h.gateways} gateway(s)",
                     h.gateway_items, r.cameras, sources)
+    lines += _landed_items(r, sources)
 
     heads = "".join(f" {'vs ' + c.baseline.label.split()[0]:>14}" for c in r.comparisons)
     lines += ["", f"  {'$ per camera-month':<34} {'per camera':>11} {'fleet/month':>12}{heads}"]
     rows = [(f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month) for c in r.comparisons]
     rows += [("hybrid, cloud only", h.cloud_usd_per_camera_month), ("hybrid, all-in", h.all_in_usd_per_camera_month)]
+    rows += [(lc.label, lc.usd_per_camera_month) for lc in r.landed]  # no gateway: cloud is all-in
     for name, usd in rows:
         ratios = "".join(f" {usd / c.baseline.usd_per_camera_month:>14.3f}" for c in r.comparisons)
         lines.append(f"  {name:<34} {_usd(usd):>11} {_usd(usd * r.cameras):>12}{ratios}")
@@ -168,4 +170,17 @@ def _backends(r: CostReport) -> list[str]:
     out.append(f"  chosen: {c.name} ({c.label}), {verdict}; deploy with "
                + " ".join(f"--param {k}={v}" for k, v in c.stack.items()))
     out.append(f"  {c.name} performance: {c.performance_source}")
+    return out
+
+
+def _landed_items(r: CostReport, sources: list[str]) -> list[str]:
+    """Landed-video mode: the sieve in the cloud instead of a gateway, for the same footage and escalations."""
+    out: list[str] = []
+    for lc in r.landed:
+        how = (f"{lc.workers} Fargate worker(s)" if lc.mode == "kvs"
+               else f"a Lambda per {r.pricing.landed.segment_s:g} s segment" if r.pricing.landed else "")
+        out += _items(f"Landed video ({lc.label}; no gateway, no IoT Core): {how}; the pipeline's "
+                      f"{lc.cpu_s_per_frame * 1000:.1f} ms CPU per sampled frame ({lc.cpu_source}); the same "
+                      f"{lc.escalations:,.0f} escalations/month to {r.hybrid.backend.name}", lc.items, r.cameras,
+                      sources)
     return out

@@ -47,7 +47,7 @@ def test_a_stream_gives_rows_and_events_at_producer_time(stack, kvs, clip30, tmp
     assert sorted(r.t_s for r in rows) == [t0 + ln["pts_s"] for ln in escalated]  # kept at the camera's time
     assert {r.thing for r in rows} == {"sieve-test_road-1"}
     buckets = stack.router.store.event_buckets(clip30.stem, t0 - 60, t0 + 120)
-    assert sum(b["sampled"] for b in buckets) == 20 == result["frame_events_stored"]
+    assert sum(b["sampled"] for b in buckets) == 20 and len(buckets) == result["minutes_stored"] <= 2
 
 
 def test_the_standin_keeps_the_apis_contract(kvs, clip30):
