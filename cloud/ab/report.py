@@ -74,6 +74,7 @@ class _Tally:
 
     labels: set[str] = field(default_factory=set)
     answered: Counter[str] = field(default_factory=Counter)
+    models: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     busy_s: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     shadow_answers: Counter[str] = field(default_factory=Counter)
@@ -94,6 +95,7 @@ class _Tally:
         served = _labels_of(r)
         self.labels |= set(served) | set(r.edge_labels)
         self.answered[r.variant] += 1
+        self.models[r.variant][r.model] += 1
         self.latency[r.variant].append(r.endpoint_ms)
         self.busy_s[r.variant].append(r.endpoint_ms / 1000 / max(1, r.crops))
         answers = [(r.variant, set(served))]
@@ -161,6 +163,7 @@ def build_report(rows: Iterable[ResultRecord], *, prices: dict[str, tuple[str, f
                  for lb, c in sorted(tally.audit.get(name, {}).items())}
         every = tally.audit_all.get(name, [0, 0])
         variants[name] = {
+            "models": dict(tally.models.get(name, {})),  # the model names its answers carried, with counts
             "answered": tally.answered.get(name, 0),
             "share": proportion(tally.answered.get(name, 0), total),
             "shadow_answers": tally.shadow_answers.get(name, 0),
@@ -215,7 +218,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"window {report['window']['from']} .. {report['window']['to']}")
     lines.append(f"escalations answered by a named variant: {report['answered']}")
     for name, v in report["variants"].items():
-        lines.append(f"variant {name}")
+        models = ", ".join(v["models"]) or "no served answers"
+        lines.append(f"variant {name} ({models})")
         lines.append(f"  answered             {v['answered']} = {_p(v['share'])} of all; shadow answers "
                      f"{v['shadow_answers']}, shadow failures {v['shadow_errors']}")
         lines.append(f"  latency p50          {_q(v['latency_ms']['p50'])}")

@@ -74,6 +74,11 @@ class VariantEndpoint(LimitedServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    def stop(self) -> None:
+        """Stop a stand-in started by `start_in_thread`."""
+        self.shutdown()
+        self.server_close()
+
     def weights(self) -> dict[str, float]:
         with self._lock:
             if self._weights_source is not None and time.monotonic() - self._read_at >= self.refresh_s:
