@@ -185,6 +185,10 @@ class Verdict:
     # Non-empty: the cloud could not answer (the message was dead-lettered, the endpoint failed), so the
     # edge decides alone now instead of waiting out its timeout. An error verdict carries no crops.
     error: str = ""
+    # The highest wire version the sender reads: a router that reads per-gateway batches (contracts/batch.py)
+    # says 2 on every verdict, and a gateway batches only once its cloud has said so. 0: not said (a cloud
+    # older than batches); older gateways ignore the key.
+    accepts_v: int = 0
 
     def detections(self) -> tuple[DetectionRecord, ...]:
         return tuple(d for c in self.crops for d in c.detections)
@@ -196,6 +200,7 @@ class Verdict:
             "crops": [{"crop_id": c.crop_id, "detections": [d.to_payload() for d in c.detections]}
                       for c in self.crops],
             **({"error": self.error[:ERROR_CHARS]} if self.error else {}),
+            **({"accepts_v": self.accepts_v} if self.accepts_v else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -216,8 +221,11 @@ class Verdict:
             raise WireError(f"{where}.error: expected text, got {error!r:.60}")
         if error and crops:
             raise WireError(f"{where}: an error verdict ({error!r:.60}) carries no crops")
+        accepts = payload.get("accepts_v", 0)
         return cls(
             error=error[:ERROR_CHARS],
+            accepts_v=accepts if isinstance(accepts, int) and not isinstance(accepts, bool) and 0 <= accepts < 100
+            else 0,
             message_id=require(payload, "message_id", str, where),
             camera=require(payload, "camera", str, where),
             frame_index=require(payload, "frame_index", int, where),

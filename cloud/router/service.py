@@ -31,7 +31,7 @@ from cloud.router.routing import (
 from cloud.router.shadow import shadow_call, shadow_target
 from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection, open_store
 from cloud.stores.base import day_of
-from contracts.batch import VerdictBatch
+from contracts.batch import BATCH_VERSION, VerdictBatch
 from contracts.registry import Registration
 from contracts.training import informative
 from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
@@ -268,7 +268,8 @@ class Router:
             return ""
         topic = template.format(**values)
         try:
-            self.iot.publish(topic=topic, qos=1, payload=verdict.to_bytes())
+            # every verdict says this router reads per-gateway batches: a gateway batches only once told so
+            self.iot.publish(topic=topic, qos=1, payload=replace(verdict, accepts_v=BATCH_VERSION).to_bytes())
         except (ClientError, BotoCoreError, WireError) as exc:
             log.warning(json.dumps({"event": "verdict_publish_failed", "message_id": verdict.message_id,
                                     "topic": topic, "error": str(exc)}))

@@ -38,7 +38,7 @@ def run_once(host: str, port: int, thing: str, site: str, cameras: list[str], cl
     mqtt = summary.get("mqtt", {})
     return {"window_ms": window_ms, "escalated": summary["total"]["escalated"], "answered": len(lat),
             "cloud_failed": summary["total"]["cloud_failed"],
-            "messages": mqtt.get("batch_messages", summary["total"]["escalated"]),
+            "messages": mqtt.get("messages_up", summary["total"]["escalated"]),
             "p50_ms": round(float(np.percentile(lat, 50)), 1) if len(lat) else None,
             "p95_ms": round(float(np.percentile(lat, 95)), 1) if len(lat) else None}
 

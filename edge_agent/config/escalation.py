@@ -72,9 +72,10 @@ class EscalationSettings(_Strict):
     basic_ingest_rule: str | None = Field(None, pattern=r"^[A-Za-z0-9_]{1,128}$",
                                           description="publish escalations to $aws/rules/<rule>/... (IoT Core)")
     verdict_timeout_s: float = Field(10.0, gt=0, le=300, description="mqtt/iot-core: then the edge decides")
-    batch_window_ms: int = Field(0, ge=0, le=1000, description=(
-        "mqtt/iot-core: the gateway's escalations of this window leave as one message (wire v2: deploy the "
-        "cloud first); 0: one message each"))
+    batch_window_ms: int = Field(250, ge=0, le=1000, description=(
+        "mqtt/iot-core: the gateway's escalations of this window leave as one message (wire v2), once a "
+        "verdict said the cloud reads batches (until then, and with a cloud that does not, one message "
+        "each); 0: one message each, always"))
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     max_in_flight: int = Field(8, ge=1, le=256, description="escalations awaited at once; beyond, the edge decides")

@@ -8,6 +8,12 @@ What happens when something fails, and why:
   is not spooled again. A verdict that arrives later is counted and dropped;
 - an error verdict (the cloud dead-lettered the message): the wait ends at once, the edge decides, counted;
 - a malformed verdict, or one for another frame: rejected, logged and counted; the wait goes on.
+
+Per-gateway batching (`batch_window_ms` > 0) is negotiated, so a gateway never sends batches to a cloud
+that cannot read them: it sends plain version-1 messages until a verdict says the cloud reads version 2
+(the router puts `accepts_v: 2` on every verdict; a verdict batch says so too), and goes back to version 1
+when a verdict comes without it (the router was rolled back) or when a batched escalation gets no verdict
+while no verdict at all came since it left (a cloud that drops what it cannot read answers nothing).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from contracts.batch import VerdictBatch
+from contracts.batch import BATCH_VERSION, VerdictBatch
 from contracts.codec import decode
 from contracts.wire import EscalationRequest, Verdict, WireError
 from edge_agent.config import AgentConfig, ConfigError
@@ -120,6 +126,10 @@ class MqttTransport(Transport):
         self.latencies_s: collections.deque[float] = collections.deque(maxlen=10_000)
         self.batcher = Batcher(batch_window_ms / 1000, self._publish_escalations, self._spool) \
             if batch_window_ms > 0 else None
+        self.cloud_batches = False  # the cloud said it reads wire v2; until then every escalation goes as v1
+        self.batching_fallbacks = 0  # times batching was switched off (the cloud stopped saying it reads v2)
+        self._last_verdict_s = 0.0  # monotonic time of the last verdict of any kind
+        self.single_messages = 0  # escalations published one per message, outside the batcher
         link.connection.subscribe(link.topics.verdicts, self._on_verdict)
         link.connection.start()
         link.sender.start()
@@ -134,18 +144,25 @@ class MqttTransport(Transport):
         with self._lock:
             self._waiting[request.message_id] = waiter
         try:
-            if self.batcher is not None:  # leaves with the gateway's other escalations of this window
+            batched = self.batcher is not None and self.cloud_batches
+            if batched:  # leaves with the gateway's other escalations of this window
+                assert self.batcher is not None
                 self.batcher.add(request, waiter.sent)
             else:
                 try:
                     self.link.connection.publish(self.link.topics.escalations, payload)
+                    with self._lock:
+                        self.single_messages += 1
                 except TransportError as exc:
                     self._spool(request)
                     waiter.sent(exc)  # the edge decides now, not after the verdict timeout
-            window_s = self.batcher.window_s if self.batcher is not None else 0.0
+            window_s = self.batcher.window_s if batched and self.batcher is not None else 0.0
             if not waiter.event.wait(self.verdict_timeout_s + window_s):
                 with self._lock:
                     self.timeouts += 1
+                    if batched and self._last_verdict_s < started:  # nothing answered since: maybe unread
+                        self._batching(False, f"no verdict for batched escalation {request.message_id} nor any "
+                                              "other since it left")
                 raise TransportError(f"no verdict for escalation {request.message_id} within "
                                      f"{self.verdict_timeout_s} s (escalation.verdict_timeout_s)")
             if waiter.failure is not None:
@@ -171,7 +188,9 @@ class MqttTransport(Transport):
         try:
             message = decode(payload, "verdict")
             if isinstance(message, dict) and message.get("type") == "verdict_batch":  # wire v2: a batch's answers
-                for verdict in VerdictBatch.from_payload(message).verdicts:  # each matched by its message id
+                verdicts = VerdictBatch.from_payload(message).verdicts
+                self._told(True, "a verdict batch came")
+                for verdict in verdicts:  # each matched by its message id
                     self._deliver(topic, verdict)
                 return
             verdict = Verdict.from_payload(message)
@@ -179,7 +198,28 @@ class MqttTransport(Transport):
             self.rejected += 1
             log.warning("rejected a message on %s: %s", topic, exc)
             return
+        self._told(verdict.accepts_v >= BATCH_VERSION,
+                   f"verdict {verdict.message_id} says accepts_v={verdict.accepts_v or 'nothing'}")
         self._deliver(topic, verdict)
+
+    def _told(self, reads_batches: bool, why: str) -> None:
+        """A verdict came: what it says of the wire versions the cloud reads."""
+        with self._lock:
+            self._last_verdict_s = time.monotonic()
+            self._batching(reads_batches, why)
+
+    def _batching(self, on: bool, why: str) -> None:
+        """Switch batching on or off (under the lock); logged on a change only."""
+        if self.batcher is None or on == self.cloud_batches:
+            return
+        self.cloud_batches = on
+        if on:
+            log.info("the cloud reads per-gateway batches (%s): escalations now leave in batches of %d ms",
+                     why, round(self.batcher.window_s * 1000))
+        else:
+            self.batching_fallbacks += 1
+            log.warning("per-gateway batching off, escalations go one by one (wire v1) until a verdict says the "
+                        "cloud reads batches: %s", why)
 
     def _deliver(self, topic: str, verdict: Verdict) -> None:
         with self._lock:
@@ -202,10 +242,12 @@ class MqttTransport(Transport):
         waiter.event.set()
 
     def stats(self) -> dict[str, int]:
+        messages_up = self.single_messages + (self.batcher.messages if self.batcher is not None else 0)
         return {"verdicts": self.verdicts, "late_verdicts": self.late_verdicts, "rejected": self.rejected,
                 "timeouts": self.timeouts, "spooled": self.spooled, "error_verdicts": self.error_verdicts,
-                **({"batch_messages": self.batcher.messages, "batched_escalations": self.batcher.escalations}
-                   if self.batcher is not None else {})}
+                "messages_up": messages_up,
+                **({"batch_messages": self.batcher.messages, "batched_escalations": self.batcher.escalations,
+                    "batching_fallbacks": self.batching_fallbacks} if self.batcher is not None else {})}
 
     def close(self) -> None:
         if self.batcher is not None:

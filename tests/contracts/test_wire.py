@@ -139,3 +139,13 @@ def test_an_error_verdict_round_trips_and_carries_no_crops():
     with pytest.raises(WireError, match="carries no crops"):
         Verdict.from_payload(payload)
     assert "error" not in Verdict("m", "c", 0, "t", ()).to_payload()
+
+
+@pytest.mark.parametrize(("value", "read"), [(2, 2), (None, 0), ("2", 0), (True, 0), (-1, 0), (10**9, 0)])
+def test_a_verdict_says_which_wire_versions_its_sender_reads(value, read):
+    payload = Verdict("m", "c", 0, "t", ()).to_payload()
+    assert "accepts_v" not in payload  # an older cloud's verdict: nothing said
+    if value is not None:
+        payload["accepts_v"] = value
+    assert Verdict.from_payload(payload).accepts_v == read
+    assert Verdict.from_bytes(Verdict("m", "c", 0, "t", (), accepts_v=2).to_bytes()).accepts_v == 2

@@ -20,6 +20,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from contracts.batch import BATCH_VERSION, EscalationBatch, VerdictBatch
 from contracts.device import FrameEventMessage, Telemetry
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
@@ -90,6 +91,10 @@ class CloudResponder(_Client):
             filters.append(f"$aws/rules/{rule}/{prefix}/+/escalations")
         self.prefix, self.answer = prefix, answer
         self.error = ""  # set: answer every escalation with an error verdict (the router dead-lettered it)
+        # True: a router that reads per-gateway batches (wire v2; says accepts_v 2 on its verdicts, answers a
+        # batch with one verdict batch); False: an older one, which cannot read a batch and answers nothing
+        self.reads_batches = False
+        self.batches: list[list[str]] = []  # the message ids of each batch received (read or not)
         self.escalations: list[str] = []
         self.escalation_topics: list[str] = []
         self.events: list[FrameEventMessage] = []
@@ -101,22 +106,32 @@ class CloudResponder(_Client):
         parts = topic.split("/")
         thing, leaf = parts[-2], parts[-1]
         with self.lock:
-            if leaf == "escalations":
+            if leaf == "escalations" and b'"escalation_batch"' in payload:
+                batch = EscalationBatch.from_bytes(payload)
+                self.batches.append([r.message_id for r in batch.escalations])
+                self.escalation_topics.append(topic)
+                if self.reads_batches:
+                    self.escalations.extend(r.message_id for r in batch.escalations)
+                    answers = tuple(self._verdict(r) for r in batch.escalations)
+                    self.client.publish(f"{self.prefix}/{thing}/verdicts",
+                                        VerdictBatch(batch.batch_id, answers).to_bytes(), qos=1)
+            elif leaf == "escalations":
                 request = EscalationRequest.from_bytes(payload)
                 self.escalations.append(request.message_id)
                 self.escalation_topics.append(topic)
-                if self.error:
-                    verdict = Verdict.failed(request.message_id, request.camera, request.frame_index, self.error)
-                    self.client.publish(f"{self.prefix}/{thing}/verdicts", verdict.to_bytes(), qos=1)
-                elif self.answer:
-                    crops = tuple(CropVerdict(c.crop_id, (DetectionRecord("person", 0.9, c.box),))
-                                  for c in request.crops)
-                    verdict = Verdict(request.message_id, request.camera, request.frame_index, "teacher@test", crops)
-                    self.client.publish(f"{self.prefix}/{thing}/verdicts", verdict.to_bytes(), qos=1)
+                if self.error or self.answer:
+                    self.client.publish(f"{self.prefix}/{thing}/verdicts", self._verdict(request).to_bytes(), qos=1)
             elif leaf == "events":
                 self.events.append(FrameEventMessage.from_bytes(payload))
             elif leaf == "telemetry":
                 self.telemetry.append(Telemetry.from_bytes(payload))
+
+    def _verdict(self, request: EscalationRequest) -> Verdict:
+        accepts = BATCH_VERSION if self.reads_batches else 0
+        if self.error:
+            return Verdict(request.message_id, request.camera, request.frame_index, "", (), self.error, accepts)
+        crops = tuple(CropVerdict(c.crop_id, (DetectionRecord("person", 0.9, c.box),)) for c in request.crops)
+        return Verdict(request.message_id, request.camera, request.frame_index, "teacher@test", crops, "", accepts)
 
 
 def _merge(doc: dict, patch: dict) -> dict:

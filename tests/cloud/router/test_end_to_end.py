@@ -55,6 +55,7 @@ def test_one_escalation_makes_a_row_an_object_an_alert_and_a_verdict(stack, plaz
     assert topic == f"framesieve/{THING}/verdicts" == out["published_to"]
     verdict = Verdict.from_bytes(payload)
     assert verdict.message_id == mid and len(verdict.detections()) == out["detections"]
+    assert verdict.accepts_v == 2  # this router reads per-gateway batches: the gateway may send them
     # the AWS calls it took, counted by the router, and the same count as moto saw them
     # reads: the gateway's registry entry, the row; writes: the message's time, the alert slot, the row
     assert out["calls"] == {"endpoint_invocations": 1, "store_reads": 2, "store_writes": 3, "s3_puts": 1,

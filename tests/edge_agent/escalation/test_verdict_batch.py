@@ -16,6 +16,7 @@ def transport_without_a_broker() -> MqttTransport:
     t = MqttTransport.__new__(MqttTransport)  # only the verdict side: no link, no broker
     t._waiting, t._lock = {}, threading.Lock()
     t.verdicts = t.late_verdicts = t.rejected = t.timeouts = t.spooled = t.error_verdicts = 0
+    t.batcher, t.cloud_batches, t.batching_fallbacks, t._last_verdict_s, t.single_messages = None, False, 0, 0.0, 0
     return t
 
 
