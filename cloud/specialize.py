@@ -2,7 +2,8 @@
 (a schedule runs it: cron, EventBridge, a CI job).
 
 1. sync: the router's training records of one camera (`<prefix><site>/<camera>/<day>/<id>.json` in the
-   training bucket) into a local folder, downloading only what is new;
+   training bucket) and the site's batch objects (`<prefix><site>/=batches/...`, one per gateway batch, its
+   records of several cameras) into a local folder, downloading only what is new;
 2. specialize: fine-tune the camera's current student (the champion) on them, champion/challenger on the
    newest records (models/student/specialize.py; needs the train extra);
 3. roll out, if promoted: the bundle (models/bundle.py) is uploaded content-addressed, a presigned URL is
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.exceptions import CloudError
+from contracts.training import BATCH_FOLDER
 from models.student.decision import Decision
 from models.student.defaults import DEFAULTS, SpecializationDefaults
 
@@ -108,9 +110,16 @@ def run(options: Options) -> dict:
     total, fetched = sync_records(s3, options.bucket, prefix, records)
     log.info("camera %s: %d training records in s3://%s/%s (%d new)", options.camera, total, options.bucket,
              prefix, fetched)
+    # the router's per-batch objects hold the records of every camera of a gateway batch: the site's are synced
+    # (incrementally, as above) and load_records keeps this camera's
+    batches = f"{options.prefix}{options.site}/{BATCH_FOLDER}/"
+    batch_objects, batch_fetched = sync_records(s3, options.bucket, batches, records / BATCH_FOLDER)
+    log.info("site %s: %d batch training objects in s3://%s/%s (%d new)", options.site, batch_objects,
+             options.bucket, batches, batch_fetched)
     decision = specialize(options.camera, records, options.champion, options.out / "challenger", options.rules,
                           epochs=options.epochs, target_recall=options.target_recall, min_records=options.min_records)
-    result = {"camera": options.camera, "records": total, "downloaded": fetched, "promote": decision.promote,
+    result = {"camera": options.camera, "records": total, "downloaded": fetched, "batch_objects": batch_objects,
+              "batch_objects_downloaded": batch_fetched, "promote": decision.promote,
               "verdict": decision.verdict, "why": decision.why}
     if decision.promote:
         iot = client("iot", endpoint_url=options.endpoint_url, region_name=options.region) if options.thing else None

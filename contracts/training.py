@@ -15,6 +15,9 @@ from contracts.codec import WireError, b64decode
 from contracts.wire import Crop, DetectionRecord
 
 TRAINING_VERSION = 1
+# Where the router files a gateway batch's one object, beside the site's camera folders; never a camera's
+# folder: a camera's name is quoted in a key, and "=" becomes %3D
+BATCH_FOLDER = "=batches"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,58 @@ class TrainingRecord:
             raise WireError(f"training record is not JSON: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class TrainingBatch:
+    """The training records of one gateway batch (wire v2), kept as one S3 object: one PUT per batch instead
+    of one per escalation. Its records may be of several cameras of the gateway; a reader takes its own."""
+
+    batch_id: str
+    thing: str
+    records: tuple[TrainingRecord, ...]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"v": TRAINING_VERSION, "type": "training_batch", "batch_id": self.batch_id, "thing": self.thing,
+                "records": [r.to_payload() for r in self.records]}
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_payload(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> TrainingBatch:
+        if not isinstance(payload, dict) or payload.get("type") != "training_batch":
+            raise WireError("not a training batch (type must be 'training_batch')")
+        if payload.get("v") != TRAINING_VERSION:
+            raise WireError(f"training batch version {payload.get('v')!r} is not supported")
+        items = payload.get("records")
+        if not isinstance(items, list) or not items:
+            raise WireError("training batch has no records")
+        return cls(str(payload.get("batch_id", "")), str(payload.get("thing", "")),
+                   tuple(TrainingRecord.from_payload(r) for r in items))
+
+
+def read_records(data: bytes) -> list[TrainingRecord]:
+    """The records of a training object: one escalation's (`training`) or a batch's (`training_batch`)."""
+    try:
+        payload = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WireError(f"training record is not JSON: {exc}") from exc
+    if isinstance(payload, dict) and payload.get("type") == "training_batch":
+        return list(TrainingBatch.from_payload(payload).records)
+    return [TrainingRecord.from_payload(payload)]
+
+
+def record_of(data: bytes, message_id: str | None = None) -> TrainingRecord:
+    """One escalation's record from a training object: the object's own, or in a batch the one of
+    `message_id` (KeyError when the batch does not hold it)."""
+    records = read_records(data)
+    if message_id is None and len(records) == 1:
+        return records[0]
+    for r in records:
+        if r.message_id == message_id:
+            return r
+    raise KeyError(message_id)
+
+
 # Which escalations are worth keeping as training data, and for how long (the S3 object's `tier` tag; the
 # bucket's lifecycle rules expire each tier on its own clock). An escalation where the student's labels and
 # the teacher's agree and the teacher is sure teaches nothing new: it is not kept.
@@ -105,3 +160,9 @@ def informative(reason: str, student: tuple[DetectionRecord, ...], teacher: tupl
     if any(score < low for score in best.values()):  # the teacher unsure the label is there at all
         return "low_confidence"
     return "audit" if reason == "audit" else ""
+
+
+def batch_tier(tiers: list[str]) -> str:
+    """The lifecycle tier of an object holding several records: the longest kept of theirs, so no record
+    expires early ("audit", kept as long as a result row, only when every record is an audit)."""
+    return next((t for t in tiers if t != "audit"), "audit" if tiers else "")

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from cloud.dashboard import views
 from contracts.codec import WireError
-from contracts.training import TrainingRecord
+from contracts.training import record_of
 
 COOKIE = "framesieve_token"
 COOKIE_MAX_AGE_S = 12 * 3600
@@ -36,7 +36,7 @@ _STATIC = {"index.html": "text/html; charset=utf-8", "login.html": "text/html; c
 # Scripts and styles only from this server, no inline script, frames from nowhere: what the pages need.
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-_KEY = re.compile(r"^[A-Za-z0-9_.=/-]{1,512}$")
+_KEY = re.compile(r"^[A-Za-z0-9_.=/-]{1,512}(#[A-Za-z0-9_.-]{1,128})?$")  # in a batch's object: "#<message id>"
 TrainingReader = Callable[[str], bytes]
 
 
@@ -116,8 +116,9 @@ def crops(reader: TrainingReader | None, key: str) -> tuple[int, dict[str, Any]]
                               "for the API"}
     if not _KEY.match(key) or ".." in key:
         return 400, {"error": f"key={key[:80]!r} is not a training record key", "parameter": "key"}
+    path, _, mid = key.partition("#")
     try:
-        record = TrainingRecord.from_bytes(reader(key))
+        record = record_of(reader(path), unquote(mid) if mid else None)
     except KeyError:
         return 404, {"error": f"no training record {key!r} (kept for its retention only)"}
     except WireError as exc:

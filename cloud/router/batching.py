@@ -2,28 +2,63 @@
 validated, authorized and deduplicated as a single escalation would be (each item goes through the same
 `parse_event`, with the rule's own fields), then one endpoint call for all the items' crops, and one
 verdict message back to the gateway with every answer and every error verdict, matched by message id.
-A malformed item is dead-lettered and answered with an error verdict; the others are answered. Rows stay
-one conditional write per item: a DynamoDB batch write cannot be conditional, and the conditional write is
-what makes a redelivered batch store nothing twice."""
+A malformed item is dead-lettered and answered with an error verdict; the others are answered.
+
+What the batch stores is written once for all its items (`BatchWrites`, `Router.flush_batch`): one S3
+training object holding the records of its informative items (contracts.training.TrainingBatch), then the
+rows, one DynamoDB BatchWriteItem per 25. A batch write cannot be conditional; a redelivered batch still
+stores nothing twice because every item's row key is read first (step 4, as for a single escalation) and
+only the items without a row go on, and the training object is keyed by the batch's id and written with
+If-None-Match, so a retry's PUT is refused and the first object, which holds every record the retry could
+add, stands. Two deliveries racing past the read write the same row under the same key: one row."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import math
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cloud import constants as c
 from cloud.exceptions import EndpointError
 from cloud.router.endpoint import Answer, call
-from cloud.router.routing import Outcome, Parsed, Rejected, parse_event
-from cloud.stores import DeadLetter
+from cloud.router.routing import Outcome, Parsed, Rejected, batch_training_key, parse_event, record_key
+from cloud.stores import DeadLetter, ResultRecord
+from cloud.stores.base import day_of
 from contracts.batch import EscalationBatch, is_batch, reply_of
 from contracts.codec import MAX_MESSAGE_BYTES, loads
+from contracts.training import TrainingBatch, TrainingRecord, batch_tier
 from contracts.wire import InvocationRequest, InvocationResponse, Verdict, WireError, verdict_from_response
 
 if TYPE_CHECKING:
     from cloud.router.service import Router
+
+
+@dataclass
+class BatchWrites:
+    """What one batch writes once for all its items: the training records of its informative items, kept
+    as one object at `key`, and its rows."""
+
+    key: str
+    batch_id: str
+    thing: str
+    records: list[TrainingRecord] = field(default_factory=list)
+    tiers: list[str] = field(default_factory=list)
+    rows: list[ResultRecord] = field(default_factory=list)
+
+    def capture(self, record: TrainingRecord, tier: str) -> str:
+        """Add a record; its key (the object's, `#`, its message id) goes in its row."""
+        self.records.append(record)
+        self.tiers.append(tier)
+        return record_key(self.key, record.message_id)
+
+    def body(self) -> bytes:
+        return TrainingBatch(self.batch_id, self.thing, tuple(self.records)).to_bytes()
+
+    def tier(self) -> str:
+        return batch_tier(self.tiers)
 
 
 def batch_payload(event: Any) -> dict | None:
@@ -63,6 +98,7 @@ def process_batch(router: Router, event: dict, payload: dict, now_s: float) -> O
                                          batch_id if isinstance(batch_id, str) else key, answers)
         return Outcome("dead_letter", key, reason=f"malformed batch: {exc}"[:300], published_to=published)
     ready: list[Parsed] = []
+    first_t = math.inf  # the earliest event time of its items: the day its training object is filed under
     statuses: dict[str, int] = {}
     for err in batch.errors:
         mid = err.reply[0] if err.reply else hashlib.sha256(err.reason.encode()).hexdigest()[:32]
@@ -82,18 +118,24 @@ def process_batch(router: Router, event: dict, payload: dict, now_s: float) -> O
             statuses["dead_letter"] = statuses.get("dead_letter", 0) + 1
             continue
         r = parsed.request
+        first_t = min(first_t, parsed.t_s)  # every delivery's items keep their first times: the same day
         if router.store.get_result(r.camera, parsed.t_s, r.message_id) is not None:
             statuses["duplicate"] = statuses.get("duplicate", 0) + 1  # stored before: nothing is done again
             continue
         ready.append(parsed)
     if ready:
-        answers.extend(_answer(router, ready, now_s, statuses))
+        r0 = ready[0]
+        writes = BatchWrites(batch_training_key(router.config.training_prefix, r0.request.site, r0.thing,
+                                                batch.batch_id, day_of(first_t)), batch.batch_id, r0.thing)
+        answers.extend(_answer(router, ready, now_s, statuses, writes))
+        router.flush_batch(writes)
     published = router.publish_batch(thing, batch.batch_id, answers)
     return Outcome("batch", batch.batch_id, reason=json.dumps(dict(sorted(statuses.items()))),
                    detections=sum(len(v.detections()) for v in answers), published_to=published)
 
 
-def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[str, int]) -> list[Verdict]:
+def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[str, int],
+            writes: BatchWrites) -> list[Verdict]:
     """One endpoint call for every crop of every item (ids "item:crop"), split back per item."""
     images = tuple((f"{k}:{crop.crop_id}", crop.jpeg) for k, p in enumerate(ready) for crop in p.request.crops)
     try:
@@ -124,7 +166,8 @@ def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[st
             verdicts.extend(router.dead_letter_quietly(Rejected(letter, (r.message_id, r.camera, r.frame_index))))
             continue
         # every item was answered by the same variant in the same call; its time is the call's, per item
-        outcome = router.commit(parsed, own, verdict, answer=Answer(own, answer.attempts, answer.variant, answer.ms))
+        outcome = router.commit(parsed, own, verdict, answer=Answer(own, answer.attempts, answer.variant, answer.ms),
+                                batch=writes)
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
         verdicts.append(verdict)
     return verdicts

@@ -35,7 +35,7 @@ from cloud.stores import DeadLetter
 from contracts.batch import reply_of
 from contracts.codec import MAX_JSON_DEPTH, check_depth, json_depth, loads
 from contracts.registry import THING_NAME
-from contracts.training import TrainingCrop, TrainingRecord
+from contracts.training import BATCH_FOLDER, TrainingCrop, TrainingRecord
 from contracts.wire import MAX_MESSAGE_BYTES, EscalationRequest, InvocationResponse, WireError
 
 EXCERPT_CHARS = 300
@@ -181,13 +181,30 @@ def training_key(prefix: str, parsed: Parsed, day: str) -> str:
            f"{quote(r.message_id, safe='-_.')}.json"
 
 
-def training_record(parsed: Parsed, response: InvocationResponse) -> bytes:
+def training_entry(parsed: Parsed, response: InvocationResponse) -> TrainingRecord:
     """The crops and the teacher's labels in the crop's own pixels (what a student is trained on), with
-    each crop's place in the frame: one object per escalation, so one PUT however many crops."""
+    each crop's place in the frame."""
     r, teacher = parsed.request, dict(response.predictions)
     crops = tuple(TrainingCrop(crop, teacher.get(str(crop.crop_id), ())) for crop in r.crops)
     return TrainingRecord(r.message_id, r.camera, parsed.t_s, r.pts_s, r.frame_index, r.reason, response.model, crops,
-                          r.site, parsed.thing, r.student).to_bytes()
+                          r.site, parsed.thing, r.student)
+
+
+def training_record(parsed: Parsed, response: InvocationResponse) -> bytes:
+    """One escalation's training object: one PUT however many crops."""
+    return training_entry(parsed, response).to_bytes()
+
+
+def batch_training_key(prefix: str, site: str, thing: str, batch_id: str, day: str) -> str:
+    """The one training object of a gateway batch: `<prefix><site>/=batches/<day>/<thing>/<batch id>.json`,
+    beside the site's camera folders (its records may be of several cameras). A row's training key is this
+    key, then `#` and its message id (`record_key`)."""
+    return f"{prefix}{quote(site or '_', safe='-_.')}/{BATCH_FOLDER}/{day}/{quote(thing, safe='-_.')}/" \
+           f"{quote(batch_id, safe='-_.')}.json"
+
+
+def record_key(object_key: str, message_id: str) -> str:
+    return f"{object_key}#{quote(message_id, safe='-_.')}"
 
 
 def alert_message(parsed: Parsed, matches: list[AlertMatch]) -> dict[str, Any]:

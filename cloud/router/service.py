@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cloud import awscalls
 from cloud.alerts import evaluate
 from cloud.exceptions import EndpointError
-from cloud.router.batching import batch_payload, process_batch
+from cloud.router.batching import BatchWrites, batch_payload, process_batch
 from cloud.router.config import RouterConfig
 from cloud.router.endpoint import Answer, call
 from cloud.router.routing import (
@@ -25,6 +25,7 @@ from cloud.router.routing import (
     alert_message,
     captured,
     parse_event,
+    training_entry,
     training_key,
     training_record,
 )
@@ -143,14 +144,16 @@ class Router:
         return self.commit(parsed, answer.response, verdict, publish=True, answer=answer)
 
     def commit(self, parsed: Parsed, response: InvocationResponse, verdict: Verdict, publish: bool = False,
-               answer: Answer | None = None) -> Outcome:
+               answer: Answer | None = None, batch: BatchWrites | None = None) -> Outcome:
         """Training capture, alerts, the verdict (when `publish`; a batch publishes all its verdicts at once)
         and the row: steps 6-9 for one answered escalation. `answer` names the production variant that
         answered and the call's time (kept in the row); a shadow call, when this escalation is sampled for
-        one, is made after the verdict is published and only adds to the row."""
+        one, is made after the verdict is published and only adds to the row. With `batch`, the training
+        record and the row are left to it (`flush_batch`: one S3 object and one DynamoDB batch write for
+        the whole batch)."""
         r = parsed.request
         day = day_of(parsed.t_s)
-        key = self._capture(parsed, response, day, verdict)
+        key = self._capture(parsed, response, day, verdict, batch)
         alerts = self._alert(parsed, verdict)
         topic = self._publish(parsed.thing, verdict, r.site) if publish else ""
         variant = answer.variant if answer else ""
@@ -173,7 +176,11 @@ class Router:
             detections=detections, alerts=tuple(alerts), training_key=key, calls=calls, expires_at=expires,
             variant=variant, endpoint_ms=answer.ms if answer else 0.0,
             edge_labels=tuple(sorted({d.label for d in r.student})), shadow=shadow)
-        stored = self.store.put_result(record)
+        if batch is not None:  # written with the batch's other rows, after its training object
+            batch.rows.append(record)
+            stored = True
+        else:
+            stored = self.store.put_result(record)
         return Outcome("stored" if stored else "duplicate", r.message_id, detections=len(detections),
                        alerts=alerts, training_key=key, published_to=topic, clock=parsed.clock,
                        reason="" if stored else "stored concurrently by another delivery")
@@ -205,29 +212,46 @@ class Router:
             return ""
         return topic
 
-    def _capture(self, parsed: Parsed, response: InvocationResponse, day: str, verdict: Verdict) -> str:
+    def _capture(self, parsed: Parsed, response: InvocationResponse, day: str, verdict: Verdict,
+                 batch: BatchWrites | None = None) -> str:
         """The training object's key, or "" when not captured: only informative escalations are kept
         (contracts.training.informative; FRAMESIEVE_TRAINING_KEEP=all keeps every one), tagged with their
-        tier for the bucket's lifecycle rules. Best effort: a failure is logged, not raised."""
+        tier for the bucket's lifecycle rules. Best effort: a failure is logged, not raised. In a batch the
+        record joins the batch's one object (written by `flush_batch`); the key names it in there."""
         cfg, r = self.config, parsed.request
         mid = r.message_id
         tier = informative(r.reason, r.student, verdict.detections()) or ("kept" if cfg.training_keep == "all" else "")
         if not cfg.training_bucket or not tier or not captured(mid, cfg.training_sample_rate):
             return ""
+        if batch is not None:
+            return batch.capture(training_entry(parsed, response), tier)
         key = training_key(cfg.training_prefix, parsed, day)
+        return key if self._put_training(key, training_record(parsed, response), tier, mid) else ""
+
+    def _put_training(self, key: str, body: bytes, tier: str, what: str) -> bool:
+        """One training object, written once (If-None-Match: a retry's PUT is refused, the first one stands)."""
         try:
-            self.s3.put_object(Bucket=cfg.training_bucket, Key=key, Body=training_record(parsed, response),
+            self.s3.put_object(Bucket=self.config.training_bucket, Key=key, Body=body,
                                ContentType="application/json", IfNoneMatch="*", Tagging=f"tier={tier}")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict"):  # else: a retry; it is there
-                log.warning(json.dumps({"event": "training_capture_failed", "message_id": mid, "key": key,
+                log.warning(json.dumps({"event": "training_capture_failed", "message_id": what, "key": key,
                                         "error": f"{code}: {exc}"}))
-                return ""
+                return False
         except BotoCoreError as exc:
-            log.warning(json.dumps({"event": "training_capture_failed", "message_id": mid, "error": str(exc)}))
-            return ""
-        return key
+            log.warning(json.dumps({"event": "training_capture_failed", "message_id": what, "error": str(exc)}))
+            return False
+        return True
+
+    def flush_batch(self, batch: BatchWrites) -> int:
+        """A batch's writes, in commit order: its one training object (one PUT for all its records), then
+        its rows (one DynamoDB batch write per 25). Rows whose object could not be written lose their key."""
+        rows = batch.rows
+        if batch.records and not self._put_training(batch.key, batch.body(), batch.tier(), batch.batch_id):
+            rows = [replace(row, training_key="") if row.training_key.startswith(f"{batch.key}#") else row
+                    for row in rows]
+        return self.store.put_results(rows) if rows else 0
 
     def _alert(self, parsed: Parsed, verdict: Verdict) -> list[str]:
         """Alerts sent for this escalation ("label:rule"), cooldown per camera and label."""

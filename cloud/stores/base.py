@@ -198,6 +198,13 @@ class ResultsStore(ABC):
     def put_result(self, record: ResultRecord) -> bool:
         """Store the row unless one with its key exists; False when it did (a repeated message)."""
 
+    def put_results(self, records: list[ResultRecord]) -> int:
+        """A batch's rows, written together (DynamoDB: one BatchWriteItem per 25). Unconditional where the
+        service has no conditional batch write: the caller has read each row's key first (a repeated message
+        is skipped before anything is paid), and a row written twice by racing deliveries is the same row under
+        the same key, never a second one. Returns the rows written."""
+        return sum(self.put_result(r) for r in records)
+
     @abstractmethod
     def query_camera(self, camera: str, t1_s: float, t2_s: float, limit: int = 100,
                      token: str | None = None) -> Page:

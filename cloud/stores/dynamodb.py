@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +48,9 @@ from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry
 from contracts.registry import Registration, gateway_key, write_dynamodb
 
 GSI1 = "gsi1"
+BATCH_WRITE_ITEMS = 25  # DynamoDB's limit per BatchWriteItem request
+BATCH_ATTEMPTS = 6  # requests for one chunk's unprocessed items, backoff 0.05 s doubling with full jitter
+BATCH_BACKOFF_S = 0.05
 
 
 def create_table(client: Any, table: str) -> None:
@@ -94,7 +99,8 @@ class DynamoDBStore(ResultsStore):
         item = (reply or {}).get("Item")
         return ResultRecord.from_dict(json.loads(item["data"]["S"])) if item else None
 
-    def put_result(self, record: ResultRecord) -> bool:
+    @staticmethod
+    def _result_item(record: ResultRecord) -> dict[str, Any]:
         item = {"pk": {"S": f"CAM#{record.camera}"}, "sk": {"S": record.key},
                 "gsi1pk": {"S": f"SITE#{record.site}#{record.day}"}, "gsi1sk": {"S": record.key},
                 "data": {"S": json.dumps(record.to_dict(), separators=(",", ":"))}}
@@ -102,7 +108,33 @@ class DynamoDBStore(ResultsStore):
             item["expires_at"] = {"N": str(record.expires_at)}
         if record.variant:  # a top-level attribute too, so `ab report` filters on it server-side
             item["variant"] = {"S": record.variant}
+        return item
+
+    def put_result(self, record: ResultRecord) -> bool:
+        item = self._result_item(record)
         return self._call("put_item", Item=item, ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def put_results(self, records: list[ResultRecord]) -> int:
+        """BatchWriteItem, 25 rows a request; the items DynamoDB leaves unprocessed (throttling) are sent
+        again with jittered exponential backoff, and a StoreError after BATCH_ATTEMPTS names how many are
+        left (the invocation fails, Lambda retries it; rows written already are found by the retry's read)."""
+        for start in range(0, len(records), BATCH_WRITE_ITEMS):
+            pending = [{"PutRequest": {"Item": self._result_item(r)}} for r in records[start:start + BATCH_WRITE_ITEMS]]
+            for attempt in range(BATCH_ATTEMPTS):
+                try:
+                    reply = self._client.batch_write_item(RequestItems={self.table: pending})
+                except (ClientError, BotoCoreError) as exc:
+                    raise StoreError(f"DynamoDB batch_write_item on table {self.table!r} failed: {exc}") from exc
+                pending = reply.get("UnprocessedItems", {}).get(self.table, [])
+                if not pending:
+                    break
+                if attempt + 1 < BATCH_ATTEMPTS:
+                    time.sleep(random.uniform(0, BATCH_BACKOFF_S * 2 ** attempt))
+            else:
+                raise StoreError(f"DynamoDB batch_write_item on table {self.table!r}: {len(pending)} row(s) still "
+                                 f"unprocessed after {BATCH_ATTEMPTS} attempts (throttled); the invocation fails so "
+                                 "that it is retried")
+        return len(records)
 
     def _query(self, key: dict[str, str], limit: int, token: str | None,
                **kwargs: Any) -> tuple[list[dict], str | None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from contracts.training import TrainingRecord
+from contracts.training import TrainingRecord, read_records
 from contracts.wire import WireError
 
 log = logging.getLogger(__name__)
@@ -15,20 +15,23 @@ REFERENCE_THRESHOLD = 0.4  # a teacher detection at or above this makes its labe
 
 
 def load_records(folder: Path, camera: str, skipped: list[str] | None = None) -> list[TrainingRecord]:
-    """Every readable training record of `camera` under `folder` (recursively), oldest first. A bad file
+    """Every readable training record of `camera` under `folder` (recursively), oldest first: files of one
+    escalation and the router's batch objects (`=batches/`, several cameras each) alike. A bad file
     (corrupt, partial, not a record) is skipped with a warning and named in `skipped`, never a crash;
     half-written `.part` files are not records."""
-    records = []
+    records, seen = [], set()
     for path in sorted(Path(folder).rglob("*.json")):
         try:
-            record = TrainingRecord.from_bytes(path.read_bytes())
+            found = read_records(path.read_bytes())  # one escalation's, or a gateway batch's (several cameras)
         except (OSError, WireError) as exc:
             log.warning("skipping training record %s: %s", path, exc)
             if skipped is not None:
                 skipped.append(f"{path.name}: {exc}")
             continue
-        if record.camera == camera:
-            records.append(record)
+        for record in found:
+            if record.camera == camera and record.message_id not in seen:  # once, however it was filed
+                seen.add(record.message_id)
+                records.append(record)
     return sorted(records, key=lambda r: (r.t_s, r.message_id))
 
 

@@ -73,6 +73,8 @@ def _router_dynamodb_actions() -> set[str]:
                 attr = node.func.attr
                 if attr == "_call" and node.args and isinstance(node.args[0], ast.Constant):
                     found.add(node.args[0].value)
+                elif isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "_client":
+                    found.add(attr)  # a request made on the client itself (batch_write_item)
                 elif attr in methods and attr not in seen:
                     found |= ops(attr, seen | {attr})
         return found
