@@ -51,7 +51,8 @@ def per_escalation(pricing: Pricing) -> list[tuple[str, float]]:
         ("IoT verdict messages", pe.verdict_messages * p.iot_core.messaging.usd / 1e6),
         ("IoT rules triggered and actions", (pe.rules_triggered * p.iot_core.rules_triggered.usd
                                              + pe.rule_actions * p.iot_core.rule_actions.usd) / 1e6),
-        ("DynamoDB writes", pe.dynamodb_writes * ceil(p.dynamodb.item_bytes / 1024) * p.dynamodb.writes.usd / 1e6),
+        ("DynamoDB writes (row, message claim)", (pe.dynamodb_writes * ceil(p.dynamodb.item_bytes / 1024)
+                                                  + pe.dynamodb_claims) * p.dynamodb.writes.usd / 1e6),
         (f"S3 PUTs (training samples, {pe.training_sample_rate:.0%})",
          pe.training_sample_rate * pe.s3_puts_per_sample * p.s3.puts.usd / 1e3),
     ]

@@ -183,6 +183,11 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
     kept = escalations * share
     per_kept = flow.bytes
     rows = escalations * rows_each
+    # The router keeps a batch's informative records in one object (one PUT): a batch of n escalations holds
+    # at least one kept record with probability 1 - (1 - share)^n (records kept independently); n = 1 is one
+    # object per kept record, as without batching.
+    per_batch = escalations / messages if messages else 1.0
+    objects = messages * (1 - (1 - share) ** per_batch) if per_batch > 1 else kept
     return [
         uplink,
         _item(f"IoT verdict messages ({flow.per_verdict:g} image(s) each)",
@@ -191,10 +196,13 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
         _item("IoT rule actions", messages * pe.rule_actions / 1e6, iot.rule_actions),
         _item(f"DynamoDB writes ({rows_each:g} row(s) per escalation)",
               rows * _ceil(p.dynamodb.item_bytes / 1024) / 1e6, p.dynamodb.writes),
+        _item(f"DynamoDB message claims ({pe.dynamodb_claims:g} per escalation: the first delivery's time, "
+              "so a repeat finds its row)", escalations * pe.dynamodb_claims / 1e6, p.dynamodb.writes),
         _item(f"DynamoDB storage ({p.dynamodb.retention_months:g} months kept)",
               rows * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB, p.dynamodb.storage),
-        _item(f"S3 PUTs (training samples, {share:.0%})", kept * pe.s3_puts_per_sample / 1e3,
-              p.s3.puts),
+        _item(f"S3 PUTs (training samples, {share:.0%}"
+              + (f"; one object per batch of {per_batch:.3g}" if per_batch > 1 else "") + ")",
+              objects * pe.s3_puts_per_sample / 1e3, p.s3.puts),
         _item(f"S3 storage ({p.s3.retention_months:g} months kept)", kept * per_kept * p.s3.retention_months / GB,
               p.s3.storage),
         _item("SNS publishes (alerts)", escalations * messages_per_escalation(summary) * pe.sns_publishes / 1e6,

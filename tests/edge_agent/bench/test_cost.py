@@ -96,7 +96,8 @@ def test_hybrid_line_items_known_answers():
     assert items["IoT rules triggered"].usd_per_month == pytest.approx(2.628 * 0.15)
     assert items["Lambda requests"].usd_per_month == pytest.approx(2.628 * 0.20)
     assert items["Lambda compute"].quantity == pytest.approx(131_400)  # 0.5 GB x 0.1 s per invocation
-    assert items["S3 PUTs"].quantity == pytest.approx(525.6)  # 10% kept x 2 PUTs, in thousands
+    assert items["S3 PUTs"].quantity == pytest.approx(262.8)  # 10% kept x 1 PUT, in thousands
+    assert items["DynamoDB message claims"].quantity == pytest.approx(2.628)  # one per escalation, million
     # 1 image/s against 10 images/s per instance: 0.1 busy, the minimum of 1 is paid for.
     assert (h.gpu_instances, h.gpu_at_minimum) == (1, True)
     assert items["SageMaker ml.g4dn.xlarge"].usd_per_month == pytest.approx(730 * 0.736)
