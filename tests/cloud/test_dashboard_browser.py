@@ -40,7 +40,7 @@ def _run_agent(tmp_path: Path, vtest_path: Path, broker_port: int, run_s: float 
         # the camera's specialization loop, due after a few records: a real attempt whose verdict, on a few
         # minutes of one camera, is "collect" (too little evidence: nothing is trained)
         "specialization": {"enabled": True, "records_dir": str(tmp_path / "records"), "min_records": 8,
-                           "retrain_after_records": 8, "check_interval_s": 1}}))
+                           "retrain_after_records": 40 if run_s else 8, "check_interval_s": 1}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
     agent = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -149,6 +149,10 @@ def test_the_dashboard_in_chromium_on_a_real_agent_run(teacher_manifest, vtest_p
                 assert cells[1].text.startswith("Collecting evidence") and cells[2].text == gateway_says[-1]["why"]
                 assert driver.find_element(By.CSS_SELECTOR, "#specialization caption").text.startswith(
                     "Specialization steps")
+                driver.execute_script("document.getElementById('specialization').previousElementSibling.scrollIntoView()")
+                time.sleep(0.3)
+                driver.save_screenshot(str(shots / "dashboard-camera-history.png"))
+                driver.execute_script("window.scrollTo(0, 0)")
                 time.sleep(0.5)
             if name == "alerts":  # the alert's frame, opened from the keyboard
                 driver.find_element(By.CSS_SELECTOR, "#alerts button[data-key]").send_keys(Keys.ENTER)
