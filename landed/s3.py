@@ -110,7 +110,7 @@ def process_object(sieve: Sieve, bucket: str, key: str, in_lambda: bool = False)
         seconds = segment_seconds(got.path)
         if in_lambda and seconds > sieve.config.lambda_max_segment_s:
             task = hand_off(bucket, key)
-            return {"status": "handed_off", "object": got.origin, "segment_s": seconds, "task": task}
+            return {"status": "handed_off", "object": got.origin, "segment_s": round(seconds, 3), "task": task}
         starts = {camera.id: got.start_s} if got.start_s is not None else None
         run = sieve.run([(camera, str(got.path))], got.origin, got.folder / "work", starts)
         return {"status": "sieved", "segment_s": round(seconds, 3), **run.to_dict()}
@@ -129,10 +129,10 @@ def hand_off(bucket: str, key: str) -> str:
     subnets = [s for s in os.environ.get(k.SUBNETS, "").split(",") if s]
     groups = [s for s in os.environ.get(k.SECURITY_GROUPS, "").split(",") if s]
     container = os.environ.get(k.CONTAINER) or k.DEFAULT_CONTAINER
+    network = {"networkConfiguration": {"awsvpcConfiguration": {
+        "subnets": subnets, "securityGroups": groups, "assignPublicIp": "DISABLED"}}} if subnets else {}
     reply = boto3.client("ecs").run_task(
-        cluster=cluster, taskDefinition=task_def, launchType="FARGATE", count=1,
-        networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": groups,
-                                                      "assignPublicIp": "DISABLED"}},
+        cluster=cluster, taskDefinition=task_def, launchType="FARGATE", count=1, **network,
         overrides={"containerOverrides": [{"name": container, "command": [
             "framesieve-cloud", "sieve", "--bucket", bucket, "--key", key]}]})
     if reply.get("failures"):

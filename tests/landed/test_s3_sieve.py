@@ -61,3 +61,34 @@ def test_a_landed_clip_gives_rows_and_the_benchs_decisions(stack, clip30, tmp_pa
     assert again["minutes_stored"] == 0 and again["router"].get("stored", 0) == 0
     assert sum(b["sampled"] for b in stack.router.store.event_buckets(camera, 0, 4e9)) == 30
     assert len(stack.router.store.query_camera(camera, 0, 4e9, limit=1000).items) == escalated
+
+
+def test_the_lambda_hands_a_long_segment_to_the_fargate_task(stack, clip30, tmp_path, monkeypatch):
+    """The handler on an S3 ObjectCreated event: a segment over lambda_max_segment_s starts the sieve's Fargate
+    task on it (ECS RunTask on moto) and sieves nothing itself."""
+    from landed import constants as k
+    from landed import handler
+
+    ecs = aws("ecs", stack.moto.url)
+    cluster = ecs.create_cluster(clusterName="sieve")["cluster"]["clusterArn"]
+    task_def = ecs.register_task_definition(
+        family="sieve", networkMode="bridge", cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "sieve", "image": "framesieve-sieve:latest", "cpu": 1024, "memory": 2048}],
+    )["taskDefinition"]
+    # bridge and no subnets: moto 5.2's RunTask fails on any awsvpc network configuration (its ENI has no
+    # private_dns_name); the stack's task definition is awsvpc and the stack sets the subnets
+    for name, value in ((k.CONFIG, str(sieve_yaml(tmp_path, clip30.stem, max_s=20))), (k.CLUSTER, cluster),
+                        (k.TASK_DEFINITION, task_def["taskDefinitionArn"])):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(handler, "_sieve", None)
+    s3 = aws("s3", stack.moto.url)
+    s3.create_bucket(Bucket="landed-long")
+    s3.upload_file(str(clip30), "landed-long", "landed/road/long+one.mp4")
+    event = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "landed-long"},
+                                                                  "object": {"key": "landed/road/long%2Bone.mp4"}}}]}
+    done = handler.handler(event)["objects"]
+    assert [d["status"] for d in done] == ["handed_off"] and done[0]["segment_s"] == 30.0
+    task = ecs.describe_tasks(cluster=cluster, tasks=[done[0]["task"]])["tasks"][0]
+    assert task["overrides"]["containerOverrides"][0]["command"] == [
+        "framesieve-cloud", "sieve", "--bucket", "landed-long", "--key", "landed/road/long+one.mp4"]
+    assert not stack.router.store.query_camera(clip30.stem, 0, 4e9).items  # the Lambda sieved nothing itself
