@@ -3,6 +3,7 @@
     GET /health                                              200, or 503 when the store does not answer
     GET /cameras/{camera}/detections?from=T&to=T[&limit=N][&next_token=K]
     GET /cameras/{camera}/counters?from=T&to=T               (range of at most 31 days)
+    GET /cameras/{camera}/specialization[?limit=N]           its specialization steps, newest first
     GET /sites/{site}/days/{YYYY-MM-DD}/detections[?limit=N][&next_token=K]
     GET /dead-letters?day=YYYY-MM-DD[&limit=N][&next_token=K]
     GET /, /login, /static/..., /dashboard/...                the operator dashboard (cloud/dashboard/web.py)
@@ -49,6 +50,7 @@ _ROUTES = [
     (re.compile(r"^/health$"), "health", set()),
     (re.compile(r"^/cameras/([^/]+)/detections$"), "camera_detections", {"from", "to", "limit", "next_token"}),
     (re.compile(r"^/cameras/([^/]+)/counters$"), "camera_counters", {"from", "to"}),
+    (re.compile(r"^/cameras/([^/]+)/specialization$"), "camera_specialization", {"limit"}),
     (re.compile(r"^/sites/([^/]+)/days/([^/]+)/detections$"), "site_day", {"limit", "next_token"}),
     (re.compile(r"^/dead-letters$"), "dead_letters", {"day", "limit", "next_token"}),
 ]
@@ -143,6 +145,8 @@ class ApiServer(LimitedServer):
             t1, t2 = _range(q, MAX_COUNTER_RANGE_S)
             return {"camera": args[0], "from": t1, "to": t2, "counters": store.counters(args[0], t1, t2),
                     "note": "what the cloud recorded; sampled and edge-decided frames are counted on the gateway"}
+        if route == "camera_specialization":
+            return {"camera": args[0], "items": store.specialization_history(args[0], parse_limit(q.get("limit")))}
         if route == "site_day":
             day = parse_day("day", args[1])
             page = store.query_site_day(args[0], day, parse_limit(q.get("limit")), q.get("next_token"))

@@ -88,6 +88,11 @@ def test_specialization_steps_on_the_events_topic_reach_the_camera_page_once(api
     assert json.loads(_get(port, "/dashboard/cameras/gate", {"Authorization": f"Bearer {TOKEN}"})[2])[
         "specialization"] == []
     assert _get(port, "/dashboard/cameras/plaza")[0] == 401
+    # the results API's own route: the same steps, paged by limit
+    status, _, body = _get(port, "/cameras/plaza/specialization?limit=1", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and [h["kind"] for h in json.loads(body)["items"]] == ["rollback"]
+    assert _get(port, "/cameras/plaza/specialization?limit=0", {"Authorization": f"Bearer {TOKEN}"})[0] == 400
+    assert _get(port, "/cameras/plaza/specialization")[0] == 401
 
 
 def test_pages_login_cookie_and_tokens(api):
