@@ -1,7 +1,8 @@
 """Per-gateway batches (wire version 2): a gateway's escalations from all its cameras in one message, and
 the cloud's answers in one verdict message, matched by message id. Version 1 messages (one escalation, one
-verdict) stay valid both ways, so the cloud is deployed first and the gateways after it (a v2 batch sent to
-a v1 router is dead-lettered and the gateway decides alone).
+verdict) stay valid both ways. A v2 batch sent to a v1 router is dead-lettered and the gateway decides alone,
+so a gateway sends batches only once a verdict said the cloud reads them (`Verdict.accepts_v`, which the
+router sets to BATCH_VERSION on every verdict), and stops when a verdict no longer says so.
 
 A batch is parsed item by item: one malformed escalation does not spoil the others; it comes back as an
 `ItemError` with what an error verdict needs when the item named its id. Pure Python, as wire.py."""
