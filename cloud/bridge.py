@@ -143,11 +143,14 @@ class IotRuleBridge:
         # As the rule does: the message, whatever it is, base64-encoded beside the rule's own fields.
         event: Any = {c.EVENT_PAYLOAD: base64.b64encode(payload).decode(), **rule}
         if isinstance(body, dict):
+            items = body.get("escalations") if body.get("type") == "escalation_batch" else [body]  # v2: a batch
             with self._lock:
                 self.deliveries += 1
-                mid, cam, idx = body.get("message_id"), body.get("camera"), body.get("frame_index")
-                if isinstance(mid, str) and isinstance(cam, str) and isinstance(idx, int):
-                    self.received[mid] = (cam, idx)
+                for item in items if isinstance(items, list) else []:
+                    mid, cam, idx = (item.get("message_id"), item.get("camera"), item.get("frame_index")) \
+                        if isinstance(item, dict) else (None, None, None)
+                    if isinstance(mid, str) and isinstance(cam, str) and isinstance(idx, int):
+                        self.received[mid] = (cam, idx)
         try:
             status = self.router.process(event).status
         except Exception as exc:  # Lambda would retry; here it is logged and counted, the bridge goes on
