@@ -23,6 +23,8 @@ _HELP = {
     "student_failed": "Frames whose student call failed (decided at the edge on the settled past)",
     "bytes_sent": "Bytes of escalation messages sent",
     "message_units": "IoT Core 5 KB message units sent",
+    "fullres_sent": "Escalations cropped from the camera's full-resolution stream (escalation_source)",
+    "fullres_missed": "Escalations sent from the detect frame: no full-resolution frame within max_skew_s",
     "corrupt_frames": "Frames that could not be decoded",
     "reconnects": "Live stream reconnections",
 }

@@ -67,9 +67,7 @@ class Agent:
             self.sources, self.specialization = parts.sources, parts.specialization
             self.steps = parts.steps  # each camera's specialization steps, to the cloud
             self.students = Students(parts.student, self._follow_agent_student)
-            self.escalator = wiring.escalator(config, self.transport)
-            if self.escalator is not None:
-                stack.callback(self.escalator.close)
+            self.escalator = wiring.escalator(config, self.transport, self.sources, stack)
             self.inflight = InFlight()
             # Cameras that run in real time (streams, files at media pace) never wait for the cloud; a
             # replayed file waits, so a clip gives the same decisions however fast the machine is.

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from contracts.detections import Detections
 from contracts.wire import EscalationRequest, Verdict, WireError
@@ -25,6 +28,7 @@ from edge_agent.escalation.breaker import CircuitBreaker
 from edge_agent.escalation.crops import build_lean_request, build_request, lean_boxes
 from edge_agent.pipeline.carry import outside
 from edge_agent.pipeline.cascade import Decision
+from edge_agent.pipeline.fullres import FullResFrames
 
 if TYPE_CHECKING:
     from edge_agent.app.look import Counters, Look
@@ -52,6 +56,7 @@ class Ticket:
     future: concurrent.futures.Future[Verdict] | None = None
     fallback: str | None = None  # cloud_open | cloud_busy | cloud_failed
     pooled: bool = False  # counted in the escalator's in_flight until collected
+    scale: tuple[float, float] | None = None  # sent from the full-resolution stream: its pixels -> the detect frame's
 
     def done(self) -> bool:
         return self.future is None or self.future.done()
@@ -65,6 +70,7 @@ class Escalator:
         self.breaker = CircuitBreaker(settings.breaker)
         self.in_flight = 0  # tickets handed to the pool and not collected yet
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.fullres: dict[str, FullResFrames] = {}  # per camera: its escalation_source, when it has one
 
     def crops(self, look: Look, decision: Decision | None = None) -> list[Box]:
         """What is sent (escalation.crop, per camera crop_by_camera): the whole frame, the regions the student
@@ -93,13 +99,14 @@ class Escalator:
             counters.cloud_open += 1
             ticket.fallback = "cloud_open"
             return ticket
+        image, sent, student = self._full_resolution(look, boxes, decision.edge, ticket, counters)
         try:
             quality = self.settings.jpeg_quality_by_camera.get(frame.camera, self.settings.jpeg_quality)
             # One image at the teacher's scale (the whole frame, or the doubt in place); regions: one JPEG each.
             regions = self.settings.crop_by_camera.get(frame.camera, self.settings.crop) == "regions"
             build = build_request if regions else build_lean_request
-            request = build(frame.camera, frame.frame_index, frame.pts_s, frame.image, boxes,
-                            decision.reason or "uncertain", decision.edge, self.site, quality,
+            request = build(frame.camera, frame.frame_index, frame.pts_s, image, sent,
+                            decision.reason or "uncertain", student, self.site, quality,
                             max_px=self.settings.max_crop_px)
             size = len(request.to_bytes())
         except WireError as exc:
@@ -119,6 +126,28 @@ class Escalator:
             ticket.pooled = True
             ticket.future = self._executor().submit(self._call, request)
         return ticket
+
+    def _full_resolution(self, look: Look, boxes: list[Box], student: Detections, ticket: Ticket,
+                         counters: Counters) -> tuple[np.ndarray, list[Box], Detections]:
+        """What the message is cut from: the camera's full-resolution frame nearest the detect frame, with the
+        boxes and the student's detections mapped to its pixels (the answer is mapped back in `collect`);
+        the detect frame itself when the camera has no escalation_source or it has no frame close enough."""
+        frame = look.frame
+        source = self.fullres.get(frame.camera)
+        if source is None:
+            return frame.image, boxes, student
+        found = source.frame_at(frame.wall_time if source.live else frame.pts_s)
+        if found is None:
+            counters.fullres_missed += 1
+            return frame.image, boxes, student
+        counters.fullres_sent += 1
+        w, h = look.frame_wh
+        big_h, big_w = found.image.shape[:2]
+        sx, sy = big_w / w, big_h / h
+        mapped = [(max(0, math.floor(x1 * sx)), max(0, math.floor(y1 * sy)), min(big_w, math.ceil(x2 * sx)),
+                   min(big_h, math.ceil(y2 * sy))) for x1, y1, x2, y2 in boxes]
+        ticket.scale = (w / big_w, h / big_h)
+        return found.image, mapped, student.with_scale(sx, sy).with_clip(big_w, big_h)
 
     def _call(self, request: EscalationRequest) -> Verdict:
         """The transport's answer; on a worker thread for live cameras. Every outcome goes to the breaker."""
@@ -155,6 +184,8 @@ class Escalator:
                         ticket.camera, ticket.frame_index, exc)
             return None
         cloud = Detections.from_wire(verdict.detections())
+        if ticket.scale is not None:  # answered in the full-resolution frame's pixels
+            cloud = cloud.with_scale(*ticket.scale)
         merged = cloud if ticket.whole else Detections.concat([cloud, outside(decision.edge, ticket.boxes)])
         return Answer(cloud, merged, ticket.boxes, ticket.whole)
 
@@ -177,6 +208,8 @@ class Escalator:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        for source in self.fullres.values():
+            source.close()
 
 
 def _failed(exc: BaseException) -> concurrent.futures.Future:

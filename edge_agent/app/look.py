@@ -24,6 +24,8 @@ class Counters:
     student_failed: int = 0  # the student failed on the frame's batch (the settled past carried)
     bytes_sent: int = 0
     message_units: int = 0  # IoT Core meters messages in 5 KB units
+    fullres_sent: int = 0  # escalations cropped from the camera's full-resolution stream (escalation_source)
+    fullres_missed: int = 0  # ...sent from the detect frame: no full-resolution frame within max_skew_s
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ def summary(agent: Agent) -> dict:
     decode = {s.camera: {k: v for k, v in s.stats().items() if k in _DECODE_KEYS} for s in agent.sources}
     if any(decode.values()):  # how each stream is decoded (the levers chosen from its GOP), and why
         out["decode"] = decode
+    if agent.escalator is not None and agent.escalator.fullres:  # crops from the cameras' main streams
+        out["escalation_source"] = {cid: f.stats() for cid, f in agent.escalator.fullres.items()}
     if agent.escalator is not None:  # the circuit breaker and what is awaited now
         out["cloud"] = {**agent.escalator.breaker.stats(), "in_flight": agent.escalator.in_flight,
                         "held_frames": len(agent.inflight), "held_max": agent.inflight.held_max}

@@ -26,8 +26,9 @@ from edge_agent.escalation import http as _http_transports  # noqa: F401  (regis
 from edge_agent.escalation.base import TRANSPORTS, Transport
 from edge_agent.escalation.mqtt import MqttLink
 from edge_agent.events import EventLog
+from edge_agent.pipeline.fullres import FullResFrames
 from edge_agent.pipeline.opener import open_source
-from edge_agent.pipeline.sources import FrameSource, SampledFrame
+from edge_agent.pipeline.sources import FrameSource, SampledFrame, SourceError
 from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.specialization.report import StepReporter
 from edge_agent.students.guard import Limits
@@ -157,8 +158,26 @@ def collect(agent: Agent, cameras: dict[str, CameraPipeline], transport: Transpo
     return loop, transport
 
 
-def escalator(config: AgentConfig, transport: Transport | None) -> Escalator | None:
-    return Escalator(transport, config.escalation, config.site) if transport is not None else None
+def escalator(config: AgentConfig, transport: Transport | None, sources: list[FrameSource] = (),
+              stack: ExitStack | None = None) -> Escalator | None:
+    """The escalator, with each camera's full-resolution stream (escalation_source) opened beside it: live
+    ones read by a thread from now on, files read on demand."""
+    if transport is None:
+        return None
+    out = Escalator(transport, config.escalation, config.site)
+    if stack is not None:
+        stack.callback(out.close)
+    live = {s.camera: s.live for s in sources}
+    for cam in config.cameras:
+        if cam.escalation_source is None:
+            continue
+        options = cam.escalation_source.model_copy(update={"url": os.path.expanduser(cam.escalation_source.url)})
+        try:
+            out.fullres[cam.id] = FullResFrames(cam.id, options, live=live.get(cam.id, False), loop=cam.loop)
+        except OSError as exc:
+            raise SourceError(f"{exc}; escalation_source is the camera's main stream: a URL or a video file") \
+                from exc
+    return out
 
 
 def start_fleet(agent: Agent, link: MqttLink | None, stack: ExitStack) -> Fleet | None:

@@ -136,15 +136,45 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
             "modes": rows, "best": best, "live": _live(path, fps, live_s) if live_s > 0 else None}
 
 
+def resolve_student(name: str) -> Path:
+    """`fp32`: the derived student the agent ships; `int8`: its static INT8 variant, built once into the cache
+    (quantised on the calibration scenes, as `edge-agent models derive --int8` does); else a manifest path."""
+    if name == "fp32":
+        return ensure_derived_student()
+    if name != "int8":
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ValueError(f"--student {name}: no such manifest; give fp32, int8 or a manifest.json path")
+        return path
+    from edge_agent.bench.bench import default_clips
+    from models.manifest import intact
+    from models.paths import cache_dir
+    from models.student.data import resolve_clip
+    from models.student.derived import build_derived
+    from models.student.scenes import load_scene
+
+    manifest = cache_dir() / "models" / "student-derived-int8" / "manifest-int8.json"
+    if intact(manifest, "the derived INT8 student"):
+        return manifest
+    teacher = load_detector(ensure_teacher(), threads=2)
+    scenes = [load_scene(p, 1.0, teacher) for p in (resolve_clip(n) for n in default_clips()) if p is not None]
+    if not scenes:
+        raise ValueError("--student int8 quantises on the calibration scenes, and none was found: run "
+                         "`edge-agent models fetch`")
+    build_derived(manifest.parent, scenes, int8=True)
+    return manifest
+
+
 def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, modes: tuple[str, ...] = MODES,
-                 live_s: float = 12.0, out: Path = Path("out/gateway-capacity")) -> dict:
+                 live_s: float = 12.0, out: Path = Path("out/gateway-capacity"), student: str = "fp32",
+                 escalation_source: bool = False) -> dict:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown stream kinds {unknown}; known: {', '.join(KINDS)}")
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_detector(ensure_teacher(), threads=1, conf_threshold=TEACHER_THRESHOLD)
-    student = ensure_derived_student()
-    results = {k: measure_kind(k, seconds, fps, modes, live_s, out, teacher, student) for k in kinds}
+    student_path = resolve_student(student)
+    results = {k: measure_kind(k, seconds, fps, modes, live_s, out, teacher, student_path) for k in kinds}
     for r in results.values():  # a sub-stream against the baseline that decodes the camera's main stream
         main = results.get(KINDS[r["kind"]].main or "")
         if main:
@@ -153,7 +183,14 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
                             "edge_baseline_cpu": round(r["best"]["edge_ms_per_sample"] / base, 3)}
     summary = {"schema": SCHEMA, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "fps": fps,
                "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
-               "hwaccel": detect_hwaccel()[1], "kinds": results}
+               "hwaccel": detect_hwaccel()[1], "student": {"asked": student, "manifest": str(student_path)},
+               "kinds": results}
+    if escalation_source:  # crops from the main stream: the sub-stream's camera on two scenes
+        from edge_agent.bench.fullres import measure_escalation_source
+
+        summary["escalation_source"] = [
+            measure_escalation_source(clip, min(seconds, length), fps, teacher, student_path, out)
+            for clip, length in (("vtest.avi", 60.0), ("car-detection.mp4", 30.0))]
     (out / "streams.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -178,6 +215,7 @@ def format_table(summary: dict) -> str:
             lines.append(f"{r['kind']} as the detect stream of {v['kind']}: edge {r['best']['edge_ms_per_sample']} ms "
                          f"against the main stream's baseline {v['baseline_ms_per_sample']} ms: edge/baseline "
                          f"{v['edge_baseline_cpu']}, {r['best']['cameras_per_core']} cameras per core")
+    lines.append(f"student: {summary.get('student', {}).get('manifest', 'the derived fp32')}")
     lines.append("pipeline (motion, student, cascade) ms/sample: " + ", ".join(
         f"{r['kind']} {r['pipeline_ms_per_sample']}" for r in summary["kinds"].values()))
     for r in summary["kinds"].values():
@@ -185,6 +223,10 @@ def format_table(summary: dict) -> str:
             lv = r["live"]
             lines.append(f"live over loopback, {r['kind']}: {lv['samples']} samples in {lv['seconds']} s, decode "
                          f"{lv['decode_ms_per_sample']} ms/sample ({lv['mode']})")
+    if summary.get("escalation_source"):
+        from edge_agent.bench.fullres import format_fullres
+
+        lines.append(format_fullres(summary["escalation_source"]))
     return "\n".join(lines)
 
 

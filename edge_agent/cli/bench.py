@@ -89,7 +89,8 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
 
     fetch_models()
     try:
-        summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out))
+        summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
+                               args.student, args.escalation_source)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"edge-agent gateway-capacity: {exc}", file=sys.stderr)
         return 2
@@ -258,6 +259,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
     p.add_argument("--live-seconds", type=float, default=12.0,
                    help="also decode each kind live over loopback this long (0: not; default: 12)")
+    p.add_argument("--student", default="fp32", help="the edge's student: fp32 (the derived student the agent "
+                                                     "ships), int8 (its static INT8 variant, built once into the "
+                                                     "cache) or a manifest path (default: %(default)s)")
+    p.add_argument("--escalation-source", action="store_true",
+                   help="also measure escalation crops from the main stream (the 360p sub-stream's camera with "
+                        "its 1080p main stream as escalation_source, on vtest and car-detection): the teacher's "
+                        "agreement with main-stream vs detect-frame crops, the time difference, the extra CPU")
     p.add_argument("--out", default="out/gateway-capacity", help="output directory (default: %(default)s)")
     p.set_defaults(func=_cmd_capacity)
 

@@ -24,6 +24,7 @@ from edge_agent.config.escalation import EscalationSettings
 from edge_agent.config.escalation import MqttSettings as MqttSettings
 from edge_agent.config.escalation import SpoolSettings as SpoolSettings
 from edge_agent.pipeline.decode import DecodeConfig
+from edge_agent.pipeline.fullres import EscalationSourceConfig
 from edge_agent.pipeline.motion import MotionConfig
 from edge_agent.pipeline.sources import LIVE_SCHEMES
 from edge_agent.redact import redact_text, redact_url
@@ -116,6 +117,15 @@ class CameraConfig(CameraSettings):
     realtime: bool = Field(False, description="files and folders: hand out samples at the pace of media time")
     decode: DecodeConfig = Field(default_factory=DecodeConfig, description=(
         "streams: how frames are decoded (files only when given: else OpenCV, as the bench's figures were)"))
+
+    escalation_source: EscalationSourceConfig | None = Field(None, description=(
+        "the camera's full-resolution (main) stream, used only for escalation crops while `source` is its "
+        "sub-stream (the detect stream); a URL, or {url, pick, max_skew_s, buffer_s, threads}"))
+
+    @field_validator("escalation_source", mode="before")
+    @classmethod
+    def _url_alone(cls, value: object) -> object:
+        return {"url": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _file_options_on_files(self) -> CameraConfig:
