@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +159,7 @@ def collect(agent: Agent, cameras: dict[str, CameraPipeline], transport: Transpo
     return loop, transport
 
 
-def escalator(config: AgentConfig, transport: Transport | None, sources: list[FrameSource] = (),
+def escalator(config: AgentConfig, transport: Transport | None, sources: Sequence[FrameSource] = (),
               stack: ExitStack | None = None) -> Escalator | None:
     """The escalator, with each camera's full-resolution stream (escalation_source) opened beside it: live
     ones read by a thread from now on, files read on demand."""

@@ -60,6 +60,8 @@ class TeacherTransport(Transport):
 
     def answer(self, jpeg: bytes) -> tuple:
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError("a crop is no JPEG")
         return self.teacher.detect([image])[0].to_wire()
 
 
@@ -116,7 +118,7 @@ def pick_costs(main: Path, detect_times: list[float], gop_s: float, seed: int = 
             frames.close()
         out[pick] = {"ms_per_escalation": s["pick_ms_per_sent"], "skew_max_s": s["skew_max_s"],
                      "skew_mean_s": s["skew_mean_s"], "pictures_per_escalation":
-                         round(int(s["pictures_decoded"]) / max(1, int(s["sent"])), 2), "sent": s["sent"]}
+                         round(frames.pictures_decoded / max(1, frames.sent), 2), "sent": s["sent"]}
     return out
 
 

@@ -288,7 +288,7 @@ class FullResFrames:
     def _decode(self, packets: list[_Packet], t: float, ctx: Any, time_base: Any) -> tuple[np.ndarray, float]:
         """Decode `packets` (from a keyframe, in decode order) and return the picture nearest `t`."""
         ctx.flush_buffers()
-        frames = []
+        frames: list[tuple[Any, _Packet]] = []
         for p in packets:
             frames.extend((f, p) for f in ctx.decode(p.packet))
         frames.extend((f, packets[0]) for f in ctx.decode(None))  # drain what the decoder held back

@@ -134,8 +134,10 @@ def test_each_pick_keeps_its_bound_and_a_frame_too_far_falls_back(camera, main_f
 
 
 def test_config_takes_a_url_alone_or_options_and_names_a_bad_source(tmp_path):
-    cfg = parse_config("cameras:\n - {id: a, source: 'rtsp://10.0.0.5/sub', escalation_source: 'rtsp://10.0.0.5/main'}\n"
-                       " - {id: b, source: sub.mp4, escalation_source: {url: main.mp4, pick: frame, max_skew_s: 0.1}}\n")
+    cfg = parse_config("cameras:\n"
+                       " - {id: a, source: 'rtsp://10.0.0.5/sub', escalation_source: 'rtsp://10.0.0.5/main'}\n"
+                       " - {id: b, source: sub.mp4,\n"
+                       "    escalation_source: {url: main.mp4, pick: frame, max_skew_s: 0.1}}\n")
     assert cfg.cameras[0].escalation_source == EscalationSourceConfig(url="rtsp://10.0.0.5/main")
     assert cfg.cameras[1].escalation_source.pick == "frame"  # type: ignore[union-attr]
     with pytest.raises(Exception, match="pick"):
