@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
 from edge_agent.bench.streams import DEFAULT_KINDS as DEFAULT_KINDS  # re-exported
 from edge_agent.bench.streams import KINDS, make_stream, serve
@@ -114,6 +115,9 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
     config = agent_config(kind, path, fps, "http://127.0.0.1:9/unused").model_copy(update={"student": str(student)})
     hybrid = run_hybrid(config, out, kind, transport=OracleTransport(baseline), sources=[ReplaySource(kind, ref, fps)])
     pipeline_ms = 1000 * hybrid.cpu_s / len(ref)
+    judged = clip_summary(hybrid, baseline, None)  # the hybrid's answers against the teacher on every sample
+    presence = {lb: {"recall": v["presence_recall"], "precision": v["presence_precision"]}
+                for lb, v in judged["labels"].items()}
     baseline_ms = 1000 * ref_cpu / len(ref) + teacher_ms  # every frame decoded, the teacher on each sample
     rows = []
     for mode in modes:
@@ -132,7 +136,9 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
     return {"kind": kind, "codec": k.codec, "size": f"{k.width}x{k.height}", "stream_fps": k.fps, "gop_s": k.gop_s,
             "bframes": k.bframes, "seconds": seconds, "file": str(path), "teacher_ms_per_sample": round(teacher_ms, 2),
             "pipeline_ms_per_sample": round(pipeline_ms, 2), "baseline_ms_per_sample": round(baseline_ms, 2),
-            "escalated": hybrid.counters["escalated"], "memory_mb_per_camera": _memory_per_camera(path, fps),
+            "escalated": hybrid.counters["escalated"], "escalation_fraction": judged["escalation_fraction"],
+            "student_crops_per_sample": round(hybrid.extra.get("student_crops", 0) / len(ref), 2),
+            "presence": presence, "memory_mb_per_camera": _memory_per_camera(path, fps),
             "modes": rows, "best": best, "live": _live(path, fps, live_s) if live_s > 0 else None}
 
 
@@ -218,6 +224,12 @@ def format_table(summary: dict) -> str:
     lines.append(f"student: {summary.get('student', {}).get('manifest', 'the derived fp32')}")
     lines.append("pipeline (motion, student, cascade) ms/sample: " + ", ".join(
         f"{r['kind']} {r['pipeline_ms_per_sample']}" for r in summary["kinds"].values()))
+    for r in summary["kinds"].values():
+        if "presence" in r:
+            figures = ", ".join(f"{lb} recall {v['recall']} precision {v['precision']}"
+                                for lb, v in r["presence"].items())
+            lines.append(f"{r['kind']}: escalated {r['escalation_fraction']}, student crops per sample "
+                         f"{r['student_crops_per_sample']}, presence against the teacher on every sample: {figures}")
     for r in summary["kinds"].values():
         if r["live"]:
             lv = r["live"]

@@ -180,7 +180,8 @@ def run_hybrid(config: AgentConfig, out_dir: Path, name: str, transport: Transpo
     summary = agent.run()
     cpu = time.process_time() - started
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    return Hybrid(lines, summary["total"], cpu, summary["student_calls"])
+    return Hybrid(lines, summary["total"], cpu, summary["student_calls"],
+                  extra={"student_crops": summary["student_crops"]})
 
 
 def replay(baseline: Baseline, camera: str) -> list[FrameSource]:

@@ -80,6 +80,11 @@ def test_gateway_capacity_measures_both_sides_and_feeds_the_cost_model(tmp_path,
     assert 0 < auto["edge_baseline_cpu"] < 1 and row["memory_mb_per_camera"] > 0
     assert row["live"]["samples"] >= 2 and row["live"]["mode"] == "keyframes"
     assert "sub-360p15-gop1 | auto (keyframes)" in format_table(summary)
+    # The student measured is named, and the hybrid is judged against the teacher: vtest's people are found.
+    assert summary["student"]["asked"] == "fp32" and summary["student"]["manifest"].endswith("manifest.json")
+    assert row["presence"]["person"]["recall"] == 1.0 and row["student_crops_per_sample"] >= 1
+    with pytest.raises(ValueError, match="--student int4: no such manifest"):
+        run_capacity(["sub-360p15-gop1"], seconds=6, modes=("auto",), live_s=0, out=tmp_path, student="int4")
     streams = tmp_path / "streams.json"
     assert json.loads(streams.read_text())["kinds"]["sub-360p15-gop1"]["best"] == row["best"]
     assert cameras_per_core(streams, "sub-360p15-gop1") == row["best"]["cameras_per_core"]
