@@ -97,7 +97,8 @@ class _Tally:
         self.answered[r.variant] += 1
         self.models[r.variant][r.model] += 1
         self.latency[r.variant].append(r.endpoint_ms)
-        self.busy_s[r.variant].append(r.endpoint_ms / 1000 / max(1, r.crops))
+        # the call's time shared by the images it answered (a batch's call answers several escalations)
+        self.busy_s[r.variant].append(r.endpoint_ms / 1000 / max(1, r.call_images or r.crops))
         answers = [(r.variant, set(served))]
         if r.shadow is not None:
             if r.shadow.error:

@@ -166,8 +166,8 @@ def _answer(router: Router, ready: list[Parsed], now_s: float, statuses: dict[st
             verdicts.extend(router.dead_letter_quietly(Rejected(letter, (r.message_id, r.camera, r.frame_index))))
             continue
         # every item was answered by the same variant in the same call; its time is the call's, per item
-        outcome = router.commit(parsed, own, verdict, answer=Answer(own, answer.attempts, answer.variant, answer.ms),
-                                batch=writes)
+        outcome = router.commit(parsed, own, verdict, answer=Answer(own, answer.attempts, answer.variant, answer.ms,
+                                                                    answer.images), batch=writes)
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
         verdicts.append(verdict)
     return verdicts

@@ -62,6 +62,7 @@ class Answer:
     attempts: int
     variant: str
     ms: float
+    images: int = 0  # images in the call (a batch's call answers several escalations at once)
 
 
 def invoke(client: Any, endpoint: str, request: InvocationRequest, *, attempts: int = 3, backoff_s: float = 0.2,
@@ -93,7 +94,7 @@ def call(client: Any, endpoint: str, request: InvocationRequest, *, attempts: in
         try:
             response = InvocationResponse.from_payload(json.loads(raw))
             return Answer(response, attempt, str(reply.get("InvokedProductionVariant") or ""),
-                          (time.perf_counter() - t0) * 1000)
+                          (time.perf_counter() - t0) * 1000, len(request.images))
         except (ValueError, WireError) as exc:
             raise EndpointError("refused", f"endpoint {endpoint!r} answered something that is not an "
                                            f"InvocationResponse: {exc}", attempt) from exc

@@ -174,7 +174,7 @@ class Router:
             message_id=r.message_id, camera=r.camera, t_s=parsed.t_s, site=r.site, thing=parsed.thing,
             frame_index=r.frame_index, pts_s=r.pts_s, reason=r.reason, model=verdict.model, crops=len(r.crops),
             detections=detections, alerts=tuple(alerts), training_key=key, calls=calls, expires_at=expires,
-            variant=variant, endpoint_ms=answer.ms if answer else 0.0,
+            variant=variant, endpoint_ms=answer.ms if answer else 0.0, call_images=answer.images if answer else 0,
             edge_labels=tuple(sorted({d.label for d in r.student})), shadow=shadow)
         if batch is not None:  # written with the batch's other rows, after its training object
             batch.rows.append(record)

@@ -90,6 +90,7 @@ class ResultRecord:
     # the labels the edge reported (for an audit: its own confident decision), and the shadow answer, if any
     variant: str = ""  # SageMaker's InvokedProductionVariant; "" where the endpoint names none
     endpoint_ms: float = 0.0  # the answered invocation's round trip at the router, retries included
+    call_images: int = 0  # images in that invocation (more than `crops` when a batch's call answered it)
     edge_labels: tuple[str, ...] = ()  # labels of the edge's own detections for the frame (request.student)
     shadow: ShadowAnswer | None = None
 

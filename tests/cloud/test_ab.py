@@ -158,7 +158,8 @@ def test_ab_run_on_loopback_report_matches_the_store_and_promote_shifts_the_traf
         assert got["latency_ms"]["p50"]["n"] == len(mine)
         lo, hi = got["latency_ms"]["p50"]["ci95"]
         assert lo <= got["latency_ms"]["p50"]["value"] <= hi
-        busy = sum(d["endpoint_ms"] / 1000 / d["crops"] for d in mine) / len(mine)
+        busy = sum(d["endpoint_ms"] / 1000 / d["call_images"] for d in mine) / len(mine)
+        assert all(d["call_images"] == d["crops"] == 1 for d in mine)  # one escalation per call here
         usd_h = {"champion": 0.736, "challenger": 0.119}[name]  # config/pricing.yaml
         assert got["cost_per_image_usd"]["value"] == pytest.approx(busy * usd_h / 3600, rel=1e-4)
         # agreement with audited edge decisions: the served answer, and the shadow's where this variant shadowed

@@ -91,6 +91,10 @@ def test_a_batch_is_one_call_one_verdict_message_and_a_row_each_the_bad_crop_dea
     assert all(by_id[g.message_id].detections() and not by_id[g.message_id].error for g in good)
     rows = stack.router.store.query_camera(CAMERA, T0 - 1, T0 + 10).items
     assert sorted(r.message_id for r in rows) == sorted(g.message_id for g in good)
+    # every row names the variant that answered the one call, and the images that call carried (for the cost
+    # per image of `framesieve-cloud ab report`: the call's time is shared, not counted once per escalation)
+    assert {(r.variant, r.call_images) for r in rows} == {("AllTraffic", sum(len(g.crops) for g in good))}
+    assert len({r.endpoint_ms for r in rows}) == 1 and rows[0].endpoint_ms > 0
     import datetime as dt
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")  # dead letters are kept by the router's own clock
     assert [d.key for d in stack.router.store.dead_letters(today).items
