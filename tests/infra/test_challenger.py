@@ -31,7 +31,7 @@ def test_a_challenger_makes_two_weighted_variants_and_tells_the_router(raw_templ
                           "InstanceType": {"Ref": "ChallengerInstanceType"}, "InitialInstanceCount": 1,
                           "InitialVariantWeight": {"Ref": "ChallengerWeight"}}
     assert r["ChallengerModel"]["Properties"]["PrimaryContainer"] == {
-        "Image": {"Ref": "InferenceImageUri"}, "ModelDataUrl": {"Ref": "ChallengerModelDataUrl"}}
+        "Image": {"Ref": "InferenceImageUri"}, "ModelDataUrl": {"Fn::Sub": "${ChallengerModelDataUrl}"}}
     env = r["RouterFunction"]["Properties"]["Environment"]["Variables"]
     assert env[c.AB_VARIANTS] == "champion,challenger" and env[c.SHADOW_SHARE] == {"Ref": "ShadowShare"}
     from cloud.router.config import RouterConfig
@@ -46,7 +46,7 @@ def test_a_challenger_makes_two_weighted_variants_and_tells_the_router(raw_templ
 
     own = stack_for(raw_template, {**PARAMS, **CHALLENGER, "ChallengerImageUri": IMAGE.replace(":1.0.0", ":2.0.0"),
                                    "ChallengerInstanceType": ""})["Resources"]
-    assert own["ChallengerModel"]["Properties"]["PrimaryContainer"]["Image"] == {"Ref": "ChallengerImageUri"}
+    assert own["ChallengerModel"]["Properties"]["PrimaryContainer"]["Image"] == {"Fn::Sub": "${ChallengerImageUri}"}
     assert own["TeacherEndpointConfig"]["Properties"]["ProductionVariants"][1]["InstanceType"] == {
         "Ref": "InstanceType"}
     assert "PullChallengerImage" in _endpoint_sids(own)
