@@ -160,8 +160,9 @@ def build_report(rows: Iterable[ResultRecord], *, prices: dict[str, tuple[str, f
                         per_million=round(busy["value"] * scale * 1e6, 2))
         elif name in prices:
             cost.update(instance_type=prices[name][0], usd_per_hour=prices[name][1])
+        cells = tally.audit.get(name, {})
         audit = {lb: {"presence_agreement": proportion(c[0], c[1]), "edge_confirmed": proportion(c[3], c[2])}
-                 for lb, c in sorted(tally.audit.get(name, {}).items())}
+                 for lb in labels for c in [cells.get(lb, [0, 0, 0, 0])]}
         every = tally.audit_all.get(name, [0, 0])
         variants[name] = {
             "models": dict(tally.models.get(name, {})),  # the model names its answers carried, with counts
@@ -179,7 +180,7 @@ def build_report(rows: Iterable[ResultRecord], *, prices: dict[str, tuple[str, f
              "all_labels_agree": proportion(tally.pairs_all, tally.pairs_n),
              "labels": {lb: {"presence_agreement": proportion(c[0], tally.pairs_n),
                              "count_agreement": proportion(c[1], tally.pairs_n)}
-                        for lb, c in sorted(tally.pairs.items())}}
+                        for lb in labels for c in [tally.pairs.get(lb, [0, 0])]}}
     out: dict[str, Any] = {"rows": tally.rows, "answered": total, "labels": list(labels), "variants": variants,
                            "shadow_pairs": pairs}
     if window:

@@ -206,3 +206,20 @@ def test_ab_run_on_loopback_report_matches_the_store_and_promote_shifts_the_traf
         _escalate(cloud, frame, 1 + 3 * k)  # not audits
     after = [(v, d) for v, d in _rows(db) if d["message_id"] not in before]
     assert len(after) == 6 and {v for v, _ in after} == {"challenger"}
+
+
+def test_empty_denominators_are_na_not_zero():
+    from cloud.ab.report import build_report, render
+    from cloud.stores import ResultRecord, StoredDetection
+
+    rows = [ResultRecord(f"m{k}", CAMERA, 1_764_400_000.0 + k, variant="champion", endpoint_ms=40.0 + k, crops=1,
+                         detections=(StoredDetection("person", 0.9, (0.0, 0.0, 9.0, 9.0), 0),)) for k in range(5)]
+    report = build_report(rows)  # no audit rows, no shadowed pairs, no price
+    got = report["variants"]["champion"]
+    assert got["answered"] == 5 and got["share"] == _prop(5, 5)
+    assert got["audit"]["rows"] == 0 and got["audit"]["labels"]["person"]["presence_agreement"]["value"] is None
+    assert got["cost_per_image_usd"]["value"] is None and report["shadow_pairs"]["n"] == 0
+    assert got["latency_ms"]["p50"]["value"] == 42.0
+    text = render(report)
+    assert "all labels agree     n/a (0/0)" in text and "person               presence n/a (0/0)" in text
+    assert "n/a (instance type unknown" in text
