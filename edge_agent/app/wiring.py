@@ -113,7 +113,9 @@ def open_transport(config: AgentConfig, stack: ExitStack) -> tuple[MqttLink | No
         link = open_link(config)
         stack.callback(link.close)
         cls = IotCoreTransport if esc.transport == "iot-core" else PahoTransport
-        return link, cls(link, esc.verdict_timeout_s, owns_link=False, batch_window_ms=esc.batch_window_ms)
+        mqtt = cls(link, esc.verdict_timeout_s, owns_link=False, batch_window_ms=esc.batch_window_ms)
+        stack.callback(mqtt.close)  # before the link's (last in, first out): the batcher's window leaves first
+        return link, mqtt
     if esc.transport == "url":
         transport = TRANSPORTS["url"](esc.url, timeout_s=esc.timeout_s, retries=esc.retries)
     else:
