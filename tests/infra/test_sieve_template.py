@@ -99,3 +99,19 @@ def test_rules_refuse_a_sieve_without_its_inputs(raw_template):
     said = " ".join(a["AssertDescription"] for a in rule["Assertions"])
     for name in ("SieveImageUri", "LandedBucket", "SieveSubnets", "TeacherBackend lambda"):
         assert name in said
+
+
+def test_the_sieve_image_runs_what_the_stack_names(sieve):
+    """infra/container/Dockerfile.sieve: its build context exists, and its command is the Lambda's handler."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "infra" / "container" / "Dockerfile.sieve").read_text()
+    assert re.findall(r"^FROM (\S+)$", text, flags=re.M)[0].startswith("public.ecr.aws/lambda/python:")
+    for sources in re.findall(r"^COPY (.+) \S+$", text, flags=re.M):
+        for src in sources.split():
+            assert (root / src).exists(), f"COPY {src}: not in the build context"
+    assert "COPY landed " in text and "COPY edge_agent " in text
+    (command,) = re.findall(r'^CMD \["([^"]+)"\]$', text, flags=re.M)
+    assert sieve["SieveFunction"]["Properties"]["ImageConfig"] == {"Command": [command]}
