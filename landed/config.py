@@ -70,8 +70,9 @@ class SieveConfig(_Strict):
     student: str = Field("default", description="student manifest path, or 'default' for the shipped one")
     student_threads: int = Field(1, ge=1, le=64)
     escalation: SieveEscalation = Field(default_factory=SieveEscalation)
-    lambda_max_segment_s: float = Field(600.0, gt=0, le=3600, description=(
-        "a landed object longer than this is handed to the Fargate task instead of the Lambda"))
+    lambda_max_segment_s: float = Field(1800.0, gt=0, le=36_000, description=(
+        "a landed object longer than this is handed to the Fargate task instead of the Lambda (README: the "
+        "serverless path has the numbers)"))
     kvs: KvsSettings = Field(default_factory=KvsSettings)
     stream_groups: list[StreamGroup] = Field(default_factory=list)
     cameras: list[SieveCamera] = Field(min_length=1)
