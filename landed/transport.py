@@ -14,10 +14,13 @@ keeps the first delivery's time, so the repeat finds the same row key).
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 import uuid
 from dataclasses import replace
+from functools import cached_property
+from pathlib import Path
 
 from cloud import constants as c
 from cloud.router.service import Router
@@ -27,13 +30,31 @@ from edge_agent.escalation.base import Transport, TransportError
 _IDS = uuid.UUID("6f1c7c2e-4a55-4b1e-9a77-5d1c0e2f3a10")  # the namespace of the sieve's message ids
 
 
+IN_PROCESS = "in-process"  # the endpoint name the stack gives with TeacherBackend=lambda: the teacher is inside
+TEACHER_MANIFEST = "FRAMESIEVE_TEACHER_MANIFEST"  # as cloud.lambda_teacher.handler reads it
+TEACHER_THREADS = "FRAMESIEVE_TEACHER_THREADS"
+
+
 class SieveRouter(Router):
-    """The router, with each verdict handed back in process instead of published to a gateway's topic."""
+    """The router, with each verdict handed back in process instead of published to a gateway's topic; with
+    the endpoint name "in-process" (TeacherBackend=lambda) the teacher answers inside the sieve, as it does
+    inside the router Lambda (cloud/lambda_teacher)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._verdicts: dict[str, Verdict] = {}
         self._lock = threading.Lock()
+
+    @cached_property
+    def runtime(self):
+        if self.config.endpoint_name != IN_PROCESS:
+            return super().runtime
+        from cloud.lambda_teacher.teacher import InProcessRuntime
+
+        manifest = os.environ.get(TEACHER_MANIFEST) or str(
+            Path(os.environ.get("LAMBDA_TASK_ROOT", "/var/task")) / "model" / "manifest.json")
+        threads = os.environ.get(TEACHER_THREADS)
+        return InProcessRuntime.from_manifest(manifest, int(threads) if threads else None)
 
     def _publish(self, thing: str, verdict: Verdict, site: str = "") -> str:
         with self._lock:

@@ -81,12 +81,14 @@ def landed_cost(summary: BenchSummary, pricing: Pricing, hybrid: HybridCost, mod
     if mode == "s3":
         invocations = frames / (fps * landed.segment_s)
         share = min(1.0, landed.lambda_memory_mb / LAMBDA_MB_PER_VCPU)
-        seconds = frames * cpu / share + hybrid.escalations * landed.escalation_wait_s + invocations * landed.init_s
+        # with the teacher inside (backend kind lambda) the wait is the teacher's own run, priced on its line
+        wait = 0.0 if hybrid.backend.kind == "lambda" else landed.escalation_wait_s
+        seconds = frames * cpu / share + hybrid.escalations * wait + invocations * landed.init_s
         compute = [
             item(f"Lambda requests (sieve: one per {landed.segment_s:g} s segment)", invocations / 1e6,
                  pricing.lambda_.requests),
             item(f"Lambda compute (sieve, {landed.lambda_memory_mb} MB: {cpu * 1000:.1f} ms CPU/frame, "
-                 f"{landed.escalation_wait_s * 1000:.0f} ms/escalation, {landed.init_s:g} s/segment)",
+                 f"{wait * 1000:.0f} ms/escalation waited, {landed.init_s:g} s/segment)",
                  seconds * landed.lambda_memory_mb / 1024, pricing.lambda_.compute),
             item("S3 GETs (each segment fetched once)", invocations / 1e3, pricing.s3.gets),
         ]

@@ -28,4 +28,8 @@ COPY landed /tmp/src/landed
 RUN pip install --target "${LAMBDA_TASK_ROOT}" '/tmp/src[edge,cloud]' && rm -rf /tmp/src
 ENV FRAMESIEVE_CACHE=/opt/framesieve-cache PYTHONPATH=${LAMBDA_TASK_ROOT}
 RUN python -c "from models.student.derived import ensure_derived_student; print(ensure_derived_student())"
+# TeacherBackend=lambda: the teacher answers inside the sieve (manifest.json + the teacher ONNX, as for
+# Dockerfile.lambda); with a SageMaker teacher leave build/lambda-model empty (mkdir -p build/lambda-model)
+COPY build/lambda-model ${LAMBDA_TASK_ROOT}/model
+ENV FRAMESIEVE_TEACHER_THREADS=1
 CMD ["landed.handler.handler"]

@@ -92,3 +92,26 @@ def test_the_lambda_hands_a_long_segment_to_the_fargate_task(stack, clip30, tmp_
     assert task["overrides"]["containerOverrides"][0]["command"] == [
         "framesieve-cloud", "sieve", "--bucket", "landed-long", "--key", "landed/road/long+one.mp4"]
     assert not stack.router.store.query_camera(clip30.stem, 0, 4e9).items  # the Lambda sieved nothing itself
+
+
+def test_with_the_teacher_inside_the_sieve_answers_in_process(stack, clip30, tmp_path, capsys, monkeypatch,
+                                                               teacher_manifest):
+    """TeacherBackend=lambda: no endpoint; the stack names it "in-process" and the sieve runs the teacher itself."""
+    from cloud import constants as c
+    from tests.landed.conftest import cut
+
+    monkeypatch.setenv(c.ENDPOINT_NAME, "in-process")
+    monkeypatch.setenv("FRAMESIEVE_TEACHER_MANIFEST", str(teacher_manifest))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:9")  # nothing there: not asked
+    clip = cut(clip30, tmp_path / "roadcam.mp4", 12.0)
+    s3 = aws("s3", stack.moto.url)
+    s3.create_bucket(Bucket="landed-inside")
+    s3.upload_file(str(clip), "landed-inside", "landed/road/inside.mp4")
+    assert cloud_main(["sieve", "--config", str(sieve_yaml(tmp_path, clip.stem)), "--bucket", "landed-inside",
+                       "--key", "landed/road/inside.mp4"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = stack.router.store.query_camera(clip.stem, 0, 4e9, limit=1000).items
+    assert result["sampled_frames"] == 12 and result["escalated_frames"] >= 1
+    assert len(rows) == result["escalated_frames"] == result["router"]["stored"]
+    card = json.loads(teacher_manifest.read_text())
+    assert {r.model for r in rows} == {f"{card['name']}@{card['version']}"}  # the teacher answered, in process
