@@ -88,6 +88,11 @@ def run_from_args(args: argparse.Namespace) -> int:
 
             cameras = sieve.config.group(args.group) if args.group else []
             cameras += [sieve.config.camera_for_stream(s) for s in args.stream or []]
+            if args.end is None:  # following: ECS stops a task with SIGTERM; end the run cleanly on it
+                import signal
+
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, lambda *_: sieve.stop())
             runs = run_streams(sieve, cameras, args.start, args.end)
             results = [r.to_dict() for r in runs]
     except SieveError as exc:

@@ -68,15 +68,23 @@ class KvsImageSource(FrameSource):
         self.calls = 0
 
     def _read(self) -> SampledFrame | None:
+        """Windows on the sampling grid (start + k / fps): GetImages samples from each window's start, and a
+        window shorter than the interval would still return its start's image, so a window always holds
+        whole intervals and the next one starts where its grid goes on."""
+        interval = 1.0 / self.fps
+        per_window = max(1, math.floor(MAX_WINDOW_S / interval + 1e-9))
         while not self._pending:
-            limit = self.end_s if self.end_s is not None else time.time() - self.settings.lag_s
-            if self.end_s is not None and self._next_s >= self.end_s:
-                return None
-            window_end = min(self._next_s + MAX_WINDOW_S, limit)
-            if window_end <= self._next_s:  # following, and nothing new has landed yet
-                if self._closed.wait(self.settings.poll_s):
+            if self.end_s is not None:
+                if self._next_s >= self.end_s - 1e-6:
                     return None
-                continue
+                steps = min(per_window, math.ceil((self.end_s - self._next_s) / interval - 1e-9))
+            else:  # following: only intervals that are `lag_s` in the past
+                steps = min(per_window, math.floor((time.time() - self.settings.lag_s - self._next_s) / interval))
+                if steps <= 0:
+                    if self._closed.wait(self.settings.poll_s):
+                        return None
+                    continue
+            window_end = self._next_s + steps * interval
             self._fetch(self._next_s, window_end)
             self._next_s = window_end
         t_s, image = self._pending.popleft()
@@ -117,8 +125,8 @@ class KvsImageSource(FrameSource):
         t_s = stamp.timestamp() if isinstance(stamp, dt.datetime) else float(stamp or 0)
         if image.get("Error") or not image.get("ImageContent"):
             return  # NO_MEDIA: the camera sent nothing for that time (a gap is not a fault)
-        if not start_s <= t_s < end_s or t_s <= self._last_s:
-            return  # the window's end belongs to the next window
+        if not start_s - 1e-6 <= t_s < min(end_s, self.end_s or math.inf) - 1e-6 or t_s <= self._last_s:
+            return  # the window's end belongs to the next window, the run's end to no one
         data = np.frombuffer(base64.b64decode(image["ImageContent"]), np.uint8)
         decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
         if decoded is None:
@@ -143,4 +151,5 @@ def run_streams(sieve: Sieve, cameras: list[SieveCamera], start_s: float | None,
     sources = [KvsImageSource(c.id, c.stream or "", c.fps, start, end_s, sieve.config.kvs) for c in cameras]
     origin = f"kvs:{','.join(c.stream or '' for c in cameras)}@{int(start * 1000)}"
     folder = work or Path(tempfile.mkdtemp(prefix="framesieve-sieve-kvs-"))
-    return [sieve.run(list(zip(cameras, sources, strict=True)), origin, folder, {c.id: start for c in cameras})]
+    return [sieve.run(list(zip(cameras, sources, strict=True)), origin, folder, {c.id: start for c in cameras},
+                      keep_lines=end_s is not None)]

@@ -64,6 +64,14 @@ class Sieve:
         self.router = router or SieveRouter(RouterConfig.from_env())
         self._registered: set[str] = set()
         self.last_run: SieveRun | None = None
+        self._agent: Agent | None = None
+
+    def stop(self) -> None:
+        """Ask a run in progress to end (a worker following streams, on SIGTERM): the frames awaiting the cloud
+        are decided and every open minute is written before `run` returns."""
+        agent = self._agent
+        if agent is not None:
+            agent.stop()
 
     @property
     def store(self):
@@ -81,9 +89,10 @@ class Sieve:
         return thing
 
     def run(self, cameras: list[tuple[SieveCamera, str | FrameSource]], origin: str, work: Path,
-            start_times: dict[str, float] | None = None) -> SieveRun:
+            start_times: dict[str, float] | None = None, keep_lines: bool = True) -> SieveRun:
         """Run the pipeline over each camera's video (a file path, or a FrameSource) until it ends.
-        `start_times`: per camera id, the wall-clock time of its media time 0, where it is known."""
+        `start_times`: per camera id, the wall-clock time of its media time 0, where it is known.
+        `keep_lines`: keep every decision (JSONL) for the result; a worker following streams does not."""
         work.mkdir(parents=True, exist_ok=True)
         config = self.config.agent_config(
             [(cam, src if isinstance(src, str) else f"{cam.stream or cam.id}.kvs") for cam, src in cameras], work)
@@ -94,22 +103,24 @@ class Sieve:
         for stale in (jsonl, work / "events.sqlite", work / "events.sqlite-wal", work / "events.sqlite-shm"):
             stale.unlink(missing_ok=True)
         started, cpu0 = time.perf_counter(), time.process_time()
-        agent = Agent(config, transport=transport, jsonl=jsonl, events_db=work / "events.sqlite", sources=sources)
+        agent = Agent(config, transport=transport, jsonl=jsonl if keep_lines else None,
+                      events_db=work / "events.sqlite", sources=sources)
         init_s = time.perf_counter() - started  # the student loaded and self-tested, the sources opened
+        self._agent = agent
         counts = agent.events = MinuteCounts(agent.events, self.store, thing, config.site, origin, start_times or {})
         try:
             agent.run()
         finally:
+            self._agent = None
             counts.close()
         cpu = time.process_time() - cpu0
-        lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        lines = [json.loads(line) for line in jsonl.read_text().splitlines()] if keep_lines else []
         decided: dict[str, int] = {}
         for line in lines:
             decided[line["decided_by"]] = decided.get(line["decided_by"], 0) + 1
-        run = SieveRun(origin, config.site, thing, [c.id for c in config.cameras], len(lines),
-                       sum(bool(ln["escalated"]) for ln in lines), decided, transport.stats(), counts.minutes_written,
-                       cpu,
-                       time.perf_counter() - started, init_s, lines)
+        escalated = sum(bool(ln["escalated"]) for ln in lines) if keep_lines else transport.counts["sent"]
+        run = SieveRun(origin, config.site, thing, [c.id for c in config.cameras], counts.frames, escalated, decided,
+                       transport.stats(), counts.minutes_written, cpu, time.perf_counter() - started, init_s, lines)
         log.info(json.dumps({"event": "sieve_run", **run.to_dict()}))
         self.last_run = run
         return run

@@ -70,3 +70,35 @@ def test_the_standin_keeps_the_apis_contract(kvs, clip30):
         with pytest.raises(ClientError) as caught:
             media.get_images(**{**common, **bad})
         assert caught.value.response["Error"]["Code"] == kind
+
+
+def test_following_a_stream_takes_each_interval_once_and_stops_cleanly(stack, kvs, clip30, tmp_path):
+    """A worker following a live stream (no end): every sampled time once, on the grid, however often it polls
+    (GetImages answers a window shorter than the interval with its start's image); stop() ends the run with
+    every frame counted in the store."""
+    import threading
+
+    from landed.config import load_sieve_config
+    from landed.kvs import run_streams
+    from landed.run import Sieve
+
+    t0 = time.time() - 8.0
+    kvs.add_stream("road-kvs", clip30, t0)
+    config = sieve_yaml(tmp_path, clip30.stem, stream="road-kvs")
+    config.write_text(config.read_text() + "kvs: {lag_s: 0.5, poll_s: 0.2}\n")
+    sieve = Sieve(load_sieve_config(config))
+    runs: list = []
+    worker = threading.Thread(target=lambda: runs.extend(run_streams(sieve, sieve.config.cameras, t0, None)))
+    worker.start()
+    time.sleep(3.5)
+    sieve.stop()
+    worker.join(30)
+    assert not worker.is_alive() and len(runs) == 1
+    run = runs[0]
+    assert 9 <= run.sampled_frames <= 12  # 8 s of backlog, then one a second, 0.5 s behind
+    assert kvs.calls["getImages"] >= 5  # it polled, and no poll took an interval twice
+    buckets = stack.router.store.event_buckets(clip30.stem, t0 - 120, t0 + 120)
+    assert sum(b["sampled"] for b in buckets) == run.sampled_frames
+    rows = stack.router.store.query_camera(clip30.stem, 0, 4e9, limit=1000).items
+    assert len(rows) == run.escalated_frames == run.router["stored"]
+    assert all(abs((r.t_s - t0) - round(r.t_s - t0)) < 1e-3 for r in rows)  # on the 1 s grid from t0
