@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge_agent.bench.cost_landed import MODES, LandedCost, landed_cost
+from edge_agent.bench.cost_landed import MODES, landed_cost
 from edge_agent.bench.cost_model import (
     DEFAULT_CAMERAS,
     SCALE_FLEETS,
@@ -28,6 +28,7 @@ from edge_agent.bench.cost_model import (
     load_summary,
     steady_escalation_fraction,
 )
+from edge_agent.bench.cost_report import Comparison, CostReport, ScaleRow, Target
 from edge_agent.bench.cost_table import format_cost
 from edge_agent.bench.pricing import Pricing, PricingError, load_pricing
 from models.metrics import wilson_interval
@@ -107,18 +108,6 @@ def break_even_escalation_fraction(summary: BenchSummary, pricing: Pricing, came
     return _solve(_curve(summary, pricing, cameras, inputs, backend), baseline_usd_per_camera_month)
 
 
-@dataclass(frozen=True)
-class Target:
-    """What a cloud bill of 1/10 of the baseline's would need."""
-
-    target_usd_per_camera_month: float
-    fixed_usd_per_camera_month: float  # what the hybrid's cloud costs with no escalation (endpoint minimum)
-    ratio_reached: float  # hybrid cloud / baseline, per camera-month
-    fraction_needed: float | None  # None: met at any fraction; 0.0: fixed costs alone exceed the target
-    usd_per_escalation_now: float | None
-    usd_per_escalation_needed: float | None  # at the measured fraction; None: unreachable that way
-
-
 def ten_x_target(summary: BenchSummary, pricing: Pricing, hybrid: HybridCost, baseline: BaselineCost,
                  ratio: float = TARGET_RATIO, inputs: Inputs | None = None) -> Target:
     curve = _curve(summary, pricing, hybrid.cameras, inputs or Inputs(), hybrid.backend.name)
@@ -129,25 +118,6 @@ def ten_x_target(summary: BenchSummary, pricing: Pricing, hybrid: HybridCost, ba
         needed = (goal - curve.fixed) / escalations_per_camera
     ratio_reached = hybrid.cloud_usd_per_camera_month / baseline.usd_per_camera_month
     return Target(goal, curve(0.0), ratio_reached, _solve(curve, goal), hybrid.usd_per_escalation(), needed)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    baseline: BaselineCost
-    break_even: float | None
-    target: Target
-
-
-@dataclass(frozen=True)
-class ScaleRow:
-    cameras: int
-    images_per_s: float
-    backend: str  # the cheapest option meeting the objective at this fleet size
-    gpu_instances: int  # endpoint instances (0: a per-use backend)
-    gpu_at_minimum: bool
-    cloud_usd_per_camera_month: float
-    all_in_usd_per_camera_month: float
-    baseline_usd_per_camera_month: tuple[float, ...]  # measured teacher, then the user-given one
 
 
 def scale_fleets(cameras: int | None = None) -> tuple[int, ...]:
@@ -165,23 +135,6 @@ def scale_projection(summary: BenchSummary, pricing: Pricing, fleets: tuple[int,
                              h.cloud_usd_per_camera_month, h.all_in_usd_per_camera_month,
                              tuple(baseline_cost(summary, pricing, n, cpu).usd_per_camera_month for cpu in teachers)))
     return rows
-
-
-@dataclass(frozen=True)
-class CostReport:
-    summary_path: str
-    summary: BenchSummary
-    pricing: Pricing
-    cameras: int
-    fraction_measured: float
-    fraction_monthly: float  # with the warm-up amortised
-    warmup_usd_per_camera_month: float | None  # what the warm-up adds to the cloud bill
-    hybrid: HybridCost
-    comparisons: list[Comparison]  # measured teacher first, then the user-given one
-    scale: list[ScaleRow]
-    curve: list[tuple[float, float]]  # (monthly fraction, hybrid cloud $/camera-month) for the plot
-    inputs: Inputs = Inputs()
-    landed: tuple[LandedCost, ...] = ()  # landed-video mode (the sieve in the cloud), when the prices have it
 
 
 def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT_CAMERAS,

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edge_agent.bench.cost import Comparison, CostReport
+    from edge_agent.bench.cost_report import Comparison, CostReport
 
 PER = 1e6  # per-escalation figures per million escalations, as the table shows them
 

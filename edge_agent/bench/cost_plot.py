@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge_agent.bench.cost import CostReport
+    from edge_agent.bench.cost_report import CostReport
 
 _BASE_COLOURS = ("#7f7f7f", "#b07aa1")
 _CLOUD, _ALL_IN = "#4e79a7", "#f28e2b"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge_agent.bench.cost import Comparison, CostReport
     from edge_agent.bench.cost_model import LineItem
+    from edge_agent.bench.cost_report import Comparison, CostReport
 
 PER = 1e6  # per-escalation figures are shown per million escalations: fractions of a cent are unreadable
 
