@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 from cloud import constants as c
@@ -110,8 +109,3 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--poll-s", type=float, default=5.0, help="seconds between status reads (default: 5)")
     p.set_defaults(func=_cmd_promote)
 
-
-if __name__ == "__main__":
-    from cloud.cli import main
-
-    sys.exit(main(["ab", *sys.argv[1:]]))
