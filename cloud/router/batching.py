@@ -19,21 +19,41 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cloud import constants as c
 from cloud.exceptions import EndpointError
+from cloud.router.config import RouterConfig
 from cloud.router.endpoint import Answer, call
 from cloud.router.routing import Outcome, Parsed, Rejected, batch_training_key, parse_event, record_key
-from cloud.stores import DeadLetter, ResultRecord
+from cloud.stores import DeadLetter, ResultRecord, ResultsStore
 from cloud.stores.base import day_of
 from contracts.batch import EscalationBatch, is_batch, reply_of
 from contracts.codec import MAX_MESSAGE_BYTES, loads
 from contracts.training import TrainingBatch, TrainingRecord, batch_tier
 from contracts.wire import InvocationRequest, InvocationResponse, Verdict, WireError, verdict_from_response
 
-if TYPE_CHECKING:
-    from cloud.router.service import Router
+
+class Router(Protocol):
+    """What a batch needs of the router (service.Router): its store and settings, the endpoint client, and the
+    steps a single escalation goes through, so a batch's items are checked, stored and answered the same way."""
+
+    config: RouterConfig
+    store: ResultsStore
+
+    @property
+    def runtime(self) -> Any: ...
+
+    def authorize(self, parsed: Parsed, now_s: float) -> Parsed: ...
+
+    def dead_letter_quietly(self, rejected: Rejected) -> list[Verdict]: ...
+
+    def commit(self, parsed: Parsed, response: InvocationResponse, verdict: Verdict, publish: bool = False,
+               answer: Answer | None = None, batch: BatchWrites | None = None) -> Outcome: ...
+
+    def flush_batch(self, batch: BatchWrites) -> int: ...
+
+    def publish_batch(self, thing: str, batch_id: str, verdicts: list[Verdict]) -> str: ...
 
 
 @dataclass
