@@ -23,6 +23,7 @@ import numpy as np
 from edge_agent.app.camera import CameraPipeline
 from edge_agent.app.escalate import Escalator
 from edge_agent.config import AgentConfig, CameraConfig, ConfigError
+from edge_agent.control import AgentPort
 from edge_agent.escalation import http as _http_transports  # noqa: F401  (registers url, sagemaker)
 from edge_agent.escalation.base import TRANSPORTS, Transport
 from edge_agent.escalation.mqtt import MqttLink
@@ -39,7 +40,6 @@ from models.exceptions import ModelError
 from models.runtime import Detector, load_detector
 
 if TYPE_CHECKING:
-    from edge_agent.app.agent import Agent
     from edge_agent.fleet import Fleet
 
 
@@ -55,7 +55,7 @@ class Parts:
     steps: StepReporter
 
 
-def assemble(agent: Agent, stack: ExitStack, transport: Transport | None = None, jsonl: Path | str | None = None,
+def assemble(agent: AgentPort, stack: ExitStack, transport: Transport | None = None, jsonl: Path | str | None = None,
              events_db: Path | str | None = None, sources: list[FrameSource] | None = None) -> Parts:
     """`transport` and `sources` default to what the config says (the bench injects its own)."""
     config = agent.config
@@ -141,7 +141,7 @@ def camera_student(config: AgentConfig, cam: CameraConfig) -> CameraStudent | No
     return None
 
 
-def collect(agent: Agent, cameras: dict[str, CameraPipeline], transport: Transport | None,
+def collect(agent: AgentPort, cameras: dict[str, CameraPipeline], transport: Transport | None,
             steps: StepReporter | None = None) -> tuple[SpecializationLoop, Transport | None]:
     """Keep the teacher's answers as training records (the transport wrapped) and make the loop that
     trains on them; cameras without their own student audit more until they have enough."""
@@ -183,7 +183,7 @@ def escalator(config: AgentConfig, transport: Transport | None, sources: Sequenc
     return out
 
 
-def start_fleet(agent: Agent, link: MqttLink | None, stack: ExitStack) -> Fleet | None:
+def start_fleet(agent: AgentPort, link: MqttLink | None, stack: ExitStack) -> Fleet | None:
     """Shadow, jobs and telemetry over the shared link (mqtt and iot-core transports only)."""
     if link is None:
         return None
