@@ -3,16 +3,42 @@ can be called after the agent closed)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from edge_agent.app.agent import Agent
+    from edge_agent.app.camera import CameraPipeline
+    from edge_agent.app.escalate import Escalator
+    from edge_agent.app.inflight import InFlight
+    from edge_agent.escalation.base import Transport
+    from edge_agent.escalation.mqtt import MqttLink
+    from edge_agent.pipeline.detector import BatchedStudent
+    from edge_agent.pipeline.sources import FrameSource
+    from edge_agent.specialization.loop import SpecializationLoop
+
+
+class Reported(Protocol):
+    """What the summary reads of the agent (app/agent.py), all of it in-memory state."""
+
+    sources: list[FrameSource]
+    cameras: dict[str, CameraPipeline]
+    errors: int
+    student_rollbacks: int
+    escalator: Escalator | None
+    inflight: InFlight
+    specialization: SpecializationLoop | None
+    link: MqttLink | None
+    transport: Transport | None
+
+    @property
+    def student(self) -> BatchedStudent: ...
+
+    def model_info(self) -> dict[str, str]: ...
 
 _DECODE_KEYS = frozenset({"decode_mode", "decode_reason", "gop_s", "stream_fps", "codec", "size", "decode_threads",
                           "hwaccel", "hwaccel_note", "timestamp_error_max_s"})
 
 
-def summary(agent: Agent) -> dict:
+def summary(agent: Reported) -> dict:
     per_camera = {}
     for source in agent.sources:
         counters = agent.cameras[source.camera].status().counters
