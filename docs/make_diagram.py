@@ -35,24 +35,37 @@ NODES = {
     "ingest": ("Basic Ingest\n$aws/rules/framesieve_<env>_escalations/\nframesieve/{thing}/escalations",
                "iot", "per-use", "box"),
     "broker": ("Message broker\nframesieve/{thing}/verdicts | events | telemetry", "iot", "per-use", "box"),
-    "rule": ("Topic rule framesieve_<env>_escalations\nSELECT *, topic() AS topic, topic(2) AS thing_name,\n"
-             "timestamp() AS received_ms", "iot", "per-use", "box"),
+    "rule": ("Topic rule framesieve_<env>_escalations\nSELECT encode(*, 'base64') AS payload_b64, topic() AS topic,\n"
+             "topic(2) AS thing_name, timestamp() AS received_ms, clientid() AS client_id", "iot", "per-use", "box"),
+    "events_rules": ("Topic rules: events, telemetry\n(dashboard stack)", "iot", "per-use", "box"),
     "shadow": ("Device shadow\n$aws/things/{thing}/shadow", "iot", "per-use", "box"),
     "jobs": ("Jobs\n$aws/things/{thing}/jobs", "iot", "per-use", "box"),
     "policy": ("IoT policy: own client id,\nown topics only\n(${iot:Connection.Thing.ThingName})", "iot", "none",
                "note"),
-    "lambda": ("Router Lambda (arm64, 512 MB)\ncloud.router.handler.handler\nvalidate -> invoke -> store -> "
-               "capture -> alert -> reply", "cloud", "per-use", "box"),
+    "lambda": ("Router Lambda (arm64, 512 MB)\ncloud.router.handler.handler\nauthorize (registry) -> validate -> "
+               "invoke\n-> store -> capture -> alert -> reply\n(a gateway's batch: one call, one write, one reply)",
+               "cloud", "per-use", "box"),
     "dlq": ("SQS dead-letter queue\n(rule errors, failed invocations)", "cloud", "low", "box"),
     "endpoint": ("Teacher backend (TeacherBackend, chosen by plan)\nSageMaker real-time GPU/CPU, serverless,\n"
-                 "async (scale to zero), or inside the\nrouter Lambda (container image)", "cloud", "high", "box"),
-    "dynamodb": ("DynamoDB results (on demand)\npk CAM#camera | GSI site/day | TTL", "cloud", "per-use", "box"),
-    "s3": ("S3 training data\ncrops + teacher labels (sampled)\n-> Standard-IA -> expiry", "cloud", "per-use", "box"),
+                 "async (scale to zero), or inside the\nrouter Lambda (container image)\n"
+                 "real-time: champion + optional challenger variant", "cloud", "high", "box"),
+    "dynamodb": ("DynamoDB results (on demand)\npk CAM#camera | GSI site/day | TTL\nrows (variant), frame counts,"
+                 "\ntelemetry, specialization steps, registry", "cloud", "per-use", "box"),
+    "s3": ("S3 training data\ninformative crops + teacher labels\n(one object per batch, tier tags)\n"
+           "-> Standard-IA -> expiry by tier", "cloud", "per-use", "box"),
     "sns": ("SNS -> e-mail\nalerts topic (rules, cooldown per camera/label)\nops topic (alarms)", "cloud",
             "per-use", "box"),
     "cloudwatch": ("CloudWatch alarms + dashboard\nrouter errors, p95 latency, DLQ depth", "cloud", "low", "box"),
-    "api": ("framesieve-cloud api\ndashboard, integrators", "", "low", "box"),
-    "operator": ("Fleet operator\nconfig, model rollout", "", "none", "oval"),
+    "ingest_fn": ("Ingest Lambda\ncloud.dashboard.ingest", "dash", "per-use", "box"),
+    "dash_api": ("Dashboard + results API Lambda\n(function URL, bearer token)", "dash", "per-use", "box"),
+    "cdn": ("CloudFront\nstatic pages from S3 (OAC)", "dash", "low", "box"),
+    "landed_s3": ("S3 landed video\n(ObjectCreated via EventBridge)", "landed", "per-use", "box"),
+    "kvs": ("Kinesis Video Streams\nGetImages at the sampling rate", "landed", "per-use", "box"),
+    "sieve": ("Sieve Lambda (container image)\nthe gateway pipeline on a segment;\nlong segments -> Fargate task",
+              "landed", "per-use", "box"),
+    "sieve_workers": ("Fargate sieve workers\none per stream group", "landed", "high", "box"),
+    "api": ("Operator / integrators\nbrowser, JSON API", "", "none", "oval"),
+    "operator": ("Fleet operator\nconfig, model rollout,\nframesieve-cloud ab report / promote", "", "none", "oval"),
     "train": ("Per-camera specialisation\n(champion / challenger)", "", "low", "box"),
 }
 
@@ -60,31 +73,46 @@ CLUSTERS = {
     "site": ("Site gateway (customer hardware)", "#eef5ff"),
     "iot": ("AWS IoT Core", "#f3f3f3"),
     "cloud": ("AWS: the escalation API (one CloudFormation stack)", "#f3f3f3"),
+    "dash": ("AWS: the operator dashboard (its own stack, framesieve-cloud deploy --dashboard)", "#f7f7f7"),
+    "landed": ("AWS: the sieve for landed video (optional: SieveS3, SieveKvs)", "#f7f7f7"),
 }
 
 # (from, to, label, style): style "hot" is the escalation path, "fleet" the device management paths. Edges back
 # towards the gateway (verdicts, shadow deltas, jobs) do not set the left-to-right order: BACK lists them.
 BACK = {("lambda", "broker"), ("broker", "agent"), ("shadow", "agent"), ("jobs", "agent"), ("train", "jobs"),
-        ("cloudwatch", "sns")}
+        ("cloudwatch", "sns"), ("operator", "endpoint")}
 EDGES = [
     ("cameras", "agent", "frames", "plain"),
-    ("agent", "ingest", "escalation: JPEG crops <= 128 KB\nonly uncertain + audit frames", "hot"),
+    ("agent", "ingest", "escalation: JPEG crops <= 128 KB\nonly uncertain + audit frames;\n"
+                        "a gateway's batch per 250 ms window", "hot"),
     ("ingest", "rule", "", "hot"),
     ("rule", "lambda", "async invoke", "hot"),
     ("rule", "dlq", "error action", "error"),
     ("lambda", "dlq", "on failure (after 2 retries)", "error"),
-    ("lambda", "endpoint", "InvokeEndpoint\n(all crops of a frame in one call)", "hot"),
-    ("lambda", "dynamodb", "PutItem (idempotent by message id)", "hot"),
-    ("lambda", "s3", "PutObject (sampled)", "plain"),
+    ("lambda", "endpoint", "InvokeEndpoint\n(all crops of a batch in one call;\nvariant recorded, shadow share)",
+     "hot"),
+    ("lambda", "dynamodb", "BatchWriteItem / PutItem\n(idempotent by thing + message id)", "hot"),
+    ("lambda", "s3", "PutObject (informative records)", "plain"),
     ("lambda", "sns", "Publish (rule matched)", "plain"),
     ("lambda", "broker", "verdict", "hot"),
     ("broker", "agent", "verdict", "hot"),
-    ("agent", "broker", "events, telemetry", "plain"),
+    ("agent", "broker", "events, telemetry,\nspecialization steps", "plain"),
+    ("broker", "events_rules", "", "plain"),
+    ("events_rules", "ingest_fn", "", "plain"),
+    ("ingest_fn", "dynamodb", "", "plain"),
+    ("dynamodb", "dash_api", "Query", "plain"),
+    ("cdn", "dash_api", "", "plain"),
+    ("dash_api", "api", "pages, JSON", "plain"),
+    ("landed_s3", "sieve", "", "hot"),
+    ("kvs", "sieve_workers", "", "hot"),
+    ("sieve", "endpoint", "router in process", "hot"),
+    ("sieve_workers", "endpoint", "", "hot"),
+    ("sieve", "dynamodb", "rows, counts per minute", "plain"),
+    ("operator", "endpoint", "UpdateEndpointWeightsAndCapacities", "fleet"),
     ("operator", "shadow", "desired config", "fleet"),
     ("shadow", "agent", "delta / reported", "fleet"),
     ("operator", "jobs", "model update (URL, sha256)", "fleet"),
     ("jobs", "agent", "download, verify, swap", "fleet"),
-    ("dynamodb", "api", "Query", "plain"),
     ("s3", "train", "teacher-labelled crops", "fleet"),
     ("train", "jobs", "promoted student", "fleet"),
     ("lambda", "cloudwatch", "metrics", "error"),
@@ -163,7 +191,7 @@ def build_dot(pricing: dict) -> str:
         back = ", constraint=false" if (src, dst) in BACK else ""
         out.append(f"  {src} -> {dst} [{EDGE_STYLES[style]}{text}{back}];")
     out.append("  { rank=same; cameras; operator; costs; }")
-    out.append("  { rank=same; api; train; }")
+    out.append("  { rank=same; train; }")
     out.append("}")
     return "\n".join(out) + "\n"
 
