@@ -195,7 +195,8 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
         from edge_agent.bench.fullres import measure_escalation_source
 
         summary["escalation_source"] = [
-            measure_escalation_source(clip, min(seconds, length), fps, teacher, student_path, out)
+            measure_escalation_source(clip, min(seconds, length), fps, teacher, student_path, out,
+                                      live_s=live_s if clip == "vtest.avi" else 0.0)
             for clip, length in (("vtest.avi", 60.0), ("car-detection.mp4", 30.0))]
     (out / "streams.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -122,9 +122,35 @@ def pick_costs(main: Path, detect_times: list[float], gop_s: float, seed: int = 
     return out
 
 
+def live_matching(sub: Path, main: Path, fps: float, seconds: float) -> dict:
+    """Both streams served live on loopback (two ffmpeg servers started one after the other, so the two
+    "cameras" are offset by the servers' start-up, ~0.1 s), the sub-stream sampled as the agent does and the
+    main-stream frame matched on arrival time for every sample: how far apart, and what reading it costs."""
+    from edge_agent.bench.streams import serve
+    from edge_agent.pipeline.stream import StreamSource
+
+    with serve(main) as (main_url, _), serve(sub) as (sub_url, _):
+        frames = FullResFrames("live", EscalationSourceConfig(url=main_url), live=True)
+        source = StreamSource("live", sub_url, fps, decode=DecodeConfig(), stall_timeout_s=5, open_timeout_s=5)
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < seconds and (frame := source.read_sampled()) is not None:
+                frames.frame_at(frame.wall_time)
+            wall = time.monotonic() - started
+            s = frames.stats()
+        finally:
+            source.close()
+            frames.close()
+    return {"seconds": round(wall, 1), "requests": s["requests"], "sent": s["sent"], "missed": s["missed"],
+            "picked_keyframe": s["picked_keyframe"], "picked_frame": s["picked_frame"],
+            "skew_max_s": s["skew_max_s"], "skew_mean_s": s["skew_mean_s"],
+            "pick_ms_per_escalation": s["pick_ms_per_sent"],
+            "reader_ms_per_s": round(1000 * frames.reader_cpu_s / wall, 2)}
+
+
 def measure_escalation_source(clip: str, seconds: float, fps: float, teacher: Detector, student: Path,
                               out: Path, detect_kind: str = "sub-360p15-gop1", crops: tuple[str, ...] = ("frame",
-                              "regions")) -> dict:
+                              "regions"), live_s: float = 0.0) -> dict:
     main_kind = KINDS[detect_kind].main
     if main_kind is None:
         raise ValueError(f"stream kind {detect_kind} is no sub-stream: it names no main stream")
@@ -174,6 +200,7 @@ def measure_escalation_source(clip: str, seconds: float, fps: float, teacher: De
     gop = KINDS[main_kind].gop_s
     starts = [float(t) for t in sorted(refs) if t <= seconds - 2 * gop]  # a keyframe after each one, too
     result["picks"] = pick_costs(main, starts[:: max(1, len(starts) // 20)], gop)
+    result["live"] = live_matching(sub, main, fps, live_s) if live_s > 0 else None
     return result
 
 
@@ -205,4 +232,10 @@ def format_fullres(rows: list[dict]) -> str:
                      f"{p['keyframe']['skew_max_s']} s; frame pick "
                      f"{p['frame']['ms_per_escalation']} ms ({p['frame']['pictures_per_escalation']} pictures), "
                      f"max {p['frame']['skew_max_s']} s")
+        if r.get("live"):
+            lv = r["live"]
+            lines.append(f"{r['clip']} live over loopback, {lv['seconds']} s: {lv['sent']} of {lv['requests']} samples "
+                         f"matched ({lv['picked_keyframe']} keyframes, {lv['picked_frame']} frames), arrival-time "
+                         f"difference mean {lv['skew_mean_s']} s, max {lv['skew_max_s']} s; reading the main stream "
+                         f"{lv['reader_ms_per_s']} ms CPU a second, {lv['pick_ms_per_escalation']} ms a match")
     return "\n".join(lines)
