@@ -64,6 +64,7 @@ class DeployOptions:
     dashboard_stack: str | None = None  # default: STACK-dashboard
     dashboard_template: Path = DASHBOARD_TEMPLATE
     api_token: str | None = None  # the dashboard's login token (needed to create its stack)
+    dashboard_wheels: Path | None = None  # the cost model's wheels for the dashboard's Lambda (default: downloaded)
 
 
 @dataclass
@@ -228,6 +229,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-token-file", type=Path,
                    help="the dashboard's login token, first line of this file (else $FRAMESIEVE_API_TOKEN; "
                         "at least 16 characters; needed to create the dashboard stack, an update keeps its token)")
+    p.add_argument("--dashboard-wheels", type=Path, metavar="DIR",
+                   help="wheels of the dashboard's cost model (pydantic, PyYAML and theirs) for its Lambda's "
+                        "platform, fetched beforehand with pip download (README: dashboard on AWS); default: "
+                        "downloaded once into the FrameSieve cache")
 
 
 def options_from_args(args: argparse.Namespace) -> DeployOptions:
@@ -241,7 +246,8 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
                          parameters=params, template=args.template, wait=not args.no_wait,
                          keep_failed=args.keep_failed, timeout_s=args.timeout_min * 60, dashboard=args.dashboard,
                          dashboard_stack=args.dashboard_stack, dashboard_template=args.dashboard_template,
-                         api_token=deploy_dashboard.read_token(args.api_token_file))
+                         api_token=deploy_dashboard.read_token(args.api_token_file),
+                         dashboard_wheels=args.dashboard_wheels)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -4,8 +4,10 @@ right after the main stack: `--dashboard` creates or updates it; without the fla
 
 Its parameters come from the main stack: the results table and training bucket (outputs), the environment
 (a parameter: the topic rules are named after it); its code is its own zip (cloud/packaging.py
-package_dashboard: the API and ingest modules and the pages' files), uploaded beside the router's under a
-content-addressed key; the API token from
+package_dashboard: the API and ingest modules, the pages' files, and the Cost page's cost model with pydantic
+and PyYAML built for the platform the template's functions run on: Runtime python3.12, Architectures arm64,
+their wheels downloaded once into the FrameSieve cache, or taken from --dashboard-wheels DIR), uploaded beside
+the router's under a content-addressed key; the API token from
 `--api-token-file` or $FRAMESIEVE_API_TOKEN (needed to create it; an update without one keeps the stack's).
 Then the pages' static files go to its bucket under `static/` (CloudFront serves them from there), each with
 its content type, uploaded only when its content changed; browsers and CloudFront keep them at most 5 minutes
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.api import TOKEN_ENV
+from cloud.packaging import LambdaPlatform, PackagingError, cost_model_pins, lambda_wheels
 from cloud.stackops import (
     DeployError,
     Printer,
@@ -47,6 +50,7 @@ class Options(Protocol):
     api_token: str | None
     wait: bool
     work_dir: Path | None
+    dashboard_wheels: Path | None
 
 
 @dataclass
@@ -94,8 +98,30 @@ def wanted(cfn: Any, options: Options) -> bool:
     if existing is None and not options.api_token:
         raise DeployError(f"creating the dashboard stack {name} needs the API token its login form checks: "
                           f"--api-token-file FILE or ${TOKEN_ENV} (at least {MIN_TOKEN} characters)")
-    load_template(options.dashboard_template)  # there and readable
+    prepare_code(options)  # the cost model's wheels for the Lambda's platform, before anything is uploaded
     return True
+
+
+def code_platform(options: Options) -> LambdaPlatform:
+    """The platform the dashboard's functions run on, from its template (Runtime, Architectures)."""
+    try:
+        return LambdaPlatform.from_template(load_template(options.dashboard_template),
+                                            str(options.dashboard_template))
+    except PackagingError as exc:
+        raise DeployError(str(exc)) from exc
+
+
+def prepare_code(options: Options) -> LambdaPlatform:
+    """The Lambda's platform, with the cost model's wheels for it in the cache or --dashboard-wheels (downloaded
+    when missing): WheelsUnavailable, naming what to do, when they cannot be had."""
+    platform = code_platform(options)
+    wheels = options.dashboard_wheels
+    if wheels is not None and not wheels.is_dir():
+        raise DeployError(f"--dashboard-wheels {wheels} is not a folder; fetch the cost model's wheels into one "
+                          "(see the README, dashboard on AWS)")
+    if wheels is not None or not platform.is_running():
+        lambda_wheels(cost_model_pins(), platform, wheels)
+    return platform
 
 
 def parameters(cfn: Any, main_stack: str, main_outputs: dict[str, str], code: dict[str, str],
@@ -148,14 +174,15 @@ def sync_static(s3: Any, bucket: str, out: Printer) -> list[str]:
     return written
 
 
-def upload_code(s3: Any, bucket: str, work_dir: Path | None, out: Printer) -> tuple[dict[str, str], list[str]]:
-    """The dashboard's Lambda zip, built and uploaded unless the same content is there: (its code parameters,
-    the s3:// URLs written)."""
+def upload_code(s3: Any, bucket: str, work_dir: Path | None, out: Printer, platform: LambdaPlatform | None = None,
+                wheels: Path | None = None) -> tuple[dict[str, str], list[str]]:
+    """The dashboard's Lambda zip, built for `platform` and uploaded unless the same content is there: (its code
+    parameters, the s3:// URLs written)."""
     from cloud.packaging import package_dashboard
     from cloud.stackops import upload
 
     with tempfile.TemporaryDirectory(prefix="framesieve-dashboard-") as tmp:
-        code = package_dashboard(work_dir or Path(tmp))
+        code = package_dashboard(work_dir or Path(tmp), platform=platform, wheels_dir=wheels, out=out)
         out(f"packaged {code.detail}")
         key = f"lambda/{code.path.name}"
         written = [f"s3://{bucket}/{key}"] if upload(s3, code, bucket, key, out) else []
@@ -168,7 +195,8 @@ def deploy(cfn: Any, s3: Any, options: Options, main_outputs: dict[str, str], ru
     name = stack_name(options)
     existing = describe_stack(cfn, name)
     check_settled(existing, name)
-    code, uploaded = upload_code(s3, run.bucket, options.work_dir, out)
+    code, uploaded = upload_code(s3, run.bucket, options.work_dir, out, prepare_code(options),
+                                 options.dashboard_wheels)
     params = parameters(cfn, options.stack, main_outputs, code, options.api_token)
     out(f"deploying the dashboard stack {name} ({'update' if existing else 'create'}) on results table "
         f"{params['ResultsTableName']}")

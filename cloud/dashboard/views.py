@@ -110,7 +110,8 @@ def alerts(store: ResultsStore, now: float, span_s: float = DAY) -> dict[str, An
 
 
 def cost(store: ResultsStore, now: float) -> dict[str, Any]:
-    # imported here: the price file needs pydantic and PyYAML, which the API's Lambda zip leaves out
+    # imported here: the price file needs pydantic and PyYAML, which the other pages do without (the dashboard's
+    # Lambda zip brings them along, built for its platform: cloud/packaging.py package_dashboard)
     from cloud.dashboard.cost import CameraDay, fleet_cost
 
     cams = _cameras(store)

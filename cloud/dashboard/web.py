@@ -96,6 +96,8 @@ def data(server: Any, path: str, query: str) -> tuple[int, dict[str, Any]]:
             try:
                 return 200, views.cost(store, now)
             except ImportError as exc:
+                # an install without the cost model's packages (the Lambda's zip carries them; a deploy that
+                # cannot fetch them stops with WheelsUnavailable instead of shipping this answer)
                 return 501, {"error": f"the cost page needs the price file's readers ({exc.name} is not "
                                       "installed here): pip install pydantic pyyaml"}
         if path == "/dashboard/alerts":
