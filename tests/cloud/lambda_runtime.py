@@ -5,6 +5,7 @@ sys.path; site-packages, .pth files and the editable install are left out (`pyth
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,16 +26,20 @@ def runtime_dir(where: Path) -> Path:
     return where
 
 
-def stdlib_paths() -> list[str]:
-    """The standard library's folders on this interpreter's path (its zip, lib/python3.N, lib-dynload)."""
-    base = (sys.base_prefix, sys.base_exec_prefix)
-    return [p for p in sys.path if p.startswith(base) and "-packages" not in p]
+def stdlib_paths(python: str = sys.executable) -> list[str]:
+    """The standard library's folders on an interpreter's path (its zip, lib/python3.N, lib-dynload)."""
+    if python == sys.executable:
+        base = (sys.base_prefix, sys.base_exec_prefix)
+        return [p for p in sys.path if p.startswith(base) and "-packages" not in p]
+    out = subprocess.run([python, "-I", "-S", "-c", "import json, sys; print(json.dumps(sys.path))"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return [p for p in json.loads(out.stdout) if p and "-packages" not in p]
 
 
-def run_in_lambda(code: str, task: Path, runtime: Path, env: dict[str, str],
+def run_in_lambda(code: str, task: Path, runtime: Path, env: dict[str, str], python: str = sys.executable,
                   timeout: float = 60) -> subprocess.CompletedProcess:
-    """`code` run with sys.path = [the unpacked zip, the boto3 stack, the standard library]."""
-    prelude = (f"import sys\nsys.path[:] = {[str(task), str(runtime), *stdlib_paths()]!r}\n")
+    """`code` run by `python` with sys.path = [the unpacked zip, the boto3 stack, the standard library]."""
+    prelude = (f"import sys\nsys.path[:] = {[str(task), str(runtime), *stdlib_paths(python)]!r}\n")
     env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    return subprocess.run([sys.executable, "-I", "-S", "-c", prelude + code], cwd=task, env=env,
+    return subprocess.run([python, "-I", "-S", "-c", prelude + code], cwd=task, env=env,
                           capture_output=True, text=True, timeout=timeout)

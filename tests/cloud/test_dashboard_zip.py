@@ -8,6 +8,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -31,7 +34,7 @@ from cloud.packaging import (
 )
 from cloud.stackops import load_template
 from contracts.registry import Registration
-from tests.cloud.lambda_runtime import run_in_lambda, runtime_dir
+from tests.cloud.lambda_runtime import run_in_lambda, runtime_dir, stdlib_paths
 from tests.cloud.test_dashboard_api import _event, _telemetry
 
 TOKEN = "zip-token-" + "z" * 16
@@ -76,17 +79,9 @@ def _local_wheels(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("source", ["installed", "wheels"])
-def test_unpacked_zip_serves_the_cost_page_with_nothing_outside_it(source, moto, tmp_path):
+def _table_with_a_camera(moto) -> tuple[str, object]:
+    """A results table on moto with half an hour of one camera: one frame every 75 s, every third escalated."""
     from cloud.stores.dynamodb import DynamoDBStore, create_table
-
-    wheels = _local_wheels(tmp_path / "wheels") if source == "wheels" else None
-    art = package_dashboard(tmp_path / "build", platform=LambdaPlatform.running(), wheels_dir=wheels)
-    task = tmp_path / "task"
-    zipfile.ZipFile(art.path).extractall(task)
-    assert {"costing/pricing.py", "models/shipped.py", "config/pricing.yaml", "pydantic/__init__.py",
-            "yaml/__init__.py", "typing_extensions.py"} <= {p.relative_to(task).as_posix() for p in task.rglob("*")}
-    assert not (task / "models" / "student").exists() and not (task / "edge_agent").exists()
 
     table = f"t{uuid.uuid4().hex[:10]}"
     client = dev_client("dynamodb", moto.url)
@@ -95,28 +90,37 @@ def test_unpacked_zip_serves_the_cost_page_with_nothing_outside_it(source, moto,
     store.register_gateway(Registration("gw", "site-1", ("plaza",)))
     now = time.time()
     ingest(store, "gw", "telemetry", _telemetry("gw", now))
-    for i in range(24):  # half an hour of a camera: one frame a minute and a bit, every third one escalated
+    for i in range(24):
         ingest(store, "gw", "events", _event(f"e{i}", now - 1800 + 75 * i, "cloud" if i % 3 == 0 else "edge"))
+    return table, store
 
+
+def _serves_the_cost_page(zip_path: Path, tmp_path: Path, moto, python: str = sys.executable) -> dict:
+    """The zip unpacked and run by `python` with only the standard library and boto3 beside it: its Cost page
+    answers from the table with the figures the cost model computes here, every module from the zip, the boto3
+    stack or the standard library."""
+    table, store = _table_with_a_camera(moto)
+    task = tmp_path / "task"
+    zipfile.ZipFile(zip_path).extractall(task)
+    assert {"costing/pricing.py", "models/shipped.py", "config/pricing.yaml", "pydantic/__init__.py",
+            "yaml/__init__.py", "typing_extensions.py"} <= {p.relative_to(task).as_posix() for p in task.rglob("*")}
+    assert not (task / "models" / "student").exists() and not (task / "edge_agent").exists()
     env = {**DUMMY_ENV, "PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": moto.url, "FRAMESIEVE_API_TOKEN": TOKEN,
            "FRAMESIEVE_STORE": f"dynamodb://{table}", "AWS_CONFIG_FILE": str(tmp_path / "none"),
            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
     runtime = runtime_dir(tmp_path / "runtime")
-    proc = run_in_lambda("import sys\n" + COST_PROBE, task, runtime, env)
+    proc = run_in_lambda("import sys\n" + COST_PROBE, task, runtime, env, python)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["status"] == 200, out["body"]
 
-    # every module came from the zip, the boto3 stack or the standard library; the cost model from the zip
-    stdlib = tuple(p for p in (os.path.dirname(os.__file__),))
-    assert all(f.startswith((str(task), str(runtime), *stdlib)) for f in out["files"]), \
-        [f for f in out["files"] if not f.startswith((str(task), str(runtime), *stdlib))][:5]
+    allowed = (str(task), str(runtime), *(p for p in stdlib_paths(python) if not p.endswith(".zip")))
+    assert all(f.startswith(allowed) for f in out["files"]), [f for f in out["files"] if not f.startswith(allowed)]
     for module in ("costing/pricing.py", "models/shipped.py", "pydantic/main.py", "pydantic_core/__init__.py",
                    "yaml/__init__.py"):
         assert str(task / module) in out["files"], module
 
-    # the figures are the ones the cost model computes here from the same table
-    here = views.cost(store, time.time())
+    here = views.cost(store, time.time())  # the figures the cost model computes here from the same table
     (cam,) = out["body"]["cameras"]
     (ref,) = here["cameras"]
     assert cam["camera"] == "plaza" and cam["escalated_per_day"] > 0 and cam["hybrid_usd_per_day"] > 0
@@ -125,6 +129,16 @@ def test_unpacked_zip_serves_the_cost_page_with_nothing_outside_it(source, moto,
         assert cam[key] == pytest.approx(ref[key], rel=0.01), key
     assert [i["name"] for i in out["body"]["line_items"]] == [i["name"] for i in here["line_items"]]
     assert out["body"]["prices"] == here["prices"]
+    return out
+
+
+@pytest.mark.parametrize("source", ["installed", "wheels"])
+def test_unpacked_zip_serves_the_cost_page_with_nothing_outside_it(source, moto, tmp_path):
+    """Built for this interpreter's platform: from the installed distributions, or from a wheels folder."""
+    wheels = _local_wheels(tmp_path / "wheels") if source == "wheels" else None
+    art = package_dashboard(tmp_path / "build", platform=LambdaPlatform.running(), wheels_dir=wheels)
+    assert ("installed here" if source == "installed" else f"from {wheels}") in art.detail
+    _serves_the_cost_page(art.path, tmp_path, moto)
 
 
 def test_wheels_that_cannot_be_had_stop_the_build_with_the_fix(tmp_path, monkeypatch):
@@ -184,3 +198,27 @@ def test_the_lambdas_platform_is_downloaded_once_into_the_cache(tmp_path, monkey
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.whl")} == cached
     folder = next((tmp_path / "cache").rglob("*.whl")).parent  # the same wheels, given as --dashboard-wheels
     assert package_dashboard(tmp_path / "c", wheels_dir=folder).sha256 == first.sha256
+
+
+def _python(version: str) -> str | None:
+    """A CPython `version` that runs: on PATH, or one of pyenv's (whose shim answers only when selected)."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for cand in [shutil.which(f"python{version}"), *map(str, sorted(pyenv.glob(f"{version}.*/bin/python{version}")))]:
+        if cand and subprocess.run([cand, "-c", "pass"], capture_output=True).returncode == 0:
+            return cand
+    return None
+
+
+def test_downloaded_wheels_serve_the_cost_page_on_another_python(moto, tmp_path, monkeypatch):
+    """The download path end to end on a platform this machine can run: python3.12 on x86_64 (the Lambda's
+    Python; only its machine differs), wheels downloaded for it, the zip run by that interpreter."""
+    python = _python("3.12")
+    if LambdaPlatform.running().arch != "x86_64" or python is None:
+        pytest.skip("no python3.12 on an x86_64 machine here to run a zip built for it (on PATH or under pyenv)")
+    if reason := _index_reachable():
+        pytest.skip(reason)
+    monkeypatch.setenv("FRAMESIEVE_CACHE", str(tmp_path / "cache"))
+    art = package_dashboard(tmp_path / "build", platform=LambdaPlatform("3.12", "x86_64"))
+    assert "6 downloaded" in art.detail
+    out = _serves_the_cost_page(art.path, tmp_path, moto, python)
+    assert any(f.endswith("cpython-312-x86_64-linux-gnu.so") for f in out["files"])

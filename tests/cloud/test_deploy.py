@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -27,9 +25,10 @@ from cloud.dashboard.web import static_bytes
 from cloud.deploy import TEMPLATE, DeployError, DeployOptions, main, run_deploy
 from cloud.deploy_dashboard import DASHBOARD_TEMPLATE
 from cloud.devaws import DUMMY_ENV
-from cloud.packaging import NOT_IN_LAMBDA
+from cloud.packaging import LambdaPlatform
 from cloud.stackops import first_failure, load_template, wait_for_stack
 from models.paths import CENTERNET_STUDENT_MANIFEST
+from tests.cloud.lambda_runtime import run_in_lambda, runtime_dir
 from tests.infra.conditions import stack_for
 from tests.infra.moto_template import write_moto_template
 
@@ -57,9 +56,17 @@ def moto_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def moto_dashboard_template(tmp_path_factory) -> Path:
-    """The dashboard stack less what moto cannot create (topic rules, function URL, CloudFront)."""
+    """The dashboard stack less what moto cannot create (topic rules, function URL, CloudFront), its functions on
+    this interpreter's platform: the zip's compiled packages follow the template, so they are the installed ones
+    here and the unpacked zip runs in this interpreter, with no download (the template's own arm64/python3.12
+    build: tests/cloud/test_dashboard_zip.py)."""
     path = tmp_path_factory.mktemp("tpl") / "dashboard-moto.json"
-    write_moto_template(load_template(DASHBOARD_TEMPLATE), path)
+    template = load_template(DASHBOARD_TEMPLATE)
+    here = LambdaPlatform.running()
+    for res in template["Resources"].values():
+        if res["Type"] == "AWS::Lambda::Function":
+            res["Properties"].update(Runtime=f"python{here.python}", Architectures=[here.arch])
+    write_moto_template(template, path)
     return path
 
 
@@ -122,21 +129,18 @@ def _parameters(cfn, stack: str) -> dict[str, str]:
 
 def _answers_from_the_zip(code: bytes, task: Path, table: str) -> None:
     """The dashboard's zip, unpacked as Lambda does into its task folder, imports and answers function URL events
-    with nothing of the checkout and none of what the Lambda runtime lacks (numpy, pydantic, yaml...): its login
-    page, and the fleet read from the deployed results table (on moto)."""
+    with nothing of the checkout and only what the Lambda runtime has beside it (the standard library, boto3): its
+    login page, the fleet read from the deployed results table (on moto), and the Cost page from the cost model
+    and the price file the zip carries."""
     zipfile.ZipFile(io.BytesIO(code)).extractall(task)
     names = {p.relative_to(task).as_posix() for p in task.rglob("*") if p.is_file()}
     assert {"cloud/dashboard/lambda_api.py", "cloud/dashboard/ingest.py", "cloud/stores/dynamodb.py",
-            "cloud/dashboard/static/login.html", "cloud/dashboard/static/index.html"} <= names
-    assert not [n for n in names if n.startswith(("models/", "edge_agent/", "landed/"))]
+            "cloud/dashboard/static/login.html", "cloud/dashboard/static/index.html", "costing/pricing.py",
+            "config/pricing.yaml", "pydantic/__init__.py", "yaml/__init__.py"} <= names
+    assert not [n for n in names if n.startswith(("edge_agent/", "landed/", "numpy/", "cv2/"))]
+    assert sorted(n for n in names if n.startswith("models/")) == ["models/__init__.py", "models/shipped.py"]
     probe = f"""
-import base64, json, sys
-sys.path.insert(0, {str(task)!r})
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {sorted(NOT_IN_LAMBDA)!r}:
-            raise ImportError(name + " is not in the Lambda runtime")
-sys.meta_path.insert(0, Blocker())
+import base64, json
 from cloud.dashboard import ingest, lambda_api
 assert lambda_api.__file__.startswith({str(task)!r}), lambda_api.__file__
 def get(path, headers):
@@ -145,14 +149,20 @@ def get(path, headers):
     return [out["statusCode"], out["headers"]["Content-Type"], base64.b64decode(out["body"]).decode()]
 login = get("/login", {{}})
 fleet = get("/dashboard/fleet", {{"authorization": "Bearer {TOKEN}"}})
-print(json.dumps([login[0], login[1], 'name="token"' in login[2], fleet[0], json.loads(fleet[2])["cameras"]]))
+cost = get("/dashboard/cost", {{"authorization": "Bearer {TOKEN}"}})
+import pydantic, yaml
+assert pydantic.__file__.startswith({str(task)!r}) and yaml.__file__.startswith({str(task)!r})
+print(json.dumps([login[0], login[1], 'name="token"' in login[2], fleet[0], json.loads(fleet[2])["cameras"],
+                  cost[0], json.loads(cost[2])]))
 """
     env = {**os.environ, "FRAMESIEVE_API_TOKEN": TOKEN, "FRAMESIEVE_STORE": f"dynamodb://{table}"}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run([sys.executable, "-I", "-c", probe], cwd=task, env=env, capture_output=True, text=True,
-                          timeout=60)
+    proc = run_in_lambda(probe, task, runtime_dir(task.parent / "runtime"), env)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    assert json.loads(proc.stdout) == [200, "text/html; charset=utf-8", True, 200, []]
+    *pages, cost_status, cost = json.loads(proc.stdout)
+    assert pages == [200, "text/html; charset=utf-8", True, 200, []]
+    assert cost_status == 200 and cost["cameras"] == [], cost  # an empty table: no camera yet, the prices there
+    assert cost["prices"]["teacher"] and {"Gateway power", "SNS publishes (alerts)"} <= \
+        {i["name"] for i in cost["line_items"]}
 
 
 def test_deploy_with_dashboard_creates_its_stack_from_the_main_stacks_outputs(aws, moto_template,
@@ -204,7 +214,7 @@ def test_deploy_with_dashboard_creates_its_stack_from_the_main_stacks_outputs(aw
 
 def test_creating_the_dashboard_needs_a_token_and_is_refused_before_uploading(aws, moto_template,
                                                                              moto_dashboard_template, capsys,
-                                                                             monkeypatch):
+                                                                             monkeypatch, tmp_path):
     monkeypatch.delenv("FRAMESIEVE_API_TOKEN", raising=False)
     rc = main(["--stack", "fs-dash-notoken", "--template", str(moto_template), "--region", "us-east-1",
                "--image-uri", IMAGE, "--dashboard", "--dashboard-template", str(moto_dashboard_template)])
@@ -216,6 +226,18 @@ def test_creating_the_dashboard_needs_a_token_and_is_refused_before_uploading(aw
     rc = main(["--stack", "fs-dash-nowait", "--template", str(moto_template), "--region", "us-east-1",
                "--image-uri", IMAGE, "--dashboard", "--no-wait"])
     assert rc == 2 and "drop --no-wait" in capsys.readouterr().err
+    # the cost model's wheels missing from --dashboard-wheels: named, with the command that fetches them, and
+    # nothing deployed (no dashboard whose Cost page would answer 501)
+    monkeypatch.setenv("FRAMESIEVE_API_TOKEN", TOKEN)
+    empty = tmp_path / "wheels"
+    empty.mkdir()
+    rc = main(["--stack", "fs-dash-nowheels", "--template", str(moto_template), "--region", "us-east-1",
+               "--image-uri", IMAGE, "--dashboard", "--dashboard-template", str(moto_dashboard_template),
+               "--dashboard-wheels", str(empty)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--dashboard-wheels {empty} has no wheel for python" in err and "pip download" in err
+    names = [s["StackName"] for s in aws.client("cloudformation").list_stacks()["StackSummaries"]]
+    assert "fs-dash-nowheels" not in names
 
 
 def test_new_stack_without_an_image_is_refused_before_uploading(aws, moto_template, capsys):
