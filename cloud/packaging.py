@@ -365,19 +365,19 @@ def lambda_wheels(pins: dict[str, str], platform: LambdaPlatform, wheels_dir: Pa
 def _wheel_entries(wheel: Path) -> list[tuple[str, Callable[[], bytes]]]:
     """A wheel's files as pip installs them into a target folder: everything but its .data scripts and headers
     (its purelib and platlib go to the top)."""
-    zf = zipfile.ZipFile(wheel)
-    out = []
-    for info in zf.infolist():
-        if info.is_dir():
-            continue
-        name = info.filename
-        first, _, rest = name.partition("/")
-        if first.endswith(".data"):
-            kind, _, rest = rest.partition("/")
-            if kind not in ("purelib", "platlib"):
+    out: list[tuple[str, Callable[[], bytes]]] = []
+    with zipfile.ZipFile(wheel) as zf:
+        for info in zf.infolist():
+            if info.is_dir():
                 continue
-            name = rest
-        out.append((name, functools.partial(zf.read, info.filename)))
+            name = info.filename
+            first, _, rest = name.partition("/")
+            if first.endswith(".data"):
+                kind, _, rest = rest.partition("/")
+                if kind not in ("purelib", "platlib"):
+                    continue
+                name = rest
+            out.append((name, functools.partial(bytes, zf.read(info))))
     return out
 
 
