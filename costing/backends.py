@@ -102,6 +102,27 @@ class Backends(_Strict):
     keep_warm_source: str = Field(min_length=1)
     options: dict[str, BackendOption] = Field(min_length=1)
 
+    def scaled(self, factor: float) -> Backends:
+        """Every option for a teacher `factor` times as heavy as the one its figures were measured or assumed
+        with (a customer model of factor x the measured teacher's CPU seconds per image): instance throughput
+        divided by it, compute seconds per image and the warm p95 multiplied by it. The same factor on a GPU is
+        an assumption (a heavier CNN slows down about as much there); cold starts are left as they are."""
+        if not factor > 0:
+            raise ValueError(f"the teacher scale factor must be positive; got {factor}")
+        if factor == 1:
+            return self
+        options: dict[str, BackendOption] = {}
+        for name, o in self.options.items():
+            update: dict[str, object] = {"p95_s": o.p95_s * factor,
+                                         "performance_source": f"{o.performance_source} (scaled x{factor:.3g} "
+                                                               "for the given teacher)"}
+            if isinstance(o, RealtimeOption | AsyncOption):
+                update["images_per_s"] = o.images_per_s / factor
+            else:
+                update["s_per_image"] = o.s_per_image * factor
+            options[name] = o.model_copy(update=update)
+        return self.model_copy(update={"options": options})
+
     @model_validator(mode="after")
     def _sources(self) -> Backends:
         for name in ("path_overhead_source", "keep_warm_source"):

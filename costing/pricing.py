@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contracts.training import TIERS
 from costing.backends import Backends, InstancePrice, Price
 from models.shipped import shipped_config
 
@@ -96,6 +97,18 @@ class S3Pricing(_Strict):
     gets: Price
     storage: Price
     retention_months: float = Field(12, ge=0)
+    # Per training tier (contracts.training.TIERS), where the bucket's lifecycle keeps it for another time than
+    # retention_months: the template expires an agreeing audit after RetentionDays (30), like a result row.
+    retention_months_by_tier: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> S3Pricing:
+        for tier, months in self.retention_months_by_tier.items():
+            if tier not in TIERS:
+                raise ValueError(f"s3.retention_months_by_tier: unknown tier {tier!r}; the tiers are {', '.join(TIERS)}")
+            if months < 0:
+                raise ValueError(f"s3.retention_months_by_tier.{tier} must be >= 0; got {months}")
+        return self
 
 
 class SNSPricing(_Strict):

@@ -34,6 +34,15 @@ class BenchTotals(_Input):
     # Informative records only (written by a bench that measures them; absent: the price file's rates).
     training_share: float | None = Field(None, ge=0, le=1, description="optional: escalations kept for training")
     rows_per_escalation: float | None = Field(None, ge=0, le=10, description="optional: result rows written")
+    # The counts behind training_share (a bench that measures them): answered escalations, kept records, kept
+    # records per tier, and the measured bytes of one kept record as the router writes it.
+    records_answered: int | None = Field(None, ge=0)
+    training_kept: int | None = Field(None, ge=0)
+    training_share_ci95: tuple[float, float] | None = None
+    training_tiers: dict[str, int] | None = None
+    training_bytes_per_record: float | None = Field(None, gt=0)
+    training_source: str | None = Field(None, description="set by `edge-agent cost --training-from`: the summary "
+                                                          "the training figures come from")
 
 
 class Warmup(_Input):

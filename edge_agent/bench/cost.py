@@ -27,6 +27,8 @@ from edge_agent.bench.cost_model import (
     hybrid_cost,
     load_summary,
     steady_escalation_fraction,
+    teacher_pricing,
+    teacher_scale,
 )
 from edge_agent.bench.cost_report import Comparison, CostReport, ScaleRow, Target
 from edge_agent.bench.cost_table import format_cost
@@ -131,9 +133,13 @@ def scale_projection(summary: BenchSummary, pricing: Pricing, fleets: tuple[int,
     teachers = [None] if teacher_cpu_s is None else [None, teacher_cpu_s]
     for n in fleets:
         h = hybrid_cost(summary, pricing, n, None, inputs)
+        given = (hybrid_cost(summary, teacher_pricing(summary, pricing, teacher_cpu_s), n, None, inputs)
+                 if teacher_cpu_s is not None else None)
         rows.append(ScaleRow(n, h.plan.workload.images_per_s, h.backend.name, h.gpu_instances, h.gpu_at_minimum,
                              h.cloud_usd_per_camera_month, h.all_in_usd_per_camera_month,
-                             tuple(baseline_cost(summary, pricing, n, cpu).usd_per_camera_month for cpu in teachers)))
+                             tuple(baseline_cost(summary, pricing, n, cpu).usd_per_camera_month for cpu in teachers),
+                             given.backend.name if given else None,
+                             given.cloud_usd_per_camera_month if given else None))
     return rows
 
 
@@ -154,11 +160,17 @@ def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT
             .cloud_usd_per_camera_month
     comparisons = []
     for cpu in [None] if teacher_cpu_s is None else [None, teacher_cpu_s]:
+        # the hybrid runs the same teacher as the baseline it is compared with: a heavier customer model scales
+        # every backend option's throughput and compute per image, and the planner chooses again
         base = baseline_cost(summary, pricing, cameras, cpu)
+        priced = teacher_pricing(summary, pricing, cpu)
+        h = hybrid if cpu is None else hybrid_cost(summary, priced, cameras, None, inputs)
+        on = replace(inputs, backend=h.backend.name)
         comparisons.append(Comparison(
-            base, break_even_escalation_fraction(summary, pricing, cameras, base.usd_per_camera_month, fixed,
-                                                 hybrid.backend.name),
-            ten_x_target(summary, pricing, hybrid, base, inputs=fixed)))
+            base, break_even_escalation_fraction(summary, priced, cameras, base.usd_per_camera_month, on,
+                                                 h.backend.name),
+            ten_x_target(summary, priced, h, base, inputs=on), None if cpu is None else h,
+            teacher_scale(summary, cpu)))
     marks = [hybrid.escalation_fraction] + [c.break_even or 0.0 for c in comparisons]
     x_max = min(1.0, max(0.2, 2.0 * max(marks)))
     curve_fn = _curve(summary, pricing, cameras, fixed, hybrid.backend.name)
@@ -197,6 +209,21 @@ def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFA
     return text
 
 
+TRAINING_KEYS = ("training_share", "training_share_ci95", "records_answered", "training_kept", "training_tiers",
+                 "training_bytes_per_record", "rows_per_escalation")
+
+
+def with_training_figures(summary: BenchSummary, source: BenchSummary, name: str) -> BenchSummary:
+    """The summary with another bench's training figures (share, counts, tiers, bytes per record, rows): a share
+    measured on every clip's escalations instead of one clip's handful."""
+    t = source.total
+    if t.training_share is None or not t.records_answered:
+        raise SummaryError(f"{name} has no measured training share (total.training_share and records_answered): "
+                           "bench it again with this version of `edge-agent bench`")
+    update = {k: getattr(t, k) for k in TRAINING_KEYS} | {"training_source": name}
+    return summary.model_copy(update={"total": summary.total.model_copy(update=update)})
+
+
 MIN_FRAMES = 300  # below this, the escalation fraction a fleet's bill is priced from is too loose
 
 
@@ -215,12 +242,14 @@ def thin_evidence(frames: int, escalated: int) -> str | None:
 def run_cost_cli(bench_json: Path, cameras: int = DEFAULT_CAMERAS, pricing: Path | None = None,
                  overrides: Path | None = None, teacher_cpu_s: float | None = None,
                  out_png: Path | None = None, inputs: Inputs | None = None, as_json: bool = False,
-                 cameras_per_core: float | None = None) -> int:
+                 cameras_per_core: float | None = None, training_from: Path | None = None) -> int:
     """Print the cost table or its JSON (and write the plot); 0 on success, 2 with a clear message on a bad input.
     `cameras_per_core`: a measured gateway figure for the site's stream kind (gateway-capacity) over the bench's."""
     try:
         prices = load_pricing(pricing, overrides)
         summary = load_summary(bench_json)
+        if training_from is not None:
+            summary = with_training_figures(summary, load_summary(training_from), str(training_from))
         if cameras_per_core is not None:
             summary = summary.model_copy(update={"total": summary.total.model_copy(
                 update={"cameras_per_core": cameras_per_core})})

@@ -21,6 +21,12 @@ def _comparison(c: Comparison, cloud: float, all_in: float) -> dict[str, Any]:
         "usd_per_camera_month": base,
         "usd_per_month": c.baseline.usd_per_month,
         "items": [i.to_dict() for i in c.baseline.items],
+        "teacher_scale": c.teacher_scale,  # this teacher's CPU per image / the measured one's (backends scaled)
+        "hybrid": None if c.hybrid is None else {  # the hybrid with this teacher (null: the report's own)
+            "backend": c.hybrid.backend.name, "cloud_usd_per_camera_month": c.hybrid.cloud_usd_per_camera_month,
+            "all_in_usd_per_camera_month": c.hybrid.all_in_usd_per_camera_month,
+            "usd_per_million_escalations": None if c.hybrid.usd_per_escalation() is None
+            else c.hybrid.usd_per_escalation() * PER},
         "ratio_cloud": cloud / base,
         "ratio_all_in": all_in / base,
         "break_even_escalation_fraction": c.break_even,  # null: cheaper even at 100%
@@ -48,12 +54,15 @@ def report_dict(r: CostReport) -> dict[str, Any]:
                    "bytes_per_image": h.plan.workload.request_bytes_per_image,
                    "images_per_endpoint_call": h.plan.workload.images_per_call,
                    "images_per_router_invocation": h.plan.workload.images_per_invocation},
+        "training": {k: getattr(r.summary.total, k) for k in (
+            "training_share", "training_share_ci95", "records_answered", "training_kept", "training_tiers",
+            "training_bytes_per_record", "rows_per_escalation", "training_source")},
         "backend": {"chosen": h.backend.name, "label": h.backend.label, "objective_p95_s": h.plan.objective_p95_s,
                     "objective_met": h.plan.met, "p95_s": h.backend.p95_s,
                     "assumed_performance": h.backend.assumed, "stack_parameters": h.backend.stack},
         "backends": [o.to_dict() for o in h.plan.options],
-        "baseline": [_comparison(c, h.cloud_usd_per_camera_month, h.all_in_usd_per_camera_month)
-                     for c in r.comparisons],
+        "baseline": [_comparison(c, (c.hybrid or h).cloud_usd_per_camera_month,
+                                 (c.hybrid or h).all_in_usd_per_camera_month) for c in r.comparisons],
         "landed": [lc.to_dict() for lc in r.landed],
         "hybrid": {
             "cloud_usd_per_camera_month": h.cloud_usd_per_camera_month,
@@ -75,6 +84,10 @@ def report_dict(r: CostReport) -> dict[str, Any]:
                         "instances": s.gpu_instances, "cloud_usd_per_camera_month": s.cloud_usd_per_camera_month,
                         "all_in_usd_per_camera_month": s.all_in_usd_per_camera_month,
                         "baseline_usd_per_camera_month": list(s.baseline_usd_per_camera_month),
-                        "ratio_cloud": s.cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[0]}
+                        "ratio_cloud": s.cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[0],
+                        "given_teacher": None if s.given_cloud_usd_per_camera_month is None else {
+                            "backend": s.given_backend,
+                            "cloud_usd_per_camera_month": s.given_cloud_usd_per_camera_month,
+                            "ratio_cloud": s.given_cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[-1]}}
                        for s in r.scale],
     }

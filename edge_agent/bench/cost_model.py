@@ -19,7 +19,9 @@ from costing.summary import BenchSummary, SummaryError, load_summary, parse_summ
 __all__ = ["GB", "DEFAULT_CAMERAS", "SCALE_FLEETS", "BenchSummary", "SummaryError", "LineItem", "Inputs",
            "load_summary", "parse_summary", "message_units", "messages_per_escalation", "steady_escalation_fraction",
            "monthly_escalation_fraction", "BaselineCost", "baseline_cost", "usage_items", "workload",
-           "cameras_per_gateway", "HybridCost", "hybrid_cost"]
+           "cameras_per_gateway", "HybridCost", "hybrid_cost", "teacher_scale", "training_bytes_per_record",
+           "training_retention_months",
+           "teacher_pricing"]
 
 DEFAULT_CAMERAS = 1000
 SCALE_FLEETS = (10, 100, 1_000, 10_000, 100_000)
@@ -153,6 +155,22 @@ def baseline_cost(summary: BenchSummary, pricing: Pricing, cameras: int,
     return BaselineCost(label, cameras, cpu, vcpus, instances, items)
 
 
+def teacher_scale(summary: BenchSummary, teacher_cpu_s: float | None) -> float:
+    """How much heavier the given teacher is than the measured one (the bench's baseline CPU-s per frame, the
+    same model the backend options' figures were measured with): 1.0 for the measured teacher."""
+    measured = summary.total.baseline_cpu_s_per_frame
+    if teacher_cpu_s is None or not measured > 0:
+        return 1.0
+    return teacher_cpu_s / measured
+
+
+def teacher_pricing(summary: BenchSummary, pricing: Pricing, teacher_cpu_s: float | None) -> Pricing:
+    """The prices with every backend option running the given teacher, so the hybrid's teacher and the
+    baseline's are the same model (only the backends change: throughput and compute time per image)."""
+    k = teacher_scale(summary, teacher_cpu_s)
+    return pricing if k == 1.0 else pricing.model_copy(update={"backends": pricing.backends.scaled(k)})
+
+
 # ---------------------------------------------------------------- hybrid
 
 def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
@@ -181,7 +199,8 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
     verdict_units = message_units(pe.verdict_bytes * flow.per_verdict / max(1.0, pe.images_per_call),
                                   iot.message_unit_bytes)
     kept = escalations * share
-    per_kept = flow.bytes
+    per_kept = training_bytes_per_record(summary, inputs, flow)
+    months = training_retention_months(summary, pricing)
     rows = escalations * rows_each
     # The router keeps a batch's informative records in one object (one PUT): a batch of n escalations holds
     # at least one kept record with probability 1 - (1 - share)^n (records kept independently); n = 1 is one
@@ -203,14 +222,33 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
         _item(f"S3 PUTs (training samples, {share:.0%}"
               + (f"; one object per batch of {per_batch:.3g}" if per_batch > 1 else "") + ")",
               objects * pe.s3_puts_per_sample / 1e3, p.s3.puts),
-        _item(f"S3 storage ({p.s3.retention_months:g} months kept)", kept * per_kept * p.s3.retention_months / GB,
-              p.s3.storage),
+        _item(f"S3 storage ({per_kept / 1000:,.1f} KB per record, {months:.3g} months kept on average by tier)",
+              kept * per_kept * months / GB, p.s3.storage),
         _item("SNS publishes (alerts)", escalations * messages_per_escalation(summary) * pe.sns_publishes / 1e6,
               p.sns.publishes),
         _item("Data transfer in (escalations)", escalations * flow.bytes / GB, p.data_transfer.inbound),
         _item("Data transfer out (verdicts)", verdicts * pe.verdict_bytes * flow.per_verdict
               / max(1.0, pe.images_per_call) / GB, p.data_transfer.outbound),
     ]
+
+
+def training_bytes_per_record(summary: BenchSummary, inputs: Inputs, flow: _Flow | None = None) -> float:
+    """Bytes of one kept training record: the bench's measured record (the router's serialiser over the
+    message's crops) unless --bytes-per-escalation says the messages change, then the message's bytes."""
+    t = summary.total
+    if inputs.bytes_per_escalation is None and t.training_bytes_per_record:
+        return t.training_bytes_per_record
+    return flow.bytes if flow is not None else inputs.bytes_per_escalation or t.message_bytes_mean
+
+
+def training_retention_months(summary: BenchSummary, pricing: Pricing) -> float:
+    """Months a kept record stays in S3, averaged over the bench's kept records by tier (each tier for as long
+    as the bucket's lifecycle keeps it: s3.retention_months_by_tier, else s3.retention_months)."""
+    s3, tiers = pricing.s3, summary.total.training_tiers
+    if not tiers or not sum(tiers.values()):
+        return s3.retention_months
+    return sum(n * s3.retention_months_by_tier.get(t, s3.retention_months) for t, n in tiers.items()) \
+        / sum(tiers.values())
 
 
 def cameras_per_gateway(summary: BenchSummary, pricing: Pricing) -> int:

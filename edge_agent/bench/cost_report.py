@@ -28,6 +28,10 @@ class Comparison:
     baseline: BaselineCost
     break_even: float | None
     target: Target
+    # the hybrid with this baseline's teacher on every backend option (the planner re-run on the scaled
+    # options); None: the report's own hybrid (the measured teacher)
+    hybrid: HybridCost | None = None
+    teacher_scale: float = 1.0  # this teacher's CPU per image / the measured teacher's
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class ScaleRow:
     cloud_usd_per_camera_month: float
     all_in_usd_per_camera_month: float
     baseline_usd_per_camera_month: tuple[float, ...]  # measured teacher, then the user-given one
+    # the hybrid with the user-given teacher on every backend (None without one): its backend and cloud bill
+    given_backend: str | None = None
+    given_cloud_usd_per_camera_month: float | None = None
 
 
 @dataclass(frozen=True)

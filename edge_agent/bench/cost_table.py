@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge_agent.bench.cost_model import LineItem
+    from edge_agent.bench.cost_model import HybridCost, LineItem
     from edge_agent.bench.cost_report import Comparison, CostReport
 
 PER = 1e6  # per-escalation figures are shown per million escalations: fractions of a cent are unreadable
@@ -70,6 +70,28 @@ def _target_lines(c: Comparison, ratio: float) -> list[str]:
             f"    or, at the measured fraction, {by_cost} (now {now})"]
 
 
+def _training_line(r: CostReport) -> str | None:
+    """The training share priced and the evidence behind it (counts, 95% interval, tiers, bytes per record)."""
+    t, i = r.summary.total, r.inputs
+    if i.training_share is not None:
+        return f"Training share {i.training_share:g} (--training-share)"
+    if t.training_share is None:
+        return f"Training share {r.pricing.per_escalation.training_sample_rate:g} (the price file's; not measured)"
+    kept = t.training_kept if t.training_kept is not None else round(t.training_share * (t.records_answered or 0))
+    counts = f" ({kept} kept of {t.records_answered} escalations" if t.records_answered else " ("
+    ci = (f", 95% {t.training_share_ci95[0]:.3f}-{t.training_share_ci95[1]:.3f}" if t.training_share_ci95 else "")
+    tiers = ", ".join(f"{k} {v}" for k, v in (t.training_tiers or {}).items())
+    nbytes = f"; {t.training_bytes_per_record:,.0f} B per kept record" if t.training_bytes_per_record else ""
+    where = f" from {t.training_source}" if t.training_source else ""
+    return (f"Training share {t.training_share:.3f}{counts}{ci}{'; ' + tiers if tiers else ''}){nbytes}{where}; "
+            f"{t.rows_per_escalation if t.rows_per_escalation is not None else 'n/a'} rows per escalation")
+
+
+def _hybrid_usd(c: Comparison, h: HybridCost, which: str | None, usd: float) -> float:
+    own = c.hybrid or h
+    return {"cloud": own.cloud_usd_per_camera_month, "all_in": own.all_in_usd_per_camera_month}.get(which or "", usd)
+
+
 def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     """A readable table; the numbered sources at the end trace every unit price."""
     r, h, p, t = report, report.hybrid, report.pricing, report.summary.total
@@ -88,6 +110,8 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
         f"{t.message_bytes_mean:,.0f} B/message; edge {t.edge_cpu_s_per_frame:g} CPU-s/frame; "
         f"{t.cameras_per_core:g} cameras/core",
     ]
+    if (training := _training_line(r)) is not None:
+        lines.append(training)
     for c in r.comparisons:
         b = c.baseline
         lines += _items(f"Baseline, {b.label}: {b.cpu_s_per_frame:g} CPU-s/frame x {r.summary.fps:g} fps / "
@@ -108,12 +132,22 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
 
     heads = "".join(f" {'vs ' + c.baseline.label.split()[0]:>14}" for c in r.comparisons)
     lines += ["", f"  {'$ per camera-month':<34} {'per camera':>11} {'fleet/month':>12}{heads}"]
-    rows = [(f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month) for c in r.comparisons]
-    rows += [("hybrid, cloud only", h.cloud_usd_per_camera_month), ("hybrid, all-in", h.all_in_usd_per_camera_month)]
-    rows += [(lc.label, lc.usd_per_camera_month) for lc in r.landed]  # no gateway: cloud is all-in
-    for name, usd in rows:
-        ratios = "".join(f" {usd / c.baseline.usd_per_camera_month:>14.3f}" for c in r.comparisons)
+    rows = [(f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month, None) for c in r.comparisons]
+    rows += [("hybrid, cloud only", h.cloud_usd_per_camera_month, "cloud"),
+             ("hybrid, all-in", h.all_in_usd_per_camera_month, "all_in")]
+    rows += [(lc.label, lc.usd_per_camera_month, None) for lc in r.landed]  # no gateway: cloud is all-in
+    for name, usd, which in rows:
+        # a hybrid row is compared with each baseline's own hybrid: the same teacher on both sides
+        ratios = "".join(f" {_hybrid_usd(c, h, which, usd) / c.baseline.usd_per_camera_month:>14.3f}"
+                         for c in r.comparisons)
         lines.append(f"  {name:<34} {_usd(usd):>11} {_usd(usd * r.cameras):>12}{ratios}")
+    for c in r.comparisons:
+        if c.hybrid is not None:
+            ch, per = c.hybrid, c.hybrid.usd_per_escalation()
+            lines.append(f"  with the {c.baseline.label} ({c.baseline.cpu_s_per_frame:g} CPU-s/frame, x{c.teacher_scale:.3g} "
+                         f"the measured one) on every backend: {c.hybrid.backend.name}, hybrid cloud "
+                         f"{_usd(ch.cloud_usd_per_camera_month)}/camera-month, "
+                         f"{_usd(per * PER) if per is not None else 'n/a'} per million escalations")
     if r.warmup_usd_per_camera_month is not None and r.summary.warmup is not None:
         w, months = r.summary.warmup, r.pricing.warmup_amortisation_months
         escalations = w.escalation_fraction * w.hours * 3600 * r.summary.fps
@@ -142,7 +176,10 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
         inst = f"{s.gpu_instances}{'*' if s.gpu_at_minimum else ' '}" if s.gpu_instances else "-  "
         lines.append(f"  {s.cameras:>9,} {s.images_per_s:>10.1f} {s.backend:<16} {inst:>6} "
                      f"{_usd(s.cloud_usd_per_camera_month):>10} {_usd(s.all_in_usd_per_camera_month):>10}{base}"
-                     f" {s.cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[0]:>10.3f}")
+                     f" {s.cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[0]:>10.3f}"
+                     + (f" given teacher: {s.given_backend} {_usd(s.given_cloud_usd_per_camera_month)}, "
+                        f"{s.given_cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[-1]:.3f}"
+                        if s.given_cloud_usd_per_camera_month is not None else ""))
     lines.append("  * the endpoint's minimum: the fleet keeps less than that busy")
     lines += ["", "Sources:"] + [f"  [{i + 1}] {s}" for i, s in enumerate(sources)]
     lines.append(f"Note: {p.note}")

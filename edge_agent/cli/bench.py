@@ -68,7 +68,8 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         return 2
     return run_cost_cli(Path(args.bench), args.cameras, Path(args.pricing) if args.pricing else None,
                         Path(args.pricing_overrides) if args.pricing_overrides else None, args.teacher_cpu_s,
-                        Path(args.plot) if args.plot else None, inputs, args.json, per_core)
+                        Path(args.plot) if args.plot else None, inputs, args.json, per_core,
+                        Path(args.training_from) if args.training_from else None)
 
 
 def _stream_cameras_per_core(streams: str | None, kind: str | None) -> float | None:
@@ -242,6 +243,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "file's training_sample_rate)")
     p.add_argument("--rows-per-escalation", type=float,
                    help="result rows written per escalation (default: the bench's, else the price file's 1)")
+    p.add_argument("--training-from", metavar="SUMMARY",
+                   help="take the training share, its counts and tiers, the bytes per kept record and the rows per "
+                        "escalation from this bench summary (e.g. one over every clip: `edge-agent bench "
+                        "--no-sweep --fps 5 --out out/bench-all-5fps`) instead of --bench's")
     p.add_argument("--stream-kind", help="price gateways at the cameras per core measured for this stream kind "
                                          "(edge-agent gateway-capacity) instead of the bench's clips")
     p.add_argument("--gateway-streams", help="streams.json of gateway-capacity (default: "

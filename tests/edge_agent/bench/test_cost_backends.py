@@ -119,3 +119,63 @@ def test_a_forced_backend_is_reported_as_given_not_as_chosen():
     text = format_cost(build_report(s, p, 1000, inputs=Inputs(backend="async-g4dn")))
     assert "chosen: async-g4dn" in text and "as given by --backend (MISSES the objective)" in text
     assert "the cheapest that meets the objective" in format_cost(build_report(s, p, 1000))
+
+
+def test_a_heavier_teacher_runs_on_every_backend_too():
+    """--teacher-cpu-s changes the hybrid's teacher as well as the baseline's: each option's compute per image
+    and throughput scale by teacher_cpu_s / the measured teacher's CPU, and the planner chooses again."""
+    s, p = parse_summary(_summary(message_bytes_mean=20_000.0)), load_pricing()
+    k = 0.6 / 0.06  # the summary's measured teacher: 0.06 CPU-s per frame
+    report = build_report(s, p, 1000, teacher_cpu_s=0.6, inputs=Inputs(backend="lambda-teacher"))
+    measured, heavier = report.comparisons
+    assert measured.hybrid is None and heavier.teacher_scale == pytest.approx(k)
+    h = heavier.hybrid
+    lam = p.backends.options["lambda-teacher"]
+    escalations = 1000 * 0.05 * 1.0 * p.hours_per_month * 3600  # one image per escalation and invocation
+    compute = escalations * lam.memory_mb / 1024 * (lam.router_s + lam.s_per_image * k) * p.lambda_.compute.usd
+    line = next(i for i in h.cloud_items if i.name.startswith("Lambda compute"))
+    assert line.usd_per_month == pytest.approx(compute, rel=1e-9)
+    assert line.usd_per_month > 4 * next(i for i in report.hybrid.cloud_items
+                                         if i.name.startswith("Lambda compute")).usd_per_month
+    # the ratio against the heavier baseline is the heavier hybrid's, not the light teacher's
+    assert heavier.target.ratio_reached == pytest.approx(h.cloud_usd_per_camera_month
+                                                         / heavier.baseline.usd_per_camera_month)
+    # an instance option: a tenth of the images per second, so ten times the load
+    c6i = p.backends.options["realtime-c6i"]
+    rate = escalations / (p.hours_per_month * 3600)
+    row = next(o for o in h.plan.options if o.name == "realtime-c6i")
+    assert row.load == pytest.approx(rate * p.sagemaker.headroom / (c6i.images_per_s / k * p.sagemaker.target_utilisation))
+    assert row.p95_s == pytest.approx(p.backends.path_overhead_s + c6i.p95_s * k)
+    with pytest.raises(ValueError, match="positive"):
+        p.backends.scaled(0)
+
+
+def test_storage_is_priced_per_tier_and_from_the_measured_record(tmp_path, capsys):
+    """Storage uses the bench's measured bytes per kept record and each tier's months (an agreeing audit goes
+    after a month, as the template's lifecycle rule says); --training-from takes another bench's pooled figures."""
+    p = load_pricing()
+    tiers = {"audit": 3, "disagreement": 1}
+    s = parse_summary(_summary(message_bytes_mean=20_000.0, training_share=0.4, records_answered=10,
+                               training_kept=4, training_tiers=tiers, training_bytes_per_record=30_000.0))
+    h = hybrid_cost(s, p, 1000, inputs=Inputs(backend="lambda-teacher"))
+    months = (3 * p.s3.retention_months_by_tier["audit"] + 1 * p.s3.retention_months) / 4
+    assert p.s3.retention_months_by_tier["audit"] == 1 and p.s3.retention_months == 12
+    line = next(i for i in h.cloud_items if i.name.startswith("S3 storage"))
+    assert line.usd_per_month == pytest.approx(h.escalations * 0.4 * 30_000 * months / 2**30 * p.s3.storage.usd)
+    # a bench of one clip priced with the training figures of a bench over every clip
+    one, every = tmp_path / "one.json", tmp_path / "every.json"
+    one.write_text(json.dumps(_summary(message_bytes_mean=20_000.0, training_share=0.5, records_answered=4)))
+    every.write_text(json.dumps(_summary(training_share=0.25, records_answered=60, training_kept=15,
+                                         training_share_ci95=[0.158, 0.372], training_tiers={"disagreement": 15},
+                                         training_bytes_per_record=25_000.0, rows_per_escalation=0.3)))
+    assert run_cost_cli(one, 1000, as_json=True, training_from=every) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["training"]["training_share"] == 0.25 and doc["training"]["training_kept"] == 15
+    assert doc["training"]["training_source"] == str(every)
+    assert any(n.startswith("S3 PUTs (training samples, 25%") for n in doc["usd_per_million_escalations"]["items"])
+    assert run_cost_cli(one, 1000, training_from=one) == 0  # counts shown: 2 of 4 escalations
+    assert "Training share 0.500 (2 kept of 4 escalations" in capsys.readouterr().out
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(_summary()))
+    assert run_cost_cli(one, 1000, training_from=bare) == 2
+    assert "no measured training share" in capsys.readouterr().err

@@ -34,16 +34,34 @@ def d(label: str, score: float) -> DetectionRecord:
 
 def test_the_tally_counts_informative_records_and_rows_on_change():
     tally = RecordTally(Scripted([[d("person", 0.9)], [d("person", 0.9)], [d("person", 0.3)],
-                                  [d("person", 0.9), d("vehicle", 0.8)], None, [d("person", 0.9)]]))
+                                  [d("person", 0.9), d("vehicle", 0.8)], None, [d("person", 0.9)],
+                                  [d("person", 0.9)]]))
     tally.escalate(request("a", []))  # missed by the student: kept; the camera's first row
     tally.escalate(request("a", [d("person", 0.4)]))  # agreed, teacher sure: not kept, same labels: no row
     tally.escalate(request("a", [d("person", 0.4)]))  # teacher unsure: kept; same labels: no row
     tally.escalate(request("a", [d("person", 0.4)]))  # a vehicle the student missed: kept; a new row
     tally.escalate(request("a", []))  # an error verdict: not an answer
     tally.escalate(request("b", [d("person", 0.4)]))  # another camera's first row
+    tally.escalate(request("b", [d("person", 0.9)], reason="audit"))  # an agreeing audit: kept, tier audit
     figures = tally.figures()
-    assert figures == {"answered": 5, "training_kept": 3, "rows_written_change": 3,
-                       "training_tiers": {"disagreement": 2, "low_confidence": 1}}
-    assert pooled([figures, {"answered": 5, "training_kept": 0, "rows_written_change": 1}]) == {
-        "training_share": 0.3, "rows_per_escalation": 0.4, "rows_policy": "change", "records_answered": 10}
+    nbytes = figures.pop("training_bytes")
+    tier_bytes = figures.pop("training_tier_bytes")
+    assert figures == {"answered": 6, "training_kept": 4, "rows_written_change": 3,
+                       "training_tiers": {"audit": 1, "disagreement": 2, "low_confidence": 1},
+                       "training_by_reason": {"audit": {"answered": 1, "kept": 1},
+                                              "uncertain": {"answered": 5, "kept": 3}}}
+    # the bytes are the router's own record (contracts.training) of each kept answer: the message's JPEG in it
+    jpeg = len(request("a", []).crops[0].to_payload()["jpeg_b64"])
+    assert sum(tier_bytes.values()) == nbytes and nbytes > 4 * jpeg
+    other = {"answered": 4, "training_kept": 0, "rows_written_change": 1}
+    p = pooled([figures | {"training_bytes": nbytes, "training_tier_bytes": tier_bytes}, other])
+    assert p["training_share"] == 0.4 and p["rows_per_escalation"] == 0.4 and p["records_answered"] == 10
+    assert p["training_kept"] == 4 and p["training_tiers"] == {"audit": 1, "disagreement": 2, "low_confidence": 1}
+    assert p["training_by_reason"]["uncertain"] == {"answered": 5, "kept": 3}
+    assert p["training_bytes_per_record"] == round(nbytes / 4, 1)
+    # 4 of 10: the Wilson interval by hand (z = 1.96)
+    z, n, k = 1.959964, 10, 4
+    centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((k / n * (1 - k / n) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    assert p["training_share_ci95"] == [round(centre - half, 4), round(centre + half, 4)]
     assert pooled([])["training_share"] is None
