@@ -105,7 +105,8 @@ class S3Pricing(_Strict):
     def _known_tiers(self) -> S3Pricing:
         for tier, months in self.retention_months_by_tier.items():
             if tier not in TIERS:
-                raise ValueError(f"s3.retention_months_by_tier: unknown tier {tier!r}; the tiers are {', '.join(TIERS)}")
+                raise ValueError(f"s3.retention_months_by_tier: unknown tier {tier!r}; the tiers are "
+                                 f"{', '.join(TIERS)}")
             if months < 0:
                 raise ValueError(f"s3.retention_months_by_tier.{tier} must be >= 0; got {months}")
         return self

@@ -209,12 +209,13 @@ def report_text(summary_path: Path, png: Path | None = None, cameras: int = DEFA
     return text
 
 
+# the bytes per kept record stay the priced bench's: they follow its cameras' messages (resolution, crops)
 TRAINING_KEYS = ("training_share", "training_share_ci95", "records_answered", "training_kept", "training_tiers",
-                 "training_bytes_per_record", "rows_per_escalation")
+                 "rows_per_escalation")
 
 
 def with_training_figures(summary: BenchSummary, source: BenchSummary, name: str) -> BenchSummary:
-    """The summary with another bench's training figures (share, counts, tiers, bytes per record, rows): a share
+    """The summary with another bench's training figures (share, counts, tiers, rows per escalation): a share
     measured on every clip's escalations instead of one clip's handful."""
     t = source.total
     if t.training_share is None or not t.records_answered:

@@ -11,6 +11,10 @@ if TYPE_CHECKING:
 PER = 1e6  # per-escalation figures per million escalations, as the table shows them
 
 
+def _per_million(usd: float | None) -> float | None:
+    return None if usd is None else usd * PER
+
+
 def _comparison(c: Comparison, cloud: float, all_in: float) -> dict[str, Any]:
     base = c.baseline.usd_per_camera_month
     t = c.target
@@ -25,8 +29,7 @@ def _comparison(c: Comparison, cloud: float, all_in: float) -> dict[str, Any]:
         "hybrid": None if c.hybrid is None else {  # the hybrid with this teacher (null: the report's own)
             "backend": c.hybrid.backend.name, "cloud_usd_per_camera_month": c.hybrid.cloud_usd_per_camera_month,
             "all_in_usd_per_camera_month": c.hybrid.all_in_usd_per_camera_month,
-            "usd_per_million_escalations": None if c.hybrid.usd_per_escalation() is None
-            else c.hybrid.usd_per_escalation() * PER},
+            "usd_per_million_escalations": _per_million(c.hybrid.usd_per_escalation())},
         "ratio_cloud": cloud / base,
         "ratio_all_in": all_in / base,
         "break_even_escalation_fraction": c.break_even,  # null: cheaper even at 100%

@@ -83,7 +83,7 @@ def _training_line(r: CostReport) -> str | None:
     tiers = ", ".join(f"{k} {v}" for k, v in (t.training_tiers or {}).items())
     nbytes = f"; {t.training_bytes_per_record:,.0f} B per kept record" if t.training_bytes_per_record else ""
     where = f" from {t.training_source}" if t.training_source else ""
-    return (f"Training share {t.training_share:.3f}{counts}{ci}{'; ' + tiers if tiers else ''}){nbytes}{where}; "
+    return (f"Training share {t.training_share:.3f}{counts}{ci}{'; ' + tiers if tiers else ''}){where}{nbytes}; "
             f"{t.rows_per_escalation if t.rows_per_escalation is not None else 'n/a'} rows per escalation")
 
 
@@ -132,7 +132,8 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
 
     heads = "".join(f" {'vs ' + c.baseline.label.split()[0]:>14}" for c in r.comparisons)
     lines += ["", f"  {'$ per camera-month':<34} {'per camera':>11} {'fleet/month':>12}{heads}"]
-    rows = [(f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month, None) for c in r.comparisons]
+    rows: list[tuple[str, float, str | None]] = [
+        (f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month, None) for c in r.comparisons]
     rows += [("hybrid, cloud only", h.cloud_usd_per_camera_month, "cloud"),
              ("hybrid, all-in", h.all_in_usd_per_camera_month, "all_in")]
     rows += [(lc.label, lc.usd_per_camera_month, None) for lc in r.landed]  # no gateway: cloud is all-in
@@ -144,8 +145,9 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     for c in r.comparisons:
         if c.hybrid is not None:
             ch, per = c.hybrid, c.hybrid.usd_per_escalation()
-            lines.append(f"  with the {c.baseline.label} ({c.baseline.cpu_s_per_frame:g} CPU-s/frame, x{c.teacher_scale:.3g} "
-                         f"the measured one) on every backend: {c.hybrid.backend.name}, hybrid cloud "
+            lines.append(f"  with the {c.baseline.label} ({c.baseline.cpu_s_per_frame:g} CPU-s/frame, "
+                         f"x{c.teacher_scale:.3g} the measured one) on every backend: {ch.backend.name}, "
+                         "hybrid cloud "
                          f"{_usd(ch.cloud_usd_per_camera_month)}/camera-month, "
                          f"{_usd(per * PER) if per is not None else 'n/a'} per million escalations")
     if r.warmup_usd_per_camera_month is not None and r.summary.warmup is not None:

@@ -244,9 +244,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows-per-escalation", type=float,
                    help="result rows written per escalation (default: the bench's, else the price file's 1)")
     p.add_argument("--training-from", metavar="SUMMARY",
-                   help="take the training share, its counts and tiers, the bytes per kept record and the rows per "
-                        "escalation from this bench summary (e.g. one over every clip: `edge-agent bench "
-                        "--no-sweep --fps 5 --out out/bench-all-5fps`) instead of --bench's")
+                   help="take the training share, its counts and tiers and the rows per escalation from this bench "
+                        "summary instead of --bench's (the bytes per kept record stay --bench's), e.g. one over every "
+                        "clip: `edge-agent bench --no-sweep --fps 5 --out out/bench-all-5fps`")
     p.add_argument("--stream-kind", help="price gateways at the cameras per core measured for this stream kind "
                                          "(edge-agent gateway-capacity) instead of the bench's clips")
     p.add_argument("--gateway-streams", help="streams.json of gateway-capacity (default: "

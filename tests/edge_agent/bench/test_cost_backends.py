@@ -144,7 +144,8 @@ def test_a_heavier_teacher_runs_on_every_backend_too():
     c6i = p.backends.options["realtime-c6i"]
     rate = escalations / (p.hours_per_month * 3600)
     row = next(o for o in h.plan.options if o.name == "realtime-c6i")
-    assert row.load == pytest.approx(rate * p.sagemaker.headroom / (c6i.images_per_s / k * p.sagemaker.target_utilisation))
+    per_instance = c6i.images_per_s / k * p.sagemaker.target_utilisation
+    assert row.load == pytest.approx(rate * p.sagemaker.headroom / per_instance)
     assert row.p95_s == pytest.approx(p.backends.path_overhead_s + c6i.p95_s * k)
     with pytest.raises(ValueError, match="positive"):
         p.backends.scaled(0)
