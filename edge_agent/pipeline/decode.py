@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 Mode = Literal["keyframes", "reference", "all"]
 _SKIP = {"keyframes": "NONKEY", "reference": "NONREF", "all": "DEFAULT"}
 HW_KINDS = ("vaapi", "qsv")
+POLL_S = 0.2  # live, keyframes only, caught up with the stream: read again this much later
+FRESH_S = 0.05  # a packet read within this of its earliest arrival seen: caught up
 
 
 class DecodeConfig(BaseModel):
@@ -86,8 +90,12 @@ class AVCapture:
     as BGR. The first `probe_s` of packets are read at open to measure the GOP, then decoded as usual."""
 
     def __init__(self, uri: str, camera: str, config: DecodeConfig, interval_s: float,
-                 timeout_s: tuple[float, float] | None = None, probe_s: float | None = None) -> None:
+                 timeout_s: tuple[float, float] | None = None, probe_s: float | None = None,
+                 idle: Callable[[float], object] | None = None) -> None:
         self.uri, self.camera, self.config, self.interval_s = uri, camera, config, interval_s
+        self.idle = idle  # live: how to wait while caught up (the source's stop event's wait)
+        self.idled = 0  # waits taken
+        self._late_min: float | None = None
         opts = {"rtsp_transport": "tcp"} if uri.lower().startswith("rtsp") else {}
         self.hwaccel, self.hwaccel_note = detect_hwaccel(config.hwaccel)
         self.container = self._open(opts, timeout_s)
@@ -168,6 +176,7 @@ class AVCapture:
                 if packet.is_keyframe:
                     self._keyframe(packet)
             if self.mode == "keyframes" and packet.size and not packet.is_keyframe:
+                self._caught_up(packet)
                 continue  # never reaches the decoder: the cheapest frame is one not even handed over
             try:
                 self._frames.extend(packet.decode())
@@ -181,6 +190,19 @@ class AVCapture:
                 continue
         self.frame = self._frames.popleft()
         return True
+
+    def _caught_up(self, packet: Any) -> None:
+        """Live, keyframes only: when the packet just read had only just arrived and the next keyframe is more
+        than POLL_S away, wait POLL_S and let the socket gather the stream, to read it in one go rather than
+        wake for every segment as it comes (receiving a loopback HTTP-TS stream took about half the CPU)."""
+        t = _time(packet)
+        if self.idle is None or t is None or self.gop_s is None or self._last_key_s is None:
+            return
+        late = time.monotonic() - t
+        self._late_min = late if self._late_min is None else min(self._late_min, late)
+        if late - self._late_min < FRESH_S and self._last_key_s + self.gop_s - t > POLL_S:
+            self.idled += 1
+            self.idle(POLL_S)
 
     @property
     def time(self) -> float | None:
@@ -220,10 +242,11 @@ def _time(packet: Any) -> float | None:
 
 
 def open_capture(uri: str, camera: str, config: DecodeConfig, interval_s: float,
-                 timeout_s: tuple[float, float] | None = None) -> AVCapture:
+                 timeout_s: tuple[float, float] | None = None,
+                 idle: Callable[[float], object] | None = None) -> AVCapture:
     """An AVCapture, with FFmpeg's refusal turned into an OSError that names the camera and the URL."""
     try:
-        return AVCapture(uri, camera, config, interval_s, timeout_s)
+        return AVCapture(uri, camera, config, interval_s, timeout_s, idle=idle)
     except (av.error.FFmpegError, IndexError, StopIteration) as exc:
         raise OSError(f"camera {camera}: cannot decode {redact_url(uri)}: {exc}") from exc
 

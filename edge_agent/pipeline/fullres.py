@@ -91,6 +91,7 @@ class FullResFrames:
         self._loop_shift = 0.0
         self._last_media = 0.0
         self._arrival_offset: float | None = None  # live: min(arrival - media) on this connection
+        self._offset = 0.0  # the estimate a pick uses throughout (the reader may lower it meanwhile)
         self._newest: float | None = None  # time line of the newest packet read
         self._ended = False
         self._closed = threading.Event()
@@ -186,8 +187,11 @@ class FullResFrames:
             self._cond.notify_all()
         return True
 
-    def _t(self, p: _Packet) -> float:
-        return p.media + p.shift + ((self._arrival_offset or 0.0) if self.live else 0.0)
+    def _t(self, p: _Packet, offset: float | None = None) -> float:
+        """The packet on the detect frame's time line (live: with `offset`, else the current estimate)."""
+        if not self.live:
+            return p.media + p.shift
+        return p.media + p.shift + (offset if offset is not None else (self._arrival_offset or 0.0))
 
     def _fill_to(self, t: float) -> None:
         """Files: read until the buffer passes `t` (or the file ends; with loop, it starts again)."""
@@ -234,6 +238,9 @@ class FullResFrames:
             backoff = min(backoff * 2, 30.0)
 
     # -- picking ------------------------------------------------------------------------------------
+    def _tp(self, p: _Packet) -> float:
+        return self._t(p, self._offset)
+
     def frame_at(self, t: float) -> FullResFrame | None:
         """The main-stream frame for a detect frame at time `t` (files: its pts_s; live: its wall_time), or
         None (counted, and why kept in last_error) when none lies within max_skew_s."""
@@ -250,6 +257,7 @@ class FullResFrames:
             with self._cond:
                 gops = [list(g) for g in self._gops]
                 decoder, time_base = self._decoder, self._time_base
+                self._offset = self._arrival_offset or 0.0  # one estimate for the whole pick
             picked = self._pick(gops, t, decoder, time_base)
         except (av.error.FFmpegError, ValueError, MemoryError) as exc:
             picked, self.last_error = None, f"decoding failed: {exc}"
@@ -274,22 +282,22 @@ class FullResFrames:
             self.last_error = self.last_error if self.live and self.last_error else "nothing buffered yet"
             return None
         limit = self.config.max_skew_s
-        keys = sorted(gops, key=lambda g: abs(self._t(g[0]) - t))
+        keys = sorted(gops, key=lambda g: abs(self._tp(g[0]) - t))
         nearest = keys[0]
-        if self.config.pick != "frame" and abs(self._t(nearest[0]) - t) <= limit:
+        if self.config.pick != "frame" and abs(self._tp(nearest[0]) - t) <= limit:
             image, when = self._decode([nearest[0]], t, decoder, time_base)
             return FullResFrame(image, when, abs(when - t), "keyframe")
         if self.config.pick == "keyframe":
-            self.last_error = (f"the nearest keyframe is {abs(self._t(nearest[0]) - t):.2f} s away "
+            self.last_error = (f"the nearest keyframe is {abs(self._tp(nearest[0]) - t):.2f} s away "
                                f"(keyframes every {self.gop_s or 0:.2f} s); pick: frame decodes the exact frame")
             return None
-        before = [g for g in gops if self._t(g[0]) <= t + 1e-6]
+        before = [g for g in gops if self._tp(g[0]) <= t + 1e-6]
         if not before:
             self.last_error = "the buffer starts after the detect frame (buffer_s too short?)"
             return None
         gop = before[-1]
         step = 1.0 / (self.fps or 25.0)
-        chosen = [p for p in gop if self._t(p) <= t + 4 * step]  # decode order: reordered B-frames come after
+        chosen = [p for p in gop if self._tp(p) <= t + 4 * step]  # decode order: reordered B-frames come after
         image, when = self._decode(chosen, t, decoder, time_base)
         if abs(when - t) > limit:
             self.last_error = f"the nearest frame is {abs(when - t):.2f} s away (the stream lags or has a gap)"
@@ -308,11 +316,11 @@ class FullResFrames:
             raise ValueError("the decoder gave no picture")
         self.pictures_decoded += len(frames)
         first = packets[0]
-        base = self._t(first) - first.media  # the time line of this stretch
+        base = self._tp(first) - first.media  # the time line of this stretch
 
         def when(item: tuple[Any, _Packet]) -> float:
             f = item[0]
-            return float(f.pts * time_base) + base if f.pts is not None and time_base else self._t(item[1])
+            return float(f.pts * time_base) + base if f.pts is not None and time_base else self._tp(item[1])
         best = min(frames, key=lambda item: abs(when(item) - t))
         return best[0].to_ndarray(format="bgr24"), when(best)
 

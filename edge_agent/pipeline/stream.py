@@ -89,7 +89,7 @@ class StreamSource(FrameSource):
         if self.decode is not None:
             try:
                 cap = open_capture(self.url, self.camera, self.decode, 1.0 / self.fps,
-                                   (self.open_timeout_s, self.stall_timeout_s))
+                                   (self.open_timeout_s, self.stall_timeout_s), idle=self._closed.wait)
             except OSError as exc:
                 log.debug("%s", exc)
                 return None
