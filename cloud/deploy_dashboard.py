@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.api import TOKEN_ENV
-from cloud.packaging import LambdaPlatform, PackagingError, cost_model_pins, lambda_wheels
+from cloud.exceptions import PackagingError
+from cloud.lambda_wheels import LambdaPlatform, cost_model_pins, lambda_wheels
 from cloud.stackops import (
     DeployError,
     Printer,

@@ -38,3 +38,7 @@ class EndpointError(CloudError):
         super().__init__(message)
         self.kind = kind
         self.attempts = attempts
+
+
+class PackagingError(CloudError):
+    """The Lambda or the model artifact cannot be built as asked."""

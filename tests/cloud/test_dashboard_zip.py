@@ -23,15 +23,9 @@ from cloud.dashboard import views
 from cloud.dashboard.ingest import ingest
 from cloud.deploy_dashboard import DASHBOARD_TEMPLATE
 from cloud.devaws import DUMMY_ENV, dev_client, free_port
-from cloud.packaging import (
-    LambdaPlatform,
-    PackagingError,
-    WheelsUnavailable,
-    _installed_entries,
-    cost_model_pins,
-    lambda_wheels,
-    package_dashboard,
-)
+from cloud.exceptions import PackagingError
+from cloud.lambda_wheels import LambdaPlatform, WheelsUnavailable, cost_model_pins, installed_entries, lambda_wheels
+from cloud.packaging import package_dashboard
 from cloud.stackops import load_template
 from contracts.registry import Registration
 from tests.cloud.lambda_runtime import run_in_lambda, runtime_dir, stdlib_paths
@@ -70,7 +64,7 @@ def _local_wheels(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     here = LambdaPlatform.running()
     for dist, version in cost_model_pins().items():
-        files = _installed_entries({dist: version})
+        files = installed_entries({dist: version})
         compiled = any(name.endswith(".so") for name, _ in files)
         tags = f"{here.cp}-{here.cp}-{here.pip_platform}" if compiled else "py3-none-any"
         with zipfile.ZipFile(folder / f"{dist.replace('-', '_')}-{version}-{tags}.whl", "w") as zf:

@@ -25,7 +25,7 @@ from cloud.dashboard.web import static_bytes
 from cloud.deploy import TEMPLATE, DeployError, DeployOptions, main, run_deploy
 from cloud.deploy_dashboard import DASHBOARD_TEMPLATE
 from cloud.devaws import DUMMY_ENV
-from cloud.packaging import LambdaPlatform
+from cloud.lambda_wheels import LambdaPlatform
 from cloud.stackops import first_failure, load_template, wait_for_stack
 from models.paths import CENTERNET_STUDENT_MANIFEST
 from tests.cloud.lambda_runtime import run_in_lambda, runtime_dir

@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from contracts.batch import BATCH_VERSION, EscalationBatch, VerdictBatch
-from contracts.device import FrameEventMessage, Telemetry
+from contracts.device import FrameEventMessage, SpecializationEvent, Telemetry, message_type
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
 
@@ -98,6 +98,7 @@ class CloudResponder(_Client):
         self.escalations: list[str] = []
         self.escalation_topics: list[str] = []
         self.events: list[FrameEventMessage] = []
+        self.specialization: list[SpecializationEvent] = []
         self.telemetry: list[Telemetry] = []
         self.lock = threading.Lock()
         super().__init__(port, client_id, filters, persistent)
@@ -121,8 +122,11 @@ class CloudResponder(_Client):
                 self.escalation_topics.append(topic)
                 if self.error or self.answer:
                     self.client.publish(f"{self.prefix}/{thing}/verdicts", self._verdict(request).to_bytes(), qos=1)
-            elif leaf == "events":
-                self.events.append(FrameEventMessage.from_bytes(payload))
+            elif leaf == "events":  # frame events and, from a specializing gateway, its steps
+                if message_type(json.loads(payload)) == "specialization":
+                    self.specialization.append(SpecializationEvent.from_bytes(payload))
+                else:
+                    self.events.append(FrameEventMessage.from_bytes(payload))
             elif leaf == "telemetry":
                 self.telemetry.append(Telemetry.from_bytes(payload))
 
