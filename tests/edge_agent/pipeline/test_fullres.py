@@ -175,3 +175,26 @@ def test_live_main_stream_is_matched_on_arrival_time(camera):
         finally:
             source.close()
             frames.close()
+
+
+@needs_ffmpeg
+def test_the_bench_compares_main_stream_and_detect_frame_crops(camera, tmp_path):
+    from edge_agent.bench.fullres import format_fullres, measure_escalation_source
+    from models.runtime import load_detector
+    from models.student.derived import ensure_derived_student
+    from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
+
+    teacher = load_detector(ensure_teacher(), threads=1, conf_threshold=TEACHER_THRESHOLD)
+    r = measure_escalation_source("vtest.avi", SECONDS, 1.0, teacher, ensure_derived_student(), tmp_path,
+                                  crops=("frame",))
+    c = r["crops"]["frame"]
+    assert c["escalations"] == c["sent_full"] == c["judged"] >= 4 and c["missed"] == 0 and c["skew_max_s"] == 0.0
+    for side in ("agreement_full", "agreement_detect"):
+        a = c[side]
+        assert a["of"] == c["judged"] and 0 <= a["agree"] <= a["of"] and a["wilson95"][0] <= a["share"] <= 1
+    assert c["per_label"]["person"]["full"]["agree"] == c["judged"]  # vtest: people in every frame, both ways
+    assert c["max_message_bytes"] <= 128 * 1024 and c["pick_ms_per_escalation"] > 0
+    key, exact = r["picks"]["keyframe"], r["picks"]["frame"]
+    assert key["pictures_per_escalation"] == 1 < exact["pictures_per_escalation"]
+    assert key["skew_max_s"] <= 0.5 + 1e-6 and exact["skew_max_s"] <= 0.5 / 25 + 1e-6  # half a GOP, half a frame
+    assert "| vtest.avi | frame |" in format_fullres([r])
