@@ -34,6 +34,7 @@ class StreamKind:
     codec: str = "h264"  # or "hevc"
     bframes: bool = True  # x264 veryfast's default; many cameras send none
     main: str | None = None  # a sub-stream: the camera's main stream kind (the baseline decodes that one)
+    kbps: int | None = None  # a camera's bitrate cap (VBV); None: x264's default quality (CRF 23)
 
     def ffmpeg_args(self) -> list[str]:
         gop = max(1, round(self.gop_s * self.fps))
@@ -44,6 +45,8 @@ class StreamKind:
         else:
             enc = ["-c:v", "libx264", "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop),
                    "-sc_threshold", "0"] + ([] if self.bframes else ["-bf", "0"])
+        if self.kbps:
+            enc += ["-b:v", f"{self.kbps}k", "-maxrate", f"{self.kbps}k", "-bufsize", f"{self.kbps}k"]
         return ["-vf", vf, *enc, "-pix_fmt", "yuv420p", "-an"]
 
 
@@ -59,6 +62,8 @@ KINDS: dict[str, StreamKind] = {
     "720p15-gop4": StreamKind(1280, 720, 15, 4.0),
     "hevc-1080p25-gop1": StreamKind(1920, 1080, 25, 1.0, codec="hevc"),
     "sub-360p15-gop1": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1"),  # a camera's detect sub-stream
+    # the same sub-stream capped at 256 kbit/s, as cameras often ship it: smaller keyframes, cheaper to decode
+    "sub-360p15-gop1-256k": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1", kbps=256),
 }
 DEFAULT_KINDS = ("1080p25-gop1", "1080p25-gop4", "1080p25-gop4-nob", "720p15-gop1", "hevc-1080p25-gop1",
                  "sub-360p15-gop1")
