@@ -34,7 +34,7 @@ from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection
 from cloud.stores.base import day_of
 from contracts.batch import BATCH_VERSION, VerdictBatch
 from contracts.registry import Registration
-from contracts.training import informative
+from contracts.training import encode_object, informative
 from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
 
 log = logging.getLogger("framesieve.router")
@@ -231,8 +231,10 @@ class Router:
     def _put_training(self, key: str, body: bytes, tier: str, what: str) -> bool:
         """One training object, written once (If-None-Match: a retry's PUT is refused, the first one stands)."""
         try:
-            self.s3.put_object(Bucket=self.config.training_bucket, Key=key, Body=body,
-                               ContentType="application/json", IfNoneMatch="*", Tagging=f"tier={tier}")
+            # gzip-encoded (contracts.training.encode_object): a quarter less S3 storage for the crops' base64
+            self.s3.put_object(Bucket=self.config.training_bucket, Key=key, Body=encode_object(body),
+                               ContentType="application/json", ContentEncoding="gzip", IfNoneMatch="*",
+                               Tagging=f"tier={tier}")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict"):  # else: a retry; it is there

@@ -70,10 +70,11 @@ def assemble(agent: AgentPort, stack: ExitStack, transport: Transport | None = N
                                           jsonl or config.output.detections_out, link=link, site=config.site))
     cameras = {}
     for cam in config.cameras:
-        # the audit draw's seed, per camera: stable across restarts, different between cameras and sites (a
-        # seed by position made every gateway's first camera audit the same frames, and in a bench of short
-        # clips, each its config's first camera, the same early draws: 27 audits of 60 escalations at 2%)
-        seed = zlib.crc32(f"{config.site}/{cam.id}".encode())
+        # the audit draw's seed, per camera id: stable across restarts and wherever the camera's pipeline runs
+        # (the gateway, the bench, the landed-video sieve decide alike), different between cameras. A seed by
+        # position made every config's first camera audit the same frames: in a bench of short clips, each
+        # its config's only camera, the same early draws (27 audits of 60 escalations at 2%)
+        seed = zlib.crc32(cam.id.encode())
         cameras[cam.id] = camera = CameraPipeline(cam, student.manifest.thresholds, seed=seed)
         own = camera_student(config, cam)
         if own is not None:

@@ -6,7 +6,7 @@ cooldown, are not counted here)."""
 
 from __future__ import annotations
 
-from contracts.training import TrainingCrop, TrainingRecord, informative
+from contracts.training import TrainingCrop, TrainingRecord, encode_object, informative
 from contracts.wire import EscalationRequest, Verdict
 from edge_agent.escalation.base import Transport
 from models.metrics import wilson_interval
@@ -37,7 +37,7 @@ class RecordTally(Transport):
                 self.kept += 1
                 counts[1] += 1
                 self.tiers[tier] = self.tiers.get(tier, 0) + 1
-                size = len(record_bytes(request, verdict))
+                size = len(stored_bytes(request, verdict))
                 self.kept_bytes += size
                 self.tier_bytes[tier] = self.tier_bytes.get(tier, 0) + size
             labels = {d.label for d in verdict.detections()}
@@ -61,13 +61,18 @@ class RecordTally(Transport):
 
 
 def record_bytes(request: EscalationRequest, verdict: Verdict) -> bytes:
-    """The training record the router would write for this answer (contracts.training, its serialiser): the
-    message's own crops (JPEG, base64) with the teacher's boxes and the student's; a gateway batch's object
-    adds only its small envelope."""
+    """The training object the router would write for this answer (contracts.training, its serialiser and its
+    gzip encoding): the message's own crops (JPEG, base64) with the teacher's boxes and the student's; a gateway
+    batch's object adds only its small envelope."""
     teacher = {c.crop_id: c.detections for c in verdict.crops}
     crops = tuple(TrainingCrop(c, teacher.get(c.crop_id, ())) for c in request.crops)
     return TrainingRecord(request.message_id, request.camera, request.created_s, request.pts_s, request.frame_index,
-                          request.reason, verdict.model, crops, request.site, "", request.student).to_bytes()
+                          request.reason, verdict.model, crops, request.site, "",
+                          request.student).to_bytes()
+
+
+def stored_bytes(request: EscalationRequest, verdict: Verdict) -> bytes:
+    return encode_object(record_bytes(request, verdict))
 
 
 def _sum(figures: list[dict], key: str) -> dict[str, int]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -22,14 +24,19 @@ def test_sieve_local_runs_the_example_config_end_to_end(clip30, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for key in ("AWS_ENDPOINT_URL", "FRAMESIEVE_STORE_URL"):  # the command makes its own stack
         env.pop(key, None)
+    # the example config with one change: a 25% audit share, so 30 frames surely ask the cloud (at the example's
+    # 2%, 30 frames ask nothing 55% of the time; the test passed only because every camera's draws were seeded 0)
+    config = yaml.safe_load((ROOT / "config" / "sieve.example.yaml").read_text())
+    config["defaults"]["cascade"]["audit_fraction"] = 0.25
+    (tmp_path / "sieve.yaml").write_text(yaml.safe_dump(config))
     done = subprocess.run([sys.executable, "-m", "cloud.cli", "sieve", "--config",
-                           str(ROOT / "config" / "sieve.example.yaml"), "--local", str(clip30)],
+                           str(tmp_path / "sieve.yaml"), "--local", str(clip30)],
                           capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = _last_json(done.stdout)
     assert summary["status"] == "sieved"
     assert 29 <= summary["sampled_frames"] <= 31  # 30 s at the example's 1 fps
-    assert summary["escalated_frames"] >= 1  # the example's audit share alone asks the cloud now and then
+    assert summary["escalated_frames"] >= 1  # the audit share alone asks the cloud now and then
     assert sum(summary["decided_by"].values()) == summary["sampled_frames"]
     # every escalation went through the router into the store, none twice, none dead-lettered
     assert summary["router"]["sent"] == summary["escalated_frames"]

@@ -17,7 +17,7 @@ from cloud.exceptions import StoreError
 from cloud.specialize import sync_records
 from cloud.stores.dynamodb import DynamoDBStore
 from contracts.batch import EscalationBatch, VerdictBatch
-from contracts.training import TrainingBatch
+from contracts.training import TrainingBatch, decode_object
 from contracts.wire import EscalationRequest
 from models.student.records import load_records
 from tests.cloud.conftest import CAMERA, SITE, THING, rule_fields
@@ -108,7 +108,8 @@ def test_a_batch_is_one_call_one_verdict_message_and_a_row_each_the_bad_crop_dea
     s3 = stack.client("s3")
     assert s3.get_object_tagging(Bucket=stack.resources.bucket, Key=key)["TagSet"] == [
         {"Key": "tier", "Value": "disagreement"}]  # the student saw nothing the teacher found
-    batch = TrainingBatch.from_payload(json.loads(s3.get_object(Bucket=stack.resources.bucket, Key=key)["Body"].read()))
+    stored = s3.get_object(Bucket=stack.resources.bucket, Key=key)["Body"].read()
+    batch = TrainingBatch.from_payload(json.loads(decode_object(stored)))  # gzip-encoded, as every training object
     assert sorted(r.message_id for r in batch.records) == sorted(g.message_id for g in good)
     assert {r.training_key for r in rows} == {f"{key}#{g.message_id}" for g in good}
 

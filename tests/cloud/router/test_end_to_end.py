@@ -11,7 +11,7 @@ import pytest
 
 from cloud.router import handler as lambda_handler
 from cloud.stores.dynamodb import DynamoDBStore
-from contracts.training import TrainingRecord
+from contracts.training import TrainingRecord, decode_object
 from contracts.wire import Verdict
 from tests.cloud.conftest import CAMERA, SITE, THING, escalation_event
 
@@ -41,7 +41,13 @@ def test_one_escalation_makes_a_row_an_object_an_alert_and_a_verdict(stack, plaz
     # the training object: the crops and the teacher's labels in crop pixels
     [key] = stack.training_keys()
     assert key == f"training-data/{SITE}/{CAMERA}/2025-11-29/{mid}.json" == row.training_key
-    body = json.loads(stack.client("s3").get_object(Bucket=stack.resources.bucket, Key=key)["Body"].read())
+    got = stack.client("s3").get_object(Bucket=stack.resources.bucket, Key=key)
+    stored = got["Body"].read()
+    # stored gzip-encoded (a quarter less S3 storage for the crops' base64), said so by its Content-Encoding
+    assert got["ContentEncoding"] == "gzip" and stored[:2] == b"\x1f\x8b"
+    plain = decode_object(stored)
+    assert len(stored) < 0.85 * len(plain)
+    body = json.loads(plain)
     assert [c["crop_id"] for c in body["crops"]] == [0, 1]
     assert TrainingRecord.from_payload(body).camera == CAMERA  # the format specialization reads
     assert any(d["label"] == "person" for c in body["crops"] for d in c["teacher"])

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from contracts.detections import Detections
+from contracts.training import read_records
 from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verdict
-from edge_agent.bench.records import RecordTally, pooled
+from edge_agent.bench.records import RecordTally, pooled, stored_bytes
 from edge_agent.escalation.base import Transport
 from edge_agent.escalation.crops import build_request
 
@@ -42,7 +43,8 @@ def test_the_tally_counts_informative_records_and_rows_on_change():
     tally.escalate(request("a", [d("person", 0.4)]))  # a vehicle the student missed: kept; a new row
     tally.escalate(request("a", []))  # an error verdict: not an answer
     tally.escalate(request("b", [d("person", 0.4)]))  # another camera's first row
-    tally.escalate(request("b", [d("person", 0.9)], reason="audit"))  # an agreeing audit: kept, tier audit
+    audit = request("b", [d("person", 0.9)], reason="audit")
+    tally.escalate(audit)  # an agreeing audit: kept, tier audit
     figures = tally.figures()
     nbytes = figures.pop("training_bytes")
     tier_bytes = figures.pop("training_tier_bytes")
@@ -50,9 +52,11 @@ def test_the_tally_counts_informative_records_and_rows_on_change():
                        "training_tiers": {"audit": 1, "disagreement": 2, "low_confidence": 1},
                        "training_by_reason": {"audit": {"answered": 1, "kept": 1},
                                               "uncertain": {"answered": 5, "kept": 3}}}
-    # the bytes are the router's own record (contracts.training) of each kept answer: the message's JPEG in it
-    jpeg = len(request("a", []).crops[0].to_payload()["jpeg_b64"])
-    assert sum(tier_bytes.values()) == nbytes and nbytes > 4 * jpeg
+    # the bytes are the router's own stored object (contracts.training, gzip-encoded) of each kept answer
+    answer = Verdict(audit.message_id, "b", 0, "t", (CropVerdict(0, (d("person", 0.9),)),))
+    stored = stored_bytes(audit, answer)
+    assert tier_bytes["audit"] == len(stored) and read_records(stored)[0].crops[0].crop == audit.crops[0]
+    assert sum(tier_bytes.values()) == nbytes
     other = {"answered": 4, "training_kept": 0, "rows_written_change": 1}
     p = pooled([figures | {"training_bytes": nbytes, "training_tier_bytes": tier_bytes}, other])
     assert p["training_share"] == 0.4 and p["rows_per_escalation"] == 0.4 and p["records_answered"] == 10
