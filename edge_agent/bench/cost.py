@@ -166,11 +166,13 @@ def build_report(summary: BenchSummary, pricing: Pricing, cameras: int = DEFAULT
         priced = teacher_pricing(summary, pricing, cpu)
         h = hybrid if cpu is None else hybrid_cost(summary, priced, cameras, None, inputs)
         on = replace(inputs, backend=h.backend.name)
+        own_landed = tuple(landed_cost(summary, priced, h, mode, inputs) for mode in MODES) \
+            if pricing.landed and cpu is not None else ()
         comparisons.append(Comparison(
             base, break_even_escalation_fraction(summary, priced, cameras, base.usd_per_camera_month, on,
                                                  h.backend.name),
             ten_x_target(summary, priced, h, base, inputs=on), None if cpu is None else h,
-            teacher_scale(summary, cpu)))
+            teacher_scale(summary, cpu), own_landed))
     marks = [hybrid.escalation_fraction] + [c.break_even or 0.0 for c in comparisons]
     x_max = min(1.0, max(0.2, 2.0 * max(marks)))
     curve_fn = _curve(summary, pricing, cameras, fixed, hybrid.backend.name)

@@ -32,6 +32,7 @@ class Comparison:
     # options); None: the report's own hybrid (the measured teacher)
     hybrid: HybridCost | None = None
     teacher_scale: float = 1.0  # this teacher's CPU per image / the measured teacher's
+    landed: tuple[LandedCost, ...] = ()  # landed-video mode with this teacher (empty: the report's own)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,9 @@ def _training_line(r: CostReport) -> str | None:
 
 
 def _hybrid_usd(c: Comparison, h: HybridCost, which: str | None, usd: float) -> float:
+    """A hybrid row's $/camera-month with this comparison's teacher (its own hybrid, or landed-video mode)."""
+    if which and which.startswith("landed:"):
+        return next((lc.usd_per_camera_month for lc in c.landed if lc.mode == which[7:]), usd)
     own = c.hybrid or h
     return {"cloud": own.cloud_usd_per_camera_month, "all_in": own.all_in_usd_per_camera_month}.get(which or "", usd)
 
@@ -136,7 +139,7 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
         (f"baseline, {c.baseline.label}", c.baseline.usd_per_camera_month, None) for c in r.comparisons]
     rows += [("hybrid, cloud only", h.cloud_usd_per_camera_month, "cloud"),
              ("hybrid, all-in", h.all_in_usd_per_camera_month, "all_in")]
-    rows += [(lc.label, lc.usd_per_camera_month, None) for lc in r.landed]  # no gateway: cloud is all-in
+    rows += [(lc.label, lc.usd_per_camera_month, f"landed:{lc.mode}") for lc in r.landed]  # cloud is all-in
     for name, usd, which in rows:
         # a hybrid row is compared with each baseline's own hybrid: the same teacher on both sides
         ratios = "".join(f" {_hybrid_usd(c, h, which, usd) / c.baseline.usd_per_camera_month:>14.3f}"

@@ -22,7 +22,8 @@ class RecordTally(Transport):
         self.rows = 0
         self.tiers: dict[str, int] = {}
         self.reasons: dict[str, list[int]] = {}  # the edge's reason: [answered, kept]
-        self.kept_bytes = 0  # the training records' bytes, as the router serialises them
+        self.kept_bytes = 0  # the training objects' bytes, as the router stores them (gzip-encoded)
+        self.kept_json_bytes = 0  # the same records as plain JSON (what was stored before the gzip encoding)
         self.tier_bytes: dict[str, int] = {}
         self._last: dict[str, set[str]] = {}
 
@@ -37,7 +38,9 @@ class RecordTally(Transport):
                 self.kept += 1
                 counts[1] += 1
                 self.tiers[tier] = self.tiers.get(tier, 0) + 1
-                size = len(stored_bytes(request, verdict))
+                plain = record_bytes(request, verdict)
+                size = len(encode_object(plain))
+                self.kept_json_bytes += len(plain)
                 self.kept_bytes += size
                 self.tier_bytes[tier] = self.tier_bytes.get(tier, 0) + size
             labels = {d.label for d in verdict.detections()}
@@ -50,7 +53,9 @@ class RecordTally(Transport):
         n = self.answered
         return {"answered": n, "training_kept": self.kept, "training_tiers": dict(sorted(self.tiers.items())),
                 "training_by_reason": {r: {"answered": a, "kept": k} for r, (a, k) in sorted(self.reasons.items())},
-                "training_bytes": self.kept_bytes, "training_tier_bytes": dict(sorted(self.tier_bytes.items())),
+                "training_share_ci95": [round(x, 4) for x in wilson_interval(self.kept, n)] if n else None,
+                "training_bytes": self.kept_bytes, "training_json_bytes": self.kept_json_bytes,
+                "training_tier_bytes": dict(sorted(self.tier_bytes.items())),
                 "rows_written_change": self.rows}
 
     def stats(self) -> dict[str, int]:
@@ -91,6 +96,7 @@ def pooled(figures: list[dict]) -> dict:
     kept = sum(f["training_kept"] for f in figures)
     rows = sum(f["rows_written_change"] for f in figures)
     nbytes = sum(f.get("training_bytes", 0) for f in figures)
+    json_bytes = sum(f.get("training_json_bytes", 0) for f in figures)
     reasons: dict[str, dict[str, int]] = {}
     for f in figures:
         for r, c in f.get("training_by_reason", {}).items():
@@ -103,6 +109,7 @@ def pooled(figures: list[dict]) -> dict:
             "training_share_ci95": [round(x, 4) for x in wilson_interval(kept, n)] if n else None,
             "training_kept": kept, "training_tiers": tiers, "training_by_reason": dict(sorted(reasons.items())),
             "training_bytes_per_record": round(nbytes / kept, 1) if kept and nbytes else None,
+            "training_json_bytes_per_record": round(json_bytes / kept, 1) if kept and json_bytes else None,
             "training_bytes_by_tier": {t: round(b / tiers[t], 1) for t, b in tier_bytes.items() if tiers.get(t)},
             "rows_per_escalation": round(rows / n, 4) if n else None,
             "rows_policy": "change", "records_answered": n}

@@ -11,6 +11,7 @@ from contracts.wire import CropVerdict, DetectionRecord, EscalationRequest, Verd
 from edge_agent.bench.records import RecordTally, pooled, stored_bytes
 from edge_agent.escalation.base import Transport
 from edge_agent.escalation.crops import build_request
+from models.metrics import wilson_interval
 
 
 class Scripted(Transport):
@@ -47,6 +48,8 @@ def test_the_tally_counts_informative_records_and_rows_on_change():
     tally.escalate(audit)  # an agreeing audit: kept, tier audit
     figures = tally.figures()
     nbytes = figures.pop("training_bytes")
+    json_bytes = figures.pop("training_json_bytes")
+    assert figures.pop("training_share_ci95") == [round(x, 4) for x in wilson_interval(4, 6)]
     tier_bytes = figures.pop("training_tier_bytes")
     assert figures == {"answered": 6, "training_kept": 4, "rows_written_change": 3,
                        "training_tiers": {"audit": 1, "disagreement": 2, "low_confidence": 1},
@@ -56,13 +59,15 @@ def test_the_tally_counts_informative_records_and_rows_on_change():
     answer = Verdict(audit.message_id, "b", 0, "t", (CropVerdict(0, (d("person", 0.9),)),))
     stored = stored_bytes(audit, answer)
     assert tier_bytes["audit"] == len(stored) and read_records(stored)[0].crops[0].crop == audit.crops[0]
-    assert sum(tier_bytes.values()) == nbytes
+    assert sum(tier_bytes.values()) == nbytes and json_bytes > nbytes  # gzip: smaller than the plain JSON
     other = {"answered": 4, "training_kept": 0, "rows_written_change": 1}
-    p = pooled([figures | {"training_bytes": nbytes, "training_tier_bytes": tier_bytes}, other])
+    p = pooled([figures | {"training_bytes": nbytes, "training_json_bytes": json_bytes,
+                           "training_tier_bytes": tier_bytes}, other])
     assert p["training_share"] == 0.4 and p["rows_per_escalation"] == 0.4 and p["records_answered"] == 10
     assert p["training_kept"] == 4 and p["training_tiers"] == {"audit": 1, "disagreement": 2, "low_confidence": 1}
     assert p["training_by_reason"]["uncertain"] == {"answered": 5, "kept": 3}
     assert p["training_bytes_per_record"] == round(nbytes / 4, 1)
+    assert p["training_json_bytes_per_record"] == round(json_bytes / 4, 1)
     # 4 of 10: the Wilson interval by hand (z = 1.96)
     z, n, k = 1.959964, 10, 4
     centre = (k / n + z * z / (2 * n)) / (1 + z * z / n)
