@@ -41,6 +41,9 @@ def clip30(tmp_path_factory) -> Path:
 
 
 BANDS = {"person": {"accept": 0.6, "reject": 0.1}, "vehicle": {"accept": 0.6, "reject": 0.1}}  # wide: more to ask
+# and audits, so a 30 s clip surely asks the cloud (the tests passed at 2% only because every camera's audit
+# draws were seeded 0, which audits the 4th confident frame; they are seeded by camera id now)
+AUDIT = 0.2
 
 
 def sieve_yaml(tmp_path: Path, camera: str, max_s: float = 600, stream: str = "") -> Path:
@@ -48,6 +51,7 @@ def sieve_yaml(tmp_path: Path, camera: str, max_s: float = 600, stream: str = ""
     lines = ["thing: sieve-test", "student: default", f"lambda_max_segment_s: {max_s}",
              "defaults:", "  fps: 1.0", "  onboarding: {enabled: false}", "  cascade:", "    labels:",
              *(f"      {k}: {{accept: {v['accept']}, reject: {v['reject']}}}" for k, v in BANDS.items()),
+             f"    audit_fraction: {AUDIT}",
              "cameras:", f"  - id: {camera}", "    site: road-1", "    s3_prefix: landed/road/",
              *([f"    stream: {stream}"] if stream else [])]
     path = tmp_path / "sieve.yaml"

@@ -11,7 +11,7 @@ from cloud.cli import main as cloud_main
 from edge_agent.bench.runner import agent_config, run_hybrid
 from edge_agent.escalation.http import UrlTransport
 from tests.cloud.conftest import aws
-from tests.landed.conftest import BANDS, sieve_yaml
+from tests.landed.conftest import AUDIT, BANDS, sieve_yaml
 
 
 def key_fields(line: dict) -> tuple:
@@ -35,7 +35,8 @@ def test_a_landed_clip_gives_rows_and_the_benchs_decisions(stack, clip30, tmp_pa
     sieved = [json.loads(ln) for ln in (tmp_path / "out" / "decisions-0.jsonl").read_text().splitlines()]
 
     # edge-agent bench's hybrid on the same clip: its one-camera config, the same default student and bands
-    config = agent_config(camera, clip30, 1.0, teacher_endpoint + "/invocations", {"labels": BANDS})
+    config = agent_config(camera, clip30, 1.0, teacher_endpoint + "/invocations",
+                          {"labels": BANDS, "audit_fraction": AUDIT})
     bench = run_hybrid(config, tmp_path / "bench", camera, transport=UrlTransport(config.escalation.url))
     assert len(sieved) == len(bench.lines) == 30
     escalated = sum(ln["escalated"] for ln in bench.lines)
