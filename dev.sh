@@ -73,7 +73,7 @@ case "$cmd" in
   test)
     echo "==> ruff"
     .venv/bin/ruff check --quiet .
-    echo "==> mypy (contracts/, edge_agent/)"
+    echo "==> mypy (contracts/, costing/, edge_agent/, landed/)"
     .venv/bin/mypy
     echo "==> import contracts (lint-imports)"
     .venv/bin/lint-imports --no-cache

@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING, Literal, Protocol
 
 from contracts.detections import Detections
 from contracts.device import FrameEventMessage
@@ -84,6 +84,13 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "fallback" not in {row[1] for row in db.execute("PRAGMA table_info(events)")}:
         db.execute("ALTER TABLE events ADD COLUMN fallback TEXT")
         db.commit()
+
+
+class FrameSink(Protocol):
+    """Where the agent puts each frame's final decision: the event log, or something that wraps it (the sieve
+    for landed video also counts them per minute for the results store)."""
+
+    def write(self, event: FrameEvent) -> None: ...
 
 
 class EventLog:

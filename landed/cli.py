@@ -7,26 +7,21 @@ Lambda's (cloud/constants.py). Prints what it did as JSON."""
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
 from pathlib import Path
 
 from landed import constants as k
+from landed.config import epoch_seconds
 
 
 def _time(text: str) -> float:
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        value = dt.datetime.fromisoformat(text)
+        return epoch_seconds(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give epoch seconds or an ISO time (2026-12-03T04:00:00Z)") \
             from None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def add_parser(sub) -> None:
@@ -82,7 +77,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             from landed.s3 import process_object
 
             results = [process_object(sieve, args.bucket, args.key)]
-            runs = [sieve.last_run]
+            runs = [sieve.last_run] if sieve.last_run is not None else []  # none: handed to the Fargate task
         else:
             from landed.kvs import run_streams
 
@@ -100,7 +95,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         return 2
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        for i, run in enumerate(r for r in runs if r is not None):
+        for i, run in enumerate(runs):
             (args.out / f"decisions-{i}.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in run.lines))
         (args.out / "sieve.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results if len(results) > 1 else results[0], indent=2))

@@ -8,6 +8,7 @@ bands, tracker, onboarding), with `defaults` deep-merged under each camera as in
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
@@ -178,3 +179,13 @@ def load_sieve_config(path: Path | str) -> SieveConfig:
     except safe_yaml.YamlLimitError as exc:
         raise SieveError(f"{path}: {exc}") from exc
     return parse_sieve_config(text, str(path))
+
+
+def epoch_seconds(text: str) -> float:
+    """A time given as epoch seconds or as an ISO time (a time without a zone is UTC); ValueError otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    value = dt.datetime.fromisoformat(text)
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()

@@ -16,22 +16,21 @@ from collections import defaultdict
 
 from cloud.stores import ResultsStore
 from cloud.stores.fleetdata import BUCKET_S, bucket_of, event_delta
-from edge_agent.events import FrameEvent, event_message
+from edge_agent.events import FrameEvent, FrameSink, event_message
 from landed.transport import _IDS
 
 
 class MinuteCounts:
-    """Wraps the agent's event log: each event is written there as before, and counted for the store."""
+    """Wraps the agent's event log (its FrameSink): each event is written there as before, and counted for the
+    store."""
 
-    def __init__(self, log, store: ResultsStore, thing: str, site: str, origin: str, starts: dict[str, float]):
+    def __init__(self, log: FrameSink, store: ResultsStore, thing: str, site: str, origin: str,
+                 starts: dict[str, float]):
         self._log, self.store, self.thing, self.site, self.origin, self.starts = log, store, thing, site, origin, starts
         self._open: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._latest: dict[str, int] = {}
         self._lock = threading.Lock()
         self.frames = self.minutes_written = self.repeats = 0
-
-    def __getattr__(self, name: str):
-        return getattr(self._log, name)
 
     def write(self, event: FrameEvent) -> None:
         self._log.write(event)

@@ -94,7 +94,7 @@ class KvsStandIn(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def add_stream(self, name: str, clip: Path, start_s: float) -> None:
         self.streams[name] = _Clip(clip, start_s)

@@ -3,7 +3,6 @@ the Fargate task (a segment longer than `lambda_max_segment_s`, README: the serv
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import shutil
@@ -16,7 +15,7 @@ from urllib.parse import unquote_plus
 import cv2
 
 from landed import constants as k
-from landed.config import SieveError
+from landed.config import SieveError, epoch_seconds
 from landed.run import Sieve
 
 START_METADATA = "start-time"  # x-amz-meta-start-time on the object: when its first frame was recorded
@@ -90,15 +89,10 @@ def start_time(text: str | None, where: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        value = dt.datetime.fromisoformat(text)
+        return epoch_seconds(text)
     except ValueError:
         raise SieveError(f"{where}: metadata {START_METADATA}={text!r:.60} is not a time; give epoch seconds or an "
                          "ISO time such as 2026-12-03T04:00:00Z") from None
-    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def process_object(sieve: Sieve, bucket: str, key: str, in_lambda: bool = False) -> dict:

@@ -33,7 +33,7 @@ from edge_agent.control import (
     ModelInfo,
 )
 from edge_agent.escalation.base import Transport
-from edge_agent.events import FrameEvent
+from edge_agent.events import FrameEvent, FrameSink
 from edge_agent.feeder import FrameFeeder
 from edge_agent.metrics import serve_metrics
 from edge_agent.pipeline.detector import BatchedStudent
@@ -62,7 +62,8 @@ class Agent:
         self._loop_thread: int | None = None  # the thread in run(): the one that changes the cameras
         with ExitStack() as stack:  # a failed start closes what it opened
             parts = wiring.assemble(self, stack, transport, jsonl, events_db, sources)
-            self.link, self.transport, self.events = parts.link, parts.transport, parts.events
+            self.link, self.transport = parts.link, parts.transport
+            self.events: FrameSink = parts.events
             self.cameras: dict[str, CameraPipeline] = parts.cameras
             self.sources, self.specialization = parts.sources, parts.specialization
             self.steps = parts.steps  # each camera's specialization steps, to the cloud
