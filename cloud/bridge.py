@@ -91,6 +91,7 @@ class IotRuleBridge:
         self.frame_events: set[str] = set()  # message ids of the gateways' frame events
         self.specialization_events: set[str] = set()  # and of their cameras' specialization steps
         self.ingested: dict[str, int] = {}  # events and telemetry into the store (the dashboard's), by outcome
+        self.ingested_by_topic: dict[str, dict[str, int]] = {}  # the same, by topic ("events", "telemetry")
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="iot-rule")
         # events and telemetry on their own worker: a slow teacher holding the rule's workers must not keep the
@@ -131,6 +132,8 @@ class IotRuleBridge:
             status = "failed"
         with self._lock:
             self.ingested[status] = self.ingested.get(status, 0) + 1
+            kind = self.ingested_by_topic.setdefault(parts[-1], {})
+            kind[status] = kind.get(status, 0) + 1
 
     def _route(self, topic: str, payload: bytes, received_ms: int) -> None:
         parts = topic.split("/")
@@ -158,6 +161,15 @@ class IotRuleBridge:
             status = "failed"
         with self._lock:
             self.routed[status] = self.routed.get(status, 0) + 1
+
+    def summary_line(self) -> str:
+        """What the events rule got and did, to set beside the gateways' own counts (their event logs, and the
+        `spool_left` of their stop lines: events a stopped gateway still spools reach the cloud at its next start)."""
+        with self._lock:
+            outcomes = "; ".join(f"{topic} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                                 for topic, counts in sorted(self.ingested_by_topic.items())) or "nothing"
+            return (f"events rule      {len(self.frame_events)} frame event(s) received (distinct message ids), "
+                    f"{len(self.specialization_events)} specialization step(s); into the store: {outcomes}")
 
     def close(self) -> None:
         self.client.close()

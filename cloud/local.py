@@ -294,3 +294,5 @@ def run_local(options: LocalOptions, stop: threading.Event | None = None) -> Non
                 print(f"alert            {alert.get('time_utc')} camera {alert.get('camera')} (site "
                       f"{alert.get('site')}, gateway {alert.get('thing')}): {hits}", flush=True)
         print("stopping", flush=True)
+    if cloud.bridge is not None:  # closed: its workers finished, so these are what the store got
+        print(cloud.bridge.summary_line(), flush=True)

@@ -68,5 +68,7 @@ def summary(agent: Reported) -> dict:
         transport_stats = agent.transport.stats() if agent.transport is not None else {}
         out["mqtt"] = {**transport_stats, "spool_rows": agent.link.spool.rows,
                        "spool_bytes": agent.link.spool.bytes, "spool_sent": agent.link.sender.sent,
+                       # after the stop: what the spool kept for the next start, by kind (event, escalation, ...)
+                       "spool_left": dict(agent.link.left_at_close),
                        "reconnects": max(0, agent.link.connection.connects - 1), "model": agent.model_info()}
     return out

@@ -27,9 +27,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     summary = agent.run()
     total = summary.get("total", {})
-    log.info("agent stopped after %.0f s: %s sampled, %s escalated", time.monotonic() - started,
+    # Frame events the cloud lacks at stop are either here (on disk, sent first at the next start) or lost.
+    left = summary.get("mqtt", {}).get("spool_left", {})
+    log.info("agent stopped after %.0f s: %s sampled, %s escalated; %s", time.monotonic() - started,
              total.get("sampled", 0), total.get("escalated", 0),
-             extra={"event": "stop", "uptime_s": round(time.monotonic() - started, 1), "counters": total})
+             ", ".join(f"{v} {k}(s)" for k, v in left.items()) + " still spooled for the next start" if left
+             else "nothing left in the spool" if "mqtt" in summary else "no spool (no mqtt link)",
+             extra={"event": "stop", "uptime_s": round(time.monotonic() - started, 1), "counters": total,
+                    "spool_left": left})
     # The counters: a table for a person at a terminal, one JSON line for anything that reads them.
     print(format_counters(summary) if sys.stdout.isatty() else json.dumps(summary, separators=(",", ":")))
     return 0

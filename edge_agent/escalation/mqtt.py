@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from contracts.batch import BATCH_VERSION, VerdictBatch
 from contracts.codec import decode
@@ -54,12 +54,22 @@ class MqttLink:
         self.spool.put(kind, message_id, topic, payload)
         self.sender.notify()
 
+    # What the spool still held when the link closed, by kind: on disk, sent first at the next start
+    left_at_close: dict[str, int] = field(default_factory=dict)
+
     def close(self, drain_s: float = 2.0) -> None:
-        """Give the sender a moment to empty the spool (what is left stays on disk for next time)."""
+        """Give the sender a moment to empty the spool (what is left stays on disk for next time), and say
+        what is left: a stopped gateway's count that the cloud lacks is there, not lost."""
         if self.spool.rows and drain_s > 0:
             self.sender.drain(drain_s)
         self.sender.close()
         self.connection.close()
+        if self.spool.rows:
+            self.left_at_close = self.spool.kinds()
+            log.warning("%d message(s) still in the spool %s at stop (%s): the broker did not take them within "
+                        "%.0f s; they stay on disk and are sent first at the next start", self.spool.rows,
+                        self.spool.path, ", ".join(f"{k}: {v}" for k, v in self.left_at_close.items()), drain_s,
+                        extra={"event": "spool_left", "spool_left": self.left_at_close})
         self.spool.close()
 
 

@@ -141,6 +141,11 @@ class Spool:
     def bytes(self) -> int:
         return self._bytes
 
+    def kinds(self) -> dict[str, int]:
+        """What the spool holds, by kind ("event", "escalation", ...): one read, for the stop line."""
+        with self._lock:
+            return dict(self._db.execute("SELECT kind, COUNT(*) FROM outbox GROUP BY kind ORDER BY kind").fetchall())
+
     def evicted(self, kind: str | None = None) -> int:
         key = f"evicted_{kind}" if kind else "evicted"
         with self._lock:
