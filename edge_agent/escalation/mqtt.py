@@ -60,15 +60,17 @@ class MqttLink:
     def close(self, drain_s: float = 2.0) -> None:
         """Give the sender a moment to empty the spool (what is left stays on disk for next time), and say
         what is left: a stopped gateway's count that the cloud lacks is there, not lost."""
+        connected = self.connection.connected
         if self.spool.rows and drain_s > 0:
             self.sender.drain(drain_s)
         self.sender.close()
         self.connection.close()
         if self.spool.rows:
             self.left_at_close = self.spool.kinds()
-            log.warning("%d message(s) still in the spool %s at stop (%s): the broker did not take them within "
-                        "%.0f s; they stay on disk and are sent first at the next start", self.spool.rows,
-                        self.spool.path, ", ".join(f"{k}: {v}" for k, v in self.left_at_close.items()), drain_s,
+            log.warning("%d message(s) still in the spool %s at stop (%s): the broker did not take them before the "
+                        "stop (%s); they stay on disk and are sent first at the next start", self.spool.rows,
+                        self.spool.path, ", ".join(f"{k}: {v}" for k, v in self.left_at_close.items()),
+                        f"connected, drained for {drain_s:g} s" if connected else "not connected",
                         extra={"event": "spool_left", "spool_left": self.left_at_close})
         self.spool.close()
 

@@ -23,14 +23,15 @@ from tests.edge_agent.aws_side import wait_until
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _run(config: Path) -> tuple[dict, str]:
-    """`edge-agent run` to the end of its clip: its summary and the message of its stop line."""
+def _run(config: Path) -> tuple[dict, str, list[dict]]:
+    """`edge-agent run` to the end of its clip: its summary, the message of its stop line, its JSON log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FRAMESIEVE_"))}
     done = subprocess.run([sys.executable, "-m", "edge_agent.cli", "run", "--config", str(config)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    stops = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{") and '"stop"' in line]
-    return json.loads(done.stdout[done.stdout.index("{"):]), stops[-1]["msg"]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    stops = [line for line in lines if line.get("event") == "stop"]
+    return json.loads(done.stdout[done.stdout.index("{"):]), stops[-1]["msg"], lines
 
 
 def _sampled(store) -> int:
@@ -53,7 +54,7 @@ def test_events_spooled_at_stop_are_reported_then_reach_the_store_at_the_next_st
     store.register_gateway(Registration("gw-ev", "site-t", ("plaza",)))
 
     own_broker.kill()  # the uplink is down for the whole first run
-    first, stop_line = _run(config)
+    first, stop_line, lines = _run(config)
     with sqlite3.connect(tmp_path / "events.sqlite") as db:
         logged = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     with sqlite3.connect(tmp_path / "spool.sqlite") as db:
@@ -62,16 +63,20 @@ def test_events_spooled_at_stop_are_reported_then_reach_the_store_at_the_next_st
     assert sampled == logged == len(spooled) == 20, (first["total"], logged)
     assert first["mqtt"]["spool_left"] == {"event": sampled} and first["mqtt"]["spool_sent"] == 0
     assert stop_line.endswith(f"; {sampled} event(s) still spooled for the next start"), stop_line
+    left = [line for line in lines if line.get("event") == "spool_left"]
+    assert len(left) == 1 and left[0]["spool_left"] == {"event": sampled} and "(not connected)" in left[0]["msg"]
+    assert str(tmp_path / "spool.sqlite") in left[0]["msg"] and "sent first at the next start" in left[0]["msg"]
 
     own_broker.start()
     bridge = IotRuleBridge(Router(RouterConfig(store_url="unused"), store), own_broker.port)
     try:
         assert bridge.client.connected.wait(10)
         assert _sampled(store) == 0  # nothing reached the cloud in the first run
-        second, stop_line = _run(config)  # the next start: the same spool file, the clip again
+        second, stop_line, lines = _run(config)  # the next start: the same spool file, the clip again
         wait_until(lambda: _sampled(store) == 2 * sampled, 15, f"{2 * sampled} events counted in the store")
         assert second["mqtt"]["spool_left"] == {} and second["mqtt"]["spool_sent"] == 2 * sampled
         assert stop_line.endswith("; nothing left in the spool"), stop_line
+        assert not [line for line in lines if line.get("event") == "spool_left"]
         assert spooled <= bridge.frame_events and len(bridge.frame_events) == 2 * sampled
         wait_until(lambda: bridge.ingested.get("stored") == 2 * sampled, 5, "every event stored once")
         assert bridge.ingested_by_topic == {"events": {"stored": 2 * sampled}}
