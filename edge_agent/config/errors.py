@@ -24,8 +24,16 @@ def describe_errors(exc: ValidationError, lines: dict[tuple, int] | None = None,
         line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None) if lines else None
         at = f" (line {line})" if line else ""
         given = "" if err["type"] == "missing" else f"; got {_shown(_masked(err.get('input')))}"
-        problems.append(redact_text(f"{_path(loc, own_cameras)}{at}: {err['msg']}{given}"))
+        problems.append(redact_text(f"{_path(loc, own_cameras)}{at}: {_message(err)}{given}"))
     return problems
+
+
+def _message(err: Any) -> str:
+    """pydantic's message, in the words of a config file: an unknown key is called one (most are typos), and
+    a validator's own message comes without pydantic's "Value error, " in front."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key (misspelt? the example config lists every key)"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _path(loc: tuple, cameras: list | None) -> str:

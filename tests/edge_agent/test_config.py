@@ -126,3 +126,10 @@ def test_specialization_knobs_are_defined_once():
     tuned = parse_config("cameras: [{id: a, source: a.mp4}]\nspecialization: {min_present: 50, bound: clopper-pearson,"
                          " promotion_labels: [person, vehicle]}").specialization.rules()
     assert (tuned.min_present, tuned.bound, tuned.promotion_labels) == (50, "clopper-pearson", ("person", "vehicle"))
+
+
+def test_an_unknown_key_is_called_one():
+    with pytest.raises(ConfigError) as info:
+        parse_config("cameras:\n  - {id: a, source: x, fsp: 2}\n", "agent.yaml")
+    assert "cameras[0] (id a).fsp (line 2): unknown key" in str(info.value)
+    assert "Extra inputs" not in str(info.value)
