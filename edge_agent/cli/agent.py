@@ -53,10 +53,17 @@ def format_counters(summary: dict) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from edge_agent.config import load_config
+    from edge_agent.config import ConfigError, load_config
     from edge_agent.redact import redact_url
 
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        if _looks_like_sieve_config(args.config):
+            raise ConfigError(f"{args.config} looks like a sieve config (config/sieve.example.yaml: thing, "
+                              "s3_prefix, stream, kvs), not an agent config (config/agent.example.yaml): check it "
+                              f"with `framesieve-cloud sieve --config {args.config} --check`") from exc
+        raise
     # What `run` would stop on at its first frame: a file or folder source that is not there.
     missing = [f"camera {c.id}: source {c.source} does not exist (a video file, an image folder, or an "
                "rtsp:// or http(s):// URL)" for c in config.cameras
@@ -67,6 +74,21 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     print(f"ok: {args.config}: site {config.site!r}, {len(config.cameras)} camera(s): "
           + ", ".join(f"{c.id} ({redact_url(c.source)}, {c.fps} fps, {c.cascade.level})" for c in config.cameras))
     return 0
+
+
+def _looks_like_sieve_config(path: str) -> bool:
+    """Keys only the sieve's config has (landed/config.py): its thing, landed-video cameras, Kinesis settings."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(errors="replace"))
+    except (OSError, yaml.YAMLError):
+        return False
+    if not isinstance(raw, dict):
+        return False
+    cams = raw.get("cameras") if isinstance(raw.get("cameras"), list) else []
+    return bool({"thing", "lambda_max_segment_s", "kvs", "stream_groups"} & set(raw)) or any(
+        isinstance(c, dict) and ("s3_prefix" in c or "stream" in c) for c in cams)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -87,8 +109,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detections-out", help="also write every sampled frame's decision to this JSONL file")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("validate-config", help="check an agent config file and print what it sets up")
-    p.add_argument("config")
+    what = "check an agent config file and print what it sets up"
+    p = sub.add_parser("validate-config", help=what, description=what + " (a sieve config: framesieve-cloud sieve "
+                                                                      "--config FILE --check)")
+    p.add_argument("config", help="agent config YAML (see config/agent.example.yaml)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("demo", help="the whole pipeline on real footage with a local teacher server, "

@@ -128,6 +128,15 @@ def test_specialization_knobs_are_defined_once():
     assert (tuned.min_present, tuned.bound, tuned.promotion_labels) == (50, "clopper-pearson", ("person", "vehicle"))
 
 
+def test_validate_config_on_the_sieve_config_points_at_its_own_check(capsys):
+    from edge_agent.cli import main
+
+    sieve = EXAMPLE.parent / "sieve.example.yaml"
+    assert main(["validate-config", str(sieve)]) == 2
+    err = capsys.readouterr().err
+    assert "looks like a sieve config" in err and f"framesieve-cloud sieve --config {sieve} --check" in err
+
+
 def test_an_unknown_key_is_called_one():
     with pytest.raises(ConfigError) as info:
         parse_config("cameras:\n  - {id: a, source: x, fsp: 2}\n", "agent.yaml")
