@@ -25,8 +25,10 @@ def _time(text: str) -> float:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sieve", help="the edge pipeline in the cloud over landed video: an S3 object (--bucket/--key) "
-                                     "or Kinesis Video streams (--stream/--group); results to the results store")
+    what = ("the edge pipeline in the cloud over landed video: an S3 object (--bucket/--key) or Kinesis Video "
+            "streams (--stream/--group); results to the results store")
+    p = sub.add_parser("sieve", help=what, description=what + ". --local CLIP tries it on one machine; --check only "
+                                                              "validates the config.")
     p.add_argument("--config", default=os.environ.get(k.CONFIG),
                    help=f"the sieve config, a file or s3://bucket/key (default: ${k.CONFIG}); "
                         "see config/sieve.example.yaml")
@@ -36,11 +38,13 @@ def add_parser(sub) -> None:
     p.add_argument("--group", help="a stream group of the config: its streams, in one worker")
     p.add_argument("--start", type=_time, help="streams: from this producer time (epoch s or ISO; default: now - 60 s)")
     p.add_argument("--end", type=_time, help="streams: to this time (default: follow the stream until stopped)")
-    p.add_argument("--store", help="the results store URL (default: $FRAMESIEVE_STORE_URL, as the router's)")
+    p.add_argument("--store", help="the results store URL (default: $FRAMESIEVE_STORE, as the router's)")
     p.add_argument("--local", type=Path, metavar="CLIP",
                    help="land CLIP in a loopback stack (moto_server, the teacher server) under the first camera's "
                         "s3_prefix and sieve it as the Lambda would: the whole path on one machine")
     p.add_argument("--out", type=Path, help="also write each run's per-frame decisions (JSONL) and summary here")
+    p.add_argument("--check", action="store_true",
+                   help="only validate the config and print its cameras, groups and the thing it escalates as")
     p.set_defaults(func=run_from_args)
 
 
@@ -51,19 +55,28 @@ def run_from_args(args: argparse.Namespace) -> int:
     if not args.config:
         print(f"error: give --config FILE (or set {k.CONFIG}); see config/sieve.example.yaml", file=sys.stderr)
         return 2
-    if args.local:
-        from landed.local import sieve_local
-
+    if args.check:
         try:
-            print(json.dumps(sieve_local(load_sieve_config(args.config), args.local), indent=2))
+            print(_describe(load_sieve_config(args.config), args.config))
         except SieveError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
-    if bool(args.bucket) != bool(args.key) or (bool(args.key) == bool(args.stream or args.group)):
-        print("error: give either --bucket B --key K (a landed object) or --stream NAME / --group NAME (Kinesis "
-              "Video)", file=sys.stderr)
+    if problem := _source_problem(args):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
+    if args.local:
+        from landed.local import sieve_local
+
+        try:
+            result, run = sieve_local(load_sieve_config(args.config), args.local)
+        except SieveError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.out:
+            _write_out(args.out, [run] if run is not None else [], [result])
+        print(json.dumps(result, indent=2))
+        return 0
     import logging
 
     logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)  # a line per frame: the JSON says it all
@@ -94,9 +107,47 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for i, run in enumerate(runs):
-            (args.out / f"decisions-{i}.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in run.lines))
-        (args.out / "sieve.json").write_text(json.dumps(results, indent=2) + "\n")
+        _write_out(args.out, runs, results)
     print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     return 0
+
+
+def _write_out(out: Path, runs: list, results: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for i, run in enumerate(runs):
+        (out / f"decisions-{i}.jsonl").write_text("".join(json.dumps(ln) + "\n" for ln in run.lines))
+    (out / "sieve.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _source_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the video source flags, naming the flag and the fix; None when they make sense."""
+    if args.local:
+        if extra := [f for f, v in (("--bucket", args.bucket), ("--key", args.key), ("--stream", args.stream),
+                                    ("--group", args.group), ("--store", args.store)) if v]:
+            return (f"--local makes its own loopback stack, bucket and store: drop {' '.join(extra)}, or drop --local "
+                    "to sieve real landed video")
+        return None
+    streams = bool(args.stream or args.group)
+    if args.bucket and not args.key:
+        return f"--bucket {args.bucket} needs --key KEY, the landed object's key (e.g. landed/depot-1/cam/x.mp4)"
+    if args.key and not args.bucket:
+        return f"--key {args.key} needs --bucket BUCKET, the bucket the object landed in"
+    if args.key and streams:
+        return "give either --bucket B --key K (a landed object) or --stream NAME / --group NAME (Kinesis Video), " \
+               "not both"
+    if not args.key and not streams:
+        return ("give what to sieve: --bucket B --key K (a landed object), --stream NAME / --group NAME (Kinesis "
+                "Video), or --local CLIP (one machine)")
+    return None
+
+
+def _describe(config, source: str) -> str:  # noqa: ANN001
+    """`--check`: what the config sets up, one line per camera."""
+    lines = [f"ok: {source}: thing {config.thing!r}, student {config.student!r}, {len(config.cameras)} camera(s), "
+             f"{len(config.stream_groups)} stream group(s)"]
+    for cam in config.cameras:
+        video = ", ".join(x for x in ((f"s3 {cam.bucket or '*'}/{cam.s3_prefix}" if cam.s3_prefix else ""),
+                                      (f"stream {cam.stream}" if cam.stream else "")) if x)
+        lines.append(f"  {cam.id} (site {cam.site}): {video}; {cam.fps:g} fps, {cam.cascade.level}")
+    lines += [f"  group {g.name}: {', '.join(g.streams)}" for g in config.stream_groups]
+    return "\n".join(lines)

@@ -12,13 +12,14 @@ from cloud.devaws import dev_client
 from cloud.local import LocalCloud, LocalOptions
 from edge_agent.bench.runner import local_inference_server
 from landed.config import SieveConfig, SieveError
-from landed.run import Sieve
+from landed.run import Sieve, SieveRun
 from landed.s3 import process_object
 
 BUCKET = "landed-video"
 
 
-def sieve_local(config: SieveConfig, clip: Path) -> dict:
+def sieve_local(config: SieveConfig, clip: Path) -> tuple[dict, SieveRun | None]:
+    """What the run did (the JSON the command prints) and the run itself (its per-frame lines)."""
     if not clip.is_file():
         raise SieveError(f"--local {clip}: no such file; give a video file to land and sieve")
     camera = next((c for c in config.cameras if c.s3_prefix), None)
@@ -36,4 +37,4 @@ def sieve_local(config: SieveConfig, clip: Path) -> dict:
         result = process_object(sieve, camera.bucket or BUCKET, key)
         result["total_wall_s"] = round(time.perf_counter() - started, 3)  # with the start: the store, the model
         result["store"] = sieve.router.config.store_url
-        return result
+        return result, sieve.last_run
