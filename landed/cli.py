@@ -11,9 +11,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from landed import constants as k
 from landed.config import epoch_seconds
+
+if TYPE_CHECKING:
+    from landed.config import SieveConfig
 
 
 def _time(text: str) -> float:
@@ -141,7 +145,7 @@ def _source_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _describe(config, source: str) -> str:  # noqa: ANN001
+def _describe(config: SieveConfig, source: str) -> str:
     """`--check`: what the config sets up, one line per camera."""
     lines = [f"ok: {source}: thing {config.thing!r}, student {config.student!r}, {len(config.cameras)} camera(s), "
              f"{len(config.stream_groups)} stream group(s)"]

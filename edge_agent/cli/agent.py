@@ -86,7 +86,8 @@ def _looks_like_sieve_config(path: str) -> bool:
         return False
     if not isinstance(raw, dict):
         return False
-    cams = raw.get("cameras") if isinstance(raw.get("cameras"), list) else []
+    cams = raw.get("cameras")
+    cams = cams if isinstance(cams, list) else []
     return bool({"thing", "lambda_max_segment_s", "kvs", "stream_groups"} & set(raw)) or any(
         isinstance(c, dict) and ("s3_prefix" in c or "stream" in c) for c in cams)
 
