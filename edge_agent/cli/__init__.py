@@ -34,7 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(msub)
     specialize.add_commands(msub)
     fleet_commands.add_commands(sub, msub)
+    _describe_commands(parser)
     return parser
+
+
+def _describe_commands(parser: argparse.ArgumentParser) -> None:
+    """Each command's `--help` opens with what it does: its one-line help from the command list, where it has
+    no description of its own (argparse shows a sub-command's help only in its parent's list)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                child = action.choices[choice.dest]
+                if child.description is None and choice.help:
+                    child.description = choice.help.replace("%%", "%")  # help is %-formatted, this is not
+                _describe_commands(child)
 
 
 def main(argv: list[str] | None = None) -> int:
