@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from cloud.exceptions import CloudError
+from cloud.exceptions import CloudError, ConfigError
 from models.exceptions import ModelError
 
 
@@ -34,6 +34,20 @@ def _cmd_api(args: argparse.Namespace) -> int:
 def _cmd_local(args: argparse.Namespace) -> int:
     from cloud.local import LocalOptions, run_local
 
+    if not args.challenger_url:
+        given = [f"--{n.replace('_', '-')} {getattr(args, n)}" for n in ("challenger_weight", "shadow_share",
+                                                                          "challenger_instance")
+                 if getattr(args, n) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --challenger-url URL (a second `framesieve-cloud "
+                              "serve` as the challenger variant); add it, or drop the flag")
+    ab_defaults = {"challenger_weight": 0.5, "shadow_share": 0.0, "challenger_instance": "ml.g4dn.xlarge"}
+    for name, value in ab_defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for flag, share in (("--challenger-weight", args.challenger_weight), ("--shadow-share", args.shadow_share)):
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{flag} {share:g}: expected a share of the traffic in [0, 1], e.g. 0.1")
     run_local(LocalOptions(args.host, model=args.model, store_url=args.store, rules_file=args.alert_rules,
                            state_dir=args.state_dir, threads=args.threads, router_port=args.router_port,
                            api_port=args.api_port, mqtt=args.mqtt or bool(args.mqtt_port),
@@ -174,15 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
                                           "the champion variant; default: a teacher started in this process)")
     p.add_argument("--challenger-url", help="a running `framesieve-cloud serve` as the challenger variant: the "
                                             "endpoint gets two production variants, routed by weight")
-    p.add_argument("--challenger-weight", type=float, default=0.5,
+    p.add_argument("--challenger-weight", type=float,
                    help="with --challenger-url: the challenger's initial share of the traffic (default: 0.5)")
-    p.add_argument("--shadow-share", type=float, default=0.0,
+    p.add_argument("--shadow-share", type=float,
                    help="with --challenger-url: share of escalations also asked of the other variant, its answer "
                         "stored beside the served one (default: 0)")
     p.add_argument("--champion-instance", default="ml.g4dn.xlarge",
                    help="the champion's instance type on the endpoint config, for the report's cost (default: "
                         "ml.g4dn.xlarge)")
-    p.add_argument("--challenger-instance", default="ml.g4dn.xlarge",
+    p.add_argument("--challenger-instance",
                    help="the challenger's instance type (default: ml.g4dn.xlarge)")
     p.set_defaults(func=_cmd_local)
 

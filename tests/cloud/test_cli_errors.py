@@ -1,0 +1,22 @@
+"""Flags that do not fit are named with the fix, exit 2, before anything starts or AWS is called."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud.cli import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["local", "--challenger-weight", "2"], "--challenger-weight 2.0: only with --challenger-url URL"),
+    (["local", "--shadow-share", "0.1", "--challenger-instance", "ml.g5.xlarge"],
+     "--shadow-share 0.1, --challenger-instance ml.g5.xlarge: only with --challenger-url URL"),
+    (["local", "--challenger-url", "http://127.0.0.1:9", "--challenger-weight", "2"],
+     "--challenger-weight 2: expected a share of the traffic in [0, 1]"),
+    (["local", "--challenger-url", "http://127.0.0.1:9", "--shadow-share", "-0.5"],
+     "--shadow-share -0.5: expected a share of the traffic in [0, 1]"),
+])
+def test_a_share_or_flag_that_does_not_fit_is_named(capsys, argv, message):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
