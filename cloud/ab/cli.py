@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 from cloud import constants as c
 from cloud.exceptions import ConfigError
@@ -37,6 +38,15 @@ def _prices(types: dict[str, str], pricing: str | None) -> dict[str, tuple[str, 
     return out
 
 
+def _exists(url: str) -> None:
+    """A report reads the store: a SQLite file that is not there is a wrong path (opening it would make an empty
+    one and report nothing), not an empty store."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "sqlite" and rest and rest != ":memory:" and not Path(rest).is_file():
+        raise ConfigError(f"--store {url}: no SQLite results store at {rest}; give the store the router writes "
+                          f"(--store, or ${c.STORE_URL}: dynamodb://TABLE or sqlite:///path/to/results.sqlite)")
+
+
 def _sagemaker():  # noqa: ANN202
     from cloud import awscalls
 
@@ -60,6 +70,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--labels {args.labels!r}: name at least one label, e.g. person,vehicle")
     t2 = time.time() + 60
     t1 = t2 - args.hours * 3600
+    _exists(args.store)
     store = open_store(args.store)
     try:
         report = build_report(store.variant_results(t1, t2), prices=_prices(types, args.pricing), labels=labels,
@@ -73,6 +84,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_promote(args: argparse.Namespace) -> int:
     from cloud.ab.promote import promote
 
+    if not 0 <= args.share <= 1:  # before any AWS call: a bad flag is named even where AWS is not reachable
+        raise ConfigError(f"--share {args.share:g}: expected a share of the traffic in [0, 1], e.g. 1 to promote "
+                          "fully or 0.1 to try it on a tenth")
     before, after = promote(_sagemaker(), args.endpoint, args.variant, args.share, args.wait_s, args.poll_s)
     fmt = lambda w: ", ".join(f"{n} {v:g}" for n, v in sorted(w.items()))  # noqa: E731
     print(f"endpoint {args.endpoint}: weights {fmt(before)} -> {fmt(after)}")

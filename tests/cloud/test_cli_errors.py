@@ -15,8 +15,18 @@ from cloud.cli import main
      "--challenger-weight 2: expected a share of the traffic in [0, 1]"),
     (["local", "--challenger-url", "http://127.0.0.1:9", "--shadow-share", "-0.5"],
      "--shadow-share -0.5: expected a share of the traffic in [0, 1]"),
+    (["ab", "promote", "challenger", "--share", "2", "--endpoint", "nowhere"],
+     "--share 2: expected a share of the traffic in [0, 1]"),
 ])
 def test_a_share_or_flag_that_does_not_fit_is_named(capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ab_report_on_a_store_that_is_not_there_says_so_and_makes_none(tmp_path, capsys):
+    url = f"sqlite://{tmp_path / 'typo' / 'results.sqlite'}"
+    assert main(["ab", "report", "--store", url]) == 2
+    err = capsys.readouterr().err
+    assert f"--store {url}: no SQLite results store at" in err and "FRAMESIEVE_STORE" in err
+    assert not (tmp_path / "typo").exists()  # not an empty store made and reported as "0 escalations"
 
