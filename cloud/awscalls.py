@@ -17,6 +17,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import NoRegionError
+
+from cloud.exceptions import ConfigError
 
 # (service, operation) -> the priced kind. Anything else is counted under "other".
 _KINDS = {
@@ -101,6 +104,11 @@ def client(service: str, *, endpoint_url: str | None = None, max_attempts: int =
     global _session
     with _session_lock:  # one Session: its loaded service models are shared by every client it makes
         _session = _session or boto3.session.Session()
-        made = _session.client(service, endpoint_url=endpoint_url or None, config=config, region_name=region_name)
+        try:
+            made = _session.client(service, endpoint_url=endpoint_url or None, config=config, region_name=region_name)
+        except NoRegionError as exc:
+            raise ConfigError(f"no AWS region for {service}: set AWS_DEFAULT_REGION (e.g. export "
+                              "AWS_DEFAULT_REGION=eu-west-1; boto3 does not read AWS_REGION), or a region in the "
+                              "AWS profile (aws configure)") from exc
     made.meta.events.register("before-send", _on_send)
     return made

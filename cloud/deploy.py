@@ -84,7 +84,8 @@ def run_deploy(options: DeployOptions, out: Printer = print, session: Any = None
     session = session or boto3.session.Session(region_name=options.region)
     region = session.region_name
     if not region:
-        raise DeployError("no AWS region: pass --region or set AWS_REGION")
+        raise DeployError("no AWS region: pass --region, or set AWS_DEFAULT_REGION (boto3 does not read AWS_REGION), "
+                          "or a region in the AWS profile (aws configure)")
     template = load_template(options.template)
     stack_parameters(template, options.parameters, {})  # unknown names fail before anything is uploaded
     try:
@@ -193,7 +194,7 @@ def _key_value(text: str) -> tuple[str, str]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The deploy options, for `framesieve-cloud deploy` (cloud.cli) and `python -m cloud.deploy`."""
     p.add_argument("--stack", required=True, help="CloudFormation stack name (letters, digits, hyphens)")
-    p.add_argument("--region", help="AWS region (default: the AWS profile's / AWS_REGION)")
+    p.add_argument("--region", help="AWS region (default: $AWS_DEFAULT_REGION or the AWS profile's)")
     p.add_argument("--environment", help="Environment parameter: dev, staging, prod... (default: dev on create)")
     p.add_argument("--image-uri", help="inference image in ECR, ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG "
                                        "(required on create; see infra/container/Dockerfile)")

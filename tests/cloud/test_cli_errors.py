@@ -30,3 +30,14 @@ def test_ab_report_on_a_store_that_is_not_there_says_so_and_makes_none(tmp_path,
     assert f"--store {url}: no SQLite results store at" in err and "FRAMESIEVE_STORE" in err
     assert not (tmp_path / "typo").exists()  # not an empty store made and reported as "0 escalations"
 
+
+def test_no_aws_region_is_an_error_naming_the_variable(monkeypatch, tmp_path, capsys):
+    from cloud import awscalls
+
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setattr(awscalls, "_session", None)
+    assert main(["ab", "promote", "challenger"]) == 2
+    err = capsys.readouterr().err
+    assert "no AWS region for sagemaker: set AWS_DEFAULT_REGION" in err and "Traceback" not in err
