@@ -237,6 +237,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> DeployOptions:
+    # The dashboard's flags are checked before anything is uploaded, not after the main stack's minutes
+    if args.dashboard is False and (given := [f for f, v in (("--api-token-file", args.api_token_file),
+                                                              ("--dashboard-wheels", args.dashboard_wheels),
+                                                              ("--dashboard-stack", args.dashboard_stack)) if v]):
+        raise DeployError(f"--no-dashboard leaves the dashboard alone, so {' and '.join(given)} would do nothing; "
+                          "drop them, or drop --no-dashboard")
+    if args.dashboard_wheels is not None and not args.dashboard_wheels.is_dir():
+        raise DeployError(f"--dashboard-wheels {args.dashboard_wheels} is not a folder; fetch the cost model's "
+                          "wheels into one (README: dashboard on AWS), or leave the flag out to download them")
     named = {"Environment": args.environment, "InstanceType": args.instance_type, "MinInstances": args.min_instances,
              "MaxInstances": args.max_instances, "AlertEmail": args.alert_email, "OpsEmail": args.ops_email,
              "RetentionDays": args.retention_days}

@@ -269,6 +269,9 @@ def test_lambda_backend_needs_its_image_and_uploads_no_model(aws, moto_template,
     (["--param", "Bogus=1"], "unknown template parameter(s) Bogus"),
     (["--template", "/nonexistent/framesieve.yaml"], "does not exist"),
     (["--dashboard", "--api-token-file", "/nonexistent/token"], "--api-token-file /nonexistent/token: No such file"),
+    (["--dashboard", "--dashboard-wheels", "/nonexistent/wheels"], "--dashboard-wheels /nonexistent/wheels is not a "
+                                                                   "folder"),
+    (["--no-dashboard", "--api-token-file", "/nonexistent/token"], "so --api-token-file would do nothing"),
 ])
 def test_bad_arguments_fail_with_a_clear_message(monkeypatch, capsys, argv, message):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
