@@ -252,7 +252,11 @@ def run_cost_cli(bench_json: Path, cameras: int = DEFAULT_CAMERAS, pricing: Path
         prices = load_pricing(pricing, overrides)
         summary = load_summary(bench_json)
         if training_from is not None:
-            summary = with_training_figures(summary, load_summary(training_from), str(training_from))
+            try:
+                training = load_summary(training_from)
+            except SummaryError as exc:  # say which of the two summaries it is
+                raise SummaryError(f"--training-from: {exc}") from exc
+            summary = with_training_figures(summary, training, str(training_from))
         if cameras_per_core is not None:
             summary = summary.model_copy(update={"total": summary.total.model_copy(
                 update={"cameras_per_core": cameras_per_core})})

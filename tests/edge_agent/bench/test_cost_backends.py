@@ -180,3 +180,6 @@ def test_storage_is_priced_per_tier_and_from_the_measured_record(tmp_path, capsy
     bare.write_text(json.dumps(_summary()))
     assert run_cost_cli(one, 1000, training_from=bare) == 2
     assert "no measured training share" in capsys.readouterr().err
+    # a --training-from file that is not there: the flag is named, not only "bench summary" (which of the two?)
+    assert run_cost_cli(one, 1000, training_from=tmp_path / "nope.json") == 2
+    assert f"--training-from: cannot read bench summary {tmp_path / 'nope.json'}" in capsys.readouterr().err
