@@ -192,6 +192,10 @@ def test_ab_run_on_loopback_report_matches_the_store_and_promote_shifts_the_traf
     assert f"answered             {by_variant['champion']} = " in text
     assert "n/a (instance type unknown" in text  # the challenger's type was not given this time
 
+    # a variant the endpoint does not have: named with the ones it has, exit 2, the weights untouched
+    assert main(["ab", "promote", "challenjer", "--endpoint", "framesieve-teacher", "--poll-s", "0.1"]) == 2
+    assert "variant 'challenjer' is not on the endpoint; its variants: ['challenger', 'champion']" in \
+        capsys.readouterr().err
     # promote: the challenger takes all the traffic (UpdateEndpointWeightsAndCapacities on moto's sagemaker)
     assert main(["ab", "promote", "challenger", "--endpoint", "framesieve-teacher", "--poll-s", "0.1"]) == 0
     assert "weights challenger 0.5, champion 0.5 -> challenger 1, champion 0" in capsys.readouterr().out
