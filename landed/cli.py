@@ -69,6 +69,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     if problem := _source_problem(args):
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    import logging
+
+    logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)  # a line per frame: the JSON says it all
     if args.local:
         from landed.local import sieve_local
 
@@ -81,9 +84,6 @@ def run_from_args(args: argparse.Namespace) -> int:
             _write_out(args.out, [run] if run is not None else [], [result])
         print(json.dumps(result, indent=2))
         return 0
-    import logging
-
-    logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)  # a line per frame: the JSON says it all
     if args.store:
         os.environ[c.STORE_URL] = args.store
     try:
