@@ -68,6 +68,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     missing = [f"camera {c.id}: source {c.source} does not exist (a video file, an image folder, or an "
                "rtsp:// or http(s):// URL)" for c in config.cameras
                if "://" not in c.source and not Path(c.source).expanduser().exists()]
+    missing += [f"camera {c.id}: escalation_source {c.escalation_source.url} does not exist (the main stream: an "
+                "rtsp:// or http(s):// URL, or a video file)" for c in config.cameras
+                if c.escalation_source is not None and "://" not in c.escalation_source.url
+                and not Path(c.escalation_source.url).expanduser().is_file()]
     if missing:
         print(f"error: {args.config}:\n" + "\n".join(f"  {m}" for m in missing), file=sys.stderr)
         return 2

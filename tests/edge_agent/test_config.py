@@ -142,3 +142,15 @@ def test_an_unknown_key_is_called_one():
         parse_config("cameras:\n  - {id: a, source: x, fsp: 2}\n", "agent.yaml")
     assert "cameras[0] (id a).fsp (line 2): unknown key" in str(info.value)
     assert "Extra inputs" not in str(info.value)
+
+
+def test_validate_config_checks_the_escalation_source_file_too(tmp_path, capsys):
+    from edge_agent.cli import main
+
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"cameras:\n  - id: gate\n    source: {tmp_path}\n"
+                      f"    escalation_source: {tmp_path / 'main.mp4'}\n")
+    assert main(["validate-config", str(config)]) == 2
+    assert f"camera gate: escalation_source {tmp_path / 'main.mp4'} does not exist" in capsys.readouterr().err
+    (tmp_path / "main.mp4").write_bytes(b"")  # there now (its content is the pipeline's business)
+    assert main(["validate-config", str(config)]) == 0
