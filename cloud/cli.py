@@ -36,12 +36,13 @@ def _cmd_local(args: argparse.Namespace) -> int:
 
     if not args.challenger_url:
         given = [f"--{n.replace('_', '-')} {getattr(args, n)}" for n in ("challenger_weight", "shadow_share",
-                                                                          "challenger_instance")
+                                                                          "champion_instance", "challenger_instance")
                  if getattr(args, n) is not None]
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --challenger-url URL (a second `framesieve-cloud "
                               "serve` as the challenger variant); add it, or drop the flag")
-    ab_defaults = {"challenger_weight": 0.5, "shadow_share": 0.0, "challenger_instance": "ml.g4dn.xlarge"}
+    ab_defaults = {"challenger_weight": 0.5, "shadow_share": 0.0, "champion_instance": "ml.g4dn.xlarge",
+                   "challenger_instance": "ml.g4dn.xlarge"}
     for name, value in ab_defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -193,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shadow-share", type=float,
                    help="with --challenger-url: share of escalations also asked of the other variant, its answer "
                         "stored beside the served one (default: 0)")
-    p.add_argument("--champion-instance", default="ml.g4dn.xlarge",
-                   help="the champion's instance type on the endpoint config, for the report's cost (default: "
-                        "ml.g4dn.xlarge)")
+    p.add_argument("--champion-instance",
+                   help="with --challenger-url: the champion's instance type on the endpoint config, for the "
+                        "report's cost (default: ml.g4dn.xlarge)")
     p.add_argument("--challenger-instance",
-                   help="the challenger's instance type (default: ml.g4dn.xlarge)")
+                   help="with --challenger-url: the challenger's instance type (default: ml.g4dn.xlarge)")
     p.set_defaults(func=_cmd_local)
 
     p = sub.add_parser("register", help="record which site and cameras a gateway (IoT thing) may write for, in "

@@ -11,6 +11,7 @@ from cloud.cli import main
     (["local", "--challenger-weight", "2"], "--challenger-weight 2.0: only with --challenger-url URL"),
     (["local", "--shadow-share", "0.1", "--challenger-instance", "ml.g5.xlarge"],
      "--shadow-share 0.1, --challenger-instance ml.g5.xlarge: only with --challenger-url URL"),
+    (["local", "--champion-instance", "ml.c6i.large"], "--champion-instance ml.c6i.large: only with --challenger-url"),
     (["local", "--challenger-url", "http://127.0.0.1:9", "--challenger-weight", "2"],
      "--challenger-weight 2: expected a share of the traffic in [0, 1]"),
     (["local", "--challenger-url", "http://127.0.0.1:9", "--shadow-share", "-0.5"],
