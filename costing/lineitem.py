@@ -25,6 +25,26 @@ class LineItem:
                 "unit_price_usd": self.unit_price_usd, "usd_per_month": self.usd_per_month, "source": self.source}
 
 
+class Bill:
+    """A bill made of line items (mixed into the dataclasses that carry `items`): its total per month."""
+
+    items: list[LineItem]
+
+    @property
+    def usd_per_month(self) -> float:
+        return sum(i.usd_per_month for i in self.items)
+
+
+class FleetBill(Bill):
+    """A fleet's bill: its total per month and per camera-month."""
+
+    cameras: int
+
+    @property
+    def usd_per_camera_month(self) -> float:
+        return self.usd_per_month / self.cameras
+
+
 def item(name: str, quantity: float, price: Any, unit: str | None = None, unit_price: float | None = None) -> LineItem:
     """A LineItem priced by a `Price` (or a given unit price, for derived units such as gateway-months)."""
     usd = price.usd if unit_price is None else unit_price

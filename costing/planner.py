@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costing.backends import AsyncOption, LambdaOption, RealtimeOption, ServerlessOption
-from costing.lineitem import GB, LineItem, ceil, item
+from costing.lineitem import GB, Bill, LineItem, ceil, item
 from costing.pricing import Pricing
 
 COLD_P95_SHARE = 0.05  # more than 5% of requests cold: the p95 is a cold start
@@ -50,7 +50,7 @@ class Workload:
 
 
 @dataclass(frozen=True)
-class BackendCost:
+class BackendCost(Bill):
     name: str
     label: str
     kind: str
@@ -67,10 +67,6 @@ class BackendCost:
     instance_usd_month: float = 0.0  # one instance for the month; 0 for per-use options
     cold_share: float = 0.0  # share of requests that meet a cold container or a scaled-to-zero endpoint
     instance_items: list[LineItem] = field(default_factory=list)  # the part of `items` that is instance-hours
-
-    @property
-    def usd_per_month(self) -> float:
-        return sum(i.usd_per_month for i in self.items)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "kind": self.kind, "usd_per_month": self.usd_per_month,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from costing.lineitem import GB, LineItem, ceil, item
+from costing.lineitem import GB, FleetBill, LineItem, ceil, item
 from costing.pricing import Pricing
 from costing.summary import BenchSummary
 from edge_agent.bench.cost_model import HybridCost, Inputs, usage_items
@@ -26,7 +26,7 @@ MODES = {"s3": "landed, S3 segments (Lambda)", "kvs": "landed, KVS streams (Farg
 
 
 @dataclass(frozen=True)
-class LandedCost:
+class LandedCost(FleetBill):
     mode: str  # s3 | kvs
     cameras: int
     cpu_s_per_frame: float
@@ -38,14 +38,6 @@ class LandedCost:
     @property
     def label(self) -> str:
         return MODES[self.mode]
-
-    @property
-    def usd_per_month(self) -> float:
-        return sum(i.usd_per_month for i in self.items)
-
-    @property
-    def usd_per_camera_month(self) -> float:
-        return self.usd_per_month / self.cameras
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "label": self.label, "cameras": self.cameras,

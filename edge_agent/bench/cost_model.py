@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from costing.lineitem import GB, LineItem, ceil, item
+from costing.lineitem import GB, FleetBill, LineItem, ceil, item
 from costing.planner import BackendCost, Plan, Workload, plan
 from costing.pricing import Pricing
 from costing.summary import BenchSummary, SummaryError, load_summary, parse_summary
@@ -125,21 +125,13 @@ def workload(summary: BenchSummary, pricing: Pricing, cameras: int, fraction: fl
 # ---------------------------------------------------------------- baseline
 
 @dataclass(frozen=True)
-class BaselineCost:
+class BaselineCost(FleetBill):
     label: str
     cameras: int
     cpu_s_per_frame: float
     vcpus_per_camera: float  # provisioned: load / target utilisation x headroom
     instances: int
     items: list[LineItem]
-
-    @property
-    def usd_per_month(self) -> float:
-        return sum(i.usd_per_month for i in self.items)
-
-    @property
-    def usd_per_camera_month(self) -> float:
-        return self.usd_per_month / self.cameras
 
 
 def baseline_cost(summary: BenchSummary, pricing: Pricing, cameras: int,
