@@ -90,7 +90,12 @@ def test_following_a_stream_takes_each_interval_once_and_stops_cleanly(stack, kv
     runs: list = []
     worker = threading.Thread(target=lambda: runs.extend(run_streams(sieve, sieve.config.cameras, t0, None)))
     worker.start()
-    time.sleep(3.5)
+    # follow for four intervals after the backlog's fetch, however long the worker took to start (the student's
+    # load and self-test; a fixed sleep from here raced the fourth interval on a busy machine)
+    deadline = time.monotonic() + 30
+    while not kvs.calls["getImages"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(4.1)
     sieve.stop()
     worker.join(30)
     assert not worker.is_alive() and len(runs) == 1
