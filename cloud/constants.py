@@ -35,7 +35,7 @@ AB_VARIANTS = "FRAMESIEVE_AB_VARIANTS"  # comma-separated, e.g. "champion,challe
 SHADOW_SHARE = "FRAMESIEVE_SHADOW_SHARE"
 DEFAULT_SHADOW_SHARE = 0.0
 
-# Training data: the crops and the teacher's labels, one S3 object per captured escalation.
+# Training data: the crops and the teacher's labels of the captured escalations.
 TRAINING_BUCKET = "FRAMESIEVE_TRAINING_BUCKET"  # empty: no capture
 TRAINING_PREFIX = "FRAMESIEVE_TRAINING_PREFIX"
 DEFAULT_TRAINING_PREFIX = "training-data/"
@@ -43,6 +43,20 @@ TRAINING_SAMPLE_RATE = "FRAMESIEVE_TRAINING_SAMPLE_RATE"  # share of escalations
 DEFAULT_TRAINING_SAMPLE_RATE = 1.0
 TRAINING_KEEP = "FRAMESIEVE_TRAINING_KEEP"  # informative: only what teaches something (tiered); all: every one
 DEFAULT_TRAINING_KEEP = "informative"
+# Where kept records go: "s3", one gzip object per escalation or gateway batch, tagged with its tier (the
+# default: nothing else to create, and what the local stack uses); or "firehose", a record per line through a
+# Kinesis Data Firehose delivery stream per lifecycle, packed by Firehose into large objects under
+# TRAINING_PACKED_PREFIX (the CloudFormation stack's choice: objects large enough for Glacier Instant Retrieval).
+TRAINING_SINK = "FRAMESIEVE_TRAINING_SINK"
+DEFAULT_TRAINING_SINK = "s3"
+TRAINING_SINKS = ("s3", "firehose")
+# The delivery stream's name, {lifecycle} standing for each of contracts.training.LIFECYCLES (audit, training)
+TRAINING_STREAM = "FRAMESIEVE_TRAINING_STREAM"
+DEFAULT_TRAINING_STREAM = "framesieve-training-{lifecycle}"
+# Where the streams deliver: <prefix><lifecycle>/YYYY/MM/DD/HH/<object> (Firehose's own time prefix); the
+# router names the hour a record was sent in its row (the dashboard looks it up there)
+TRAINING_PACKED_PREFIX = "FRAMESIEVE_TRAINING_PACKED_PREFIX"
+DEFAULT_TRAINING_PACKED_PREFIX = "training-packed/"
 
 # The verdict back to the gateway through IoT Core; {thing} is the thing name the IoT rule adds.
 VERDICT_TOPIC = "FRAMESIEVE_VERDICT_TOPIC"  # empty: do not publish

@@ -175,3 +175,23 @@ def provision(endpoint_url: str, name: str = "framesieve", region: str = "us-eas
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     return Resources(table, bucket, topic_arn, queue_url)
+
+
+def provision_streams(endpoint_url: str, bucket: str, name: str = "framesieve", region: str = "us-east-1",
+                      packed_prefix: str = "training-packed/") -> dict[str, str]:
+    """The Firehose sink's delivery streams (one per lifecycle, to `bucket` under `<packed_prefix><lifecycle>/`,
+    as infra/ deploys them); returns the router's settings for them. moto delivers each PutRecordBatch at
+    once, as one uncompressed object (real Firehose buffers and gzips): readers take both."""
+    from cloud import constants as c
+    from contracts.training import LIFECYCLES
+
+    firehose = dev_client("firehose", endpoint_url, region)
+    template = f"{name}-training-{{lifecycle}}"
+    for life in LIFECYCLES:
+        firehose.create_delivery_stream(
+            DeliveryStreamName=template.format(lifecycle=life), DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::123456789012:role/framesieve-firehose", "BucketARN": f"arn:aws:s3:::{bucket}",
+                "Prefix": f"{packed_prefix}{life}/", "ErrorOutputPrefix": f"{packed_prefix}errors/",
+                "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 900}, "CompressionFormat": "GZIP"})
+    return {c.TRAINING_SINK: "firehose", c.TRAINING_STREAM: template, c.TRAINING_PACKED_PREFIX: packed_prefix}

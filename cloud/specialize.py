@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.exceptions import CloudError
-from contracts.training import BATCH_FOLDER
+from contracts.training import BATCH_FOLDER, LIFECYCLES, PACKED_SUFFIX
 from models.student.decision import Decision
 from models.student.defaults import DEFAULTS, SpecializationDefaults
 
@@ -48,18 +48,20 @@ class Options:
     endpoint_url: str | None = None
     region: str | None = None
     rules: SpecializationDefaults = DEFAULTS  # promotion and guard rules; epochs etc. above override them
+    packed_prefix: str = "training-packed/"  # where the Firehose sink's streams deliver (one folder per lifecycle)
 
 
-def sync_records(s3: Any, bucket: str, prefix: str, dest: Path) -> tuple[int, int]:
+def sync_records(s3: Any, bucket: str, prefix: str, dest: Path, packed: bool = False) -> tuple[int, int]:
     """Download the objects under `prefix` that `dest` lacks (same relative path and size); returns
-    (records there now, downloaded)."""
+    (objects there now, downloaded). `packed`: the Firehose sink's objects (any name; kept as `<name>.jsonl`)."""
     total = fetched = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if not obj["Key"].endswith(".json"):
+            if not packed and not obj["Key"].endswith(".json"):
                 continue
             total += 1
-            local = dest / obj["Key"][len(prefix):]
+            name = obj["Key"][len(prefix):]
+            local = dest / (name + PACKED_SUFFIX if packed and not name.endswith(PACKED_SUFFIX) else name)
             if local.is_file() and local.stat().st_size == obj["Size"]:
                 continue
             local.parent.mkdir(parents=True, exist_ok=True)
@@ -116,10 +118,20 @@ def run(options: Options) -> dict:
     batch_objects, batch_fetched = sync_records(s3, options.bucket, batches, records / BATCH_FOLDER)
     log.info("site %s: %d batch training objects in s3://%s/%s (%d new)", options.site, batch_objects,
              options.bucket, batches, batch_fetched)
+    # the Firehose sink's packed objects hold the whole fleet's records (no per-site folder: Firehose's dynamic
+    # partitioning would bill extra): every new one is synced once into this folder and read for this camera's
+    packed_objects = packed_fetched = 0
+    for life in LIFECYCLES:
+        n, got = sync_records(s3, options.bucket, f"{options.packed_prefix}{life}/", records / "=packed" / life,
+                              packed=True)
+        packed_objects, packed_fetched = packed_objects + n, packed_fetched + got
+    log.info("%d packed training objects in s3://%s/%s (%d new)", packed_objects, options.bucket,
+             options.packed_prefix, packed_fetched)
     decision = specialize(options.camera, records, options.champion, options.out / "challenger", options.rules,
                           epochs=options.epochs, target_recall=options.target_recall, min_records=options.min_records)
     result = {"camera": options.camera, "records": total, "downloaded": fetched, "batch_objects": batch_objects,
-              "batch_objects_downloaded": batch_fetched, "promote": decision.promote,
+              "batch_objects_downloaded": batch_fetched, "packed_objects": packed_objects,
+              "packed_objects_downloaded": packed_fetched, "promote": decision.promote,
               "verdict": decision.verdict, "why": decision.why}
     if decision.promote:
         iot = client("iot", endpoint_url=options.endpoint_url, region_name=options.region) if options.thing else None
@@ -138,6 +150,9 @@ def add_arguments(p: Any) -> None:
                                    "(without it, the job document is printed only)")
     p.add_argument("--prefix", default="training-data/", help="the router's training prefix (default: "
                                                                "training-data/)")
+    p.add_argument("--packed-prefix", default="training-packed/",
+                   help="where the router's Firehose delivery streams put packed records, a folder per lifecycle "
+                        "(default: training-packed/; FRAMESIEVE_TRAINING_SINK=firehose)")
     p.add_argument("--models-prefix", default="models/cameras/", help="where bundles go in the bucket")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs,
                    help=f"fine-tuning epochs (default: {DEFAULTS.epochs})")
@@ -155,7 +170,7 @@ def run_from_args(args: Any) -> int:
                       args.prefix, args.models_prefix, args.epochs, args.target_recall, args.min_records,
                       args.endpoint_url, args.region,
                       SpecializationDefaults.model_validate_json(Path(args.rules).read_text()) if args.rules
-                      else DEFAULTS)
+                      else DEFAULTS, packed_prefix=args.packed_prefix)
     result = run(options)
     print(json.dumps(result, indent=2))
     return 0

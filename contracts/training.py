@@ -20,6 +20,9 @@ TRAINING_VERSION = 1
 # Where the router files a gateway batch's one object, beside the site's camera folders; never a camera's
 # folder: a camera's name is quoted in a key, and "=" becomes %3D
 BATCH_FOLDER = "=batches"
+# A packed object of the Firehose sink as a reader keeps it on disk (Firehose names objects without a suffix,
+# or `.gz`): JSON lines, gzip-encoded or not
+PACKED_SUFFIX = ".jsonl"
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,9 @@ class TrainingBatch:
 # JPEGs are base64 in the JSON, and gzip takes back most of base64's third (29,064 B -> 21,946 B for a 416 px
 # vtest frame at quality 70), which is S3 storage for as long as the tier is kept. Readers take both.
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_OBJECT_BYTES = 64 * 1024 * 1024  # a training object decompressed: far above a gateway batch (<= 128 KB sent)
+# A training object decompressed: far above a gateway batch (<= 128 KB sent), and above a packed object of the
+# Firehose sink (its buffer, at most 128 MiB, is counted before compression)
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
 
 
 def encode_object(data: bytes) -> bytes:
@@ -129,32 +134,79 @@ def encode_object(data: bytes) -> bytes:
 
 
 def decode_object(data: bytes) -> bytes:
-    """A stored training object's JSON: gunzipped when gzip-encoded, else as it is (older objects, the agent's
-    local folder). Refuses one that would inflate beyond MAX_OBJECT_BYTES."""
+    """A stored training object's text: gunzipped when gzip-encoded (every member of a multi-member stream:
+    a Firehose object whose records were compressed apart), else as it is (older objects, the agent's local
+    folder, moto's uncompressed Firehose delivery). Refuses one that would inflate beyond MAX_OBJECT_BYTES."""
     if not data.startswith(GZIP_MAGIC):
         return data
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(data, MAX_OBJECT_BYTES + 1)
-    except zlib.error as exc:
-        raise WireError(f"training object is gzip-encoded but corrupt: {exc}") from exc
-    if len(out) > MAX_OBJECT_BYTES or inflater.unconsumed_tail:
-        raise WireError(f"training object inflates beyond {MAX_OBJECT_BYTES} bytes: refused")
-    if not inflater.eof:
-        raise WireError("training object is gzip-encoded but corrupt: the stream ends early (truncated)")
-    return out
+    parts, total, rest = [], 0, data
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out = inflater.decompress(rest, MAX_OBJECT_BYTES + 1 - total)
+        except zlib.error as exc:
+            raise WireError(f"training object is gzip-encoded but corrupt: {exc}") from exc
+        total += len(out)
+        if total > MAX_OBJECT_BYTES or inflater.unconsumed_tail:
+            raise WireError(f"training object inflates beyond {MAX_OBJECT_BYTES} bytes: refused")
+        if not inflater.eof:
+            raise WireError("training object is gzip-encoded but corrupt: the stream ends early (truncated)")
+        parts.append(out)
+        rest = inflater.unused_data
+        if rest and not rest.startswith(GZIP_MAGIC):
+            raise WireError("training object is gzip-encoded but has trailing bytes that are not gzip")
+    return b"".join(parts)
 
 
-def read_records(data: bytes) -> list[TrainingRecord]:
-    """The records of a training object: one escalation's (`training`) or a batch's (`training_batch`), plain
-    JSON or gzip-encoded as the router stores it."""
+def read_records(data: bytes, skipped: list[str] | None = None) -> list[TrainingRecord]:
+    """The records of a training object: one escalation's (`training`), a batch's (`training_batch`), or a
+    packed object of the Firehose sink (newline-delimited records, one per line); plain or gzip-encoded.
+    In a packed object a bad line is skipped and named in `skipped` (raised when `skipped` is None and no
+    line is readable): one corrupt record must not hide the thousands beside it. Firehose delivers at least
+    once, so a packed record may be found twice: readers dedup by message id (`unique`)."""
+    text = decode_object(data)
     try:
-        payload = json.loads(decode_object(data))
+        payload = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        lines = [line for line in text.split(b"\n") if line.strip()]
+        if len(lines) > 1:  # JSON lines: a packed object
+            return _packed(lines, skipped)
         raise WireError(f"training record is not JSON: {exc}") from exc
     if isinstance(payload, dict) and payload.get("type") == "training_batch":
         return list(TrainingBatch.from_payload(payload).records)
     return [TrainingRecord.from_payload(payload)]
+
+
+def _packed(lines: list[bytes], skipped: list[str] | None) -> list[TrainingRecord]:
+    out: list[TrainingRecord] = []
+    bad: list[str] = []
+    for n, line in enumerate(lines, 1):
+        try:
+            out.append(TrainingRecord.from_bytes(line))
+        except WireError as exc:
+            bad.append(f"line {n}: {exc}")
+    if bad and skipped is None and not out:
+        raise WireError(f"packed training object: no readable record ({bad[0]})")
+    if skipped is not None:
+        skipped.extend(bad)
+    return out
+
+
+def unique(records: list[TrainingRecord]) -> list[TrainingRecord]:
+    """Each message id once, the first found kept (a redelivered Firehose batch, or a record found both in a
+    packed object and as a direct object after a fallback, is the same escalation)."""
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        if r.message_id not in seen:
+            seen.add(r.message_id)
+            out.append(r)
+    return out
+
+
+def to_line(record: TrainingRecord) -> bytes:
+    """One record as the Firehose sink sends it: its JSON and a newline, so the delivered object is JSON lines."""
+    return record.to_bytes() + b"\n"
 
 
 def record_of(data: bytes, message_id: str | None = None) -> TrainingRecord:
@@ -192,6 +244,17 @@ def informative(reason: str, student: tuple[DetectionRecord, ...], teacher: tupl
     if any(score < low for score in best.values()):  # the teacher unsure the label is there at all
         return "low_confidence"
     return "audit" if reason == "audit" else ""
+
+
+# The Firehose sink keeps records by lifecycle, one delivery stream (and one S3 prefix, with its own lifecycle
+# rule) each: an agreeing audit for as long as a result row; every other tier (the training set) for the
+# training retention, moved to Glacier Instant Retrieval after 30 days. Tags cannot go on a Firehose object.
+LIFECYCLES = ("audit", "training")
+
+
+def lifecycle(tier: str) -> str:
+    """The lifecycle (delivery stream, packed prefix) a record of this tier goes to."""
+    return "audit" if tier == "audit" else "training"
 
 
 def batch_tier(tiers: list[str]) -> str:

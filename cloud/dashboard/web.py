@@ -183,9 +183,42 @@ def s3_reader(bucket: str | None = None) -> TrainingReader | None:
     s3 = awscalls.client("s3")
 
     def read(key: str) -> bytes:
+        if key.endswith("/"):
+            return read_packed(s3, bucket, key)
         try:
             return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey as exc:
             raise KeyError(key) from exc
 
     return read
+
+
+PACKED_READ_BYTES = 64 * 1024 * 1024  # the most of packed objects one frame view reads (a busy hour has more)
+_HOUR = re.compile(r"^(?P<base>.*/)(?P<hour>\d{4}/\d{2}/\d{2}/\d{2})/$")
+
+
+def read_packed(s3: Any, bucket: str, folder: str, limit: int = PACKED_READ_BYTES) -> bytes:
+    """The packed Firehose objects a record sent in this hour's folder can be in (`<prefix><lifecycle>/YYYY/MM/
+    DD/HH/`: the folder, then the hour before, where an object whose first record arrived then is filed),
+    concatenated (gzip members or JSON lines alike: contracts.training.read_records reads either), newest first,
+    at most `limit` bytes. A record is delivered only once Firehose's buffer fills or times out (up to 15
+    minutes): until then, and for a record in a busy hour beyond the limit, KeyError."""
+    import calendar
+
+    m = _HOUR.match(folder)
+    if not m:
+        raise KeyError(folder)
+    t = calendar.timegm(time.strptime(m["hour"], "%Y/%m/%d/%H"))
+    parts, total = [], 0
+    for hour in (m["hour"], time.strftime("%Y/%m/%d/%H", time.gmtime(t - 3600))):
+        listed = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{m['base']}{hour}/"):
+            listed.extend(page.get("Contents", []))
+        for obj in sorted(listed, key=lambda o: o["Key"], reverse=True):
+            if total + obj["Size"] > limit:
+                break
+            parts.append(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            total += obj["Size"]
+    if not parts:
+        raise KeyError(folder)
+    return b"".join(parts)

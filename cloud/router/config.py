@@ -39,6 +39,9 @@ class RouterConfig:
     training_prefix: str = c.DEFAULT_TRAINING_PREFIX
     training_sample_rate: float = c.DEFAULT_TRAINING_SAMPLE_RATE
     training_keep: str = c.DEFAULT_TRAINING_KEEP
+    training_sink: str = c.DEFAULT_TRAINING_SINK
+    training_stream: str = c.DEFAULT_TRAINING_STREAM
+    training_packed_prefix: str = c.DEFAULT_TRAINING_PACKED_PREFIX
     verdict_topic: str = c.DEFAULT_VERDICT_TOPIC
     iot_data_endpoint: str = ""
     alert_topic_arn: str = ""
@@ -64,6 +67,18 @@ class RouterConfig:
         if keep not in ("informative", "all"):
             raise ConfigError(f"{c.TRAINING_KEEP}={keep!r}: expected 'informative' (onboarding, disagreements, "
                               "low-confidence answers and audits, tagged by tier) or 'all'")
+        sink = env.get(c.TRAINING_SINK) or c.DEFAULT_TRAINING_SINK
+        if sink not in c.TRAINING_SINKS:
+            raise ConfigError(f"{c.TRAINING_SINK}={sink!r}: expected 's3' (one object per escalation or gateway "
+                              "batch) or 'firehose' (records packed by a Kinesis Data Firehose stream per lifecycle)")
+        stream = env.get(c.TRAINING_STREAM) or c.DEFAULT_TRAINING_STREAM
+        if sink == "firehose" and stream.count("{lifecycle}") != 1:
+            raise ConfigError(f"{c.TRAINING_STREAM}={stream!r}: the stream name must contain {{lifecycle}} once, "
+                              f"which stands for each lifecycle (audit, training), e.g. {c.DEFAULT_TRAINING_STREAM!r}")
+        packed = env.get(c.TRAINING_PACKED_PREFIX, c.DEFAULT_TRAINING_PACKED_PREFIX)
+        if sink == "firehose" and not packed.endswith("/"):
+            raise ConfigError(f"{c.TRAINING_PACKED_PREFIX}={packed!r}: the prefix the streams deliver to must end "
+                              f"with '/' (e.g. {c.DEFAULT_TRAINING_PACKED_PREFIX!r})")
         variants = tuple(v.strip() for v in env.get(c.AB_VARIANTS, "").split(",") if v.strip())
         bad = [v for v in variants if not _VARIANT.match(v)]
         if bad or len(set(variants)) != len(variants):
@@ -78,6 +93,9 @@ class RouterConfig:
             ab_variants=variants,
             shadow_share=shadow,
             training_keep=keep,
+            training_sink=sink,
+            training_stream=stream,
+            training_packed_prefix=packed,
             store_url=env.get(c.STORE_URL) or c.DEFAULT_STORE_URL,
             store_writes=writes,
             retention_days=_number(env, c.RETENTION_DAYS, c.DEFAULT_RETENTION_DAYS, 0, 3650),

@@ -177,8 +177,21 @@ def captured(message_id: str, rate: float) -> bool:
 
 def training_key(prefix: str, parsed: Parsed, day: str) -> str:
     r = parsed.request
-    return f"{prefix}{quote(r.site or '_', safe='-_.')}/{quote(r.camera, safe='-_.')}/{day}/" \
-           f"{quote(r.message_id, safe='-_.')}.json"
+    return direct_key(prefix, r.site, r.camera, r.message_id, day)
+
+
+def direct_key(prefix: str, site: str, camera: str, message_id: str, day: str) -> str:
+    """One escalation's own training object: `<prefix><site>/<camera>/<day>/<message id>.json`."""
+    return f"{prefix}{quote(site or '_', safe='-_.')}/{quote(camera, safe='-_.')}/{day}/" \
+           f"{quote(message_id, safe='-_.')}.json"
+
+
+def packed_key(packed_prefix: str, lifecycle: str, sent_s: float, message_id: str) -> str:
+    """Where a record sent to a delivery stream is found: the hour's folder Firehose delivers it under
+    (`<prefix><lifecycle>/YYYY/MM/DD/HH/`, by arrival time, UTC; the object holding it may be filed under the
+    hour before, when its first record arrived then), `#`, its message id. A reader lists the folder."""
+    return f"{packed_prefix}{lifecycle}/{time.strftime('%Y/%m/%d/%H', time.gmtime(sent_s))}/#" \
+           f"{quote(message_id, safe='-_.')}"
 
 
 def training_entry(parsed: Parsed, response: InvocationResponse) -> TrainingRecord:

@@ -18,12 +18,15 @@ from cloud.exceptions import EndpointError
 from cloud.router.batching import BatchWrites, batch_payload, process_batch
 from cloud.router.config import RouterConfig
 from cloud.router.endpoint import Answer, call
+from cloud.router.firehose import put_records
 from cloud.router.routing import (
     Outcome,
     Parsed,
     Rejected,
     alert_message,
     captured,
+    direct_key,
+    packed_key,
     parse_event,
     training_entry,
     training_key,
@@ -34,7 +37,7 @@ from cloud.stores import DeadLetter, ResultRecord, ResultsStore, StoredDetection
 from cloud.stores.base import day_of
 from contracts.batch import BATCH_VERSION, VerdictBatch
 from contracts.registry import Registration
-from contracts.training import encode_object, informative
+from contracts.training import TrainingRecord, encode_object, informative, lifecycle, to_line
 from contracts.wire import InvocationResponse, Verdict, WireError, invocation_for, verdict_from_response
 
 log = logging.getLogger("framesieve.router")
@@ -58,6 +61,10 @@ class Router:
     @cached_property
     def s3(self) -> Any:
         return awscalls.client("s3")
+
+    @cached_property
+    def firehose(self) -> Any:
+        return awscalls.client("firehose")
 
     @cached_property
     def sns(self) -> Any:
@@ -225,8 +232,39 @@ class Router:
             return ""
         if batch is not None:
             return batch.capture(training_entry(parsed, response), tier)
+        if cfg.training_sink == "firehose":
+            return self._pack([(training_entry(parsed, response), tier)]).get(mid, "")
         key = training_key(cfg.training_prefix, parsed, day)
         return key if self._put_training(key, training_record(parsed, response), tier, mid) else ""
+
+    def _pack(self, entries: list[tuple[TrainingRecord, str]]) -> dict[str, str]:
+        """The Firehose sink (cloud/router/firehose.py): each record to its lifecycle's delivery stream, failed
+        ones retried; a record Firehose refuses (over 1,000 KiB) or that still fails is written as a direct
+        S3 object instead, so nothing is lost. Returns each kept record's key by message id."""
+        cfg, keys = self.config, {}
+        sent_s = time.time()
+        by_lifecycle: dict[str, list[tuple[TrainingRecord, str]]] = {}
+        for record, tier in entries:
+            by_lifecycle.setdefault(lifecycle(tier), []).append((record, tier))
+        for life, group in by_lifecycle.items():
+            stream = cfg.training_stream.format(lifecycle=life)
+            result = put_records(self.firehose, stream, [to_line(r) for r, _ in group])
+            for i in result.delivered:
+                keys[group[i][0].message_id] = packed_key(cfg.training_packed_prefix, life, sent_s,
+                                                          group[i][0].message_id)
+            if result.retried:
+                log.info(json.dumps({"event": "training_firehose_retried", "stream": stream,
+                                     "records": result.retried, "calls": result.calls}))
+            for i, why in [*((i, "oversized: over Firehose's 1,000 KiB record limit") for i in result.oversized),
+                           *result.failed.items()]:
+                record, tier = group[i]
+                log.warning(json.dumps({"event": "training_firehose_fallback", "message_id": record.message_id,
+                                        "stream": stream, "why": why[:300], "sink": "s3 object"}))
+                key = direct_key(cfg.training_prefix, record.site, record.camera, record.message_id,
+                                 day_of(record.t_s))
+                if self._put_training(key, record.to_bytes(), tier, record.message_id):
+                    keys[record.message_id] = key
+        return keys
 
     def _put_training(self, key: str, body: bytes, tier: str, what: str) -> bool:
         """One training object, written once (If-None-Match: a retry's PUT is refused, the first one stands)."""
@@ -247,10 +285,15 @@ class Router:
         return True
 
     def flush_batch(self, batch: BatchWrites) -> int:
-        """A batch's writes, in commit order: its one training object (one PUT for all its records), then
-        its rows (one DynamoDB batch write per 25). Rows whose object could not be written lose their key."""
+        """A batch's writes, in commit order: its one training object (one PUT for all its records; with the
+        Firehose sink, its records to their delivery streams), then its rows (one DynamoDB batch write per 25).
+        Rows whose record could not be kept lose their key."""
         rows = batch.rows
-        if batch.records and not self._put_training(batch.key, batch.body(), batch.tier(), batch.batch_id):
+        if batch.records and self.config.training_sink == "firehose":
+            keys = self._pack(list(zip(batch.records, batch.tiers, strict=True)))
+            rows = [replace(row, training_key=keys.get(row.message_id, ""))
+                    if row.training_key.startswith(f"{batch.key}#") else row for row in rows]
+        elif batch.records and not self._put_training(batch.key, batch.body(), batch.tier(), batch.batch_id):
             rows = [replace(row, training_key="") if row.training_key.startswith(f"{batch.key}#") else row
                     for row in rows]
         return self.store.put_results(rows) if rows else 0

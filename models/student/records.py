@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from contracts.training import TrainingRecord, read_records
+from contracts.training import PACKED_SUFFIX, TrainingRecord, read_records
 from contracts.wire import WireError
 
 log = logging.getLogger(__name__)
@@ -16,18 +16,26 @@ REFERENCE_THRESHOLD = 0.4  # a teacher detection at or above this makes its labe
 
 def load_records(folder: Path, camera: str, skipped: list[str] | None = None) -> list[TrainingRecord]:
     """Every readable training record of `camera` under `folder` (recursively), oldest first: files of one
-    escalation and the router's batch objects (`=batches/`, several cameras each) alike. A bad file
+    escalation, the router's batch objects (`=batches/`, several cameras each) and packed Firehose objects
+    (`*.jsonl`, JSON lines of the whole fleet) alike; each message id once (Firehose delivers at least once). A bad file
     (corrupt, partial, not a record) is skipped with a warning and named in `skipped`, never a crash;
     half-written `.part` files are not records."""
     records, seen = [], set()
-    for path in sorted(Path(folder).rglob("*.json")):
+    paths = sorted([*Path(folder).rglob("*.json"), *Path(folder).rglob(f"*{PACKED_SUFFIX}")])
+    for path in paths:
+        bad: list[str] = []
         try:
-            found = read_records(path.read_bytes())  # one escalation's, or a gateway batch's (several cameras)
+            # one escalation's, a gateway batch's (several cameras), or a packed Firehose object (the fleet's)
+            found = read_records(path.read_bytes(), bad)
         except (OSError, WireError) as exc:
             log.warning("skipping training record %s: %s", path, exc)
             if skipped is not None:
                 skipped.append(f"{path.name}: {exc}")
             continue
+        for line in bad:  # a packed object's unreadable lines: the rest of it is read
+            log.warning("skipping a training record in %s: %s", path, line)
+            if skipped is not None:
+                skipped.append(f"{path.name}: {line}")
         for record in found:
             if record.camera == camera and record.message_id not in seen:  # once, however it was filed
                 seen.add(record.message_id)

@@ -45,4 +45,8 @@ def test_the_api_role_only_reads(resources):
                for a in s["Action"] if isinstance(s["Action"], list)] + \
         [s["Action"] for s in resources["ApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
          if isinstance(s["Action"], str)]
-    assert actions and all(a.split(":")[1].startswith(("Get", "Query", "Describe")) for a in actions), actions
+    assert actions and all(a.split(":")[1].startswith(("Get", "Query", "Describe", "List")) for a in actions), actions
+    # listing is for the packed training records only (the Firehose sink's hour folders)
+    [listing] = [s for s in resources["ApiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                 if s["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "training-packed/*"}}

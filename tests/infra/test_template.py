@@ -115,10 +115,13 @@ def test_router_function_matches_the_code(resources, template):
     from cloud.router.config import RouterConfig
 
     defaults = {k: str(v["Default"]) for k, v in template["Parameters"].items() if "Default" in v}
-    concrete = {k: v if isinstance(v, str) else defaults.get(v.get("Ref"), "stack-resource") for k, v in env.items()}
+    concrete = {k: v if isinstance(v, str) else v["Fn::Sub"].replace("${AWS::StackName}", "fs")
+                if isinstance(v.get("Fn::Sub"), str) and "${AWS::StackName}" in v["Fn::Sub"]
+                else defaults.get(v.get("Ref"), "stack-resource") for k, v in env.items()}
     concrete[c.STORE_URL] = "dynamodb://results"
     config = RouterConfig.from_env(concrete)  # the parameter defaults (alert rules included) are accepted
     assert config.rules and config.training_sample_rate == float(defaults["TrainingSampleRate"])
+    assert config.training_sink == defaults["TrainingSink"] == "firehose"  # the stack packs records by default
     assert config.endpoint_attempts * float(env[c.ENDPOINT_TIMEOUT_S]) < props["Timeout"]
 
 
@@ -220,6 +223,37 @@ def test_results_table_is_the_layout_the_store_creates(resources):
     assert props["TimeToLiveSpecification"] == cap.calls["update_time_to_live"]["TimeToLiveSpecification"]
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert resources["ResultsTable"]["DeletionPolicy"] == "Retain"
+
+
+def test_training_streams_deliver_where_the_router_and_the_lifecycle_rules_say(resources, raw_template):
+    """One delivery stream per lifecycle, named as the router's FRAMESIEVE_TRAINING_STREAM names it, delivering
+    gzip to the packed prefix the router, specialization and the dashboard read, where a lifecycle rule of its
+    own moves the training set to Glacier Instant Retrieval after 30 days and expires each lifecycle."""
+    from contracts.training import LIFECYCLES
+
+    env = resources["RouterFunction"]["Properties"]["Environment"]["Variables"]
+    assert env[c.TRAINING_SINK] == {"Ref": "TrainingSink"}
+    template, packed = env[c.TRAINING_STREAM]["Fn::Sub"], env[c.TRAINING_PACKED_PREFIX]
+    rules = {r["Id"]: r for r in resources["TrainingBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+    streams = {r["Properties"]["DeliveryStreamName"]["Fn::Sub"]: r for r in resources.values()
+               if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"}
+    assert set(streams) == {template.replace("{lifecycle}", life) for life in LIFECYCLES}
+    for life in LIFECYCLES:
+        s3 = streams[template.replace("{lifecycle}", life)]["Properties"]["ExtendedS3DestinationConfiguration"]
+        assert s3["Prefix"] == f"{packed}{life}/" and s3["CompressionFormat"] == "GZIP"
+        assert s3["BufferingHints"]["SizeInMBs"] >= 64 and s3["BufferingHints"]["IntervalInSeconds"] == 900
+        [rule] = [r for r in rules.values() if r.get("Prefix") == s3["Prefix"]]
+        assert rule["ExpirationInDays"] == {"Ref": "TrainingRetentionDays" if life == "training" else "RetentionDays"}
+        if life == "training":
+            assert rule["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 30}]
+    role = {st["Sid"]: st for st in statements(resources["RouterRole"]["Properties"]["Policies"][0]["PolicyDocument"])}
+    put = role["TrainingStreams"]
+    assert put["Action"] == "firehose:PutRecordBatch"
+    assert put["Resource"]["Fn::Sub"].endswith("deliverystream/${AWS::StackName}-training-*")
+    # with TrainingSink s3 the stack has no streams and the router no Firehose permission
+    s3_stack = stack_for(raw_template, {"TrainingSink": "s3"})["Resources"]
+    assert not [r for r in s3_stack.values() if r["Type"] == "AWS::KinesisFirehose::DeliveryStream"]
+    assert "TrainingStreamRole" not in s3_stack
 
 
 def test_training_bucket_is_private_encrypted_and_expires(resources):
