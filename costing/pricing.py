@@ -100,6 +100,14 @@ class S3Pricing(_Strict):
     # Per training tier (contracts.training.TIERS), where the bucket's lifecycle keeps it for another time than
     # retention_months: the template expires an agreeing audit after RetentionDays (30), like a result row.
     retention_months_by_tier: dict[str, float] = Field(default_factory=dict)
+    # The storage class packed training objects move to (the Firehose sink's lifecycle rule): storage, the
+    # lifecycle's transition request per object, and the per-GB charge for reading them back. None: not priced.
+    glacier_ir_storage: Price | None = None
+    glacier_ir_transitions: Price | None = None
+    glacier_ir_retrieval: Price | None = None
+    glacier_ir_min_months: float = Field(3, ge=0, description="minimum storage duration billed (90 days)")
+    glacier_ir_min_object_bytes: int = Field(128 * 1024, ge=0, description="S3 does not transition smaller objects")
+    transition_months: float = Field(1, ge=0, description="months in Standard before the transition (30 days)")
 
     @model_validator(mode="after")
     def _known_tiers(self) -> S3Pricing:
@@ -110,6 +118,24 @@ class S3Pricing(_Strict):
             if months < 0:
                 raise ValueError(f"s3.retention_months_by_tier.{tier} must be >= 0; got {months}")
         return self
+
+
+class FirehosePricing(_Strict):
+    """Kinesis Data Firehose, Direct PUT to S3 (the training records' Firehose sink)."""
+
+    ingestion: Price
+    record_rounding_bytes: int = Field(5120, ge=1, description="each record is billed rounded up to this")
+    buffer_mb: float = Field(128, gt=0, le=128, description="the streams' buffer size (before compression), MiB")
+    buffer_s: float = Field(900, gt=0, le=900, description="the streams' buffer interval, seconds")
+
+
+class TrainingPricing(_Strict):
+    """Where kept training records go and how often they are read back (infra: TrainingSink)."""
+
+    sink: str = Field("s3", pattern=r"^(s3|firehose)$", description="s3: an object per escalation or gateway "
+                                                                       "batch; firehose: packed by a stream")
+    archived_reads: float = Field(1, ge=0, description="times each record is read back after it moved to "
+                                                       "Glacier Instant Retrieval, over its life")
 
 
 class SNSPricing(_Strict):
@@ -194,6 +220,8 @@ class Pricing(_Strict):
     lambda_: LambdaPricing = Field(alias="lambda")
     dynamodb: DynamoDBPricing
     s3: S3Pricing
+    firehose: FirehosePricing | None = Field(None, description="the training records' Firehose sink")
+    training: TrainingPricing = Field(default_factory=TrainingPricing)
     sns: SNSPricing
     data_transfer: DataTransferPricing
     gateway: GatewayPricing
@@ -219,6 +247,20 @@ class Pricing(_Strict):
             got = getattr(getattr(self.landed, section), line).unit
             if got != unit:
                 bad.append(f"landed.{section}.{line}.unit must be {unit!r} (the model prices it per that); got {got!r}")
+        optional = {("firehose", "ingestion"): "GB", ("s3", "glacier_ir_storage"): "GB-month",
+                    ("s3", "glacier_ir_transitions"): "thousand requests", ("s3", "glacier_ir_retrieval"): "GB"}
+        for (section, line), unit in optional.items():
+            got = getattr(getattr(getattr(self, section), line, None), "unit", unit)
+            if got != unit:
+                bad.append(f"{section}.{line}.unit must be {unit!r} (the model prices it per that); got {got!r}")
+        if self.training.sink == "firehose":
+            missing = [name for name, v in (("firehose", self.firehose),
+                                            ("s3.glacier_ir_storage", self.s3.glacier_ir_storage),
+                                            ("s3.glacier_ir_transitions", self.s3.glacier_ir_transitions),
+                                            ("s3.glacier_ir_retrieval", self.s3.glacier_ir_retrieval)) if v is None]
+            if missing:
+                bad.append(f"training.sink firehose needs {', '.join(missing)} (config/pricing.yaml has them); "
+                           "or set training.sink: s3")
         if bad:
             raise ValueError("; ".join(bad))
         return self

@@ -41,6 +41,7 @@ class BenchTotals(_Input):
     training_share_ci95: tuple[float, float] | None = None
     training_tiers: dict[str, int] | None = None
     training_bytes_per_record: float | None = Field(None, gt=0)
+    training_json_bytes_per_record: float | None = Field(None, gt=0, description="the same records as plain JSON")
     training_source: str | None = Field(None, description="set by `edge-agent cost --training-from`: the summary "
                                                           "the training figures come from")
 

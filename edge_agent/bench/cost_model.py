@@ -15,6 +15,7 @@ from costing.lineitem import GB, FleetBill, LineItem, ceil, item
 from costing.planner import BackendCost, Plan, Workload, plan
 from costing.pricing import Pricing
 from costing.summary import BenchSummary, SummaryError, load_summary, parse_summary
+from edge_agent.bench.cost_training import training_items
 
 __all__ = ["GB", "DEFAULT_CAMERAS", "SCALE_FLEETS", "BenchSummary", "SummaryError", "LineItem", "Inputs",
            "load_summary", "parse_summary", "message_units", "messages_per_escalation", "steady_escalation_fraction",
@@ -192,7 +193,6 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
                                   iot.message_unit_bytes)
     kept = escalations * share
     per_kept = training_bytes_per_record(summary, inputs, flow)
-    months = training_retention_months(summary, pricing)
     rows = escalations * rows_each
     # The router keeps a batch's informative records in one object (one PUT): a batch of n escalations holds
     # at least one kept record with probability 1 - (1 - share)^n (records kept independently); n = 1 is one
@@ -211,11 +211,8 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
               "so a repeat finds its row)", escalations * pe.dynamodb_claims / 1e6, p.dynamodb.writes),
         _item(f"DynamoDB storage ({p.dynamodb.retention_months:g} months kept)",
               rows * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB, p.dynamodb.storage),
-        _item(f"S3 PUTs (training samples, {share:.0%}"
-              + (f"; one object per batch of {per_batch:.3g}" if per_batch > 1 else "") + ")",
-              objects * pe.s3_puts_per_sample / 1e3, p.s3.puts),
-        _item(f"S3 storage ({per_kept / 1000:,.1f} KB per record, {months:.3g} months kept on average by tier)",
-              kept * per_kept * months / GB, p.s3.storage),
+        *training_items(summary, pricing, escalations, share, per_kept, training_json_bytes_per_record(
+            summary, inputs, per_kept), objects, per_batch),  # by the sink: cost_training.py
         _item("SNS publishes (alerts)", escalations * messages_per_escalation(summary) * pe.sns_publishes / 1e6,
               p.sns.publishes),
         _item("Data transfer in (escalations)", escalations * flow.bytes / GB, p.data_transfer.inbound),
@@ -231,6 +228,15 @@ def training_bytes_per_record(summary: BenchSummary, inputs: Inputs, flow: _Flow
     if inputs.bytes_per_escalation is None and t.training_bytes_per_record:
         return t.training_bytes_per_record
     return flow.bytes if flow is not None else inputs.bytes_per_escalation or t.message_bytes_mean
+
+
+def training_json_bytes_per_record(summary: BenchSummary, inputs: Inputs, per_kept: float) -> float:
+    """Bytes of one kept record as plain JSON (what Firehose ingests and bills): the bench's measurement, else
+    the stored bytes (a lower bound)."""
+    t = summary.total
+    if inputs.bytes_per_escalation is None and t.training_json_bytes_per_record:
+        return t.training_json_bytes_per_record
+    return per_kept
 
 
 def training_retention_months(summary: BenchSummary, pricing: Pricing) -> float:

@@ -84,8 +84,10 @@ def test_baseline_known_answers(cameras, cpu, instances, fleet_usd):
 
 def test_hybrid_line_items_known_answers():
     # 10 cameras x 10% x 1 fps x 730 h = 2,628,000 escalations, one message each, 6,000 B = 2 units of 5 KB.
+    # the direct S3 sink (one object per escalation); the Firehose sink's lines: test_cost_training.py
     prices = _prices(merge({"iot_core": {"basic_ingest": False}, "lambda": {"duration_ms": 100, "memory_mb": 512},
-                            "sagemaker": {"target_utilisation": 1.0, "headroom": 1.0}}, _g4dn(images_per_s=10)))
+                            "sagemaker": {"target_utilisation": 1.0, "headroom": 1.0}, "training": {"sink": "s3"}},
+                           _g4dn(images_per_s=10)))
     h = hybrid_cost(parse_summary(_summary(message_bytes_mean=6000.0)), prices, 10, escalation_fraction=0.1,
                     inputs=G4DN)
     items = {i.name.split(" (")[0]: i for i in h.cloud_items}

@@ -45,8 +45,16 @@ def test_cost_json_has_every_answer(summary_file, capsys):
     assert row["cloud_usd_per_camera_month"] == pytest.approx(h["cloud_usd_per_camera_month"])
 
 
+def s3_sink():
+    """The shipped prices with training records kept by the direct S3 sink (an object per escalation or batch;
+    the Firehose sink's lines: test_cost_training.py)."""
+    from costing.pricing import TrainingPricing
+
+    return load_pricing().model_copy(update={"training": TrainingPricing(sink="s3")})
+
+
 def test_batching_and_lean_messages_plug_in_as_inputs():
-    s, p = parse_summary(_summary(message_bytes_mean=100_000.0)), load_pricing()
+    s, p = parse_summary(_summary(message_bytes_mean=100_000.0)), s3_sink()
     today = hybrid_cost(s, p, 1000, inputs=Inputs(backend="lambda-teacher"))
     lines = {i.name.split(" (")[0]: i.usd_per_month for i in today.cloud_items}
     batched = hybrid_cost(s, p, 1000, inputs=Inputs(backend="lambda-teacher", images_per_router_invocation=10,
@@ -94,7 +102,7 @@ def test_plan_prints_only_the_choice_and_agrees_with_the_cost_report(summary_fil
 
 
 def test_informative_records_only_plug_in_from_the_bench_or_a_flag():
-    p = load_pricing()
+    p = s3_sink()
     plain = parse_summary(_summary(message_bytes_mean=100_000.0))
     lines = {i.name.split(" (")[0]: i.usd_per_month for i in hybrid_cost(plain, p, 1000).cloud_items}
     # a bench that measured it: 2% of escalations kept for training, a row for 30% of them
@@ -154,7 +162,7 @@ def test_a_heavier_teacher_runs_on_every_backend_too():
 def test_storage_is_priced_per_tier_and_from_the_measured_record(tmp_path, capsys):
     """Storage uses the bench's measured bytes per kept record and each tier's months (an agreeing audit goes
     after a month, as the template's lifecycle rule says); --training-from takes another bench's pooled figures."""
-    p = load_pricing()
+    p = s3_sink()
     tiers = {"audit": 3, "disagreement": 1}
     s = parse_summary(_summary(message_bytes_mean=20_000.0, training_share=0.4, records_answered=10,
                                training_kept=4, training_tiers=tiers, training_bytes_per_record=30_000.0))
@@ -173,7 +181,7 @@ def test_storage_is_priced_per_tier_and_from_the_measured_record(tmp_path, capsy
     doc = json.loads(capsys.readouterr().out)
     assert doc["training"]["training_share"] == 0.25 and doc["training"]["training_kept"] == 15
     assert doc["training"]["training_source"] == str(every)
-    assert any(n.startswith("S3 PUTs (training samples, 25%") for n in doc["usd_per_million_escalations"]["items"])
+    assert any(n.startswith("Firehose ingestion (25% kept") for n in doc["usd_per_million_escalations"]["items"])
     assert run_cost_cli(one, 1000, training_from=one) == 0  # counts shown: 2 of 4 escalations
     assert "Training share 0.500 (2 kept of 4 escalations" in capsys.readouterr().out
     bare = tmp_path / "bare.json"
