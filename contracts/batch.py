@@ -17,6 +17,7 @@ from contracts.wire import EscalationRequest, Verdict
 
 BATCH_VERSION = 2
 MAX_BATCH = 64  # escalations per batch; the 128 KB IoT limit usually binds first
+ENVELOPE_BYTES = 256  # what a batch's own JSON adds around its escalations (the gateway's batcher reserves it)
 
 
 def _check(payload: Any, kind: str, where: str) -> None:

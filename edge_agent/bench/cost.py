@@ -8,9 +8,8 @@ the given size and at 10 to 100,000 cameras, each size on its own cheapest backe
 
 from __future__ import annotations
 
-import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from edge_agent.bench.cost_landed import MODES, landed_cost
@@ -43,57 +42,55 @@ __all__ = [
 TARGET_RATIO = 0.1  # the goal: a cloud bill per camera-month at most 1/10 of the baseline's
 
 
-@dataclass(frozen=True)
 class _Curve:
-    """Hybrid cloud $/camera-month as a function of the monthly escalation fraction f, on one backend."""
+    """Hybrid cloud $/camera-month as a function of the monthly escalation fraction f, on one backend, priced
+    exactly at each f: the batch occupancy follows f (more escalations per window, fuller messages), so the
+    cost per escalation is not a constant and the bill is not linear in f. It never decreases as f grows (the
+    messages, images and instances a fleet needs only grow), which the solver relies on."""
 
-    per_fraction: float  # variable $ per camera-month per unit of f (everything but instance-hours)
-    fixed: float  # $ per camera-month that no escalation changes (connectivity)
-    gpu_load_at_1: float  # endpoint instances the fleet keeps busy at f = 1 (0: a per-use backend)
-    min_instances: int
-    gpu_usd: float  # one endpoint instance-month, per camera of the fleet
+    def __init__(self, summary: BenchSummary, pricing: Pricing, cameras: int, inputs: Inputs, backend: str):
+        self._args = (summary, pricing, cameras, replace(inputs, backend=backend))
+        self.cameras = cameras
+        self._cache: dict[float, HybridCost] = {}
+        at_1 = self.at(1.0)
+        b = at_1.backend
+        self.fixed = sum(i.usd_per_month for i in at_1.cloud_items if "connectivity" in i.name) / cameras
+        self.gpu_load_at_1 = b.load if b.instance_items else 0.0  # instances the fleet keeps busy at f = 1
+        self.min_instances = b.min_instances if b.instance_items else 0
+
+    def at(self, f: float) -> HybridCost:
+        if f not in self._cache:
+            summary, pricing, cameras, inputs = self._args
+            self._cache[f] = hybrid_cost(summary, pricing, cameras, f, inputs)
+        return self._cache[f]
 
     def instances(self, f: float) -> int:
-        return max(self.min_instances, math.ceil(self.gpu_load_at_1 * f - 1e-9))
+        return self.at(f).gpu_instances
 
     def __call__(self, f: float) -> float:
-        return f * self.per_fraction + self.fixed + self.instances(f) * self.gpu_usd
+        return self.at(f).cloud_usd_per_camera_month
 
 
 def _curve(summary: BenchSummary, pricing: Pricing, cameras: int, inputs: Inputs, backend: str) -> _Curve:
     """The backend stays the one chosen at the measured fraction (the curve answers "what if f moved")."""
-    at_1 = hybrid_cost(summary, pricing, cameras, 1.0, replace(inputs, backend=backend))
-    b = at_1.backend
-    conn = sum(i.usd_per_month for i in at_1.cloud_items if "connectivity" in i.name)
-    instances = sum(i.usd_per_month for i in b.instance_items)
-    per_fraction = (at_1.cloud_usd_per_month - conn - instances) / cameras
-    if not b.instance_items:
-        return _Curve(per_fraction, conn / cameras, 0.0, 0, 0.0)
-    return _Curve(per_fraction, conn / cameras, b.load, b.min_instances, b.instance_usd_month / cameras)
+    return _Curve(summary, pricing, cameras, inputs, backend)
 
 
 def _solve(curve: _Curve, target: float) -> float | None:
     """Smallest f in [0, 1] above which the cost exceeds target; None if it never does, 0.0 if it always does.
 
-    The cost is linear in f between the points where the endpoint gains an instance, and steps up there, so
-    each stretch is solved exactly; a step that jumps over the target returns the step's fraction.
+    The cost never decreases with f (it steps up where the endpoint gains an instance), so bisection finds the
+    crossing, a step's own fraction where a step jumps over the target (60 halvings: to float precision).
     """
     if curve(0.0) > target:
         return 0.0
     if curve(1.0) <= target:
         return None
-    lo, k = 0.0, curve.instances(0.0)
-    while lo < 1.0:
-        hi = 1.0 if curve.gpu_load_at_1 <= 0 else min(1.0, k / curve.gpu_load_at_1)
-        if hi >= lo:
-            base = curve.fixed + k * curve.gpu_usd
-            if base > target:
-                return lo
-            if curve.per_fraction > 0 and (target - base) / curve.per_fraction <= hi:
-                return max(lo, (target - base) / curve.per_fraction)
-            lo = hi
-        k += 1
-    return None
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if curve(mid) > target else (mid, hi)
+    return lo
 
 
 def break_even_escalation_fraction(summary: BenchSummary, pricing: Pricing, cameras: int,
@@ -117,7 +114,7 @@ def ten_x_target(summary: BenchSummary, pricing: Pricing, hybrid: HybridCost, ba
     escalations_per_camera = hybrid.escalations / hybrid.cameras
     needed = None
     if escalations_per_camera > 0 and goal > curve.fixed:
-        needed = (goal - curve.fixed) / escalations_per_camera
+        needed = (goal - curve.fixed) / escalations_per_camera  # at the measured fraction, its own occupancy
     ratio_reached = hybrid.cloud_usd_per_camera_month / baseline.usd_per_camera_month
     return Target(goal, curve(0.0), ratio_reached, _solve(curve, goal), hybrid.usd_per_escalation(), needed)
 
@@ -139,7 +136,9 @@ def scale_projection(summary: BenchSummary, pricing: Pricing, fleets: tuple[int,
                              h.cloud_usd_per_camera_month, h.all_in_usd_per_camera_month,
                              tuple(baseline_cost(summary, pricing, n, cpu).usd_per_camera_month for cpu in teachers),
                              given.backend.name if given else None,
-                             given.cloud_usd_per_camera_month if given else None))
+                             given.cloud_usd_per_camera_month if given else None,
+                             h.plan.workload.images_per_invocation,
+                             h.occupancy.to_dict() if h.occupancy else None))
     return rows
 
 

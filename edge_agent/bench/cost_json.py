@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from edge_agent.bench.cost_batching import in_flight
+
 if TYPE_CHECKING:
     from edge_agent.bench.cost_report import Comparison, CostReport
 
@@ -57,6 +59,14 @@ def report_dict(r: CostReport) -> dict[str, Any]:
                    "bytes_per_image": h.plan.workload.request_bytes_per_image,
                    "images_per_endpoint_call": h.plan.workload.images_per_call,
                    "images_per_router_invocation": h.plan.workload.images_per_invocation},
+        "batching": {
+            "derived": None if h.occupancy is None else h.occupancy.to_dict(),
+            "in_flight_per_gateway": None if h.occupancy is None else dict(zip(
+                ("mean", "max_in_flight"), in_flight(h.occupancy, h.backend.p95_s), strict=True)),
+            "priced": {"images_per_endpoint_call": h.plan.workload.images_per_call,
+                       "images_per_router_invocation": h.plan.workload.images_per_invocation},
+            "overridden_by_flags": [k for k in ("images_per_endpoint_call", "images_per_router_invocation",
+                                                "images_per_verdict_message") if getattr(r.inputs, k) is not None]},
         "training": {k: getattr(r.summary.total, k) for k in (
             "training_share", "training_share_ci95", "records_answered", "training_kept", "training_tiers",
             "training_bytes_per_record", "rows_per_escalation", "training_source")},
@@ -84,6 +94,7 @@ def report_dict(r: CostReport) -> dict[str, Any]:
             "items": {name: usd * PER for name, usd in h.per_escalation()},
         },
         "projection": [{"cameras": s.cameras, "images_per_s": s.images_per_s, "backend": s.backend,
+                        "images_per_router_invocation": s.images_per_invocation, "batching": s.occupancy,
                         "instances": s.gpu_instances, "cloud_usd_per_camera_month": s.cloud_usd_per_camera_month,
                         "all_in_usd_per_camera_month": s.all_in_usd_per_camera_month,
                         "baseline_usd_per_camera_month": list(s.baseline_usd_per_camera_month),

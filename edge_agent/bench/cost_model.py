@@ -8,21 +8,26 @@ it to a measured input or a price.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from costing.lineitem import GB, FleetBill, LineItem, ceil, item
+from costing.occupancy import Occupancy
 from costing.planner import BackendCost, Plan, Workload, plan
 from costing.pricing import Pricing
 from costing.summary import BenchSummary, SummaryError, load_summary, parse_summary
+from edge_agent.bench.cost_batching import (
+    agent_window_ms,
+    cameras_per_gateway,
+    fleet_occupancy,
+    messages_per_escalation,
+)
 from edge_agent.bench.cost_training import training_items
 
 __all__ = ["GB", "DEFAULT_CAMERAS", "SCALE_FLEETS", "BenchSummary", "SummaryError", "LineItem", "Inputs",
            "load_summary", "parse_summary", "message_units", "messages_per_escalation", "steady_escalation_fraction",
            "monthly_escalation_fraction", "BaselineCost", "baseline_cost", "usage_items", "workload",
-           "cameras_per_gateway", "HybridCost", "hybrid_cost", "teacher_scale", "training_bytes_per_record",
-           "training_retention_months",
-           "teacher_pricing"]
+           "cameras_per_gateway", "fleet_occupancy", "agent_window_ms", "HybridCost", "hybrid_cost", "teacher_scale",
+           "training_bytes_per_record", "training_retention_months", "teacher_pricing"]
 
 DEFAULT_CAMERAS = 1000
 SCALE_FLEETS = (10, 100, 1_000, 10_000, 100_000)
@@ -32,11 +37,6 @@ _item, _ceil = item, ceil
 def message_units(nbytes: float, unit_bytes: int = 5120) -> int:
     """IoT Core meters each message in 5 KB units, rounded up: 5120 bytes is 1 unit, 5121 is 2."""
     return max(1, _ceil(nbytes / unit_bytes))
-
-
-def messages_per_escalation(summary: BenchSummary) -> float:
-    t = summary.total
-    return t.messages / t.escalated if t.escalated else 1.0
 
 
 def steady_escalation_fraction(summary: BenchSummary) -> float:
@@ -57,9 +57,8 @@ def monthly_escalation_fraction(summary: BenchSummary, pricing: Pricing) -> floa
 
 @dataclass(frozen=True)
 class Inputs:
-    """What lean messages and per-gateway batching change, as measured inputs. None: the bench summary's figure
-    (`total.images_per_*` where a batching bench wrote it), else today's: one message per call, router
-    invocation and verdict."""
+    """What lean messages and per-gateway batching change. images_per_*: None derives them from the fleet (each
+    gateway's escalations per batch window, costing.occupancy); a number overrides the derivation."""
 
     bytes_per_escalation: float | None = None
     images_per_endpoint_call: float | None = None
@@ -71,6 +70,7 @@ class Inputs:
     rows_per_escalation: float | None = None
     backend: str | None = None  # force an option instead of the planner's choice
     latency_p95_s: float | None = None  # the objective (default: the price file's)
+    batch_window_ms: float | None = None  # the gateways' window (None: the agent's default; 0: no batching)
 
     def __post_init__(self) -> None:
         if self.bytes_per_escalation is not None and not self.bytes_per_escalation > 0:
@@ -80,6 +80,9 @@ class Inputs:
             if v is not None and not 0 <= v <= (1 if name == "training_share" else 10):
                 raise ValueError(f"{name.replace('_', ' ')} must be in [0, {1 if name == 'training_share' else 10}]; "
                                  f"got {v}")
+        if self.batch_window_ms is not None and not 0 <= self.batch_window_ms <= 1000:
+            raise ValueError(f"batch_window_ms must be in [0, 1000] (the agent's own bounds); got "
+                             f"{self.batch_window_ms}")
         for name in ("images_per_endpoint_call", "images_per_router_invocation", "images_per_verdict_message"):
             v = getattr(self, name)
             if v is not None and not v >= 1:
@@ -95,28 +98,35 @@ class _Flow:
     per_call: float
     per_invocation: float
     per_verdict: float
+    occupancy: Occupancy | None = None  # the batch occupancy derived from the fleet (None: batching off)
 
 
-def _flow(summary: BenchSummary, pricing: Pricing, inputs: Inputs) -> _Flow:
+def _flow(summary: BenchSummary, pricing: Pricing, inputs: Inputs, cameras: int | None = None,
+          fraction: float | None = None) -> _Flow:
+    """The flags override; else the occupancy derived from the fleet (`cameras`, `fraction`); without a fleet
+    (landed video: no gateway batcher) one message per call, invocation and verdict."""
     t, pe = summary.total, pricing.per_escalation
     per_message = pe.images_per_call * pe.endpoint_calls  # images in one escalation message
     images = messages_per_escalation(summary) * per_message
     nbytes = inputs.bytes_per_escalation or t.message_bytes_mean * messages_per_escalation(summary)
+    occ = fleet_occupancy(summary, pricing, cameras, fraction, inputs.bytes_per_escalation,
+                          inputs.batch_window_ms) if cameras and fraction is not None else None
+    batched = occ.per_message if occ else 1.0
 
-    def pick(flag: float | None, bench: float | None, today: float) -> float:
-        return flag if flag is not None else bench if bench is not None else today
+    def pick(flag: float | None, derived: float) -> float:
+        return flag if flag is not None else derived
 
-    per_call = pick(inputs.images_per_endpoint_call, t.images_per_endpoint_call, pe.images_per_call)
-    per_inv = pick(inputs.images_per_router_invocation, t.images_per_router_invocation,
-                   per_message / pe.lambda_invocations if pe.lambda_invocations else per_message)
-    per_verdict = pick(inputs.images_per_verdict_message, t.images_per_verdict_message, per_message)
-    return _Flow(images, nbytes, max(1.0, per_call), max(1.0, per_inv), max(1.0, per_verdict))
+    per_call = pick(inputs.images_per_endpoint_call, batched * pe.images_per_call)
+    per_inv = pick(inputs.images_per_router_invocation,
+                   batched * (per_message / pe.lambda_invocations if pe.lambda_invocations else per_message))
+    per_verdict = pick(inputs.images_per_verdict_message, batched * per_message)
+    return _Flow(images, nbytes, max(1.0, per_call), max(1.0, per_inv), max(1.0, per_verdict), occ)
 
 
 def workload(summary: BenchSummary, pricing: Pricing, cameras: int, fraction: float,
              inputs: Inputs | None = None) -> Workload:
     """The fleet's demand on the teacher backend."""
-    flow = _flow(summary, pricing, inputs or Inputs())
+    flow = _flow(summary, pricing, inputs or Inputs(), cameras, fraction)
     rate = cameras * summary.fps * fraction * flow.images
     per_image = flow.bytes / flow.images if flow.images else 0.0
     return Workload(cameras, rate, flow.per_call, flow.per_invocation, per_image,
@@ -167,12 +177,14 @@ def teacher_pricing(summary: BenchSummary, pricing: Pricing, teacher_cpu_s: floa
 # ---------------------------------------------------------------- hybrid
 
 def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
-                inputs: Inputs | None = None) -> list[LineItem]:
-    """What the cloud spends per escalation whatever the backend (linear in escalations); the backend's own
-    lines (teacher, router Lambda, data processed) come from costing.planner."""
+                inputs: Inputs | None = None, cameras: int | None = None,
+                fraction: float | None = None) -> list[LineItem]:
+    """What the cloud spends per escalation whatever the backend; the backend's own lines (teacher, router
+    Lambda, data processed) come from costing.planner. With `cameras` and `fraction`, the per-message lines
+    follow the batch occupancy derived for that fleet; without them, one escalation per message."""
     p, pe, iot = pricing, pricing.per_escalation, pricing.iot_core
     inputs = inputs or Inputs()
-    flow = _flow(summary, pricing, inputs)
+    flow = _flow(summary, pricing, inputs, cameras, fraction)
     t = summary.total
     share = next(v for v in (inputs.training_share, t.training_share, pe.training_sample_rate) if v is not None)
     rows_each = next(v for v in (inputs.rows_per_escalation, t.rows_per_escalation, pe.dynamodb_writes)
@@ -201,7 +213,7 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
     objects = messages * (1 - (1 - share) ** per_batch) if per_batch > 1 else kept
     return [
         uplink,
-        _item(f"IoT verdict messages ({flow.per_verdict:g} image(s) each)",
+        _item(f"IoT verdict messages ({flow.per_verdict:.4g} image(s) each)",
               verdicts * pe.verdict_messages * verdict_units / 1e6, iot.messaging),
         _item("IoT rules triggered", messages * pe.rules_triggered / 1e6, iot.rules_triggered),
         _item("IoT rule actions", messages * pe.rule_actions / 1e6, iot.rule_actions),
@@ -249,12 +261,6 @@ def training_retention_months(summary: BenchSummary, pricing: Pricing) -> float:
         / sum(tiers.values())
 
 
-def cameras_per_gateway(summary: BenchSummary, pricing: Pricing) -> int:
-    g = pricing.gateway
-    fit = max(1, math.floor(summary.total.cameras_per_core * g.cores * g.target_utilisation + 1e-9))
-    return min(fit, g.max_cameras) if g.max_cameras else fit
-
-
 @dataclass(frozen=True)
 class HybridCost:
     cameras: int
@@ -265,6 +271,7 @@ class HybridCost:
     gateways: int
     cloud_items: list[LineItem]
     gateway_items: list[LineItem]
+    occupancy: Occupancy | None = None  # the batch occupancy derived for this fleet (flags may override it)
 
     @property
     def backend(self) -> BackendCost:
@@ -322,7 +329,7 @@ def hybrid_cost(summary: BenchSummary, pricing: Pricing, cameras: int, escalatio
     g = pricing.gateway
     cloud = [
         *chosen.chosen.items,
-        *usage_items(summary, pricing, escalations, inputs),
+        *usage_items(summary, pricing, escalations, inputs, cameras, f),
         _item(f"IoT connectivity ({gateways} gateway(s))", gateways * hours * 60 / 1e6, pricing.iot_core.connectivity),
     ]
     gateway = [
@@ -330,4 +337,6 @@ def hybrid_cost(summary: BenchSummary, pricing: Pricing, cameras: int, escalatio
               g.hardware.usd / g.amortisation_months),
         _item("Gateway power", gateways, g.power),
     ]
-    return HybridCost(cameras, f, escalations, chosen, per_gw, gateways, cloud, gateway)
+    return HybridCost(cameras, f, escalations, chosen, per_gw, gateways, cloud, gateway,
+                      fleet_occupancy(summary, pricing, cameras, f, inputs.bytes_per_escalation,
+                                      inputs.batch_window_ms))

@@ -48,6 +48,8 @@ class ScaleRow:
     # the hybrid with the user-given teacher on every backend (None without one): its backend and cloud bill
     given_backend: str | None = None
     given_cloud_usd_per_camera_month: float | None = None
+    images_per_invocation: float = 1.0  # the batch occupancy priced at this fleet size (derived, or the flag's)
+    occupancy: dict | None = None  # its derivation (costing.occupancy.Occupancy.to_dict)
 
 
 @dataclass(frozen=True)

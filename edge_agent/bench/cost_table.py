@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edge_agent.bench.cost_batching import in_flight
+
 if TYPE_CHECKING:
     from edge_agent.bench.cost_model import HybridCost, LineItem
     from edge_agent.bench.cost_report import Comparison, CostReport
@@ -174,18 +176,20 @@ def format_cost(report: CostReport, target_ratio: float = 0.1) -> str:
     bheads = "".join(f" {'base ' + c.baseline.label.split()[0]:>15}" for c in r.comparisons)
     lines += ["", f"Projection at {_pct(r.fraction_monthly)} escalated ($ per camera-month; each fleet on its own "
                   "cheapest backend):",
-              f"  {'cameras':>9} {'images/s':>10} {'backend':<16} {'inst.':>6} {'cloud':>10} {'all-in':>10}{bheads}"
-              f" {'cloud/base':>10}"]
+              f"  {'cameras':>9} {'images/s':>10} {'per msg':>8} {'backend':<16} {'inst.':>6} {'cloud':>10} "
+              f"{'all-in':>10}{bheads} {'cloud/base':>10}"]
     for s in r.scale:
         base = "".join(f" {_usd(b):>15}" for b in s.baseline_usd_per_camera_month)
         inst = f"{s.gpu_instances}{'*' if s.gpu_at_minimum else ' '}" if s.gpu_instances else "-  "
-        lines.append(f"  {s.cameras:>9,} {s.images_per_s:>10.1f} {s.backend:<16} {inst:>6} "
+        lines.append(f"  {s.cameras:>9,} {s.images_per_s:>10.1f} {s.images_per_invocation:>8.3f} {s.backend:<16} "
+                     f"{inst:>6} "
                      f"{_usd(s.cloud_usd_per_camera_month):>10} {_usd(s.all_in_usd_per_camera_month):>10}{base}"
                      f" {s.cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[0]:>10.3f}"
                      + (f" given teacher: {s.given_backend} {_usd(s.given_cloud_usd_per_camera_month)}, "
                         f"{s.given_cloud_usd_per_camera_month / s.baseline_usd_per_camera_month[-1]:.3f}"
                         if s.given_cloud_usd_per_camera_month is not None else ""))
-    lines.append("  * the endpoint's minimum: the fleet keeps less than that busy")
+    lines.append("  * the endpoint's minimum: the fleet keeps less than that busy; per msg: escalations per gateway "
+                 "message at that fleet size (its gateways' cameras x fps x escalated x window)")
     lines += ["", "Sources:"] + [f"  [{i + 1}] {s}" for i, s in enumerate(sources)]
     lines.append(f"Note: {p.note}")
     return "\n".join(lines)
@@ -195,9 +199,10 @@ def _backends(r: CostReport) -> list[str]:
     """Every teacher backend priced for this fleet, the chosen one marked; assumptions flagged."""
     pl = r.hybrid.plan
     w = pl.workload
-    out = ["", f"Teacher backends for {r.cameras:,} cameras, {w.images_per_s:.2f} images/s ({w.images_per_call:g} per "
-               f"call, {w.images_per_invocation:g} per router invocation); latency objective p95 <= "
-               f"{pl.objective_p95_s:g} s:",
+    out = ["", *_batching(r), "",
+           f"Teacher backends for {r.cameras:,} cameras, {w.images_per_s:.2f} images/s ({w.images_per_call:.4g} per "
+           f"call, {w.images_per_invocation:.4g} per router invocation); latency objective p95 <= "
+           f"{pl.objective_p95_s:g} s:",
            f"  {'':2}{'option':<16} {'$/month':>10} {'$/cam-mo':>9} {'p95 s':>7}  {'meets':<5}  note"]
     for o in sorted(pl.options, key=lambda o: o.usd_per_month):
         mark = "->" if o is pl.chosen else ""
@@ -212,6 +217,31 @@ def _backends(r: CostReport) -> list[str]:
     out.append(f"  chosen: {c.name} ({c.label}), {verdict}; deploy with "
                + " ".join(f"--param {k}={v}" for k, v in c.stack.items()))
     out.append(f"  {c.name} performance: {c.performance_source}")
+    return out
+
+
+def _batching(r: CostReport) -> list[str]:
+    """How many escalations share a gateway message, a router invocation, an endpoint call, a verdict and a
+    training object: derived from the fleet (costing.occupancy) unless --images-per-* gave them."""
+    o, w, i = r.hybrid.occupancy, r.hybrid.plan.workload, r.inputs
+    out = [f"Per-gateway batching: {o.text()}" if o else "Per-gateway batching: none"]
+    given = [f"{flag} {v:g}" for flag, v in (("--images-per-call", i.images_per_endpoint_call),
+                                             ("--images-per-invocation", i.images_per_router_invocation),
+                                             ("--images-per-verdict", i.images_per_verdict_message)) if v is not None]
+    if given:
+        out.append(f"  priced as given instead: {', '.join(given)} (images per call {w.images_per_call:g}, per "
+                   f"invocation {w.images_per_invocation:g})")
+    if o is not None and o.window_ms > 0:
+        busy, limit = in_flight(o, r.hybrid.backend.p95_s)
+        if busy > limit:
+            out.append(f"  WARNING: a gateway awaits up to ~{busy:.1f} escalations at once ({o.arrivals_per_s:.3g}/s x "
+                       f"({o.window_ms / 2:g} ms + the path's p95 {r.hybrid.backend.p95_s:.2f} s)), over the agent's "
+                       f"escalation.max_in_flight {limit}: beyond it frames are decided at the edge (cloud_busy); "
+                       "raise max_in_flight on gateways this large")
+    m = r.summary.total
+    if m.images_per_router_invocation is not None:
+        out.append(f"  measured by bench-batching on the bench's own gateway: {m.images_per_router_invocation:g} per "
+                   "message (its cameras and window, not this fleet's: shown, not priced)")
     return out
 
 

@@ -61,7 +61,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     try:
         inputs = Inputs(args.bytes_per_escalation, args.images_per_call, args.images_per_invocation,
                         args.images_per_verdict, args.training_share, args.rows_per_escalation, args.backend,
-                        args.latency_p95_s)
+                        args.latency_p95_s, args.batch_window_ms)
         per_core = _stream_cameras_per_core(args.gateway_streams, args.stream_kind)
     except ValueError as exc:
         print(f"edge-agent cost: {exc}", file=sys.stderr)
@@ -232,12 +232,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", help="price this backend option instead of the cheapest meeting the objective")
     p.add_argument("--bytes-per-escalation", type=float,
                    help="request bytes per escalation (default: the bench's message bytes; lean messages change it)")
+    p.add_argument("--batch-window-ms", type=float,
+                   help="the gateways' escalation.batch_window_ms the batch occupancy is derived with (default: the "
+                        "agent's own default; 0: no batching, one message per escalation)")
     p.add_argument("--images-per-call", type=float,
-                   help="images per teacher call (default: the bench's, else 1; per-gateway batching raises it)")
+                   help="images per teacher call (default: derived from the fleet: each gateway's escalations per "
+                        "batch window, capped by what one message holds)")
     p.add_argument("--images-per-invocation", type=float,
-                   help="images per router Lambda invocation and IoT message (default: the bench's, else 1)")
+                   help="images per router Lambda invocation and IoT message (default: derived from the fleet)")
     p.add_argument("--images-per-verdict", type=float,
-                   help="images answered per verdict message (default: the bench's, else 1)")
+                   help="images answered per verdict message (default: derived from the fleet)")
     p.add_argument("--training-share", type=float,
                    help="share of escalations kept as training records in S3 (default: the bench's, else the price "
                         "file's training_sample_rate)")

@@ -3,6 +3,12 @@ that arrive within `escalation.batch_window_ms` leave as one message (wire versi
 at most one every window, so the cloud runs one router invocation, one endpoint call and one verdict
 message for all of them. A window with a single escalation sends it as a plain version-1 message.
 
+A window whose escalations do not fit one message (the 128 KB IoT limit, or MAX_BATCH) sends them all at its
+end, in as many full messages as they need: a busy gateway's escalations never wait more than one window.
+(Holding the rest for the next window, as it once did, made the queue grow without bound once a gateway's
+escalations per window outgrew one message: 179 cameras at 10% escalated and ~28 KB each is 4.5 per 250 ms
+window for 4 that fit.) The cost model (costing/occupancy.py) prices exactly this.
+
 Guarantees kept: a batch the broker does not acknowledge is spooled escalation by escalation (version 1,
 replayed later, deduplicated by message id in the cloud) and each waiting escalation is told at once, so
 its frame is decided at the edge, as without batching."""
@@ -14,12 +20,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from contracts.batch import MAX_BATCH, EscalationBatch
+from contracts.batch import ENVELOPE_BYTES, MAX_BATCH, EscalationBatch
 from contracts.codec import MAX_MESSAGE_BYTES
 from contracts.wire import EscalationRequest
 from edge_agent.escalation.base import TransportError
-
-_ENVELOPE = 256  # the batch's own JSON around its escalations
 
 
 class Batcher:
@@ -33,6 +37,7 @@ class Batcher:
         self._closed = False
         self._last = 0.0
         self.batches = 0  # messages sent carrying more than one escalation
+        self.overflows = 0  # windows whose escalations needed more than one message
         self.messages = 0
         self.escalations = 0
         self._thread = threading.Thread(target=self._run, name="escalation-batcher", daemon=True)
@@ -48,7 +53,7 @@ class Batcher:
 
     def _take(self) -> list[tuple[EscalationRequest, Callable[[Exception | None], None]]]:
         """What fits one message: in arrival order, at most MAX_BATCH, within the IoT payload limit."""
-        size, n = _ENVELOPE, 0
+        size, n = ENVELOPE_BYTES, 0
         for request, _ in self._pending[:MAX_BATCH]:
             if n and size + len(request.to_bytes()) + 1 > MAX_MESSAGE_BYTES:
                 break
@@ -65,12 +70,20 @@ class Batcher:
                 if self._closed and not self._pending:
                     return
             wait = self._last + self.window_s - time.monotonic()
-            if wait > 0 and not self._closed:  # at most one message per window: the rest of it gathers more
+            if wait > 0 and not self._closed:  # one send per window: the rest of it gathers more
                 time.sleep(wait)
             with self._cond:
-                taken = self._take()
+                due = len(self._pending)  # this window's escalations: all leave now, in full messages
             self._last = time.monotonic()
-            self._send(taken)
+            sent = 0
+            while sent < due:
+                with self._cond:
+                    taken = self._take()
+                if not taken:
+                    break
+                self._send(taken)
+                sent += len(taken)
+                self.overflows += sent < due and sent == len(taken)
 
     def _send(self, taken: list[tuple[EscalationRequest, Callable[[Exception | None], None]]]) -> None:
         requests = tuple(r for r, _ in taken)

@@ -30,7 +30,7 @@ from edge_agent.bench.cost_model import (
 from edge_agent.bench.pricing import DEFAULT_PRICING, Pricing, PricingError, load_pricing, merge
 
 FRAMES_PER_MONTH = 730 * 3600  # sampled frames per camera-month at 1 fps
-G4DN = Inputs(backend="realtime-g4dn")  # today's deployment: the line items of a GPU real-time endpoint
+G4DN = Inputs(backend="realtime-g4dn", batch_window_ms=0)  # a GPU real-time endpoint, one message per escalation
 
 
 def _g4dn(**fields) -> dict:
@@ -130,7 +130,8 @@ def test_iot_units_reach_the_line_item():
     prices = _prices({"iot_core": {"basic_ingest": False}})
     up = {}
     for nbytes in (5120.0, 5121.0):
-        h = hybrid_cost(parse_summary(_summary(message_bytes_mean=nbytes)), prices, 1, escalation_fraction=0.1)
+        h = hybrid_cost(parse_summary(_summary(message_bytes_mean=nbytes)), prices, 1, escalation_fraction=0.1,
+                        inputs=Inputs(batch_window_ms=0))
         up[nbytes] = next(i for i in h.cloud_items if i.name.startswith("IoT escalation messages")).quantity
     assert up[5121.0] == pytest.approx(2 * up[5120.0])
     assert up[5120.0] == pytest.approx(0.1 * FRAMES_PER_MONTH / 1e6)
@@ -166,7 +167,7 @@ def test_ten_x_target_arithmetic():
     s = parse_summary(_summary(baseline_cpu_s_per_frame=0.05))
     base = baseline_cost(s, prices, 100)
     assert base.usd_per_camera_month == pytest.approx(3.65)
-    lam = Inputs(backend="lambda-teacher")  # per use: no instance minimum
+    lam = Inputs(backend="lambda-teacher", batch_window_ms=0)  # per use: no instance minimum; one message each
     h = hybrid_cost(s, prices, 100, inputs=lam)
     assert h.cloud_usd_per_camera_month == pytest.approx(0.05 * 26.28)
     t = ten_x_target(s, prices, h, base, inputs=lam)

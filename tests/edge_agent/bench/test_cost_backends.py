@@ -134,7 +134,7 @@ def test_a_heavier_teacher_runs_on_every_backend_too():
     and throughput scale by teacher_cpu_s / the measured teacher's CPU, and the planner chooses again."""
     s, p = parse_summary(_summary(message_bytes_mean=20_000.0)), load_pricing()
     k = 0.6 / 0.06  # the summary's measured teacher: 0.06 CPU-s per frame
-    report = build_report(s, p, 1000, teacher_cpu_s=0.6, inputs=Inputs(backend="lambda-teacher"))
+    report = build_report(s, p, 1000, teacher_cpu_s=0.6, inputs=Inputs(backend="lambda-teacher", batch_window_ms=0))
     measured, heavier = report.comparisons
     assert measured.hybrid is None and heavier.teacher_scale == pytest.approx(k)
     h = heavier.hybrid

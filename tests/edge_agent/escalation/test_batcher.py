@@ -73,3 +73,24 @@ def test_a_refused_batch_is_spooled_escalation_by_escalation_and_each_waiter_tol
     assert sorted(spooled) == ["m0", "m1", "m2"]  # nothing lost: each replayed later as version 1
     assert len(told) == 3 and all(isinstance(e, TransportError) for e in told)
     assert batcher.messages == 0
+
+
+def test_a_window_that_overflows_one_message_sends_all_of_it_at_once():
+    """Six ~53 KB escalations in one window need three messages: all three leave at the window's end, none is
+    held for a later window (a held remainder made a busy gateway's queue grow without bound)."""
+    sent: list[float] = []
+    done = threading.Semaphore(0)
+    batcher = Batcher(0.4, lambda p: sent.append(time.monotonic()), lambda r: None)
+    try:
+        batcher.add(request("m0"), lambda exc: done.release())
+        assert done.acquire(timeout=5)  # the idle gateway's first escalation leaves at once; the window starts
+        for k in range(1, 7):
+            batcher.add(request(f"m{k}", 40_000), lambda exc: done.release())
+        for _ in range(6):
+            assert done.acquire(timeout=5)
+    finally:
+        batcher.close()
+    assert len(sent) == 4 and batcher.escalations == 7
+    assert sent[1] - sent[0] >= 0.39  # the window was kept
+    assert sent[3] - sent[1] < 0.2  # the overflow did not wait for further windows
+    assert batcher.overflows == 1
