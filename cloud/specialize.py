@@ -49,6 +49,7 @@ class Options:
     region: str | None = None
     rules: SpecializationDefaults = DEFAULTS  # promotion and guard rules; epochs etc. above override them
     packed_prefix: str = "training-packed/"  # where the Firehose sink's streams deliver (one folder per lifecycle)
+    records: Path | None = None  # the synced records' folder (default: out/records); share it between cameras
 
 
 def sync_records(s3: Any, bucket: str, prefix: str, dest: Path, packed: bool = False) -> tuple[int, int]:
@@ -107,7 +108,8 @@ def run(options: Options) -> dict:
         raise CloudError("training needs PyTorch, the train extra (pip install 'framesieve-cascade[train]'): "
                          f"{exc}") from exc
     s3 = client("s3", endpoint_url=options.endpoint_url, region_name=options.region)
-    records = options.out / "records"
+    # a packed object holds the whole fleet's records: one folder shared by every camera's run fetches it once
+    records = options.records or options.out / "records"
     prefix = f"{options.prefix}{options.site}/{options.camera}/"
     total, fetched = sync_records(s3, options.bucket, prefix, records)
     log.info("camera %s: %d training records in s3://%s/%s (%d new)", options.camera, total, options.bucket,
@@ -153,6 +155,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--packed-prefix", default="training-packed/",
                    help="where the router's Firehose delivery streams put packed records, a folder per lifecycle "
                         "(default: training-packed/; FRAMESIEVE_TRAINING_SINK=firehose)")
+    p.add_argument("--records", help="the folder records are synced into (default: OUT/records); give every "
+                                      "camera's run the same one, so each packed object is fetched once")
     p.add_argument("--models-prefix", default="models/cameras/", help="where bundles go in the bucket")
     p.add_argument("--epochs", type=int, default=DEFAULTS.epochs,
                    help=f"fine-tuning epochs (default: {DEFAULTS.epochs})")
@@ -170,7 +174,8 @@ def run_from_args(args: Any) -> int:
                       args.prefix, args.models_prefix, args.epochs, args.target_recall, args.min_records,
                       args.endpoint_url, args.region,
                       SpecializationDefaults.model_validate_json(Path(args.rules).read_text()) if args.rules
-                      else DEFAULTS, packed_prefix=args.packed_prefix)
+                      else DEFAULTS, packed_prefix=args.packed_prefix,
+                      records=Path(args.records) if args.records else None)
     result = run(options)
     print(json.dumps(result, indent=2))
     return 0

@@ -142,3 +142,49 @@ def test_iot_policy_thing_type_topics_and_queue(stack, moto_url):
     attrs = sqs.get_queue_attributes(QueueUrl=stack["outputs"]["DeadLetterQueueUrl"], AttributeNames=["All"])
     assert attrs["Attributes"]["MessageRetentionPeriod"] == "1209600"
     assert _client("cloudwatch", moto_url).get_dashboard(DashboardName=STACK)["DashboardName"] == STACK
+
+
+def test_training_streams_as_the_template_declares_them_deliver_to_the_stacks_bucket(stack, moto_url, raw_template):
+    """moto's CloudFormation has no model for AWS::KinesisFirehose::DeliveryStream (stripped above), but its
+    Firehose API does: each stream is created from the template's own properties, with the stack's bucket and
+    delivery role, under the name the router's FRAMESIEVE_TRAINING_STREAM gives it; a record put to it lands
+    under the packed prefix, where the readers find it."""
+    from contracts.training import LIFECYCLES, TrainingCrop, TrainingRecord, read_records, to_line
+    from contracts.wire import Crop, DetectionRecord
+
+    assert {"TrainingSetStream", "TrainingAuditStream"} <= set(stack["removed"])
+    assert "TrainingStreamRole" in stack["physical"]  # the delivery role is created
+    iam, firehose, s3 = _client("iam", moto_url), _client("firehose", moto_url), _client("s3", moto_url)
+    role = iam.get_role(RoleName=stack["physical"]["TrainingStreamRole"])["Role"]
+    trust = _document(role["AssumeRolePolicyDocument"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "firehose.amazonaws.com"}
+    bucket = stack["outputs"]["TrainingBucketName"]
+    refs = {"TrainingBucket.Arn": f"arn:aws:s3:::{bucket}", "TrainingStreamRole.Arn": role["Arn"]}
+
+    def resolve(node):
+        if isinstance(node, dict) and set(node) == {"Fn::GetAtt"}:
+            return refs[".".join(node["Fn::GetAtt"])]
+        if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
+            return node["Fn::Sub"].replace("${AWS::StackName}", STACK)
+        if isinstance(node, dict):
+            return {k: resolve(v) for k, v in node.items()}
+        return node
+
+    for res in stack_for(raw_template, PARAMS)["Resources"].values():
+        if res["Type"] == "AWS::KinesisFirehose::DeliveryStream":
+            firehose.create_delivery_stream(**resolve(res["Properties"]))
+    fn = _client("lambda", moto_url).get_function(FunctionName=stack["outputs"]["RouterFunctionName"])
+    env = fn["Configuration"]["Environment"]["Variables"]
+    assert env["FRAMESIEVE_TRAINING_SINK"] == "firehose"
+    names = {env["FRAMESIEVE_TRAINING_STREAM"].replace("{lifecycle}", life) for life in LIFECYCLES}
+    assert names <= set(firehose.list_delivery_streams()["DeliveryStreamNames"])
+
+    crop = TrainingCrop(Crop(0, (0.0, 0.0, 8.0, 8.0), b"\xff\xd8\xff\xe0" + bytes(20), (8, 8)),
+                        (DetectionRecord("person", 0.9, (1, 1, 5, 5)),))
+    record = TrainingRecord("m-1", "plaza", 1000.0, 1.0, 10, "uncertain", "teacher@1", (crop,), "site", "gw")
+    stream = env["FRAMESIEVE_TRAINING_STREAM"].replace("{lifecycle}", "training")
+    reply = firehose.put_record_batch(DeliveryStreamName=stream, Records=[{"Data": to_line(record)}])
+    assert reply["FailedPutCount"] == 0
+    prefix = env["FRAMESIEVE_TRAINING_PACKED_PREFIX"] + "training/"
+    [obj] = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    assert read_records(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()) == [record]
