@@ -22,7 +22,7 @@ import numpy as np
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
 from edge_agent.bench.streams import DEFAULT_KINDS as DEFAULT_KINDS  # re-exported
-from edge_agent.bench.streams import KINDS, make_stream, serve
+from edge_agent.bench.streams import KINDS, bitrate, make_stream, serve
 from edge_agent.pipeline.avsource import AVFileSource
 from edge_agent.pipeline.decode import DecodeConfig, detect_hwaccel
 from edge_agent.pipeline.sources import SampledFrame
@@ -134,7 +134,8 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
     best = min(rows, key=lambda r: r["edge_ms_per_sample"])
     k = KINDS[kind]
     return {"kind": kind, "codec": k.codec, "size": f"{k.width}x{k.height}", "stream_fps": k.fps, "gop_s": k.gop_s,
-            "bframes": k.bframes, "seconds": seconds, "file": str(path), "teacher_ms_per_sample": round(teacher_ms, 2),
+            "bframes": k.bframes, "kbps_cap": k.kbps, **bitrate(path), "seconds": seconds, "file": str(path),
+            "teacher_ms_per_sample": round(teacher_ms, 2),
             "pipeline_ms_per_sample": round(pipeline_ms, 2), "baseline_ms_per_sample": round(baseline_ms, 2),
             "escalated": hybrid.counters["escalated"], "escalation_fraction": judged["escalation_fraction"],
             "student_crops_per_sample": round(hybrid.extra.get("student_crops", 0) / len(ref), 2),
@@ -222,6 +223,9 @@ def format_table(summary: dict) -> str:
             lines.append(f"{r['kind']} as the detect stream of {v['kind']}: edge {r['best']['edge_ms_per_sample']} ms "
                          f"against the main stream's baseline {v['baseline_ms_per_sample']} ms: edge/baseline "
                          f"{v['edge_baseline_cpu']}, {r['best']['cameras_per_core']} cameras per core")
+    lines.append("streams: " + ", ".join(
+        f"{r['kind']} {r['kbps']:g} kbit/s, keyframe {r['keyframe_kb']:g} KB every {1 / r['keyframes_per_s']:.2g} s"
+        for r in summary["kinds"].values() if r.get("keyframes_per_s")))
     lines.append(f"student: {summary.get('student', {}).get('manifest', 'the derived fp32')}")
     lines.append("pipeline (motion, student, cascade) ms/sample: " + ", ".join(
         f"{r['kind']} {r['pipeline_ms_per_sample']}" for r in summary["kinds"].values()))

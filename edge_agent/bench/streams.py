@@ -64,6 +64,11 @@ KINDS: dict[str, StreamKind] = {
     "sub-360p15-gop1": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1"),  # a camera's detect sub-stream
     # the same sub-stream capped at 256 kbit/s, as cameras often ship it: smaller keyframes, cheaper to decode
     "sub-360p15-gop1-256k": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1", kbps=256),
+    # at typical camera defaults for a sub-stream: 512 kbit/s or 1 Mbit/s, and an I-frame interval of 1 s or of
+    # 2 s (many cameras ship "I-frame interval = 2 x frame rate")
+    "sub-360p15-gop1-512k": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1", kbps=512),
+    "sub-360p15-gop1-1024k": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1", kbps=1024),
+    "sub-360p15-gop2-512k": StreamKind(640, 360, 15, 2.0, main="1080p25-gop1", kbps=512),
 }
 DEFAULT_KINDS = ("1080p25-gop1", "1080p25-gop4", "1080p25-gop4-nob", "720p15-gop1", "hevc-1080p25-gop1",
                  "sub-360p15-gop1")
@@ -99,6 +104,27 @@ def make_stream(kind: str, seconds: float = 60.0, clip: str = "vtest.avi") -> Pa
         raise RuntimeError(f"ffmpeg could not make {kind}: {done.stderr.strip()[-500:]}")
     tmp.replace(out)  # atomic: a concurrent maker or an interrupted one never leaves half a file
     return out
+
+
+def bitrate(path: Path) -> dict[str, float]:
+    """What the stream carries, from its packets (demuxed, not decoded): kbit/s over its length, keyframes per
+    second and their mean size. The keyframe's size is what a keyframes-only decoder pays for per sample."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        sizes, keys, last = 0, [], 0.0
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            sizes += packet.size
+            if packet.is_keyframe:
+                keys.append(packet.size)
+            if packet.pts is not None and packet.time_base is not None:
+                last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    seconds = last or 1.0
+    return {"kbps": round(8 * sizes / seconds / 1000, 1), "keyframes_per_s": round(len(keys) / seconds, 2),
+            "keyframe_kb": round(sum(keys) / len(keys) / 1000, 1) if keys else 0.0}
 
 
 def _free_port() -> int:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent.redact import redact_url
@@ -114,6 +115,9 @@ class AVCapture:
         self._apply_mode()
         self._frames: deque[Any] = deque()
         self.frame: Any = None
+        # One BGR converter for the stream's life. PyAV's frame.to_ndarray(format=...) makes a converter per
+        # frame: a new swscale context each sample, with FFmpeg's automatic slice threads (one per core).
+        self._bgr = VideoReformatter()
         self.packets = 0  # frames that arrived (demuxed), decoded or not
         self.corrupt = 0
         self._last_key_s: float | None = None
@@ -225,7 +229,9 @@ class AVCapture:
             self._apply_mode()
 
     def retrieve(self) -> np.ndarray:
-        return self.frame.to_ndarray(format="bgr24")
+        """The grabbed frame as BGR: the same pixels as frame.to_ndarray(format="bgr24"), converted on this
+        stream's decode threads (`decode.threads`) by the stream's one converter."""
+        return self._bgr.reformat(self.frame, format="bgr24", threads=self.config.threads).to_ndarray()
 
     def release(self) -> None:
         self.container.close()

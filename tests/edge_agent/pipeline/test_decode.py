@@ -71,6 +71,28 @@ def test_short_gop_decodes_keyframes_only_and_gives_the_same_frames(streams):
         assert np.array_equal(a.image, b.image)  # a keyframe is the same picture however it is reached
 
 
+@needs_ffmpeg
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bgr_frames_are_pyav_s_own_conversion_bit_for_bit(threads):
+    """The capture converts every sample with one converter for the stream's life, on its decode threads:
+    the same pixels as PyAV's frame.to_ndarray(format="bgr24"), on a 640x360 sub-stream and on 720p."""
+    from edge_agent.bench.streams import make_stream
+    from edge_agent.pipeline.decode import open_capture
+
+    for kind in ("sub-360p15-gop1-256k", "720p15-gop1"):
+        cap = open_capture(str(make_stream(kind, seconds=6)), "cam", DecodeConfig(threads=threads), 1.0)
+        try:
+            samples = 0
+            while cap.grab():
+                ours = cap.retrieve()
+                assert ours.shape == (cap.height, cap.width, 3) and ours.dtype == np.uint8
+                assert np.array_equal(ours, cap.frame.to_ndarray(format="bgr24")), (kind, samples)
+                samples += 1
+        finally:
+            cap.release()
+        assert samples == 6, (kind, samples)  # keyframes only, one a second
+
+
 @pytest.mark.slow  # encodes the test streams on a cold cache
 @needs_ffmpeg
 def test_long_gop_skips_non_reference_frames_and_refuses_keyframes_only(streams):
