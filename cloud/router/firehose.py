@@ -26,6 +26,7 @@ MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 4 * 1000 * 1000  # "4 MB for the entire request": counted as 10^6, the stricter reading
 MAX_RECORD_BYTES = 1000 * 1024  # one record, before base64 encoding
 DEFAULT_ATTEMPTS = 4  # calls per record at most: the first and three retries of what failed
+DEFAULT_BUDGET_S = 10.0  # no retry starts after this long: what is left goes to the caller's fallback
 # Errors a retry cannot fix: the stream is not there, not ours, or the request is refused as such
 _FINAL = {"ResourceNotFoundException", "InvalidArgumentException", "AccessDeniedException",
           "InvalidKMSResourceException", "ValidationException"}
@@ -61,13 +62,16 @@ def chunks(sizes: Sequence[int], max_records: int = MAX_RECORDS_PER_CALL,
 
 
 def put_records(client: Any, stream: str, records: Sequence[bytes], attempts: int = DEFAULT_ATTEMPTS,
-                backoff_s: float = 0.1, sleep: Callable[[float], None] = time.sleep) -> PutResult:
+                backoff_s: float = 0.1, sleep: Callable[[float], None] = time.sleep,
+                budget_s: float = DEFAULT_BUDGET_S) -> PutResult:
     """Send `records` to `stream` with PutRecordBatch, retrying only the records that failed (per-record
-    ErrorCode, or the whole call on a throttling/5xx/connection error), at most `attempts` calls per record."""
+    ErrorCode, or the whole call on a throttling/5xx/connection error), at most `attempts` calls per record
+    and no retry begun after `budget_s`."""
     result = PutResult(oversized=[i for i, r in enumerate(records) if len(r) > MAX_RECORD_BYTES])
     pending = [i for i, r in enumerate(records) if len(r) <= MAX_RECORD_BYTES]
+    start = time.monotonic()
     for attempt in range(attempts):
-        if not pending:
+        if not pending or (attempt and time.monotonic() - start > budget_s):
             break
         if attempt:
             result.retried += len(pending)

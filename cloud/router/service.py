@@ -64,7 +64,9 @@ class Router:
 
     @cached_property
     def firehose(self) -> Any:
-        return awscalls.client("firehose")
+        # botocore retries off and short timeouts: cloud/router/firehose.py retries only the failed records,
+        # within its own time budget, so a slow Firehose cannot hold the invocation past its timeout
+        return awscalls.client("firehose", max_attempts=1, connect_timeout=2, read_timeout=5)
 
     @cached_property
     def sns(self) -> Any:

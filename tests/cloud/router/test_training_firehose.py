@@ -88,13 +88,14 @@ def packed(stack) -> dict[str, bytes]:
 @slow
 def test_a_batchs_records_arrive_packed_and_every_reader_reads_them(fh_stack, proxy, lean_crops, tmp_path):
     event, mids = batch_event(lean_crops, 3, "fh-1")
-    proxy.plan = ["fail-even"]  # records 0 and 2 refused on the first call: sent again, alone
+    # the whole call throttled, then records 0 and 2 refused: sent again, alone
+    proxy.plan = ["throttle", "fail-even"]
 
     out = fh_stack.router.process(event)
 
     assert json.loads(out.reason) == {"stored": 3}
-    assert [c["mode"] for c in proxy.calls] == ["fail-even", "pass"]
-    assert len(proxy.calls[0]["records"]) == 3 and len(proxy.calls[1]["records"]) == 2  # only the failed ones
+    assert [c["mode"] for c in proxy.calls] == ["throttle", "fail-even", "pass"]
+    assert [len(c["records"]) for c in proxy.calls] == [3, 3, 2]  # then only the failed ones
     objects = packed(fh_stack)
     assert objects and all(k.startswith("training-packed/training/") for k in objects)  # disagreements' stream
     assert not [k for k in fh_stack.training_keys() if k.startswith("training-data/")]  # no direct object
@@ -158,9 +159,17 @@ def test_records_that_keep_failing_or_are_too_large_go_to_a_direct_object(fh_sta
 
 
 @slow
-def test_a_stream_that_is_not_there_is_not_retried(moto, aws_env):
+def test_a_stream_that_is_not_there_is_not_retried_and_retries_stop_at_the_budget(moto, aws_env, proxy):
     from cloud.devaws import dev_client
 
     result = put_records(dev_client("firehose", moto.url), "no-such-stream", [b"a\n", b"b\n"], sleep=lambda s: None)
     assert result.calls == 1 and sorted(result.failed) == [0, 1] and not result.delivered
     assert result.failed[0].startswith("ResourceNotFoundException")
+    # a Firehose that keeps throttling: no retry starts once the time budget is spent
+    proxy.plan = ["throttle"] * 10
+    slow_sleeps: list[float] = []
+    from cloud.awscalls import client
+
+    no_retries = client("firehose", endpoint_url=proxy.url, max_attempts=1)  # as the router's: botocore's off
+    result = put_records(no_retries, "no-such-stream", [b"a\n"], attempts=10, budget_s=0.0, sleep=slow_sleeps.append)
+    assert result.calls == 1 and list(result.failed) == [0] and result.failed[0].startswith("ThrottlingException")
