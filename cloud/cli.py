@@ -55,7 +55,8 @@ def _cmd_local(args: argparse.Namespace) -> int:
                            mqtt_port=args.mqtt_port or 0, gateways=args.gateway or [],
                            endpoint_url=args.champion_url or "", challenger_url=args.challenger_url or "",
                            challenger_weight=args.challenger_weight, shadow_share=args.shadow_share,
-                           champion_instance=args.champion_instance, challenger_instance=args.challenger_instance))
+                           champion_instance=args.champion_instance, challenger_instance=args.challenger_instance,
+                           training_sink=args.training_sink))
     return 0
 
 
@@ -182,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also start a Mosquitto broker and the IoT rule / iot-data bridge, so a gateway on "
                         "transport mqtt talks to this stack (needs mosquitto, which ./dev.sh installs)")
     p.add_argument("--mqtt-port", type=int, help="with --mqtt: the broker's port (default: a free one)")
+    p.add_argument("--training-sink", choices=c.TRAINING_SINKS, default="s3",
+                   help="where the router keeps training records: s3, an object per escalation or gateway batch "
+                        "(default), or firehose, delivery streams on moto as the AWS stack deploys them")
     p.add_argument("--gateway", action="append", metavar="THING=SITE:CAM[,CAM...]",
                    help="register a gateway: the router refuses every other thing, site and camera (repeatable)")
     # champion/challenger (cloud/ab/): two `framesieve-cloud serve` processes as the endpoint's variants

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cloud import constants as c
-from cloud.devaws import DUMMY_ENV, MotoServer, provision
+from cloud.devaws import DUMMY_ENV, MotoServer, provision, provision_streams
 from cloud.exceptions import ConfigError
 from cloud.httpjson import send_json
 from cloud.httpserve import LimitedHandler, LimitedServer
@@ -103,6 +103,9 @@ class LocalOptions:
     shadow_share: float = 0.0  # share of escalations also asked of the other variant
     champion_instance: str = "ml.g4dn.xlarge"
     challenger_instance: str = "ml.g4dn.xlarge"
+    # where the router keeps training records: "s3" (an object per escalation or gateway batch) or "firehose"
+    # (moto's delivery streams, one per lifecycle, which deliver every call at once, uncompressed)
+    training_sink: str = "s3"
 
 
 def parse_gateway(text: str) -> Registration:
@@ -160,6 +163,12 @@ class LocalCloud:
         rules = Path(o.rules_file).read_text() if o.rules_file else json.dumps(DEFAULT_RULES)
         env = {**DUMMY_ENV, "AWS_ENDPOINT_URL": self.moto.url, "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint,
                **resources.router_env(), c.ALERT_RULES: rules}
+        if o.training_sink == "firehose":
+            env.update(provision_streams(self.moto.url, resources.bucket))
+        elif o.training_sink == "s3":
+            env[c.TRAINING_SINK] = "s3"
+        else:
+            raise ConfigError(f"--training-sink {o.training_sink!r}: expected s3 or firehose")
         if o.mqtt:
             from cloud.bridge import IotDataServer
             from cloud.devmqtt import Mosquitto
@@ -203,7 +212,10 @@ class LocalCloud:
             f"in {self.token_file}>)",
             f"dashboard        http://{host}:{self.api.server_address[1]}/  (log in with the same token)",
             f"store            {os.environ[c.STORE_URL]}; training data s3://{resources.bucket}/"
-            f"{self.router.config.training_prefix}; alerts {resources.topic_arn} -> {resources.queue_url}",
+            + (f"{self.router.config.training_packed_prefix} (through Firehose streams "
+               f"{self.router.config.training_stream!r})" if self.router.config.training_sink == "firehose"
+               else self.router.config.training_prefix)
+            + f"; alerts {resources.topic_arn} -> {resources.queue_url}",
         ]
         if self.broker is not None:
             from cloud.bridge import IotRuleBridge

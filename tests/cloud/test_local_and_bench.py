@@ -70,7 +70,9 @@ def stop_local(proc: subprocess.Popen) -> str:
 
 @pytest.mark.slow
 def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, plaza_crops, tmp_path):
-    proc, urls = start_local(tmp_path, "--model", str(teacher_manifest), "--gateway", "gw-local=site-1:plaza,gate")
+    # with the AWS stack's training sink: Firehose delivery streams (moto's) pack the kept records
+    proc, urls = start_local(tmp_path, "--model", str(teacher_manifest), "--gateway", "gw-local=site-1:plaza,gate",
+                             "--training-sink", "firehose")
     try:
         assert set(urls) == {"moto_server", "inference", "router", "results API"}, urls
         assert all("127.0.0.1" in u for u in urls.values())
@@ -97,6 +99,16 @@ def test_local_stack_routes_an_escalation_and_stops_on_ctrl_c(teacher_manifest, 
         assert oct((tmp_path / "api-token").stat().st_mode & 0o777) == "0o600"
         status, page = _request(path, token=token)
         assert status == 200 and [i["message_id"] for i in page["items"]] == [event["message_id"]]
+        # the kept record (the student reported nothing the teacher found: a disagreement) went through the
+        # training stream and is read back from its packed object
+        from cloud.devaws import dev_client
+        from contracts.training import read_records
+
+        s3 = dev_client("s3", urls["moto_server"])
+        [bucket] = [b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].endswith("-training")]
+        [obj] = s3.list_objects_v2(Bucket=bucket, Prefix="training-packed/training/")["Contents"]
+        record = read_records(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())[0]
+        assert record.message_id == event["message_id"] and record.camera == "plaza"
     finally:
         rest = stop_local(proc)
     assert "stopping" in rest
