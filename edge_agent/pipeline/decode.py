@@ -45,7 +45,7 @@ class DecodeConfig(BaseModel):
 
     mode: Literal["auto", "keyframes", "reference", "all"] = Field("auto", description=(
         "auto: keyframes when they come at least once per sampling interval, else reference"))
-    threads: int = Field(1, ge=1, le=16, description="decoder threads for this stream")
+    threads: int = Field(1, ge=1, le=16, description="decoder threads for this stream, and its BGR conversion's")
     hwaccel: Literal["auto", "none", "vaapi", "qsv"] = Field("auto", description=(
         "auto: VAAPI or QSV when /dev/dri has a render node FFmpeg can use, else software"))
 
