@@ -54,6 +54,18 @@ def render(summary: dict) -> str:
                   "uncertainty (what the rollback guard watches).", "# TYPE framesieve_uncertain_fraction gauge"]
         lines += [f'framesieve_uncertain_fraction{{camera="{c}"}} {s["uncertain_fraction"]:.4f}'
                   for c, s in sorted(students.items()) if s["uncertain_fraction"] is not None]
+    precision = summary.get("student_precision")
+    if precision:  # student.precision auto/int8: 1 on the state it is in; the reason is in the log and the summary
+        lines += ["# HELP framesieve_student_int8 Whether the agent's student runs in INT8 (quantised on the cameras' "
+                  "own frames).", "# TYPE framesieve_student_int8 gauge",
+                  f"framesieve_student_int8 {int(precision['state'] == 'int8')}",
+                  "# HELP framesieve_student_int8_state Where the INT8 calibration stands (collecting, quantising, "
+                  "swapping, int8, fp32: stayed on fp32, see the log).", "# TYPE framesieve_student_int8_state gauge"]
+        lines += [f'framesieve_student_int8_state{{state="{s}"}} {int(precision["state"] == s)}'
+                  for s in ("collecting", "quantising", "swapping", "int8", "fp32")]
+        lines += ["# HELP framesieve_student_int8_calibration_frames Frames kept for the INT8 calibration so far.",
+                  "# TYPE framesieve_student_int8_calibration_frames gauge",
+                  f"framesieve_student_int8_calibration_frames {precision['frames_kept']}"]
     spec = summary.get("specialization")
     if spec:
         for name, help_text in (("runs", "Specialization training runs started"),

@@ -129,7 +129,9 @@ class SieveConfig(_Strict):
         settings = set(CameraSettings.model_fields)
         cams = [{**cam.model_dump(include=settings), "id": cam.id, "source": source} for cam, source in cameras]
         return AgentConfig.model_validate({
-            "site": sites.pop(), "student": self.student, "student_threads": self.student_threads, "cameras": cams,
+            # fp32: a Lambda or task keeps no cache between runs, so quantising on its frames would be paid each time
+            "site": sites.pop(), "student": {"manifest": self.student, "precision": "fp32"},
+            "student_threads": self.student_threads, "cameras": cams,
             "escalation": {"transport": "url", **self.escalation.model_dump()},
             "output": {"events_db": str(work / "events.sqlite"), "log_frames": False},
             "fleet": {"models_dir": str(work / "models")}})

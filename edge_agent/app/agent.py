@@ -40,6 +40,7 @@ from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
 from edge_agent.students.guard import Limits
 from edge_agent.students.health import health_check
+from edge_agent.students.int8 import SelfQuantizer
 from edge_agent.students.store import ModelStore, camera_store
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Agent:
             self.cameras: dict[str, CameraPipeline] = parts.cameras
             self.sources, self.specialization = parts.sources, parts.specialization
             self.steps = parts.steps  # each camera's specialization steps, to the cloud
+            self.quantizer = parts.quantizer  # student.precision: the INT8 student made on these cameras' frames
             self.students = Students(parts.student, self._follow_agent_student)
             self.escalator = wiring.escalator(config, self.transport, self.sources, stack)
             self.inflight = InFlight()
@@ -144,6 +146,8 @@ class Agent:
         """One batch: the final events finished now (this batch's, and earlier frames the cloud has answered
         since), written to the event log. Every frame gets exactly one event, whatever fails."""
         events = [self._finish(slot) for slot in self.inflight.take_ready()]
+        if self.quantizer is not None:
+            self._self_quantize(self.quantizer, frames)
         looks: list[Look] = []
         for frame in frames:
             camera = self.cameras[frame.camera]
@@ -172,6 +176,13 @@ class Agent:
         for event in events:
             self.events.write(event)
         return events
+
+    def _self_quantize(self, quantizer: SelfQuantizer, frames: list[SampledFrame]) -> None:
+        """Frames for the INT8 calibration (cameras that run the agent's student); a ready INT8 student swapped in
+        as a model update is, on probation (students/int8.py)."""
+        if (ready := quantizer.take_ready(self.student.detector)) is not None:
+            self.students.install(ready, self.config.fleet.probation_batches, quantizer.swapped)
+        quantizer.offer([f for f in frames if self.cameras[f.camera].own_student is None])
 
     def _hold(self, slot: Slot) -> list[FrameEvent]:
         """The frame's event now, or held (in frame order) behind its camera's frames awaiting the cloud."""

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from edge_agent.pipeline.detector import BatchedStudent
     from edge_agent.pipeline.sources import FrameSource
     from edge_agent.specialization.loop import SpecializationLoop
+    from edge_agent.students.int8 import SelfQuantizer
 
 
 class Reported(Protocol):
@@ -28,6 +29,7 @@ class Reported(Protocol):
     specialization: SpecializationLoop | None
     link: MqttLink | None
     transport: Transport | None
+    quantizer: SelfQuantizer | None
 
     @property
     def student(self) -> BatchedStudent: ...
@@ -54,6 +56,8 @@ def summary(agent: Reported) -> dict:
                               "uncertain_fraction": s.guard.escalation_fraction(),
                               "onboarding": s.onboarding}
                         for cid, s in agent.cameras.items()}}
+    if agent.quantizer is not None:  # student.precision: where the INT8 student stands, and why
+        out["student_precision"] = agent.quantizer.summary()
     decode = {s.camera: {k: v for k, v in s.stats().items() if k in _DECODE_KEYS} for s in agent.sources}
     if any(decode.values()):  # how each stream is decoded (the levers chosen from its GOP), and why
         out["decode"] = decode

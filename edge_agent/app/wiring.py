@@ -36,6 +36,7 @@ from edge_agent.specialization.loop import SpecializationLoop
 from edge_agent.specialization.report import StepReporter
 from edge_agent.students.guard import Limits
 from edge_agent.students.health import health_check
+from edge_agent.students.int8 import SelfQuantizer
 from edge_agent.students.store import CameraStudent, installed_student, load_student
 from models.exceptions import ModelError
 from models.runtime import Detector, load_detector
@@ -54,6 +55,7 @@ class Parts:
     sources: list[FrameSource]
     specialization: SpecializationLoop | None
     steps: StepReporter
+    quantizer: SelfQuantizer | None = None
 
 
 def assemble(agent: AgentPort, stack: ExitStack, transport: Transport | None = None, jsonl: Path | str | None = None,
@@ -61,6 +63,7 @@ def assemble(agent: AgentPort, stack: ExitStack, transport: Transport | None = N
     """`transport` and `sources` default to what the config says (the bench injects its own)."""
     config = agent.config
     student = self_test(load_student(config), "the agent's student")  # an installed model update wins, if intact
+    quantizer, student = self_quantizer(config, student, stack)
     link = None
     if transport is None:
         link, transport = open_transport(config, stack)
@@ -90,7 +93,23 @@ def assemble(agent: AgentPort, stack: ExitStack, transport: Transport | None = N
                    for c in config.cameras]
     for source in sources:
         stack.callback(source.close)
-    return Parts(student, link, transport, events, cameras, sources, specialization, steps)
+    return Parts(student, link, transport, events, cameras, sources, specialization, steps, quantizer)
+
+
+def self_quantizer(config: AgentConfig, student: Detector, stack: ExitStack) -> tuple[SelfQuantizer | None, Detector]:
+    """`student.precision` auto or int8 on an fp32 student: the quantiser, and the student to start on (the kept
+    INT8 one when there is one that passes, else the fp32)."""
+    if config.student_settings.precision == "fp32" or student.manifest.precision != "fp32":
+        return None, student
+    quantizer = SelfQuantizer(config, student)
+    stack.callback(quantizer.close)
+    kept = quantizer.from_cache()
+    if kept is not None:
+        try:
+            return quantizer, self_test(kept, "the agent's INT8 student")
+        except ModelError as exc:
+            quantizer.refuse_kept(str(exc))
+    return quantizer, student
 
 
 def self_test(detector: Detector, what: str) -> Detector:

@@ -8,6 +8,7 @@ are chosen by the worst scene, not the mean.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -25,12 +27,14 @@ from edge_agent.bench.loso_bands import judged_out_of_sample
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import agent_config, local_inference_server, run_baseline, run_hybrid
 from edge_agent.bench.sweep import sweep
+from edge_agent.config import Int8Gate
 from models.manifest import load_manifest
 from models.metrics import match_boxes, wilson_interval
 from models.runtime import load_detector
 from models.student.data import resolve_clip
 from models.student.defaults import DEFAULTS
 from models.student.scenes import Scene, load_scene
+from models.student.self_int8 import build_and_check, gate_reason
 from models.teacher.build import TEACHER_THRESHOLD, ensure_teacher
 
 log = logging.getLogger(__name__)
@@ -151,12 +155,39 @@ def pool(rows: list[dict]) -> dict:
     return out
 
 
+def first_frames(path: Path, share: float, at_most: int = 64) -> tuple[list[np.ndarray], float]:
+    """Up to `at_most` frames spread evenly over the clip's first `share` of its duration (every decoded frame
+    there is a candidate: what a camera shows before the judged part), and that share's end in seconds."""
+    cap = cv2.VideoCapture(str(path))
+    native = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    native = native if 0 < native < 240 else 10.0
+    frames = []
+    try:
+        while cap.grab():
+            ok, frame = cap.retrieve()
+            if ok and frame is not None and frame.ndim == 3:
+                frames.append(frame)
+    finally:
+        cap.release()
+    cutoff_s = share * len(frames) / native
+    early = frames[:max(1, int(share * len(frames)))]
+    keep = np.unique(np.linspace(0, len(early) - 1, min(at_most, len(early))).round().astype(int))
+    return [early[k] for k in keep], cutoff_s
+
+
 def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir: Path, fps: float = 1.0,
              cascade: dict | None = None, with_sweep: bool = True, keep_students: bool = False,
-             regions: dict | None = None, judge: list[str] | None = None) -> dict:
+             regions: dict | None = None, judge: list[str] | None = None, judge_after: float | None = None,
+             self_int8: bool = False) -> dict:
     """One fold per scene (or per scene in `judge`; the rest only serve the folds). `build(fold_dir,
     other_scenes)` makes the fold's student from the other scenes only (sampled at `fps`, with the
-    teacher's detections)."""
+    teacher's detections).
+
+    `judge_after` (a share of each scene's duration): only the sampled frames after it are judged. With
+    `self_int8` the fold's student is then quantised to INT8 on the scene's own frames before that point
+    (unlabelled, up to 64, as a gateway calibrates on its cameras: models/student/self_int8.py)."""
+    if self_int8 and not judge_after:
+        raise ValueError("self_int8 calibrates on a scene's first frames: give judge_after (a share, e.g. 0.33)")
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher = load_detector(ensure_teacher(), threads=2)
     paths, skipped = {}, {}
@@ -180,11 +211,26 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
                 shutil.rmtree(fold)
             manifest = build(fold, [s for n, s in scenes.items() if n != name])
             path = paths[name]
+            cutoff_s = 0.0
+            if judge_after:
+                early, cutoff_s = first_frames(path, judge_after)
+                if self_int8:  # as the agent does: every 4th frame held out to check INT8 against fp32 on
+                    calib, held = [f for k, f in enumerate(early) if k % 4 != 3], early[3::4] or early[-1:]
+                    bands = agent_config("c", path, fps, "http://x", cascade).cameras[0].cascade.labels
+                    check = build_and_check(manifest, calib, held, fold / "int8-self",
+                                            {k: (b.accept, b.reject) for k, b in bands.items()},
+                                            {"scene": name, "before_s": round(cutoff_s, 2)})
+                    gate = Int8Gate()
+                    check["gate_failed"] = gate_reason(check, gate.min_agreement, gate.max_lost_share,
+                                                       gate.max_score_diff_mean)
+                    manifest = fold / "int8-self" / "manifest.json"
             baseline = run_baseline(path, fps, keep_frames=with_sweep)
             config = agent_config(path.stem, path, fps, url, cascade, regions=regions)
             config = config.model_copy(update={"student": str(manifest)})
             with tempfile.TemporaryDirectory(prefix="framesieve-loso-") as tmp:
                 hybrid = run_hybrid(config, Path(tmp), path.stem)
+            if judge_after:  # the same later frames for every arm, whatever it calibrated on
+                hybrid = dataclasses.replace(hybrid, lines=[ln for ln in hybrid.lines if ln["pts_s"] >= cutoff_s])
             summary = clip_summary(hybrid, baseline, None)
             if with_sweep:
                 summary["sweep"] = sweep(baseline, path, path.stem, student=manifest, regions=regions)
@@ -192,6 +238,9 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
             row = _scene_row(name, summary, hybrid.lines, baseline.detections,
                              calibration_error(manifest, scenes[name]))
             row["student_trained_on_scene"] = trained_on(manifest, name)
+            row["judged_from_s"] = round(cutoff_s, 2)
+            if self_int8:  # the agent's gate on the held-out early frames: INT8 would run only where it passed
+                row["int8_check"] = check
             row["sweep"] = summary.get("sweep", [])
             rows.append(row)
             if not keep_students:
@@ -201,6 +250,7 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
         "regions": agent_config("c", Path("x"), fps, "http://x", None, regions=regions).cameras[0].regions.model_dump(),
+        "judge_after": judge_after, "self_int8": self_int8,
         "scenes": rows, "pooled": pool(rows), "skipped": skipped,
         "bands": judged_out_of_sample(rows) if with_sweep else None,
     }

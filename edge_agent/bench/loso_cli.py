@@ -70,7 +70,8 @@ def _cmd_loso(args: argparse.Namespace) -> int:
     result = run_loso(scenes, _builder(args), args.family, Path(args.out), fps=args.fps, cascade=cascade,
                       with_sweep=not args.no_sweep, keep_students=args.keep_students,
                       regions={"max_downscale": args.max_downscale} if args.max_downscale else None,
-                      judge=args.judge)
+                      judge=args.judge, judge_after=args.judge_after or (1 / 3 if args.int8_self else None),
+                      self_int8=args.int8_self)
     report = write_report(result, Path(args.out))
     pooled = result["pooled"]
     for label in ("person", "vehicle"):
@@ -115,7 +116,14 @@ def add_parsers(msub) -> None:
                    help="regions.max_downscale for every camera (default: the agent's, 3; 16 turns tiling off)")
     p.add_argument("--width", type=int, default=320, help="derived: input width (default 320)")
     p.add_argument("--height", type=int, default=192, help="derived: input height (default 192)")
-    p.add_argument("--int8", action="store_true", help="derived: use the INT8 variant")
+    p.add_argument("--int8", action="store_true", help="derived: use the INT8 variant (calibrated on the other scenes)")
+    p.add_argument("--int8-self", action="store_true",
+                   help="the fold's student quantised to INT8 on the left-out scene's own first frames (unlabelled, up "
+                        "to 64 from its first third, as the agent's student.precision: auto does on its cameras), "
+                        "judged on the later frames only")
+    p.add_argument("--judge-after", type=float, metavar="SHARE",
+                   help="judge only the frames after this share of each scene's duration (default with --int8-self: "
+                        "1/3); run the fp32 with the same value to compare like for like")
     p.add_argument("--student", default=str(CENTERNET_STUDENT_MANIFEST),
                    help="fixed: the student manifest judged on every scene (default: the CenterNet in the package)")
     p.add_argument("--config", help="centernet: training config (default: config/train.yaml)")

@@ -156,16 +156,18 @@ class Hybrid:
 
 
 def agent_config(camera: str, clip: Path, fps: float, url: str, cascade: dict | None = None,
-                 crop: str = "frame", regions: dict | None = None, onboarding: bool = False) -> AgentConfig:
+                 crop: str = "frame", regions: dict | None = None, onboarding: bool = False,
+                 precision: str = "fp32") -> AgentConfig:
     """A one-camera config for the bench. Onboarding is off unless asked for: the hybrid measured is the
     student's cascade (what a camera runs once it has a student; `bench --new-camera` measures the path
-    from onboarding)."""
+    from onboarding). `precision` fp32: the student measured is the one given, never quantised mid-run
+    (gateway-capacity measures the default's INT8 from its kept calibration)."""
     cam: dict = {"id": camera, "source": str(clip), "fps": fps, "onboarding": {"enabled": onboarding}}
     if cascade:
         cam["cascade"] = cascade
     if regions:
         cam["regions"] = regions
-    return AgentConfig.model_validate({"site": "bench", "cameras": [cam],
+    return AgentConfig.model_validate({"site": "bench", "cameras": [cam], "student": {"precision": precision},
                                        "escalation": {"transport": "url", "url": url, "crop": crop}})
 
 

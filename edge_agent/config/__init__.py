@@ -224,6 +224,43 @@ class SpecializationSettings(_Strict):
         return self
 
 
+class Int8Calibration(_Strict):
+    """The frames `student.precision: auto` quantises on: the agent's own cameras' sampled frames, no labels."""
+
+    frames: int = Field(64, ge=8, le=1024, description="frames collected, in all (kept at the student's input "
+                                                        "size: 184 KB each at 320x192)")
+    every_s: float = Field(10.0, ge=0, le=86_400, description="one frame per camera at most this often (media time "
+                                                              "for files), so the set spans time and cameras")
+    held_out: float = Field(0.25, gt=0, lt=1, description="share of them (every 4th at 0.25) kept out of the "
+                                                          "quantising, to check INT8 against fp32 on")
+    cache_dir: str | None = Field(None, description="where the INT8 student is kept, keyed by the fp32's sha256 and "
+                                                    "these settings (default: <fleet.models_dir>/int8-self)")
+    timeout_s: float = Field(900.0, gt=0, description="a quantising run taking longer is stopped (the agent stays "
+                                                      "on fp32)")
+
+
+class Int8Gate(_Strict):
+    """What the INT8 student must show on the held-out frames, against the fp32, at the cameras' cascade bands
+    (per frame and label, each student's best score: accept, escalate or reject)."""
+
+    min_agreement: float = Field(0.95, ge=0, le=1, description="share of frame-labels decided the same")
+    max_lost_share: float = Field(0.02, ge=0, le=1, description="share of the presences the fp32 accepts or "
+                                                                "escalates that INT8 would reject")
+    max_score_diff_mean: float = Field(0.05, ge=0, le=1, description="mean absolute difference of the best scores")
+
+
+class StudentSettings(_Strict):
+    """The agent's student: `student: PATH` is short for `student: {manifest: PATH}`."""
+
+    manifest: str = Field("default", description="student manifest path, or 'default' for the shipped one")
+    precision: Literal["auto", "fp32", "int8"] = Field("auto", description=(
+        "auto: start on the fp32 student, quantise it to INT8 on the cameras' own frames in the background, "
+        "and swap only if INT8 passes the gate against fp32; int8: the same, swapped even if the gate fails "
+        "(its figures still logged); fp32: never quantise. A manifest that is INT8 already runs as it is"))
+    calibration: Int8Calibration = Field(default_factory=Int8Calibration)
+    gate: Int8Gate = Field(default_factory=Int8Gate)
+
+
 class OutputSettings(_Strict):
     events_db: str = "framesieve-events.sqlite"
     detections_out: str | None = None
@@ -235,12 +272,34 @@ class OutputSettings(_Strict):
 class AgentConfig(_Strict):
     site: str = "site-1"
     student: str = Field("default", description="student manifest path, or 'default' for the shipped one")
+    # Written in the file as `student: {manifest, precision, calibration, gate}`: split at load, so the manifest
+    # stays the plain `student` every part reads.
+    student_settings: StudentSettings = Field(default_factory=StudentSettings)
     student_threads: int = Field(1, ge=1, le=64)
     cameras: list[CameraConfig] = Field(min_length=1)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
     specialization: SpecializationSettings = Field(default_factory=SpecializationSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _student_mapping(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("student"), dict):
+            if "student_settings" in raw:
+                raise ValueError("give the student's settings as `student: {manifest, precision, ...}` only")
+            raw = dict(raw)
+            settings = dict(raw.pop("student"))
+            raw["student"] = settings.get("manifest", "default")
+            raw["student_settings"] = settings
+        return raw
+
+    @model_validator(mode="after")
+    def _one_manifest(self) -> AgentConfig:
+        # `student: PATH` (or a model_copy that set it) wins over the settings' own copy
+        if self.student_settings.manifest != self.student:
+            self.student_settings = self.student_settings.model_copy(update={"manifest": self.student})
+        return self
 
     @field_validator("cameras")
     @classmethod

@@ -19,6 +19,8 @@ def describe_errors(exc: ValidationError, lines: dict[tuple, int] | None = None,
     problems = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
+        if loc[:1] == ("student_settings",):  # written as student: {precision, ...} (config/__init__.py)
+            loc = ("student", *loc[1:])
         if skip_defaults and own_cameras is not None and _from_defaults(loc, own_cameras):
             continue
         line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None) if lines else None
