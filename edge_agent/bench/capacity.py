@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
+from edge_agent.bench.self_int8 import shipped_student
 from edge_agent.bench.streams import DEFAULT_KINDS as DEFAULT_KINDS  # re-exported
 from edge_agent.bench.streams import KINDS, bitrate, make_stream, serve
 from edge_agent.pipeline.avsource import AVFileSource
@@ -102,11 +103,15 @@ def _live(path: Path, fps: float, seconds: float) -> dict:
 
 
 def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], live_s: float, out: Path,
-                 teacher: Detector, student: Path) -> dict:
+                 teacher: Detector, student: Path | None) -> dict:
+    """`student` None: what the agent ships by default, after its calibration on this stream's frames."""
     path = make_stream(kind, seconds)
     ref, ref_cpu, ref_stats = _decode(path, "all", fps)
     if not ref:
         raise RuntimeError(f"{path}: no frame decoded")
+    calibration = None
+    if student is None:
+        student, calibration = shipped_student(ref, out / "int8-self" / kind)
     started = time.process_time()
     ref_dets = [teacher.detect([f.image])[0] for f in ref]
     teacher_ms = 1000 * (time.process_time() - started) / len(ref)
@@ -140,18 +145,22 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
             "escalated": hybrid.counters["escalated"], "escalation_fraction": judged["escalation_fraction"],
             "student_crops_per_sample": round(hybrid.extra.get("student_crops", 0) / len(ref), 2),
             "presence": presence, "memory_mb_per_camera": _memory_per_camera(path, fps),
+            "student": str(student), "student_calibration": calibration,
             "modes": rows, "best": best, "live": _live(path, fps, live_s) if live_s > 0 else None}
 
 
-def resolve_student(name: str) -> Path:
-    """`fp32`: the derived student the agent ships; `int8`: its static INT8 variant, built once into the cache
-    (quantised on the calibration scenes, as `edge-agent models derive --int8` does); else a manifest path."""
+def resolve_student(name: str) -> Path | None:
+    """`default`: None, what the agent ships (its student once calibrated on each stream, `shipped_student`);
+    `fp32`: the derived student; `int8`: its static INT8 variant, built once into the cache (quantised on the
+    calibration scenes, as `edge-agent models derive --int8` does); else a manifest path."""
+    if name == "default":
+        return None
     if name == "fp32":
         return ensure_derived_student()
     if name != "int8":
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ValueError(f"--student {name}: no such manifest; give fp32, int8 or a manifest.json path")
+            raise ValueError(f"--student {name}: no such manifest; give default, fp32, int8 or a manifest.json path")
         return path
     from edge_agent.bench.bench import default_clips
     from models.manifest import intact
@@ -173,7 +182,7 @@ def resolve_student(name: str) -> Path:
 
 
 def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, modes: tuple[str, ...] = MODES,
-                 live_s: float = 12.0, out: Path = Path("out/gateway-capacity"), student: str = "fp32",
+                 live_s: float = 12.0, out: Path = Path("out/gateway-capacity"), student: str = "default",
                  escalation_source: bool = False) -> dict:
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
@@ -196,7 +205,8 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
         from edge_agent.bench.fullres import measure_escalation_source
 
         summary["escalation_source"] = [
-            measure_escalation_source(clip, min(seconds, length), fps, teacher, student_path, out,
+            measure_escalation_source(clip, min(seconds, length), fps, teacher,
+                                      student_path or ensure_derived_student(), out,
                                       live_s=live_s if clip == "vtest.avi" else 0.0)
             for clip, length in (("vtest.avi", 60.0), ("car-detection.mp4", 30.0))]
     (out / "streams.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -227,6 +237,14 @@ def format_table(summary: dict) -> str:
         f"{r['kind']} {r['kbps']:g} kbit/s, keyframe {r['keyframe_kb']:g} KB every {1 / r['keyframes_per_s']:.2g} s"
         for r in summary["kinds"].values() if r.get("keyframes_per_s")))
     lines.append(f"student: {summary.get('student', {}).get('manifest', 'the derived fp32')}")
+    for r in summary["kinds"].values():
+        if c := r.get("student_calibration"):  # the default: the agent's own INT8 calibration on this stream
+            check = c.get("check") or {}
+            lines.append(f"{r['kind']}: the agent's default student after calibration: {c['precision']} "
+                         f"({c.get('reason') or 'passed the gate'}; one-off {c.get('calibration_cpu_s')} CPU s, "
+                         f"{c.get('calibration_wall_s')} s wall; agreement {check.get('agreement')}, lost "
+                         f"{check.get('lost')} of {check.get('fp32_kept')}, score difference "
+                         f"{check.get('score_diff_mean')})")
     lines.append("pipeline (motion, student, cascade) ms/sample: " + ", ".join(
         f"{r['kind']} {r['pipeline_ms_per_sample']}" for r in summary["kinds"].values()))
     for r in summary["kinds"].values():

@@ -178,14 +178,16 @@ def first_frames(path: Path, share: float, at_most: int = 64) -> tuple[list[np.n
 def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir: Path, fps: float = 1.0,
              cascade: dict | None = None, with_sweep: bool = True, keep_students: bool = False,
              regions: dict | None = None, judge: list[str] | None = None, judge_after: float | None = None,
-             self_int8: bool = False) -> dict:
+             self_int8: bool = False, gated: bool = True) -> dict:
     """One fold per scene (or per scene in `judge`; the rest only serve the folds). `build(fold_dir,
     other_scenes)` makes the fold's student from the other scenes only (sampled at `fps`, with the
     teacher's detections).
 
     `judge_after` (a share of each scene's duration): only the sampled frames after it are judged. With
     `self_int8` the fold's student is then quantised to INT8 on the scene's own frames before that point
-    (unlabelled, up to 64, as a gateway calibrates on its cameras: models/student/self_int8.py)."""
+    (unlabelled, up to 64, as a gateway calibrates on its cameras: models/student/self_int8.py), checked against
+    the fp32 on every 4th of them by the agent's default gate, and judged where it passed (`gated`, as
+    `student.precision: auto` runs) or everywhere."""
     if self_int8 and not judge_after:
         raise ValueError("self_int8 calibrates on a scene's first frames: give judge_after (a share, e.g. 0.33)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,8 +224,9 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
                                             {"scene": name, "before_s": round(cutoff_s, 2)})
                     gate = Int8Gate()
                     check["gate_failed"] = gate_reason(check, gate.min_agreement, gate.max_lost_share,
-                                                       gate.max_score_diff_mean)
-                    manifest = fold / "int8-self" / "manifest.json"
+                                                       gate.max_score_diff_mean, gate.max_extra_escalation)
+                    if not (gated and check["gate_failed"]):  # as `auto`: fp32 stays where the gate fails
+                        manifest = fold / "int8-self" / "manifest.json"
             baseline = run_baseline(path, fps, keep_frames=with_sweep)
             config = agent_config(path.stem, path, fps, url, cascade, regions=regions)
             config = config.model_copy(update={"student": str(manifest)})
@@ -241,6 +244,7 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
             row["judged_from_s"] = round(cutoff_s, 2)
             if self_int8:  # the agent's gate on the held-out early frames: INT8 would run only where it passed
                 row["int8_check"] = check
+                row["precision_judged"] = load_manifest(manifest).precision
             row["sweep"] = summary.get("sweep", [])
             rows.append(row)
             if not keep_students:
@@ -250,7 +254,7 @@ def run_loso(scene_names: list[str], build: StudentBuilder, family: str, out_dir
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cascade": agent_config("c", Path("x"), fps, "http://x", cascade).cameras[0].cascade.model_dump(),
         "regions": agent_config("c", Path("x"), fps, "http://x", None, regions=regions).cameras[0].regions.model_dump(),
-        "judge_after": judge_after, "self_int8": self_int8,
+        "judge_after": judge_after, "self_int8": self_int8, "int8_gated": gated if self_int8 else None,
         "scenes": rows, "pooled": pool(rows), "skipped": skipped,
         "bands": judged_out_of_sample(rows) if with_sweep else None,
     }

@@ -71,7 +71,7 @@ def _cmd_loso(args: argparse.Namespace) -> int:
                       with_sweep=not args.no_sweep, keep_students=args.keep_students,
                       regions={"max_downscale": args.max_downscale} if args.max_downscale else None,
                       judge=args.judge, judge_after=args.judge_after or (1 / 3 if args.int8_self else None),
-                      self_int8=args.int8_self)
+                      self_int8=args.int8_self, gated=not args.no_gate)
     report = write_report(result, Path(args.out))
     pooled = result["pooled"]
     for label in ("person", "vehicle"):
@@ -120,7 +120,10 @@ def add_parsers(msub) -> None:
     p.add_argument("--int8-self", action="store_true",
                    help="the fold's student quantised to INT8 on the left-out scene's own first frames (unlabelled, up "
                         "to 64 from its first third, as the agent's student.precision: auto does on its cameras), "
-                        "judged on the later frames only")
+                        "kept only where it passes the agent's default gate, judged on the later frames only")
+    p.add_argument("--no-gate", action="store_true",
+                   help="with --int8-self: judge INT8 on every scene, also where the agent's gate (student.gate, "
+                        "on every 4th calibration frame) would have kept fp32")
     p.add_argument("--judge-after", type=float, metavar="SHARE",
                    help="judge only the frames after this share of each scene's duration (default with --int8-self: "
                         "1/3); run the fp32 with the same value to compare like for like")

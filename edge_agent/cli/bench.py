@@ -268,9 +268,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
     p.add_argument("--live-seconds", type=float, default=12.0,
                    help="also decode each kind live over loopback this long (0: not; default: 12)")
-    p.add_argument("--student", default="fp32", help="the edge's student: fp32 (the derived student the agent "
-                                                     "ships), int8 (its static INT8 variant, built once into the "
-                                                     "cache) or a manifest path (default: %(default)s)")
+    p.add_argument("--student", default="default",
+                   help="the edge's student: default (what the agent ships: the derived student, quantised to INT8 "
+                        "on each stream's own frames and checked as student.precision: auto does; the calibration's "
+                        "one-off CPU is reported), fp32 (the derived student as is), int8 (its INT8 variant "
+                        "calibrated on the footage scenes, built once into the cache) or a manifest path "
+                        "(default: %(default)s)")
     p.add_argument("--escalation-source", action="store_true",
                    help="also measure escalation crops from the main stream (the 360p sub-stream's camera with "
                         "its 1080p main stream as escalation_source, on vtest and car-detection): the teacher's "

@@ -198,7 +198,8 @@ class SelfQuantizer:
     def _judge(self, check: dict) -> bool:
         """Whether INT8 goes in; else the agent stays on fp32 and says why."""
         gate = self.settings.gate
-        reason = gate_reason(check, gate.min_agreement, gate.max_lost_share, gate.max_score_diff_mean)
+        reason = gate_reason(check, gate.min_agreement, gate.max_lost_share, gate.max_score_diff_mean,
+                          gate.max_extra_escalation)
         if reason is None:
             return True
         if self.precision == "int8":

@@ -5,8 +5,9 @@ recipe has none of the recipe's scenes, but it has its own cameras: their sample
 `quantize_student` quantises an fp32 student on such frames and writes an INT8 manifest that keeps the fp32's
 score calibration (Platt) and thresholds, since no label exists to refit them. `compare` runs both on frames
 held out of that set and measures what the cascade would decide with each, at its bands, per frame and
-label: the same decision (accept / escalate / reject), presences the fp32 keeps that INT8 would drop, and the
-differences of the frame-level scores. `gate_reason` judges those figures against a gate.
+label: the same decision (accept / escalate / reject), presences the fp32 keeps that INT8 would drop, the
+differences of the frame-level scores, and the frames each would escalate. `gate_reason` judges those figures
+against a gate.
 
 Run as `python -m models.student.self_int8 FP32_MANIFEST FRAMES.npz OUT_DIR BANDS_JSON`, it does both and
 writes OUT_DIR/manifest.json and OUT_DIR/check.json: the agent runs it niced in a child process, so the
@@ -75,11 +76,14 @@ def compare(fp32: Detector, int8: Detector, frames: Sequence[np.ndarray], bands:
     pairs = same = kept = lost = 0
     diffs: list[float] = []
     per_label: dict[str, dict] = {}
+    asks = np.zeros((2, len(frames)), bool)  # frames each student would escalate (any label in its band)
     for label, (accept, reject) in bands.items():
         lab = {"pairs": 0, "same": 0, "fp32_kept": 0, "lost": 0, "gained": 0}
-        for da, db in zip(a, b, strict=True):
+        for k, (da, db) in enumerate(zip(a, b, strict=True)):
             sa, sb = _top(da, label), _top(db, label)
             ca, cb = _decision(sa, accept, reject), _decision(sb, accept, reject)
+            asks[0, k] |= ca == "escalate"
+            asks[1, k] |= cb == "escalate"
             diffs.append(abs(sa - sb))
             lab["pairs"] += 1
             lab["same"] += ca == cb
@@ -92,10 +96,13 @@ def compare(fp32: Detector, int8: Detector, frames: Sequence[np.ndarray], bands:
             "fp32_kept": kept, "lost": lost, "lost_share": round(lost / kept, 4) if kept else 0.0,
             "score_diff_mean": round(float(np.mean(diffs)), 4) if diffs else None,
             "score_diff_max": round(float(np.max(diffs)), 4) if diffs else None, "labels": per_label,
+            "escalated_fp32": int(asks[0].sum()), "escalated_int8": int(asks[1].sum()),
+            "extra_escalation": round(float(asks[1].sum() - asks[0].sum()) / len(frames), 4) if len(frames) else 0.0,
             "bands": {k: list(v) for k, v in bands.items()}}
 
 
-def gate_reason(check: dict, min_agreement: float, max_lost_share: float, max_score_diff_mean: float) -> str | None:
+def gate_reason(check: dict, min_agreement: float, max_lost_share: float, max_score_diff_mean: float,
+                max_extra_escalation: float = 1.0) -> str | None:
     """Why these figures fail the gate, or None when they pass."""
     if not check.get("pairs"):
         return "no held-out frame to check the INT8 student on"
@@ -106,6 +113,10 @@ def gate_reason(check: dict, min_agreement: float, max_lost_share: float, max_sc
     if check["lost_share"] > max_lost_share:
         problems.append(f"it would drop {check['lost']} of the {check['fp32_kept']} presences the fp32 keeps or "
                         f"asks about ({check['lost_share']:.1%}; gate: at most {max_lost_share:.1%})")
+    if check.get("extra_escalation", 0.0) > max_extra_escalation:
+        problems.append(f"it would escalate {check['escalated_int8']} of the {check['frames']} frames against the "
+                        f"fp32's {check['escalated_fp32']} (+{check['extra_escalation']:.1%}; gate: at most "
+                        f"+{max_extra_escalation:.1%})")
     if check["score_diff_mean"] > max_score_diff_mean:
         problems.append(f"its scores differ from the fp32's by {check['score_diff_mean']:.3f} on average (gate: at "
                         f"most {max_score_diff_mean:.3f})")

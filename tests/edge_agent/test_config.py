@@ -14,7 +14,8 @@ def test_example_config_is_valid_and_documents_every_option():
     assert config.cameras[0].id == "plaza"
     text = EXAMPLE.read_text()
     sections = (config.cameras[0], config.escalation, config.escalation.mqtt, config.escalation.spool,
-                config.escalation.breaker, config.output, config.fleet, config.specialization)
+                config.escalation.breaker, config.output, config.fleet, config.specialization,
+                config.student_settings, config.student_settings.calibration, config.student_settings.gate)
     for section in sections:
         for name in type(section).model_fields:
             assert f"{name}:" in text, f"option {name} is not documented in {EXAMPLE.name}"

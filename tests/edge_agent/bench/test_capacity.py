@@ -81,7 +81,13 @@ def test_gateway_capacity_measures_both_sides_and_feeds_the_cost_model(tmp_path,
     assert row["live"]["samples"] >= 2 and row["live"]["mode"] == "keyframes"
     assert "sub-360p15-gop1 | auto (keyframes)" in format_table(summary)
     # The student measured is named, and the hybrid is judged against the teacher: vtest's people are found.
-    assert summary["student"]["asked"] == "fp32" and summary["student"]["manifest"].endswith("manifest.json")
+    # By default, what the agent ships: its student after its own INT8 calibration on this stream's frames
+    # (the agent's quantiser and gate), with the calibration's one-off CPU.
+    calibration = row["student_calibration"]
+    assert summary["student"]["asked"] == "default" and calibration["calibration_cpu_s"] > 0
+    assert calibration["check"]["calibration_frames"] == 6 and calibration["check"]["frames"] == 2
+    precision = json.loads(Path(row["student"]).read_text())["precision"]
+    assert precision == calibration["precision"] and (precision == "int8") == (calibration["state"] == "swapping")
     assert row["presence"]["person"]["recall"] == 1.0 and row["student_crops_per_sample"] >= 1
     with pytest.raises(ValueError, match="--student int4: no such manifest"):
         run_capacity(["sub-360p15-gop1"], seconds=6, modes=("auto",), live_s=0, out=tmp_path, student="int4")
