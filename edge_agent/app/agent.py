@@ -40,7 +40,6 @@ from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
 from edge_agent.students.guard import Limits
 from edge_agent.students.health import health_check
-from edge_agent.students.int8 import SelfQuantizer
 from edge_agent.students.store import ModelStore, camera_store
 
 log = logging.getLogger(__name__)
@@ -146,8 +145,9 @@ class Agent:
         """One batch: the final events finished now (this batch's, and earlier frames the cloud has answered
         since), written to the event log. Every frame gets exactly one event, whatever fails."""
         events = [self._finish(slot) for slot in self.inflight.take_ready()]
-        if self.quantizer is not None:
-            self._self_quantize(self.quantizer, frames)
+        if self.quantizer is not None:  # student.precision: frames for the INT8 calibration; its swap once ready
+            self.quantizer.tick([f for f in frames if self.cameras[f.camera].own_student is None], self.students,
+                                self.config.fleet.probation_batches)
         looks: list[Look] = []
         for frame in frames:
             camera = self.cameras[frame.camera]
@@ -176,13 +176,6 @@ class Agent:
         for event in events:
             self.events.write(event)
         return events
-
-    def _self_quantize(self, quantizer: SelfQuantizer, frames: list[SampledFrame]) -> None:
-        """Frames for the INT8 calibration (cameras that run the agent's student); a ready INT8 student swapped in
-        as a model update is, on probation (students/int8.py)."""
-        if (ready := quantizer.take_ready(self.student.detector)) is not None:
-            self.students.install(ready, self.config.fleet.probation_batches, quantizer.swapped)
-        quantizer.offer([f for f in frames if self.cameras[f.camera].own_student is None])
 
     def _hold(self, slot: Slot) -> list[FrameEvent]:
         """The frame's event now, or held (in frame order) behind its camera's frames awaiting the cloud."""

@@ -199,7 +199,9 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
                             "edge_baseline_cpu": round(r["best"]["edge_ms_per_sample"] / base, 3)}
     summary = {"schema": SCHEMA, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "fps": fps,
                "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
-               "hwaccel": detect_hwaccel()[1], "student": {"asked": student, "manifest": str(student_path)},
+               "hwaccel": detect_hwaccel()[1],
+               "student": {"asked": student, "manifest": str(student_path) if student_path else
+                           "each stream's, after the agent's own calibration"},
                "kinds": results}
     if escalation_source:  # crops from the main stream: the sub-stream's camera on two scenes
         from edge_agent.bench.fullres import measure_escalation_source

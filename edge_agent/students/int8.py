@@ -27,7 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -38,6 +40,19 @@ from models.runtime import Detector, load_detector
 from models.student.self_int8 import gate_reason, to_input_size
 
 log = logging.getLogger(__name__)
+
+
+class Students(Protocol):
+    """What the quantiser needs of the agent's students (app/detect.py): the shared one, and its model-update swap."""
+
+    @property
+    def shared(self) -> _Shared: ...
+
+    def install(self, detector: Detector, probation_batches: int, done: Callable[[str | None], None]) -> None: ...
+
+
+class _Shared(Protocol):
+    detector: Detector
 
 
 class SelfQuantizer:
@@ -99,6 +114,13 @@ class SelfQuantizer:
         self.state, self.cached, self.check = "collecting", False, None
 
     # -- on the loop's thread -------------------------------------------------------------------------------
+    def tick(self, frames: list[SampledFrame], students: Students, probation_batches: int) -> None:
+        """Once a batch: a ready INT8 student swapped in as a model update is (on probation), then this batch's
+        frames of the cameras that run the agent's student offered for the calibration."""
+        if (ready := self.take_ready(students.shared.detector)) is not None:
+            students.install(ready, probation_batches, self.swapped)
+        self.offer(frames)
+
     def offer(self, frames: list[SampledFrame]) -> None:
         """This batch's frames of cameras running the agent's student; keeps one per camera per every_s."""
         if self.state != "collecting":

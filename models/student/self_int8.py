@@ -30,6 +30,7 @@ from contracts.detections import Detections
 from models.manifest import load_manifest, manifest_for
 from models.quantize import quantize_int8
 from models.runtime import Detector, load_detector
+from models.student.evidence import wilson_lower
 
 INT8_FILE = "student-int8.onnx"
 Bands = dict[str, tuple[float, float]]  # label -> (accept, reject)
@@ -113,10 +114,13 @@ def gate_reason(check: dict, min_agreement: float, max_lost_share: float, max_sc
     if check["lost_share"] > max_lost_share:
         problems.append(f"it would drop {check['lost']} of the {check['fp32_kept']} presences the fp32 keeps or "
                         f"asks about ({check['lost_share']:.1%}; gate: at most {max_lost_share:.1%})")
-    if check.get("extra_escalation", 0.0) > max_extra_escalation:
+    # Cost, not recall: one frame more of 15 held out is no evidence. It fails when even the one-sided 95% Wilson
+    # lower bound of the extra share is above the limit (recall above is judged on the counts as they are).
+    extra = max(0, check.get("escalated_int8", 0) - check.get("escalated_fp32", 0))
+    if extra and (low := wilson_lower(extra, check["frames"], 0.95)) > max_extra_escalation:
         problems.append(f"it would escalate {check['escalated_int8']} of the {check['frames']} frames against the "
-                        f"fp32's {check['escalated_fp32']} (+{check['extra_escalation']:.1%}; gate: at most "
-                        f"+{max_extra_escalation:.1%})")
+                        f"fp32's {check['escalated_fp32']} (+{check['extra_escalation']:.1%}, at least +{low:.1%} at "
+                        f"95% confidence; gate: at most +{max_extra_escalation:.1%})")
     if check["score_diff_mean"] > max_score_diff_mean:
         problems.append(f"its scores differ from the fp32's by {check['score_diff_mean']:.3f} on average (gate: at "
                         f"most {max_score_diff_mean:.3f})")

@@ -97,3 +97,24 @@ def test_bands_are_chosen_on_the_other_scenes_and_judged_on_the_left_out_one():
     assert folds["b"]["person"]["presence_recall"] is None  # no person in b: n/a, not 1.0
     assert judged["pooled"]["person"]["worst"]["scene"] == "c"
     assert judged["pooled"]["person"]["n"] == 30
+
+
+@pytest.mark.slow
+def test_int8_self_is_calibrated_on_the_scenes_first_frames_and_judged_on_the_later_ones(tmp_path, shared_footage):
+    scenes = ["worker-zone-detection.gif", "classroom.gif"]
+    with pytest.raises(ValueError, match="give judge_after"):
+        run_loso(scenes, lambda fold, others: build_derived(fold, others), "derived", tmp_path, self_int8=True)
+    whole = run_loso(scenes, lambda fold, others: build_derived(fold, others), "derived", tmp_path / "fp32",
+                     with_sweep=False, judge=["worker-zone-detection.gif"])["scenes"][0]
+    result = run_loso(scenes, lambda fold, others: build_derived(fold, others), "derived", tmp_path / "int8",
+                      with_sweep=False, judge=["worker-zone-detection.gif"], judge_after=1 / 3, self_int8=True,
+                      keep_students=True)
+    (row,) = result["scenes"]
+    assert 1.0 < row["judged_from_s"] < 2.0 and 0 < row["frames"] < whole["frames"]  # only the later frames
+    check = row["int8_check"]
+    assert check["calibration_frames"] + check["frames"] <= 64 and check["frames"] >= 1
+    assert row["precision_judged"] == ("fp32" if check["gate_failed"] else "int8")
+    int8 = json.loads((tmp_path / "int8" / "students" / "worker-zone-detection" / "int8-self" / "manifest.json")
+                      .read_text())
+    assert int8["precision"] == "int8" and int8["training"]["int8_calibration"]["scene"] == "worker-zone-detection.gif"
+    assert int8["training"]["int8_calibration"]["frames"] == check["calibration_frames"]
