@@ -58,7 +58,7 @@ def render(summary: dict) -> str:
     if precision:  # student.precision auto/int8: 1 on the state it is in; the reason is in the log and the summary
         lines += ["# HELP framesieve_student_int8 Whether the agent's student runs in INT8 (quantised on the cameras' "
                   "own frames).", "# TYPE framesieve_student_int8 gauge",
-                  f"framesieve_student_int8 {int(precision['state'] == 'int8')}",
+                  f"framesieve_student_int8 {int(precision.get('running', precision['state']) == 'int8')}",
                   "# HELP framesieve_student_int8_state Where the INT8 calibration stands (collecting, quantising, "
                   "swapping, int8, fp32: stayed on fp32, see the log).", "# TYPE framesieve_student_int8_state gauge"]
         lines += [f'framesieve_student_int8_state{{state="{s}"}} {int(precision["state"] == s)}'

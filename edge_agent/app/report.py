@@ -57,7 +57,8 @@ def summary(agent: Reported) -> dict:
                               "onboarding": s.onboarding}
                         for cid, s in agent.cameras.items()}}
     if agent.quantizer is not None:  # student.precision: where the INT8 student stands, and why
-        out["student_precision"] = agent.quantizer.summary()
+        # `running`: the precision of the agent's student now (a model update may have replaced the INT8 one)
+        out["student_precision"] = {**agent.quantizer.summary(), "running": agent.student.detector.manifest.precision}
     decode = {s.camera: {k: v for k, v in s.stats().items() if k in _DECODE_KEYS} for s in agent.sources}
     if any(decode.values()):  # how each stream is decoded (the levers chosen from its GOP), and why
         out["decode"] = decode

@@ -128,7 +128,7 @@ class SelfQuantizer:
         calib = self.settings.calibration
         for frame in frames:
             last = self._last.get(frame.camera)
-            if last is not None and frame.pts_s - last < calib.every_s:
+            if last is not None and 0 <= frame.pts_s - last < calib.every_s:  # (a stream's restart: time anew)
                 continue
             self._last[frame.camera] = frame.pts_s
             self._kept.append((frame.camera, frame.pts_s, to_input_size(frame.image, self.fp32.input_wh)))

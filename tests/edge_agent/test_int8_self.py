@@ -79,7 +79,7 @@ def calibrated(tmp_path_factory, vtest_samples):
 def test_self_calibrates_swaps_and_agrees_with_fp32(calibrated, tmp_path, vtest_samples):
     events, summary, detector, cache = calibrated
     state = summary["student_precision"]
-    assert state["state"] == "int8", state
+    assert state["state"] == "int8" and state["running"] == "int8", state
     assert detector.manifest.precision == "int8"
     assert detector.manifest.training["quantized_from"]["sha256"] == load_manifest(ensure_derived_student()).sha256
     assert state["check"]["calibration_frames"] == FRAMES - FRAMES // 4 and state["check"]["frames"] == FRAMES // 4
@@ -122,7 +122,8 @@ def test_gate_failure_keeps_fp32_and_says_why(calibrated, tmp_path, vtest_sample
     finally:
         agent.close()
     state = summary["student_precision"]
-    assert state["state"] == "fp32" and "failed the gate" in state["reason"] and "scores differ" in state["reason"]
+    assert state["state"] == state["running"] == "fp32"
+    assert "failed the gate" in state["reason"] and "scores differ" in state["reason"]
     assert "stays fp32" in caplog.text
     assert 'framesieve_student_int8_state{state="fp32"} 1' in render(summary)
 
@@ -165,3 +166,23 @@ def test_bad_precision_is_a_clear_config_error(value):
         parse_config(text, "agent.yaml")
     message = str(err.value)
     assert "student.precision (line 2)" in message and "'auto', 'fp32' or 'int8'" in message
+
+
+def test_a_camera_with_its_own_student_neither_offers_frames_nor_changes_student(tmp_path, vtest_samples):
+    from dataclasses import replace
+
+    from models.paths import CENTERNET_STUDENT_MANIFEST
+
+    raw = config(tmp_path, tmp_path / "fresh").model_dump()
+    raw["cameras"].append({**raw["cameras"][0], "id": "door", "student": str(CENTERNET_STUDENT_MANIFEST)})
+    cfg = AgentConfig.model_validate(raw)
+    door = [replace(f, camera="door") for f in vtest_samples]
+    agent = Agent(cfg, sources=[ReplaySource("plaza", vtest_samples, 1.0), ReplaySource("door", door, 1.0)])
+    try:
+        for plaza, other in zip(vtest_samples[:6], door[:6], strict=True):
+            agent.process([plaza, other])
+        assert agent.quantizer.summary()["frames_kept"] == 3  # plaza's at 0, 2 and 4 s; none of door's
+        own = agent.cameras["door"].own_student
+        assert own is not None and own.detector.manifest.sha256 == load_manifest(CENTERNET_STUDENT_MANIFEST).sha256
+    finally:
+        agent.close()
