@@ -155,6 +155,8 @@ def _cmd_bench_batching(args: argparse.Namespace) -> int:
         print(f"error: --mqtt {args.mqtt!r}: expected HOST:PORT (the local stack prints it)", file=sys.stderr)
         return 2
     windows = tuple(int(w) for w in args.windows.split(","))
+    if args.poisson:
+        return _poisson(args, host or "127.0.0.1", int(port), clip, windows)
     rows = run_batching_bench(host or "127.0.0.1", int(port), args.thing, args.site, args.cameras.split(","), clip,
                               args.fps, args.seconds, windows)
     print(format_batching(rows))
@@ -170,6 +172,25 @@ def _cmd_bench_batching(args: argparse.Namespace) -> int:
     return 0
 
 
+def _poisson(args: argparse.Namespace, host: str, port: int, clip: Path, windows: tuple[int, ...]) -> int:
+    from edge_agent.bench.occupancy_check import format_poisson, run_poisson_bench
+    from edge_agent.escalation.base import TransportError
+
+    cams, _, share = args.poisson.partition(":")
+    try:
+        gateway_cameras, fraction = int(cams), float(share)
+        rows = run_poisson_bench(host, port, args.thing, args.site, args.cameras.split(","), clip, gateway_cameras,
+                                 fraction, args.fps, args.seconds, windows)
+    except ValueError as exc:
+        print(f"error: --poisson {args.poisson!r}: {exc} (expected CAMERAS:SHARE, e.g. 42:0.1)", file=sys.stderr)
+        return 2
+    except TransportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_poisson(rows))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench-batching", help="escalation latency edge to verdict, p50/p95, with and without "
                                               "per-gateway batching, against a running local stack (--mqtt)")
@@ -181,6 +202,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="per camera (default: 1)")
     p.add_argument("--seconds", type=float, default=30.0, help="per setting (default: 30)")
     p.add_argument("--windows", default="0,250", help="batch_window_ms settings, comma-separated (default: 0,250)")
+    p.add_argument("--poisson", metavar="CAMERAS:SHARE",
+                   help="check the cost model's batch occupancy instead: a gateway of CAMERAS cameras at --fps "
+                        "escalating SHARE of their frames, as Poisson arrivals of real vtest escalations through the "
+                        "real transport and batcher; prints predicted vs measured escalations per message per window")
     p.add_argument("--into", help="a bench summary.json: write the largest window's images per endpoint call, "
                                   "router invocation and verdict message into its total (for edge-agent cost)")
     p.set_defaults(func=_cmd_bench_batching)
