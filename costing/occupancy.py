@@ -96,7 +96,8 @@ class Occupancy:
                 f"escalated = {self.arrivals_per_s:.3g} escalations/s per gateway; x {self.window_ms:g} ms window "
                 f"({self.window_source}) = {self.arrivals_per_window:.3g} per window (Poisson); {cap}; "
                 f"{self.overflow_share:.0%} of windows need more than one message -> "
-                f"{self.per_message:.3f} escalations per message (one router invocation, endpoint call and verdict message each)")
+                f"{self.per_message:.3f} escalations per message (one router invocation, endpoint call and verdict "
+                "message each)")
 
 
 def occupancy(cameras_per_gateway: float, fps: float, escalation_fraction: float, bytes_per_escalation: float,
