@@ -51,10 +51,17 @@ class EscalationBatch:
     batch_id: str
     escalations: tuple[EscalationRequest, ...]
     errors: tuple[ItemError, ...] = ()  # items that did not parse (only from_payload fills this)
+    # The gateway re-sends a refused batch's escalations naming this batch (EscalationRequest.batch_id), so the
+    # router may claim the batch's time once instead of once per escalation. A batch without it (a gateway older
+    # than the naming) is claimed per escalation, as before: its re-sent escalations name nothing.
+    resends_named: bool = False
 
     def to_payload(self) -> dict:
-        return {"v": BATCH_VERSION, "type": "escalation_batch", "batch_id": self.batch_id,
-                "escalations": [e.to_payload() for e in self.escalations]}
+        payload = {"v": BATCH_VERSION, "type": "escalation_batch", "batch_id": self.batch_id,
+                   "escalations": [e.to_payload() for e in self.escalations]}
+        if self.resends_named:
+            payload["resends_named"] = True
+        return payload
 
     def to_bytes(self) -> bytes:
         return encode(self.to_payload(), f"escalation batch {self.batch_id}")
@@ -79,7 +86,10 @@ class EscalationBatch:
                 continue
             seen.add(request.message_id)
             good.append(request)
-        return cls(text(payload, "batch_id", where), tuple(good), tuple(bad))
+        named = payload.get("resends_named", False)
+        if not isinstance(named, bool):
+            raise WireError(f"{where}.resends_named: must be true or false; got {named!r:.40}")
+        return cls(text(payload, "batch_id", where), tuple(good), tuple(bad), named)
 
     @classmethod
     def from_bytes(cls, data: bytes | str) -> EscalationBatch:

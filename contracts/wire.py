@@ -122,15 +122,23 @@ class EscalationRequest:
     site: str = ""
     created_s: float = 0.0
     student: tuple[DetectionRecord, ...] = field(default=())
+    # Set only on an escalation re-sent alone after the batch that carried it was refused (the gateway spools a
+    # refused batch escalation by escalation): the router takes its time from that batch's claim, as the batch's
+    # own delivery did, so the two find each other (cloud/router/routing.py pin_to). Routers that predate it
+    # ignore the key (unknown keys are ignored) and claim per message.
+    batch_id: str = ""
 
     def to_payload(self) -> dict:
-        return {
+        payload = {
             "v": WIRE_VERSION, "type": "escalation", "message_id": self.message_id, "site": self.site,
             "camera": self.camera, "frame_index": self.frame_index, "pts_s": round(self.pts_s, 3),
             "reason": self.reason, "created_s": round(self.created_s, 3),
             "crops": [c.to_payload() for c in self.crops],
             "student": [d.to_payload() for d in self.student],
         }
+        if self.batch_id:
+            payload["batch_id"] = self.batch_id
+        return payload
 
     @cached_property
     def encoded(self) -> bytes:
@@ -162,6 +170,7 @@ class EscalationRequest:
             site=text(payload, "site", where, required=False),
             created_s=number(payload, "created_s", where, 0.0, MAX_SECONDS, default=0.0),
             student=detection_records(payload.get("student", []), f"{where}.student"),
+            batch_id=text(payload, "batch_id", where, required=False),
         )
 
     @classmethod

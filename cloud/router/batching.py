@@ -6,11 +6,15 @@ A malformed item is dead-lettered and answered with an error verdict; the others
 
 What the batch stores is written once for all its items (`BatchWrites`, `Router.flush_batch`): one S3
 training object holding the records of its informative items (contracts.training.TrainingBatch), then the
-rows, one DynamoDB BatchWriteItem per 25. A batch write cannot be conditional; a redelivered batch still
-stores nothing twice because every item's row key is read first (step 4, as for a single escalation) and
-only the items without a row go on, and the training object is keyed by the batch's id and written with
-If-None-Match, so a retry's PUT is refused and the first object, which holds every record the retry could
-add, stands. Two deliveries racing past the read write the same row under the same key: one row."""
+rows, one DynamoDB BatchWriteItem per 25. A batch claims its time once, not per item: its first receive time
+per (thing, batch id) (`claim_batch`), each item's time derived from it (routing.pin_to), so a redelivered
+batch, and an escalation of a refused batch re-sent alone naming its batch id (the gateway spools a refused
+batch escalation by escalation), key every item's row as the first delivery did. A batch write cannot be
+conditional; a redelivered batch still stores nothing twice because every item's row key is read first
+(step 4, as for a single escalation) and only the items without a row go on, and the training object is
+keyed by the batch's id and written with If-None-Match, so a retry's PUT is refused and the first object,
+which holds every record the retry could add, stands. Two deliveries racing past the read write the same
+row under the same key: one row."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from cloud import constants as c
 from cloud.exceptions import EndpointError
 from cloud.router.config import RouterConfig
 from cloud.router.endpoint import Answer, call
-from cloud.router.routing import Outcome, Parsed, Rejected, batch_training_key, parse_event, record_key
+from cloud.router.routing import Outcome, Parsed, Rejected, batch_training_key, parse_event, pin_to, record_key
 from cloud.stores import DeadLetter, ResultRecord, ResultsStore
 from cloud.stores.base import day_of
 from contracts.batch import EscalationBatch, is_batch, reply_of
@@ -44,7 +48,11 @@ class Router(Protocol):
     @property
     def runtime(self) -> Any: ...
 
-    def authorize(self, parsed: Parsed, now_s: float) -> Parsed: ...
+    def authorize(self, parsed: Parsed, now_s: float, claim: bool = True) -> Parsed: ...
+
+    def batch_anchor(self, parsed: Parsed, batch_id: str) -> float: ...
+
+    def claim_message(self, parsed: Parsed) -> Parsed: ...
 
     def dead_letter_quietly(self, rejected: Rejected) -> list[Verdict]: ...
 
@@ -129,14 +137,22 @@ def process_batch(router: Router, event: dict, payload: dict, now_s: float) -> O
         statuses["dead_letter"] = statuses.get("dead_letter", 0) + 1
         if err.reply:
             answers.append(Verdict.failed(*err.reply, f"malformed: {err.reason}"))
+    authorized: list[Parsed] = []
     for request in batch.escalations:
         item = {**rule, c.EVENT_PAYLOAD: base64.b64encode(request.encoded).decode()}
         try:
-            parsed = router.authorize(parse_event(item, now_s, router.config.event_window_s), now_s)
+            authorized.append(router.authorize(parse_event(item, now_s, router.config.event_window_s), now_s,
+                                               claim=False))
         except Rejected as exc:
             answers.extend(router.dead_letter_quietly(exc))
             statuses["dead_letter"] = statuses.get("dead_letter", 0) + 1
-            continue
+    # A gateway that names its batch when it re-sends a refused one's escalations: one claim for the whole batch
+    # (its first receive time), each item's time derived from it (routing.pin_to). An older gateway's batch: a
+    # claim per item, as its re-sent escalations name nothing.
+    anchor = router.batch_anchor(authorized[0], batch.batch_id) if authorized and batch.resends_named else None
+    for parsed in authorized:
+        parsed = pin_to(parsed, anchor, router.config.event_window_s) if anchor is not None \
+            else router.claim_message(parsed)
         r = parsed.request
         first_t = min(first_t, parsed.t_s)  # every delivery's items keep their first times: the same day
         if router.store.get_result(r.camera, parsed.t_s, r.message_id) is not None:

@@ -7,7 +7,9 @@ Order, chosen so that every retry is safe (IoT delivers at least once; Lambda re
    registered to that thing (contracts/registry.py), else a dead letter "unauthorized": no paid call, row,
    alert or S3 object. The stored site is the registered one;
 3. the event time: created_s within +/-FRAMESIEVE_EVENT_WINDOW_S of the receive time, else the receive time;
-   the first delivery's time is kept per (thing, message id), so a repeat finds the same row key;
+   the first delivery's time is kept per (thing, message id), so a repeat finds the same row key. A gateway
+   batch claims once: its first receive time per (thing, batch id), every item's time derived from it
+   (pin_to); an escalation re-sent alone after its batch was refused names the batch and takes the same path;
 4. read the result row by that key: present means a repeat, and nothing else is done;
 5. invoke the endpoint (retries with backoff; a final failure: a dead letter and an error verdict);
 6. training capture to S3, sampled by message id, written with If-None-Match so a retry makes no 2nd object;
@@ -25,7 +27,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -59,6 +61,7 @@ class Parsed:
     t_s: float  # the frame's wall-clock time: the edge's created_s within the window, else the receive time
     size: int
     clock: str = ""  # why t_s is not the edge's created_s, when it is not
+    received_s: float = 0.0  # the IoT rule's receive time (the router's clock when the rule gave none)
 
 
 @dataclass
@@ -165,7 +168,19 @@ def parse_event(event: Any, now_s: float, window_s: float = c.DEFAULT_EVENT_WIND
         else:
             clock = (f"created_s {request.created_s:.3f} is {request.created_s - received:+.0f} s from the IoT "
                      f"receive time, outside +/-{window_s:.0f} s: the receive time is used")
-    return Parsed(request, topic, thing, t_s, len(raw), clock)
+    return Parsed(request, topic, thing, t_s, len(raw), clock, received)
+
+
+def pin_to(parsed: Parsed, anchor_s: float, window_s: float) -> Parsed:
+    """The escalation's time from its batch's anchor (the batch's first receive time, claimed once per batch):
+    the edge's created_s within the window of it, else the anchor itself. Every delivery of the item, in its
+    batch or re-sent alone naming it, gets the same anchor and so the same time and row key."""
+    created = parsed.request.created_s
+    if created > 0 and abs(created - anchor_s) <= window_s:
+        return replace(parsed, t_s=created, clock="")
+    clock = (f"created_s {created:.3f} is {created - anchor_s:+.0f} s from its batch's first receive time, outside "
+             f"+/-{window_s:.0f} s: that receive time is used") if created > 0 else ""
+    return replace(parsed, t_s=anchor_s, clock=clock)
 
 
 def captured(message_id: str, rate: float) -> bool:

@@ -28,6 +28,7 @@ from cloud.router.routing import (
     direct_key,
     packed_key,
     parse_event,
+    pin_to,
     training_entry,
     training_key,
     training_record,
@@ -111,9 +112,10 @@ class Router:
             self._gateways[thing] = (now + self.config.registry_cache_s, entry)
         return entry
 
-    def _authorize(self, parsed: Parsed, now_s: float) -> Parsed:
+    def _authorize(self, parsed: Parsed, now_s: float, claim: bool = True) -> Parsed:
         """The message with its registered site and its first delivery's time; Rejected when the thing may
-        not write for the site or camera it names."""
+        not write for the site or camera it names. `claim` False: the time is left to the caller (a batch
+        claims once for all its items, `claim_batch`); an escalation naming its batch claims that batch."""
         r, thing = parsed.request, parsed.thing
         entry = self._gateway(thing)
         refusal = entry.refusal(r.site, r.camera) if entry else (
@@ -125,9 +127,30 @@ class Router:
                                       excerpt=f"site={r.site!r:.60} camera={r.camera!r:.60}"),
                            (r.message_id, r.camera, r.frame_index))
         assert entry is not None
+        parsed = replace(parsed, request=replace(r, site=entry.site))
+        if not claim:
+            return parsed
+        if r.batch_id:  # re-sent alone after its batch was refused: the batch's anchor, whoever claimed it first
+            return self.claim_batch(parsed, r.batch_id)
+        return self.claim_message(parsed)
+
+    def claim_message(self, parsed: Parsed) -> Parsed:
+        """The message's time: its first delivery's, claimed per (thing, message id)."""
         days = self.config.retention_days or 30
-        t_s = self.store.claim_message(thing, r.message_id, parsed.t_s, int(parsed.t_s + days * 86400))
-        return replace(parsed, request=replace(r, site=entry.site), t_s=t_s)
+        r = parsed.request
+        t_s = self.store.claim_message(parsed.thing, r.message_id, parsed.t_s, int(parsed.t_s + days * 86400))
+        return replace(parsed, t_s=t_s)
+
+    def batch_anchor(self, parsed: Parsed, batch_id: str) -> float:
+        """The batch's anchor: its first receive time, claimed once per (thing, batch id) - one write for the
+        whole batch, whether it first came whole or as one of its escalations re-sent alone."""
+        days = self.config.retention_days or 30
+        received = parsed.received_s or parsed.t_s
+        return self.store.claim_batch(parsed.thing, batch_id, received, int(received + days * 86400))
+
+    def claim_batch(self, parsed: Parsed, batch_id: str) -> Parsed:
+        """The escalation's time from its batch's anchor (routing.pin_to)."""
+        return pin_to(parsed, self.batch_anchor(parsed, batch_id), self.config.event_window_s)
 
     def _process(self, event: Any, now_s: float, counter: awscalls.CallCounter) -> Outcome:
         batch = batch_payload(event)
@@ -195,8 +218,8 @@ class Router:
                        reason="" if stored else "stored concurrently by another delivery")
 
     # what a batch (cloud/router/batching.py) needs of the single-escalation steps
-    def authorize(self, parsed: Parsed, now_s: float) -> Parsed:
-        return self._authorize(parsed, now_s)
+    def authorize(self, parsed: Parsed, now_s: float, claim: bool = True) -> Parsed:
+        return self._authorize(parsed, now_s, claim)
 
     def dead_letter_quietly(self, rejected: Rejected) -> list[Verdict]:
         """Record why; the error verdict is returned for the batch's one verdict message, not published."""

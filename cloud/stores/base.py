@@ -251,6 +251,13 @@ class ResultsStore(ABC):
         first delivery recorded (one atomic write), so every delivery keys the same result row."""
 
     @abstractmethod
+    def claim_batch(self, thing: str, batch_id: str, t_s: float, expires_at: int) -> float:
+        """The anchor time of this gateway's batch: `t_s` (the receive time) the first time the batch id is seen,
+        whole or as one of its escalations re-sent alone, else the time recorded then (one atomic write); every
+        item's time is derived from it (routing.pin_to), so every delivery of an item keys the same row. Kept
+        apart from message claims: a message id can never stand for a batch id."""
+
+    @abstractmethod
     def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
         """Add a gateway's frame event to its camera's minute (cloud/stores/fleetdata.py) unless this message
         id was counted already; False for a repeat."""

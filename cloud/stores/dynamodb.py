@@ -237,6 +237,13 @@ class DynamoDBStore(ResultsStore):
                            ReturnValues="ALL_NEW") or {}
         return float(reply["Attributes"]["t_s"]["N"])
 
+    def claim_batch(self, thing: str, batch_id: str, t_s: float, expires_at: int) -> float:
+        reply = self._call("update_item", Key={"pk": {"S": f"BATCH#{thing}#{batch_id}"}, "sk": {"S": "BATCH"}},
+                           UpdateExpression="SET t_s = if_not_exists(t_s, :t), expires_at = :exp",
+                           ExpressionAttributeValues={":t": {"N": repr(t_s)}, ":exp": {"N": str(expires_at)}},
+                           ReturnValues="ALL_NEW") or {}
+        return float(reply["Attributes"]["t_s"]["N"])
+
     def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
         return self.put_frame_counts(thing, event.camera, event.wall_time, event_delta(event), event.message_id, now_s)
 

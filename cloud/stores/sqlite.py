@@ -217,6 +217,10 @@ class SQLiteStore(ResultsStore):
                                    (thing, message_id)).fetchone()
         return float(row[0])
 
+    def claim_batch(self, thing: str, batch_id: str, t_s: float, expires_at: int) -> float:
+        # thing names never hold "#" (contracts.registry), so "<thing>#batch" is no gateway's message namespace
+        return self.claim_message(f"{thing}#batch", batch_id, t_s, expires_at)
+
     def put_frame_event(self, thing: str, event: FrameEventMessage, now_s: float) -> bool:
         return self.put_frame_counts(thing, event.camera, event.wall_time, event_delta(event), event.message_id, now_s)
 

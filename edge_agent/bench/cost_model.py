@@ -219,8 +219,8 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
         _item("IoT rule actions", messages * pe.rule_actions / 1e6, iot.rule_actions),
         _item(f"DynamoDB writes ({rows_each:g} row(s) per escalation)",
               rows * _ceil(p.dynamodb.item_bytes / 1024) / 1e6, p.dynamodb.writes),
-        _item(f"DynamoDB message claims ({pe.dynamodb_claims:g} per escalation: the first delivery's time, "
-              "so a repeat finds its row)", escalations * pe.dynamodb_claims / 1e6, p.dynamodb.writes),
+        _item(f"DynamoDB message claims ({pe.dynamodb_claims:g} per gateway message: a batch's first receive time, "
+              "so a repeat finds its rows)", messages * pe.dynamodb_claims / 1e6, p.dynamodb.writes),
         _item(f"DynamoDB storage ({p.dynamodb.retention_months:g} months kept)",
               rows * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB, p.dynamodb.storage),
         *training_items(summary, pricing, escalations, share, per_kept, training_json_bytes_per_record(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from contracts.batch import MAX_BATCH, EscalationBatch, VerdictBatch
@@ -27,11 +29,24 @@ def test_a_batch_round_trips_and_a_malformed_item_is_set_aside_with_its_id():
     assert err.index == 1 and err.reply == ("m3", "plaza", 3) and "not a JPEG" in err.reason
 
 
+def test_a_batch_says_its_re_sends_name_it_and_a_re_sent_escalation_names_its_batch():
+    batch = EscalationBatch("b1", (escalation("m1"),), resends_named=True)
+    assert EscalationBatch.from_bytes(batch.to_bytes()).resends_named is True
+    assert EscalationBatch.from_payload(EscalationBatch("b1", (escalation("m1"),)).to_payload()).resends_named is False
+    resent = replace(escalation("m1"), batch_id="b1")
+    assert EscalationRequest.from_bytes(resent.to_bytes()).batch_id == "b1"
+    assert "batch_id" not in escalation("m1").to_payload()  # a plain escalation's bytes are as before
+    bad = resent.to_payload() | {"batch_id": "x" * 500}
+    with pytest.raises(WireError, match="escalation.batch_id"):
+        EscalationRequest.from_payload(bad)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda p: p.update(v=1), "wire version 1 is not a batch"),
     (lambda p: p.update(escalations=[]), "at least one escalation"),
     (lambda p: p.update(escalations=p["escalations"] * (MAX_BATCH + 1)), f"over the {MAX_BATCH}"),
     (lambda p: p.update(batch_id=""), "batch_id"),
+    (lambda p: p.update(resends_named="yes"), "resends_named: must be true or false"),
 ])
 def test_a_bad_batch_is_refused_naming_what_is_wrong(change, message):
     payload = EscalationBatch("b1", (escalation("m1"),)).to_payload()

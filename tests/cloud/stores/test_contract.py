@@ -132,6 +132,14 @@ def test_a_message_keeps_the_time_of_its_first_delivery(any_store):
     assert any_store.claim_message("gw-b", "m1", T0 + 3, int(T0) + 99) == T0 + 3  # another gateway's id
 
 
+def test_a_batch_keeps_the_time_of_its_first_delivery_apart_from_message_claims(any_store):
+    assert any_store.claim_batch("gw-a", "b1", T0, int(T0) + 99) == T0
+    assert any_store.claim_batch("gw-a", "b1", T0 + 60, int(T0) + 99) == T0  # again, or an item re-sent alone
+    assert any_store.claim_batch("gw-b", "b1", T0 + 3, int(T0) + 99) == T0 + 3  # another gateway's batch
+    assert any_store.claim_message("gw-a", "b1", T0 + 5, int(T0) + 99) == T0 + 5  # a message id is not a batch id
+    assert any_store.claim_batch("gw-a", "b2", T0 + 9, int(T0) + 99) == T0 + 9
+
+
 @pytest.mark.slow
 def test_counters_over_many_rows_hold_one_page_at_a_time(tmp_path):
     """/counters over 31 days once loaded every row: 20000 rows are ~10x the peak a running sum needs."""

@@ -62,7 +62,8 @@ def test_a_refused_batch_is_spooled_escalation_by_escalation_and_each_waiter_tol
     def refuse(payload: bytes) -> None:
         raise TransportError("not connected to the broker")
 
-    batcher = Batcher(0.2, refuse, lambda r: spooled.append(r.message_id))
+    names: list[str] = []
+    batcher = Batcher(0.2, refuse, lambda r: (spooled.append(r.message_id), names.append(r.batch_id)))
     try:
         for k in range(3):
             batcher.add(request(f"m{k}"), lambda exc: (told.append(exc), done.release()))
@@ -71,6 +72,9 @@ def test_a_refused_batch_is_spooled_escalation_by_escalation_and_each_waiter_tol
     finally:
         batcher.close()
     assert sorted(spooled) == ["m0", "m1", "m2"]  # nothing lost: each replayed later as version 1
+    # each names the batch it left in (the cloud claims a batch's time once; a re-send finds it), a lone one none
+    batched = [n for n in names if n]
+    assert len(batched) >= 2 and len(set(batched)) == 1 and "" not in names[1:]
     assert len(told) == 3 and all(isinstance(e, TransportError) for e in told)
     assert batcher.messages == 0
 
