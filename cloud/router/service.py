@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cloud import awscalls
 from cloud.alerts import evaluate
 from cloud.exceptions import EndpointError
+from cloud.router.authority import Authority
 from cloud.router.batching import BatchWrites, batch_payload, process_batch
 from cloud.router.config import RouterConfig
 from cloud.router.endpoint import Answer, call
@@ -28,7 +29,6 @@ from cloud.router.routing import (
     direct_key,
     packed_key,
     parse_event,
-    pin_to,
     training_entry,
     training_key,
     training_record,
@@ -44,7 +44,7 @@ from contracts.wire import InvocationResponse, Verdict, WireError, invocation_fo
 log = logging.getLogger("framesieve.router")
 
 
-class Router:
+class Router(Authority):
     def __init__(self, config: RouterConfig, store: ResultsStore | None = None):
         self.config = config
         self.store = store or open_store(config.store_url)
@@ -100,57 +100,6 @@ class Router:
             published = self._publish(letter.thing, failed)
         return Outcome("dead_letter", letter.key.rsplit(":", 1)[0], reason=f"{letter.kind}: {letter.reason}",
                        published_to=published)
-
-    def _gateway(self, thing: str) -> Registration | None:
-        """The thing's registry entry, kept `registry_cache_s` per container (a miss is not kept)."""
-        now = time.monotonic()
-        cached = self._gateways.get(thing)
-        if cached and cached[0] > now:
-            return cached[1]
-        entry = self.store.gateway(thing)
-        if entry is not None and self.config.registry_cache_s > 0:
-            self._gateways[thing] = (now + self.config.registry_cache_s, entry)
-        return entry
-
-    def _authorize(self, parsed: Parsed, now_s: float, claim: bool = True) -> Parsed:
-        """The message with its registered site and its first delivery's time; Rejected when the thing may
-        not write for the site or camera it names. `claim` False: the time is left to the caller (a batch
-        claims once for all its items, `claim_batch`); an escalation naming its batch claims that batch."""
-        r, thing = parsed.request, parsed.thing
-        entry = self._gateway(thing)
-        refusal = entry.refusal(r.site, r.camera) if entry else (
-            f"thing {thing!r} is not a registered gateway; register its site and cameras with `edge-agent "
-            "provision --registry-table` or `framesieve-cloud register`")
-        if refusal:
-            raise Rejected(DeadLetter(key=f"{r.message_id}:unauthorized", t_s=now_s, kind="unauthorized",
-                                      reason=refusal, topic=parsed.topic, thing=thing, size=parsed.size,
-                                      excerpt=f"site={r.site!r:.60} camera={r.camera!r:.60}"),
-                           (r.message_id, r.camera, r.frame_index))
-        assert entry is not None
-        parsed = replace(parsed, request=replace(r, site=entry.site))
-        if not claim:
-            return parsed
-        if r.batch_id:  # re-sent alone after its batch was refused: the batch's anchor, whoever claimed it first
-            return self.claim_batch(parsed, r.batch_id)
-        return self.claim_message(parsed)
-
-    def claim_message(self, parsed: Parsed) -> Parsed:
-        """The message's time: its first delivery's, claimed per (thing, message id)."""
-        days = self.config.retention_days or 30
-        r = parsed.request
-        t_s = self.store.claim_message(parsed.thing, r.message_id, parsed.t_s, int(parsed.t_s + days * 86400))
-        return replace(parsed, t_s=t_s)
-
-    def batch_anchor(self, parsed: Parsed, batch_id: str) -> float:
-        """The batch's anchor: its first receive time, claimed once per (thing, batch id) - one write for the
-        whole batch, whether it first came whole or as one of its escalations re-sent alone."""
-        days = self.config.retention_days or 30
-        received = parsed.received_s or parsed.t_s
-        return self.store.claim_batch(parsed.thing, batch_id, received, int(received + days * 86400))
-
-    def claim_batch(self, parsed: Parsed, batch_id: str) -> Parsed:
-        """The escalation's time from its batch's anchor (routing.pin_to)."""
-        return pin_to(parsed, self.batch_anchor(parsed, batch_id), self.config.event_window_s)
 
     def _process(self, event: Any, now_s: float, counter: awscalls.CallCounter) -> Outcome:
         batch = batch_payload(event)
@@ -217,10 +166,8 @@ class Router:
                        alerts=alerts, training_key=key, published_to=topic, clock=parsed.clock,
                        reason="" if stored else "stored concurrently by another delivery")
 
-    # what a batch (cloud/router/batching.py) needs of the single-escalation steps
-    def authorize(self, parsed: Parsed, now_s: float, claim: bool = True) -> Parsed:
-        return self._authorize(parsed, now_s, claim)
-
+    # what a batch (cloud/router/batching.py) needs of the single-escalation steps (authorize and the claims:
+    # cloud/router/authority.py)
     def dead_letter_quietly(self, rejected: Rejected) -> list[Verdict]:
         """Record why; the error verdict is returned for the batch's one verdict message, not published."""
         letter = rejected.letter
