@@ -52,11 +52,12 @@ def quantize_student(fp32_manifest: Path, frames: Sequence[np.ndarray], out_dir:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = out_dir / INT8_FILE
     quantize_int8(m.model_path, model, (fp32.preprocess([f]) for f in frames), input_name=m.input.name)
-    fields = m.model_dump(exclude={"file", "sha256", "created", "precision", "name", "metrics", "training"})
+    fields = m.model_dump(exclude={"file", "sha256", "created", "precision", "name", "version", "metrics", "training"})
     training = {**m.training, "quantized_from": {"name": m.name, "version": m.version, "sha256": m.sha256},
                 "int8_calibration": {"frames": len(frames), **(note or {})}}
+    # the version says it too: telemetry and the agent's status carry the version, not the name
     manifest = manifest_for(model, **fields, name=f"{m.name.removesuffix('-fp32')}-int8-self", precision="int8",
-                            training=training)
+                            version=f"{m.version}+int8", training=training)
     manifest.save(out_dir / "manifest.json")
     return out_dir / "manifest.json"
 

@@ -80,7 +80,7 @@ def test_self_calibrates_swaps_and_agrees_with_fp32(calibrated, tmp_path, vtest_
     events, summary, detector, cache = calibrated
     state = summary["student_precision"]
     assert state["state"] == "int8" and state["running"] == "int8", state
-    assert detector.manifest.precision == "int8"
+    assert detector.manifest.precision == "int8" and detector.manifest.version.endswith("+int8")
     assert detector.manifest.training["quantized_from"]["sha256"] == load_manifest(ensure_derived_student()).sha256
     assert state["check"]["calibration_frames"] == FRAMES - FRAMES // 4 and state["check"]["frames"] == FRAMES // 4
     assert state["cpu_s"] > 0  # the child's CPU, counted
