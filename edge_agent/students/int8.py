@@ -210,6 +210,8 @@ class SelfQuantizer:
         finally:
             timer.cancel()
         cpu = usage.ru_utime + usage.ru_stime
+        if self._closed:
+            return cpu, "the agent stopped before it finished (the next start collects frames again)"
         if self._child.returncode != 0:
             tail = (work / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1:] or ["no message"]
             why = "it was stopped" if self._child.returncode < 0 else tail[0]
