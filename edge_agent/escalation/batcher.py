@@ -1,7 +1,8 @@
 """Per-gateway batching for the mqtt and iot-core transports: the escalations of all the gateway's cameras
 that arrive within `escalation.batch_window_ms` leave as one message (wire version 2, contracts/batch.py),
-at most one every window, so the cloud runs one router invocation, one endpoint call and one verdict
-message for all of them. A window with a single escalation sends it as a plain version-1 message.
+one send every window (several messages only when the window's escalations overflow one), so the cloud runs
+one router invocation, one endpoint call and one verdict message for all of them. A window with a single
+escalation sends it as a plain version-1 message.
 
 A window whose escalations do not fit one message (the 128 KB IoT limit, or MAX_BATCH) sends them all at its
 end, in as many full messages as they need: a busy gateway's escalations never wait more than one window.

@@ -1,5 +1,6 @@
-"""The gateway's batcher: at most one message per window, a window's escalations together (a lone one as a
-plain version-1 message), never over the IoT limit, and a batch the broker refuses spooled item by item."""
+"""The gateway's batcher: one send per window (an overflowing window all at once, in full messages), a window's
+escalations together (a lone one as a plain version-1 message), never over the IoT limit, and a batch the
+broker refuses spooled item by item."""
 
 from __future__ import annotations
 
