@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -89,6 +90,8 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     from edge_agent.cli.models import fetch_models
 
     fetch_models()
+    # A line per sampled frame (about 180 a run) would bury the table, which holds what they say.
+    logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)
     try:
         summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
                                args.student, args.escalation_source)
