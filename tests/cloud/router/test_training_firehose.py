@@ -59,19 +59,6 @@ def fh_stack(monkeypatch, moto, aws_env, proxy):
     stack.router.store.close()
 
 
-@pytest.fixture(scope="module")
-def lean_crops(vtest_frames):
-    import cv2
-
-    frame = vtest_frames[1]
-    out = []
-    for crop_id, (x1, x2) in enumerate(((0, 384), (384, 768))):
-        small = cv2.resize(frame[:, x1:x2], (208, 312), interpolation=cv2.INTER_AREA)
-        jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])[1].tobytes()
-        out.append(Crop(crop_id, (float(x1), 0.0, float(x2), 576.0), jpeg, (208, 312)))
-    return tuple(out)
-
-
 def batch_event(crops, n: int, batch_id: str) -> tuple[dict, list[str]]:
     items = [EscalationRequest(str(uuid.uuid4()), CAMERA, 100 + k, 10.0 + k, "uncertain", crops, site=SITE,
                                created_s=T0 + k) for k in range(n)]
