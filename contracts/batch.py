@@ -18,6 +18,9 @@ from contracts.wire import EscalationRequest, Verdict
 BATCH_VERSION = 2
 MAX_BATCH = 64  # escalations per batch; the 128 KB IoT limit usually binds first
 ENVELOPE_BYTES = 256  # what a batch's own JSON adds around its escalations (the gateway's batcher reserves it)
+# The gateway's batch window when its config names none (escalation.batch_window_ms): defined here, once, because
+# both sides price it: the agent's setting defaults to it and the cloud's Cost page derives occupancy from it.
+DEFAULT_BATCH_WINDOW_MS = 250
 
 
 def _check(payload: Any, kind: str, where: str) -> None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from costing.chain import chain_items, message_units, transfer_out_item, uplink_item
 from costing.lineitem import GB, FleetBill, LineItem, ceil, item
 from costing.occupancy import Occupancy
 from costing.planner import BackendCost, Plan, Workload, plan
 from costing.pricing import Pricing
 from costing.summary import BenchSummary, SummaryError, load_summary, parse_summary
+from costing.training import direct_objects, training_items
 from edge_agent.bench.cost_batching import (
     agent_window_ms,
     cameras_per_gateway,
     fleet_occupancy,
     messages_per_escalation,
 )
-from edge_agent.bench.cost_training import training_items
 
 __all__ = ["GB", "DEFAULT_CAMERAS", "SCALE_FLEETS", "BenchSummary", "SummaryError", "LineItem", "Inputs",
            "load_summary", "parse_summary", "message_units", "messages_per_escalation", "steady_escalation_fraction",
@@ -32,11 +33,6 @@ __all__ = ["GB", "DEFAULT_CAMERAS", "SCALE_FLEETS", "BenchSummary", "SummaryErro
 DEFAULT_CAMERAS = 1000
 SCALE_FLEETS = (10, 100, 1_000, 10_000, 100_000)
 _item, _ceil = item, ceil
-
-
-def message_units(nbytes: float, unit_bytes: int = 5120) -> int:
-    """IoT Core meters each message in 5 KB units, rounded up: 5120 bytes is 1 unit, 5121 is 2."""
-    return max(1, _ceil(nbytes / unit_bytes))
 
 
 def steady_escalation_fraction(summary: BenchSummary) -> float:
@@ -195,41 +191,20 @@ def usage_items(summary: BenchSummary, pricing: Pricing, escalations: float,
     batched = flow.per_invocation > 1 or flow.bytes != summary.total.message_bytes_mean
     units = (summary.total.message_units_mean if summary.total.message_units_mean and not batched
              else message_units(nbytes, iot.message_unit_bytes))
-    up = messages * units / 1e6
-    if iot.basic_ingest:
-        uplink = _item("IoT escalations (Basic Ingest: no messaging charge)", up, iot.messaging, unit_price=0.0)
-    else:
-        uplink = _item(f"IoT escalation messages ({units:g} x 5 KB units)", up, iot.messaging)
-    verdicts = images / flow.per_verdict
-    verdict_units = message_units(pe.verdict_bytes * flow.per_verdict / max(1.0, pe.images_per_call),
-                                  iot.message_unit_bytes)
-    kept = escalations * share
-    per_kept = training_bytes_per_record(summary, inputs, flow)
+    uplink = uplink_item(p, messages, units)
+    kept_each = training_bytes_per_record(summary, inputs, flow)
     rows = escalations * rows_each
-    # The router keeps a batch's informative records in one object (one PUT): a batch of n escalations holds
-    # at least one kept record with probability 1 - (1 - share)^n (records kept independently); n = 1 is one
-    # object per kept record, as without batching.
     per_batch = escalations / messages if messages else 1.0
-    objects = messages * (1 - (1 - share) ** per_batch) if per_batch > 1 else kept
+    objects = direct_objects(escalations, messages, share)  # the s3 sink's: one per batch holding a kept record
     return [
         uplink,
-        _item(f"IoT verdict messages ({flow.per_verdict:.4g} image(s) each)",
-              verdicts * pe.verdict_messages * verdict_units / 1e6, iot.messaging),
-        _item("IoT rules triggered", messages * pe.rules_triggered / 1e6, iot.rules_triggered),
-        _item("IoT rule actions", messages * pe.rule_actions / 1e6, iot.rule_actions),
-        _item(f"DynamoDB writes ({rows_each:g} row(s) per escalation)",
-              rows * _ceil(p.dynamodb.item_bytes / 1024) / 1e6, p.dynamodb.writes),
-        _item(f"DynamoDB message claims ({pe.dynamodb_claims:g} per gateway message: a batch's first receive time, "
-              "so a repeat finds its rows)", messages * pe.dynamodb_claims / 1e6, p.dynamodb.writes),
-        _item(f"DynamoDB storage ({p.dynamodb.retention_months:g} months kept)",
-              rows * p.dynamodb.item_bytes * p.dynamodb.retention_months / GB, p.dynamodb.storage),
-        *training_items(summary, pricing, escalations, share, per_kept, training_json_bytes_per_record(
-            summary, inputs, per_kept), objects, per_batch),  # by the sink: cost_training.py
+        *chain_items(p, messages, images, flow.per_verdict, rows, rows_each),  # costing/chain.py
+        *training_items(summary, pricing, escalations, share, kept_each, training_json_bytes_per_record(
+            summary, inputs, kept_each), objects, per_batch),  # by the sink: costing/training.py
         _item("SNS publishes (alerts)", escalations * messages_per_escalation(summary) * pe.sns_publishes / 1e6,
               p.sns.publishes),
         _item("Data transfer in (escalations)", escalations * flow.bytes / GB, p.data_transfer.inbound),
-        _item("Data transfer out (verdicts)", verdicts * pe.verdict_bytes * flow.per_verdict
-              / max(1.0, pe.images_per_call) / GB, p.data_transfer.outbound),
+        transfer_out_item(p, images),
     ]
 
 

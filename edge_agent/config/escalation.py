@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from contracts.batch import DEFAULT_BATCH_WINDOW_MS
 from edge_agent.config.base import _Strict
 
 
@@ -72,7 +73,7 @@ class EscalationSettings(_Strict):
     basic_ingest_rule: str | None = Field(None, pattern=r"^[A-Za-z0-9_]{1,128}$",
                                           description="publish escalations to $aws/rules/<rule>/... (IoT Core)")
     verdict_timeout_s: float = Field(10.0, gt=0, le=300, description="mqtt/iot-core: then the edge decides")
-    batch_window_ms: int = Field(250, ge=0, le=1000, description=(
+    batch_window_ms: int = Field(DEFAULT_BATCH_WINDOW_MS, ge=0, le=1000, description=(
         "mqtt/iot-core: the gateway's escalations of this window leave as one message (wire v2), once a "
         "verdict said the cloud reads batches (until then, and with a cloud that does not, one message "
         "each); 0: one message each, always"))

@@ -1,4 +1,6 @@
-"""The training records' line items, following the price file's sink (training.sink, the template's TrainingSink):
+"""The training records' line items, shared by `edge-agent cost` (edge_agent/bench/cost_model.py) and the
+dashboard's live Cost page (cloud/dashboard/cost.py), so both price a kept record the same way. Following the
+price file's sink (training.sink, the template's TrainingSink):
 
 - s3: one gzip object per escalation or gateway batch (a PUT each), kept in S3 Standard for its tier's months
   (S3 does not move objects under 128 KB to the cheaper classes, and they would bill each as 128 KB);
@@ -23,20 +25,30 @@ from costing.summary import BenchSummary
 MIB = 1024 * 1024
 
 
-def tier_counts(summary: BenchSummary) -> dict[str, float]:
-    """Kept records by tier in the bench (one "kept" tier when not measured)."""
-    tiers = summary.total.training_tiers
+def tier_counts(summary: BenchSummary | dict[str, float] | None) -> dict[str, float]:
+    """Kept records by tier: the bench's, or given (one "kept" tier when not measured)."""
+    tiers = summary.total.training_tiers if isinstance(summary, BenchSummary) else summary
     return dict(tiers) if tiers and sum(tiers.values()) else {"kept": 1.0}
+
+
+def direct_objects(escalations: float, messages: float, share: float) -> float:
+    """The s3 sink's objects: the router keeps a batch's informative records in one object (one PUT), so a batch
+    of n escalations holds at least one kept record with probability 1 - (1 - share)^n (records kept
+    independently); n = 1 is one object per kept record, as without batching."""
+    per_batch = escalations / messages if messages else 1.0
+    return messages * (1 - (1 - share) ** per_batch) if per_batch > 1 else escalations * share
 
 
 def months_of(tier: str, pricing: Pricing) -> float:
     return pricing.s3.retention_months_by_tier.get(tier, pricing.s3.retention_months)
 
 
-def training_items(summary: BenchSummary, pricing: Pricing, escalations: float, share: float, per_kept: float,
+def training_items(summary: BenchSummary | dict[str, float] | None, pricing: Pricing, escalations: float,
+                   share: float, per_kept: float,
                    json_per_kept: float, objects_direct: float, per_batch: float) -> list[LineItem]:
     """$ per month of keeping `escalations x share` records (the fleet's month), by the chosen sink.
-    `objects_direct`: the s3 sink's objects (one per batch holding a kept record)."""
+    `summary`: the bench's summary, or the kept records by tier. `objects_direct`: the s3 sink's objects (one per
+    batch holding a kept record: direct_objects)."""
     p = pricing
     kept = escalations * share
     tiers = tier_counts(summary)
