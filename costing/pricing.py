@@ -138,6 +138,20 @@ class TrainingPricing(_Strict):
                                                        "Glacier Instant Retrieval, over its life")
 
 
+class LivePricing(_Strict):
+    """What the dashboard's live Cost page needs and the results store does not hold: the bytes of an escalation
+    message and of a kept training record, and the kept records' tiers (the cost model reads them from a bench
+    summary). Defaults: bench-vtest's summary (the agent's default message, 416 px q70, whole frame)."""
+
+    bytes_per_escalation: float = Field(28_713, gt=0, description="one escalation's bytes in its gateway message")
+    training_bytes_per_record: float = Field(21_796, gt=0, description="a kept record as stored (gzip)")
+    training_json_bytes_per_record: float = Field(29_224, gt=0, description="the same record as plain JSON")
+    training_tiers: dict[str, float] = Field(default_factory=lambda: {"audit": 2.0, "disagreement": 2.0},
+                                             description="kept records by tier (shares; their months: s3)")
+    source: str = Field("bench-vtest summary.json (total.message_bytes_mean, training_*_per_record, "
+                        "training_tiers), 2026-12-03", min_length=1)
+
+
 class SNSPricing(_Strict):
     publishes: Price
 
@@ -222,6 +236,7 @@ class Pricing(_Strict):
     s3: S3Pricing
     firehose: FirehosePricing | None = Field(None, description="the training records' Firehose sink")
     training: TrainingPricing = Field(default_factory=TrainingPricing)
+    live: LivePricing = Field(default_factory=LivePricing, description="the live Cost page's inputs the store lacks")
     sns: SNSPricing
     data_transfer: DataTransferPricing
     gateway: GatewayPricing

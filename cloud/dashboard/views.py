@@ -125,6 +125,14 @@ def cost(store: ResultsStore, now: float) -> dict[str, Any]:
         # a camera seen for less than a day: its counts scaled to a whole day from the minutes it has
         seen_s = (now - rows[0]["t_s"]) if rows else DAY
         scale = DAY / min(DAY, max(60.0, seen_s))
-        alerts_n = sum(1 for r in _rows(store, name, now - HOUR, now + 60, pages=1) if r.alerts) * 24
-        days.append(CameraDay(name, day["sampled"] * scale, day["escalated"] * scale, alerts_n, per_gateway[t.thing]))
+        hour = _rows(store, name, now - HOUR, now + 60, pages=1)
+        alerts_n = sum(1 for r in hour if r.alerts) * 24
+        # live batching evidence: each row names the images of the router invocation that answered it, so a
+        # batch of n escalations' rows add up to one invocation (crops / call_images each)
+        answered = [r for r in hour if r.call_images > 0]
+        days.append(CameraDay(name, day["sampled"] * scale, day["escalated"] * scale, alerts_n, per_gateway[t.thing],
+                              gateway=t.thing, answered_rows=len(answered),
+                              answered_messages=sum(max(1, r.crops) / max(r.call_images, r.crops, 1)
+                                                    for r in answered),
+                              rows=len(hour), kept_rows=sum(1 for r in hour if r.training_key)))
     return {"now_s": now, **fleet_cost(days)}
