@@ -198,6 +198,7 @@ function costPage(d) {
     h("th", {scope: "row", text: c.camera}), num(c.sampled_per_day), num(c.escalated_per_day),
     h("td", {class: "num", text: c.escalation_share === null ? "n/a" : fmt(100 * c.escalation_share, 1) + " %"}),
     h("td", {class: "num", text: share(c.break_even_share)}),
+    h("td", {class: "num", text: fmt(c.escalations_per_message, 2) + " (" + c.batching + ")"}),
     h("td", {class: "num", text: usd(c.hybrid_usd_per_day)}), h("td", {class: "num", text: usd(c.baseline_usd_per_day)}),
     h("td", {class: "num", text: usd(c.hybrid_usd_per_month)}), h("td", {class: "num", text: usd(c.baseline_usd_per_month)}),
     h("td", {"aria-hidden": "true"}, bar(c.hybrid_usd_per_day, ""), h("br"), bar(c.baseline_usd_per_day, "base"))));
@@ -206,10 +207,16 @@ function costPage(d) {
   return [h("p", {class: "note", text: `Prices of ${d.prices.as_of} (${d.prices.region}); teacher: ${d.prices.teacher}; ` +
       `baseline: the teacher on every sampled frame on ${d.prices.baseline_instance}. Counts of the last 24 h ` +
       "(scaled to a day for a camera seen for less). Below the break-even share of escalated frames the hybrid costs less."}),
+    h("p", {class: "note", id: "cost-batching", text: "Escalations per gateway message (one router invocation, IoT " +
+      "rule, claim and verdict message each): " + (d.batching.length ? d.batching.map(b => `${b.gateway}: ` +
+      `${fmt(b.escalations_per_message, 3)}, ${b.how}`).join("; ") : "no gateway yet") + `. Training capture: ` +
+      `${d.training.sink} sink, ${fmt(100 * d.training.share, 1)} % kept (${d.training.share_source}); record bytes: ` +
+      `${d.training.bytes_source}. The chart holds today's price per escalation.`}),
     h("h3", {text: "Break-even: the fleet's hybrid cost against the baseline as the escalated share grows"}),
     breakEvenChart(d),
     table("Per camera: hybrid (blue) against the baseline (grey)", [["Camera"], ["Sampled / day", 1],
-      ["Escalated / day", 1], ["Escalated share", 1], ["Break-even share", 1], ["Hybrid $/day", 1], ["Baseline $/day", 1],
+      ["Escalated / day", 1], ["Escalated share", 1], ["Break-even share", 1], ["Escalations / message", 1],
+      ["Hybrid $/day", 1], ["Baseline $/day", 1],
       ["Hybrid $/month", 1], ["Baseline $/month", 1], ["Chart"]], rows, "cost"),
     table("Where the hybrid's money goes, $ per month at today's rate", [["Line item"], ["$/month", 1]],
       [...items, h("tr", {}, h("th", {scope: "row", text: "Total"}), h("td", {class: "num", text: usd(total)}))], "items")];
