@@ -18,8 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, help="sampled frames per second per camera (default: the bench's, else 1)")
     p.add_argument("--bytes-per-image", type=float,
                    help="request bytes per image (default: the bench's message bytes, else 100,000)")
-    p.add_argument("--images-per-call", type=float, default=1.0,
-                   help="images per teacher call and router invocation (per-gateway batching; default 1)")
+    p.add_argument("--images-per-call", type=float,
+                   help="images per teacher call and router invocation (per-gateway batching; default: derived "
+                        "with --cameras-per-gateway, else 1)")
+    p.add_argument("--cameras-per-gateway", type=float,
+                   help="derive the images per call from each gateway's batch occupancy (costing.occupancy: "
+                        "cameras x fps x escalated share x the agent's default 250 ms window)")
     p.add_argument("--latency-p95-s", type=float, help="latency objective, p95 seconds (default: the price file's)")
     p.add_argument("--pricing", help="price file (default: config/pricing.yaml)")
     p.add_argument("--pricing-overrides", help="YAML merged over the price file")
@@ -30,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    from contracts.batch import DEFAULT_BATCH_WINDOW_MS
+    from costing.occupancy import occupancy
     from costing.planner import Workload, plan
     from costing.pricing import PricingError, load_pricing
     from costing.summary import SummaryError, load_summary
@@ -48,14 +54,20 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise ValueError(f"--escalation-fraction must be in [0, 1]; got {fraction}")
         if not fps > 0:
             raise ValueError(f"--fps must be positive; got {fps}")
-        w = Workload(args.cameras, args.cameras * fps * fraction, args.images_per_call, args.images_per_call,
+        per_call, batching = args.images_per_call, None
+        if per_call is None and args.cameras_per_gateway is not None:
+            batching = occupancy(args.cameras_per_gateway, fps, fraction, nbytes, DEFAULT_BATCH_WINDOW_MS,
+                                 "the agent's default escalation.batch_window_ms")
+            per_call = batching.per_message
+        per_call = 1.0 if per_call is None else per_call
+        w = Workload(args.cameras, args.cameras * fps * fraction, per_call, per_call,
                      nbytes, float(prices.per_escalation.verdict_bytes))
         result = plan(prices, w, args.latency_p95_s)
     except (PricingError, SummaryError, ValueError) as exc:
         print(f"framesieve-cloud plan: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        print(json.dumps(result.to_dict() | ({"batching": batching.to_dict()} if batching else {}), indent=1))
     elif args.params:
         print(" ".join(f"--param {k}={v}" for k, v in result.chosen.stack.items()))
     else:

@@ -115,3 +115,32 @@ def test_firehose_training_and_chain_lines_are_the_cost_models_for_the_same_inpu
     got = _items(page)
     for name in (*PER_MESSAGE, CLAIMS, "IoT verdict messages", "Lambda compute", "DynamoDB writes"):
         assert got[name] == pytest.approx(short[name], rel=1e-9), name
+
+
+def _plan(capsys, *argv: str) -> tuple[int, str, str]:
+    import argparse
+
+    from cloud.plan import add_arguments, run_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    code = run_from_args(parser.parse_args(list(argv)))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_plan_derives_images_per_call_from_the_gateway_size(capsys):
+    import json
+
+    fleet = ("--cameras", "1000", "--escalation-fraction", "0.1", "--bytes-per-image", "28713", "--json")
+    m = occupancy(179, 1.0, 0.1, 28713, DEFAULT_BATCH_WINDOW_MS).per_message
+    code, out, _ = _plan(capsys, *fleet, "--cameras-per-gateway", "179")
+    doc = json.loads(out)
+    assert code == 0 and doc["batching"]["escalations_per_message"] == pytest.approx(m) and m > 2.9
+    assert doc["workload"]["images_per_call"] == pytest.approx(m)
+    # the flag still wins; without either, one image per call as before
+    assert json.loads(_plan(capsys, *fleet, "--cameras-per-gateway", "179", "--images-per-call", "2")[1])[
+        "workload"]["images_per_call"] == 2
+    assert json.loads(_plan(capsys, *fleet)[1])["workload"]["images_per_call"] == 1
+    code, _, err = _plan(capsys, *fleet, "--cameras-per-gateway", "0")
+    assert code == 2 and "cameras per gateway must be positive to derive batch occupancy; got 0" in err
