@@ -103,6 +103,7 @@ class Telemetry:
     cameras: dict[str, dict[str, float]]
     site: str = ""
     uptime_s: float = 0.0
+    max_in_flight: int = 0  # escalations the gateway awaits at once at most (escalation.max_in_flight); 0: unknown
 
     def to_payload(self) -> dict:
         return {"v": WIRE_VERSION, "type": "telemetry", "message_id": self.message_id, "thing": self.thing,
@@ -111,6 +112,7 @@ class Telemetry:
                 "model_version": self.model_version, "cpu_percent": round(self.cpu_percent, 1),
                 "memory_mb": round(self.memory_mb, 1), "connected": self.connected,
                 "spool": {"rows": self.spool_rows, "bytes": self.spool_bytes, "evicted": self.spool_evicted},
+                "max_in_flight": self.max_in_flight,
                 "cameras": {k: {r: round(v.get(r, 0.0), 4) for r in CAMERA_RATES + CAMERA_OPTIONAL}
                             for k, v in self.cameras.items()}}
 
@@ -137,6 +139,7 @@ class Telemetry:
                               **{r: _number(v, r, f"{where}.cameras.{k}", 0.0) for r in CAMERA_OPTIONAL}}
                      for k, v in cameras.items()},
             site=str(payload.get("site", "")), uptime_s=_number(payload, "uptime_s", where, 0.0),
+            max_in_flight=int(_number(payload, "max_in_flight", where, 0)),  # absent from older agents
         )
 
     @classmethod

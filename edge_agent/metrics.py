@@ -88,6 +88,11 @@ def render(summary: dict) -> str:
                   "# HELP framesieve_escalations_in_flight Escalations sent and awaited now.",
                   "# TYPE framesieve_escalations_in_flight gauge",
                   f"framesieve_escalations_in_flight {cloud['in_flight']}"]
+        if "max_in_flight" in cloud:  # the limit beyond which frames are decided at the edge (cloud_busy)
+            lines += ["# HELP framesieve_escalations_max_in_flight Escalations awaited at once at most "
+                      "(escalation.max_in_flight, auto: sized from the cameras); beyond it frames count as cloud_busy.",
+                      "# TYPE framesieve_escalations_max_in_flight gauge",
+                      f"framesieve_escalations_max_in_flight {cloud['max_in_flight']}"]
     lines += ["# HELP framesieve_student_rollbacks_total Cameras sent back to the agent's student by their guard.",
               "# TYPE framesieve_student_rollbacks_total counter",
               f"framesieve_student_rollbacks_total {summary.get('student_rollbacks', 0)}",

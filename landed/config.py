@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_agent import safe_yaml
 from edge_agent.config import AgentConfig, CameraSettings, _merge, describe_errors
 from edge_agent.config.base import _Strict
-from edge_agent.config.escalation import EscalationSettings
+from edge_agent.config.escalation import EscalationSettings, auto_or_count
 
 _ESC = EscalationSettings.model_fields
 NAME = r"^[A-Za-z0-9_-]{1,60}$"  # goes into a thing name (A-Z a-z 0-9 : _ -), so no other characters
@@ -35,7 +35,9 @@ class SieveEscalation(_Strict):
     crop_margin: float = Field(_ESC["crop_margin"].default, ge=0, le=4)
     max_crop_px: int = Field(_ESC["max_crop_px"].default, ge=32, le=4096)
     jpeg_quality: int = Field(_ESC["jpeg_quality"].default, ge=30, le=100)
-    max_in_flight: int = Field(_ESC["max_in_flight"].default, ge=1, le=256)
+    max_in_flight: int | Literal["auto"] = Field(_ESC["max_in_flight"].default)
+
+    _auto_or_count = field_validator("max_in_flight", mode="before")(auto_or_count)
 
 
 class SieveCamera(CameraSettings):

@@ -91,7 +91,7 @@ class Escalator:
         frame = look.frame
         boxes = self.crops(look, decision)
         ticket = Ticket(frame.camera, frame.frame_index, boxes, boxes == [(0, 0, *look.frame_wh)])
-        if not wait and self.in_flight >= self.settings.max_in_flight:  # before the breaker: a probe must go
+        if not wait and self.in_flight >= self.settings.in_flight_limit:  # before the breaker: a probe must go
             counters.cloud_busy += 1
             ticket.fallback = "cloud_busy"
             return ticket
@@ -202,7 +202,7 @@ class Escalator:
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.max_in_flight, "escalation")
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.settings.in_flight_limit, "escalation")
         return self._pool
 
     def close(self) -> None:

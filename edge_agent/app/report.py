@@ -66,6 +66,8 @@ def summary(agent: Reported) -> dict:
         out["escalation_source"] = {cid: f.stats() for cid, f in agent.escalator.fullres.items()}
     if agent.escalator is not None:  # the circuit breaker and what is awaited now
         out["cloud"] = {**agent.escalator.breaker.stats(), "in_flight": agent.escalator.in_flight,
+                        "max_in_flight": agent.escalator.settings.in_flight_limit,
+                        "max_in_flight_auto": agent.escalator.settings.max_in_flight == "auto",
                         "held_frames": len(agent.inflight), "held_max": agent.inflight.held_max}
     if agent.specialization is not None:
         out["specialization"] = agent.specialization.summary()

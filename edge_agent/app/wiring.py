@@ -10,6 +10,7 @@ or event database is left behind.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import zlib
@@ -43,6 +44,8 @@ from models.runtime import Detector, load_detector
 
 if TYPE_CHECKING:
     from edge_agent.fleet import Fleet
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -193,6 +196,9 @@ def escalator(config: AgentConfig, transport: Transport | None, sources: Sequenc
     if transport is None:
         return None
     out = Escalator(transport, config.escalation, config.site)
+    e = config.escalation
+    log.info("escalation.max_in_flight %d for %d camera(s) at %g fps in all (%s)", e.in_flight_limit,
+             len(config.cameras), sum(c.fps for c in config.cameras), e.in_flight_basis())
     if stack is not None:
         stack.callback(out.close)
     live = {s.camera: s.live for s in sources}

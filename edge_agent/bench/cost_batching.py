@@ -9,7 +9,7 @@ from costing.lineitem import ceil
 from costing.occupancy import Occupancy, occupancy
 from costing.pricing import Pricing
 from costing.summary import BenchSummary
-from edge_agent.config.escalation import EscalationSettings
+from edge_agent.config.escalation import MAX_IN_FLIGHT, EscalationSettings, auto_in_flight
 
 
 def messages_per_escalation(summary: BenchSummary) -> float:
@@ -28,9 +28,15 @@ def agent_window_ms() -> int:
     return int(EscalationSettings.model_fields["batch_window_ms"].default)
 
 
-def agent_max_in_flight() -> int:
-    """The agent's default `escalation.max_in_flight`: escalations awaited at once, beyond which it decides alone."""
-    return int(EscalationSettings.model_fields["max_in_flight"].default)
+def agent_max_in_flight(occ: Occupancy, explicit: int | None = None) -> tuple[int, str]:
+    """(the agent's `escalation.max_in_flight` on such a gateway, what set it): `explicit` where given, else the
+    agent's default, which is auto: sized from the gateway's cameras x fps and the batch window, as the agent
+    sizes itself at load (edge_agent/config/escalation.py auto_in_flight, not a second formula)."""
+    default = EscalationSettings.model_fields["max_in_flight"].default
+    if explicit is not None or default != "auto":
+        return int(explicit if explicit is not None else default), "set"
+    limit, _ = auto_in_flight([occ.cameras_per_gateway * occ.fps], occ.window_ms)
+    return limit, "auto, capped" if limit == MAX_IN_FLIGHT else "auto"
 
 
 def fleet_occupancy(summary: BenchSummary, pricing: Pricing, cameras: int, fraction: float,
@@ -47,8 +53,9 @@ def fleet_occupancy(summary: BenchSummary, pricing: Pricing, cameras: int, fract
     return occupancy(on_one, summary.fps, min(1.0, fraction * mpe), max(1.0, nbytes), window, source)
 
 
-def in_flight(occ: Occupancy, p95_s: float) -> tuple[float, int]:
+def in_flight(occ: Occupancy, p95_s: float, explicit: int | None = None) -> tuple[float, int]:
     """(escalations one gateway awaits at once, by Little's law: its rate x (half a window in the batcher + the
-    escalation path's p95, an upper figure), and the agent's escalation.max_in_flight): beyond that limit the
-    agent decides frames at the edge instead of escalating them (`cloud_busy`), which no price here counts."""
-    return occ.arrivals_per_s * (occ.window_ms / 2000 + p95_s), agent_max_in_flight()
+    escalation path's p95, an upper figure), and the agent's escalation.max_in_flight on that gateway: auto's
+    figure, or `explicit`): beyond that limit the agent decides frames at the edge instead of escalating them
+    (`cloud_busy`), which no price here counts."""
+    return occ.arrivals_per_s * (occ.window_ms / 2000 + p95_s), agent_max_in_flight(occ, explicit)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.bench.cost_batching import in_flight
+from edge_agent.bench.cost_batching import agent_max_in_flight, in_flight
 
 if TYPE_CHECKING:
     from edge_agent.bench.cost_report import Comparison, CostReport
@@ -61,8 +61,9 @@ def report_dict(r: CostReport) -> dict[str, Any]:
                    "images_per_router_invocation": h.plan.workload.images_per_invocation},
         "batching": {
             "derived": None if h.occupancy is None else h.occupancy.to_dict(),
-            "in_flight_per_gateway": None if h.occupancy is None else dict(zip(
-                ("mean", "max_in_flight"), in_flight(h.occupancy, h.backend.p95_s), strict=True)),
+            "in_flight_per_gateway": None if h.occupancy is None else {
+                **dict(zip(("mean", "max_in_flight"), in_flight(h.occupancy, h.backend.p95_s), strict=True)),
+                "max_in_flight_by": agent_max_in_flight(h.occupancy)[1]},
             "priced": {"images_per_endpoint_call": h.plan.workload.images_per_call,
                        "images_per_router_invocation": h.plan.workload.images_per_invocation},
             "overridden_by_flags": [k for k in ("images_per_endpoint_call", "images_per_router_invocation",

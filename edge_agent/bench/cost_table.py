@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edge_agent.bench.cost_batching import in_flight
+from edge_agent.bench.cost_batching import agent_max_in_flight, in_flight
 
 if TYPE_CHECKING:
     from edge_agent.bench.cost_model import HybridCost, LineItem
@@ -233,11 +233,15 @@ def _batching(r: CostReport) -> list[str]:
                    f"invocation {w.images_per_invocation:g})")
     if o is not None and o.window_ms > 0:
         busy, limit = in_flight(o, r.hybrid.backend.p95_s)
-        if busy > limit:
+        how = agent_max_in_flight(o)[1]
+        if busy > limit:  # with auto, only once its cap is reached (or an explicit setting below the need)
             out.append(f"  WARNING: a gateway awaits up to ~{busy:.1f} escalations at once ({o.arrivals_per_s:.3g}/s x "
                        f"({o.window_ms / 2:g} ms + the path's p95 {r.hybrid.backend.p95_s:.2f} s)), over the agent's "
-                       f"escalation.max_in_flight {limit}: beyond it frames are decided at the edge (cloud_busy); "
-                       "raise max_in_flight on gateways this large")
+                       f"escalation.max_in_flight {limit} ({how}): beyond it frames are decided at the edge "
+                       "(cloud_busy); use smaller gateways (pricing.yaml gateway.max_cameras)")
+        else:
+            out.append(f"  in flight: a gateway awaits up to ~{busy:.1f} escalations at once, within the agent's "
+                       f"escalation.max_in_flight {limit} ({how})")
     m = r.summary.total
     if m.images_per_router_invocation is not None:
         out.append(f"  measured by bench-batching on the bench's own gateway: {m.images_per_router_invocation:g} per "

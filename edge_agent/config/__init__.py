@@ -267,6 +267,13 @@ class AgentConfig(_Strict):
             self.student_settings = self.student_settings.model_copy(update={"manifest": self.student})
         return self
 
+    @model_validator(mode="after")
+    def _size_in_flight(self) -> AgentConfig:
+        # max_in_flight: auto, from these cameras (on a copy: a settings object given in may serve another config)
+        self.escalation = self.escalation.model_copy()
+        self.escalation.size_in_flight(c.fps for c in self.cameras)
+        return self
+
     @field_validator("cameras")
     @classmethod
     def _unique(cls, value: list[CameraConfig]) -> list[CameraConfig]:

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from contracts.batch import DEFAULT_BATCH_WINDOW_MS
 from edge_agent.config.base import _Strict
+
+# `escalation.max_in_flight: auto` (the default): the escalations a gateway may await at once, sized at config load
+# by Little's law from what the gateway itself samples. Escalations arrive at (sum over its cameras of their
+# sampling fps) x the escalated share, and each is awaited for up to the batch window (mqtt/iot-core: the first
+# of a window waits all of it) plus the escalation path's latency; so at once it awaits
+#     rate x share x (window + latency)
+# The share and the latency are the design's, not a measurement: sized for the worst the cascade is designed to
+# meet, so that a gateway within its design never decides a frame at the edge only because too many were
+# awaited (`cloud_busy`), which silently costs accuracy.
+DESIGN_ESCALATED_SHARE = 0.30  # the cascade's design ceiling: at most 30% of sampled frames escalated (README)
+LATENCY_OBJECTIVE_S = 2.0  # the escalation path's p95 objective (config/pricing.yaml latency_objective_p95_s)
+MIN_IN_FLIGHT = 8  # the floor (the old fixed default): a small gateway still rides out a short stall
+MIN_EXPLICIT = 1  # an explicit max_in_flight may go below the floor (a gateway that must not queue)
+MAX_IN_FLIGHT = 256  # the cap (an explicit value's too): a worker thread and at most one 128 KB message each
+
+
+def auto_in_flight(camera_fps: Iterable[float], window_ms: float) -> tuple[int, float]:
+    """(the limit `max_in_flight: auto` chooses, the awaited escalations it was sized for before the floor and the
+    cap) for a gateway whose cameras sample at `camera_fps`, with `window_ms` of batching (0 for url/sagemaker)."""
+    need = sum(camera_fps) * DESIGN_ESCALATED_SHARE * (window_ms / 1000 + LATENCY_OBJECTIVE_S)
+    return min(MAX_IN_FLIGHT, max(MIN_IN_FLIGHT, math.ceil(need - 1e-9))), need
+
+
+def auto_or_count(value: object) -> object:
+    """max_in_flight as written: auto, or a whole number within bounds (not a bool, a float or a string)."""
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_EXPLICIT <= value <= MAX_IN_FLIGHT:
+        raise ValueError(f"max_in_flight takes auto (sized from the cameras, the default) or a whole number of "
+                         f"escalations from {MIN_EXPLICIT} to {MAX_IN_FLIGHT}")
+    return value
 
 
 class MqttSettings(_Strict):
@@ -79,8 +112,40 @@ class EscalationSettings(_Strict):
         "each); 0: one message each, always"))
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
-    max_in_flight: int = Field(8, ge=1, le=256, description="escalations awaited at once; beyond, the edge decides")
+    max_in_flight: int | Literal["auto"] = Field("auto", description=(
+        "escalations awaited at once (all cameras); beyond, the edge decides the frame (cloud_busy). auto: sized "
+        f"at load from the gateway's cameras: sum of fps x {DESIGN_ESCALATED_SHARE:g} x (batch window + "
+        f"{LATENCY_OBJECTIVE_S:g} s), at least {MIN_IN_FLIGHT}, at most {MAX_IN_FLIGHT}"))
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    _auto_in_flight: tuple[int, float] | None = PrivateAttr(None)  # set by size_in_flight (the agent's config)
+
+    _auto_or_count = field_validator("max_in_flight", mode="before")(auto_or_count)
+
+    def size_in_flight(self, camera_fps: Iterable[float]) -> None:
+        """Size `max_in_flight: auto` for these cameras' sampling rates (AgentConfig does, at load)."""
+        window = self.batch_window_ms if self.transport in ("mqtt", "iot-core") else 0
+        self._auto_in_flight = auto_in_flight(camera_fps, window)
+
+    @property
+    def in_flight_limit(self) -> int:
+        """The escalations awaited at once: an explicit max_in_flight, or what auto chose for the cameras (the
+        floor where no cameras were given: the settings used alone, outside an agent config)."""
+        if self.max_in_flight != "auto":
+            return self.max_in_flight
+        return self._auto_in_flight[0] if self._auto_in_flight is not None else MIN_IN_FLIGHT
+
+    def in_flight_basis(self) -> str:
+        """Why in_flight_limit is what it is, in words (the agent's start line)."""
+        if self.max_in_flight != "auto":
+            return "set explicitly"
+        if self._auto_in_flight is None:
+            return f"auto without cameras: the floor {MIN_IN_FLIGHT}"
+        limit, need = self._auto_in_flight
+        bound = (f", capped at {MAX_IN_FLIGHT}: beyond it frames may be decided at the edge (cloud_busy)"
+                 if need > MAX_IN_FLIGHT else f", floored at {MIN_IN_FLIGHT}" if need < MIN_IN_FLIGHT else "")
+        window = f"{self.batch_window_ms} ms batch window + " if self.transport in ("mqtt", "iot-core") else ""
+        return (f"auto: {need:.1f} awaited at once at a {DESIGN_ESCALATED_SHARE:.0%} escalated share and "
+                f"{window}{LATENCY_OBJECTIVE_S:g} s latency{bound}")
 
     @model_validator(mode="after")
     def _iot_core_needs_certificates(self) -> EscalationSettings:

@@ -86,7 +86,8 @@ class TelemetryReporter:
             interval_s=dt, uptime_s=time.time() - status.started_s, agent_version=agent_version(),
             model_version=status.student.version, cpu_percent=100 * (now["cpu"] - last["cpu"]) / dt,
             memory_mb=memory_mb(), spool_rows=spool.rows, spool_bytes=spool.bytes, spool_evicted=spool.evicted(),
-            connected=self.link.connection.connected, cameras=cameras)
+            connected=self.link.connection.connected, cameras=cameras,
+            max_in_flight=self.agent.config.escalation.in_flight_limit)
 
     def send(self) -> Telemetry:
         message = self.build()

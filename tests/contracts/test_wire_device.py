@@ -13,7 +13,8 @@ EVENT = FrameEventMessage("e-1", "plaza", 15, 15.0, "cloud", True, (DetectionRec
                           1_764_400_000.0, site="site-1")
 TELEMETRY = Telemetry("t-1", "gw-1", 1_764_400_000.0, 60.0, "0.1.0", "1.0.0", 35.5, 410.0, 3, 1200, 0, True,
                       {"plaza": {"fps": 1.0, "motion_rate": 0.8, "escalation_rate": 0.05, "cloud_failed_rate": 0.0,
-                                 "own_student": 1.0, "warming_up": 0.0, "guard_max_escalation": 0.25}})
+                                 "own_student": 1.0, "warming_up": 0.0, "guard_max_escalation": 0.25}},
+                      max_in_flight=113)
 STEP = SpecializationEvent("s-1", "plaza", 1_764_400_000.0, "rollback", "it escalated 61% of the last 50 frames",
                            site="site-1", outcome="rolled-back", version="plaza-2", records=240)
 
@@ -32,6 +33,8 @@ def test_round_trips():
     assert {k: Telemetry.from_payload(older).cameras["plaza"][k]
             for k in ("own_student", "warming_up", "guard_max_escalation")} == dict.fromkeys(
         ("own_student", "warming_up", "guard_max_escalation"), 0.0)
+    del older["max_in_flight"]  # an agent from before escalation.max_in_flight: auto: read as 0 (unknown)
+    assert Telemetry.from_payload(older).max_in_flight == 0 and TELEMETRY.to_payload()["max_in_flight"] == 113
 
 
 @pytest.mark.parametrize(("message", "change", "error"), [
