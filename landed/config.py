@@ -16,9 +16,10 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_agent import safe_yaml
-from edge_agent.config import AgentConfig, CameraSettings, _merge, describe_errors
+from edge_agent.config import AgentConfig, CameraSettings, describe_errors
 from edge_agent.config.base import _Strict
 from edge_agent.config.escalation import EscalationSettings, auto_or_count
+from edge_agent.config.merge import overlay
 
 _ESC = EscalationSettings.model_fields
 NAME = r"^[A-Za-z0-9_-]{1,60}$"  # goes into a thing name (A-Z a-z 0-9 : _ -), so no other characters
@@ -153,7 +154,7 @@ def parse_sieve_config(text: str, source: str = "<sieve config>") -> SieveConfig
     cameras = raw.get("cameras")
     own = list(cameras) if isinstance(cameras, list) else []
     if isinstance(cameras, list):
-        raw["cameras"] = [_merge(defaults, c) if isinstance(c, dict) else c for c in cameras]
+        raw["cameras"] = [overlay(defaults, c) if isinstance(c, dict) else c for c in cameras]
     try:
         return SieveConfig.model_validate(raw)
     except ValidationError as exc:

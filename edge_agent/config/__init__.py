@@ -7,7 +7,6 @@ is allowed; `edge-agent validate-config` prints them and exits 2.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -23,6 +22,8 @@ from edge_agent.config.escalation import BreakerSettings as BreakerSettings  # r
 from edge_agent.config.escalation import EscalationSettings
 from edge_agent.config.escalation import MqttSettings as MqttSettings
 from edge_agent.config.escalation import SpoolSettings as SpoolSettings
+from edge_agent.config.merge import deep_merge as deep_merge  # re-exported
+from edge_agent.config.merge import overlay
 from edge_agent.config.student import Int8Calibration as Int8Calibration  # re-exported
 from edge_agent.config.student import Int8Gate as Int8Gate
 from edge_agent.config.student import StudentSettings
@@ -284,29 +285,6 @@ class AgentConfig(_Strict):
         return value
 
 
-def deep_merge(base: Any, override: Any) -> Any:
-    """`override` over `base`, recursively for mappings; a None in `override` removes the key (as a
-    device shadow's null does)."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = copy.deepcopy(base)
-        for key, value in override.items():
-            if value is None:
-                out.pop(key, None)
-            else:
-                out[key] = deep_merge(base.get(key), value) if key in base else copy.deepcopy(value)
-        return out
-    return copy.deepcopy(override)
-
-
-def _merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = copy.deepcopy(base)
-        for key, value in override.items():
-            out[key] = _merge(base.get(key), value) if key in base else value
-        return out
-    return copy.deepcopy(override)
-
-
 def parse_config(text: str, source: str = "<config>") -> AgentConfig:
     try:
         raw, lines = safe_yaml.load(text)
@@ -322,7 +300,7 @@ def parse_config(text: str, source: str = "<config>") -> AgentConfig:
     cameras = raw.get("cameras")
     own = list(cameras) if isinstance(cameras, list) else []  # each camera as written, before the defaults
     if isinstance(cameras, list):
-        raw["cameras"] = [_merge(defaults, c) if isinstance(c, dict) else c for c in cameras]
+        raw["cameras"] = [overlay(defaults, c) if isinstance(c, dict) else c for c in cameras]
     problems: list[str] = []
     try:
         CameraSettings.model_validate(defaults)
