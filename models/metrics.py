@@ -141,3 +141,23 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference_lower(both: int, first_only: int, second_only: int, neither: int,
+                            confidence: float = 0.95) -> float:
+    """One-sided lower confidence bound of p1 - p2 for two yes/no judgements made on the same items (p1: the
+    first says yes; p2: the second does), by Newcombe's hybrid score method (Stat. Med. 1998, method 10): the
+    two Wilson intervals joined through the pairs' correlation. The pairing matters: two students that each
+    flip a few near-threshold frames, in both directions, differ much less than their counts' difference
+    taken as a proportion of every frame would say."""
+    n = both + first_only + second_only + neither
+    if n <= 0:
+        raise ValueError("a paired difference needs at least one pair")
+    two_sided = 2 * confidence - 1
+    p1, p2 = (both + first_only) / n, (both + second_only) / n
+    l1, _ = wilson_interval(both + first_only, n, two_sided)
+    _, u2 = wilson_interval(both + second_only, n, two_sided)
+    denom = math.sqrt((both + first_only) * (second_only + neither) * (both + second_only) * (first_only + neither))
+    phi = (both * neither - first_only * second_only) / denom if denom else 0.0
+    spread = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
+    return p1 - p2 - math.sqrt(max(0.0, spread))

@@ -33,7 +33,8 @@ class Int8Gate(_Strict):
         "share of the presences the fp32 accepts or escalates that INT8 would reject (the recall it would lose)"))
     max_extra_escalation: float = Field(0.05, ge=0, le=1, description=(
         "share of the held-out frames INT8 would escalate beyond those the fp32 escalates (what it would cost); "
-        "it fails when the one-sided 95% Wilson lower bound of that share is above this"))
+        "it fails when the one-sided 95% lower bound of that share, paired frame by frame (Newcombe's hybrid score), "
+        "is above this"))
     min_agreement: float = Field(0.85, ge=0, le=1, description=(
         "share of frame-labels decided the same (accept, escalate, reject); accept<->escalate flips cost no recall, "
         "so this is looser than the two above"))

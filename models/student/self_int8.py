@@ -28,6 +28,7 @@ import numpy as np
 
 from contracts.detections import Detections
 from models.manifest import load_manifest, manifest_for
+from models.metrics import paired_difference_lower
 from models.quantize import quantize_int8
 from models.runtime import Detector, load_detector
 from models.student.evidence import wilson_lower
@@ -99,8 +100,21 @@ def compare(fp32: Detector, int8: Detector, frames: Sequence[np.ndarray], bands:
             "score_diff_mean": round(float(np.mean(diffs)), 4) if diffs else None,
             "score_diff_max": round(float(np.max(diffs)), 4) if diffs else None, "labels": per_label,
             "escalated_fp32": int(asks[0].sum()), "escalated_int8": int(asks[1].sum()),
+            "escalated_both": int((asks[0] & asks[1]).sum()), "escalated_int8_only": int((asks[1] & ~asks[0]).sum()),
+            "escalated_fp32_only": int((asks[0] & ~asks[1]).sum()),
             "extra_escalation": round(float(asks[1].sum() - asks[0].sum()) / len(frames), 4) if len(frames) else 0.0,
             "bands": {k: list(v) for k, v in bands.items()}}
+
+
+def extra_escalation_lower(check: dict, confidence: float = 0.95) -> float:
+    """One-sided lower bound of the share of frames INT8 escalates beyond the fp32, paired frame by frame; a
+    check without the paired counts (written before they were kept) falls back to the unpaired Wilson bound."""
+    if "escalated_both" not in check:
+        extra = max(0, check.get("escalated_int8", 0) - check.get("escalated_fp32", 0))
+        return wilson_lower(extra, check["frames"], confidence)
+    both, int8_only, fp32_only = check["escalated_both"], check["escalated_int8_only"], check["escalated_fp32_only"]
+    neither = check["frames"] - both - int8_only - fp32_only
+    return paired_difference_lower(both, int8_only, fp32_only, neither, confidence)
 
 
 def gate_reason(check: dict, min_agreement: float, max_lost_share: float, max_score_diff_mean: float,
@@ -115,10 +129,11 @@ def gate_reason(check: dict, min_agreement: float, max_lost_share: float, max_sc
     if check["lost_share"] > max_lost_share:
         problems.append(f"it would drop {check['lost']} of the {check['fp32_kept']} presences the fp32 keeps or "
                         f"asks about ({check['lost_share']:.1%}; gate: at most {max_lost_share:.1%})")
-    # Cost, not recall: one frame more of 15 held out is no evidence. It fails when even the one-sided 95% Wilson
-    # lower bound of the extra share is above the limit (recall above is judged on the counts as they are).
+    # Cost, not recall: one frame more of 15 held out is no evidence. It fails when even the one-sided 95% lower
+    # bound of the extra share is above the limit (recall above is judged on the counts as they are). The bound
+    # is paired: near-threshold frames flip both ways, and only a one-sided excess is evidence of a cost.
     extra = max(0, check.get("escalated_int8", 0) - check.get("escalated_fp32", 0))
-    if extra and (low := wilson_lower(extra, check["frames"], 0.95)) > max_extra_escalation:
+    if extra and (low := extra_escalation_lower(check)) > max_extra_escalation:
         problems.append(f"it would escalate {check['escalated_int8']} of the {check['frames']} frames against the "
                         f"fp32's {check['escalated_fp32']} (+{check['extra_escalation']:.1%}, at least +{low:.1%} at "
                         f"95% confidence; gate: at most +{max_extra_escalation:.1%})")
