@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.bench.gateway import _Nearest, format_gateway, measure_gateway
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
 from edge_agent.bench.self_int8 import shipped_student
@@ -103,8 +104,10 @@ def _live(path: Path, fps: float, seconds: float) -> dict:
 
 
 def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], live_s: float, out: Path,
-                 teacher: Detector, student: Path | None) -> dict:
-    """`student` None: what the agent ships by default, after its calibration on this stream's frames."""
+                 teacher: Detector, student: Path | None, cameras: int = 1, repeats: int = 1,
+                 paced_s: float = 0.0, paced_cameras: int | None = None) -> dict:
+    """`student` None: what the agent ships by default, after its calibration on this stream's frames.
+    `cameras`: the gateway side (gateway.py) also runs 1 and that many cameras through the agent's loop."""
     path = make_stream(kind, seconds)
     ref, ref_cpu, ref_stats = _decode(path, "all", fps)
     if not ref:
@@ -137,6 +140,9 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
                      "timestamp_error_max_s": stats["timestamp_error_max_s"],
                      "teacher_presence_agreement": round(_agreement(frames, ref, ref_dets, teacher), 3)})
     best = min(rows, key=lambda r: r["edge_ms_per_sample"])
+    oracle = Baseline(baseline.frames, _Nearest(baseline.detections), 0.0, fps)
+    gateway = measure_gateway(kind, path, fps, best["mode"], student, oracle, round(baseline_ms, 2), cameras, repeats,
+                              paced_s, out, lambda n: _memory_per_camera(path, fps, n), paced_cameras)
     k = KINDS[kind]
     return {"kind": kind, "codec": k.codec, "size": f"{k.width}x{k.height}", "stream_fps": k.fps, "gop_s": k.gop_s,
             "bframes": k.bframes, "kbps_cap": k.kbps, **bitrate(path), "seconds": seconds, "file": str(path),
@@ -144,9 +150,11 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
             "pipeline_ms_per_sample": round(pipeline_ms, 2), "baseline_ms_per_sample": round(baseline_ms, 2),
             "escalated": hybrid.counters["escalated"], "escalation_fraction": judged["escalation_fraction"],
             "student_crops_per_sample": round(hybrid.extra.get("student_crops", 0) / len(ref), 2),
+            # the replayed file's samples batch with each other (read ahead): not what a lone live camera gets
+            "pipeline_student_batch": round(hybrid.extra.get("student_crops", 0) / max(1, hybrid.student_calls), 2),
             "presence": presence, "memory_mb_per_camera": _memory_per_camera(path, fps),
             "student": str(student), "student_calibration": calibration,
-            "modes": rows, "best": best, "live": _live(path, fps, live_s) if live_s > 0 else None}
+            "modes": rows, "best": best, "gateway": gateway, "live": _live(path, fps, live_s) if live_s > 0 else None}
 
 
 def resolve_student(name: str) -> Path | None:
@@ -183,21 +191,33 @@ def resolve_student(name: str) -> Path | None:
 
 def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, modes: tuple[str, ...] = MODES,
                  live_s: float = 12.0, out: Path = Path("out/gateway-capacity"), student: str = "default",
-                 escalation_source: bool = False) -> dict:
+                 escalation_source: bool = False, cameras: int = 8, repeats: int = 3, paced_s: float = 12.0,
+                 paced_cameras: int | None = None) -> dict:
+    """`cameras`: the gateway measure's camera count (1: the one-camera measure alone), alternated with one
+    camera `repeats` times; `paced_s`: also that long with live-paced cameras at random phases (0: not)."""
+    if cameras < 1 or repeats < 1:
+        raise ValueError(f"--cameras {cameras} --repeats {repeats}: both must be at least 1 (--cameras 1 measures "
+                         "one camera, as a gateway with a single camera runs)")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown stream kinds {unknown}; known: {', '.join(KINDS)}")
     out.mkdir(parents=True, exist_ok=True)
+    load_start = [round(x, 2) for x in os.getloadavg()]
     teacher = load_detector(ensure_teacher(), threads=1, conf_threshold=TEACHER_THRESHOLD)
     student_path = resolve_student(student)
-    results = {k: measure_kind(k, seconds, fps, modes, live_s, out, teacher, student_path) for k in kinds}
+    results = {k: measure_kind(k, seconds, fps, modes, live_s, out, teacher, student_path, cameras, repeats, paced_s,
+                               paced_cameras) for k in kinds}
     for r in results.values():  # a sub-stream against the baseline that decodes the camera's main stream
         main = results.get(KINDS[r["kind"]].main or "")
         if main:
             base = main["baseline_ms_per_sample"]
             r["vs_main"] = {"kind": main["kind"], "baseline_ms_per_sample": base,
                             "edge_baseline_cpu": round(r["best"]["edge_ms_per_sample"] / base, 3)}
+            many = r["gateway"]["many"]
+            r["vs_main"]["many"] = {"cameras": many["cameras"], "cameras_per_core": many["cameras_per_core"],
+                                    "edge_baseline_cpu": round(many["edge_ms_per_camera_sample"] / base, 3)}
     summary = {"schema": SCHEMA, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "fps": fps,
+               "cameras": cameras, "load_average_start": load_start,
                "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
                "hwaccel": detect_hwaccel()[1],
                "student": {"asked": student, "manifest": str(student_path) if student_path else
@@ -216,7 +236,8 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"gateway capacity at {summary['fps']:g} fps (load average {summary['load_average']}, "
+    lines = [f"gateway capacity at {summary['fps']:g} fps (load average {summary.get('load_average_start')} at the "
+             f"start, {summary['load_average']} at the end, "
              f"{summary['cpus']} CPUs; hardware decoding: {summary['hwaccel']})", "",
              "| stream | mode (decoded as) | decode ms/sample | edge ms/sample | baseline ms/sample | edge/baseline "
              "| cameras/core | ts error max s | teacher presence same | MB/camera |",
@@ -235,6 +256,8 @@ def format_table(summary: dict) -> str:
             lines.append(f"{r['kind']} as the detect stream of {v['kind']}: edge {r['best']['edge_ms_per_sample']} ms "
                          f"against the main stream's baseline {v['baseline_ms_per_sample']} ms: edge/baseline "
                          f"{v['edge_baseline_cpu']}, {r['best']['cameras_per_core']} cameras per core")
+    if gateway := format_gateway(summary):
+        lines += [gateway, ""]
     lines.append("streams: " + ", ".join(
         f"{r['kind']} {r['kbps']:g} kbit/s, keyframe {r['keyframe_kb']:g} KB every {1 / r['keyframes_per_s']:.2g} s"
         for r in summary["kinds"].values() if r.get("keyframes_per_s")))
@@ -254,7 +277,8 @@ def format_table(summary: dict) -> str:
             figures = ", ".join(f"{lb} recall {v['recall']} precision {v['precision']}"
                                 for lb, v in r["presence"].items())
             lines.append(f"{r['kind']}: escalated {r['escalation_fraction']}, student crops per sample "
-                         f"{r['student_crops_per_sample']}, presence against the teacher on every sample: {figures}")
+                         f"{r['student_crops_per_sample']} (per call in the replayed pipeline: "
+                         f"{r.get('pipeline_student_batch')}), presence against the teacher on every sample: {figures}")
     for r in summary["kinds"].values():
         if r["live"]:
             lv = r["live"]
@@ -268,12 +292,28 @@ def format_table(summary: dict) -> str:
 
 
 def cameras_per_core(streams_json: Path, kind: str) -> float:
-    """The best mode's measured cameras per core for a stream kind (the cost model's gateway input)."""
+    """The measured cameras per core for a stream kind (the cost model's gateway input): the N-camera gateway
+    figure (every camera's regions batched into one student call, as the agent runs a gateway), else the
+    one-camera best mode's (a streams.json written before the gateway measure)."""
+    return gateway_figure(streams_json, kind)[0]
+
+
+def gateway_figure(streams_json: Path, kind: str) -> tuple[float, str]:
+    """cameras_per_core's figure and a line saying which measure it is."""
     data = json.loads(Path(streams_json).read_text())
     if kind not in data.get("kinds", {}):
         raise ValueError(f"{streams_json} has no stream kind {kind!r}; measured: {', '.join(data.get('kinds', {}))}"
                          f" (run `edge-agent gateway-capacity --kinds {kind}`)")
-    return float(data["kinds"][kind]["best"]["cameras_per_core"])
+    row = data["kinds"][kind]
+    many = (row.get("gateway") or {}).get("many")
+    if many:
+        return float(many["cameras_per_core"]), (
+            f"{many['cameras_per_core']:g} cameras per core for {kind}, measured with {many['cameras']} camera(s) in "
+            f"one agent (student batch {many['mean_student_batch']:g}) by gateway-capacity ({streams_json})")
+    best = row["best"]
+    return float(best["cameras_per_core"]), (
+        f"{best['cameras_per_core']:g} cameras per core for {kind}, measured with one camera ({best['mode']} "
+        f"decoding) by gateway-capacity ({streams_json}); rerun it to measure many cameras batched")
 
 
 if __name__ == "__main__":  # the memory probe's fresh process

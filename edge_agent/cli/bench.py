@@ -76,10 +76,12 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 def _stream_cameras_per_core(streams: str | None, kind: str | None) -> float | None:
     if kind is None:
         return None
-    from edge_agent.bench.capacity import cameras_per_core
+    from edge_agent.bench.capacity import gateway_figure
 
     try:
-        return cameras_per_core(Path(streams or "out/gateway-capacity/streams.json"), kind)
+        per_core, note = gateway_figure(Path(streams or "out/gateway-capacity/streams.json"), kind)
+        print(f"edge-agent cost: gateway line at {note}", file=sys.stderr)  # stderr: --json stays JSON
+        return per_core
     except OSError as exc:
         raise ValueError(f"cannot read {exc.filename}: {exc.strerror}; run `edge-agent gateway-capacity` first") \
             from exc
@@ -94,7 +96,8 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)
     try:
         summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
-                               args.student, args.escalation_source)
+                               args.student, args.escalation_source, args.cameras, args.repeats, args.paced_seconds,
+                               args.paced_cameras)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"edge-agent gateway-capacity: {exc}", file=sys.stderr)
         return 2
@@ -302,6 +305,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "one-off CPU is reported), fp32 (the derived student as is), int8 (its INT8 variant "
                         "calibrated on the footage scenes, built once into the cache) or a manifest path "
                         "(default: %(default)s)")
+    p.add_argument("--cameras", type=int, default=8,
+                   help="cameras of each kind on one gateway: that many, each its own decoder on the same file, run "
+                        "through the agent's loop, which batches their regions into one student call; measured "
+                        "alternated with one camera, both printed (1: the one-camera measure alone; default: "
+                        "%(default)s)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="alternated 1-camera / N-camera runs per kind; medians reported (default: %(default)s)")
+    p.add_argument("--paced-seconds", type=float, default=12.0,
+                   help="also run the N cameras live-paced (at media time, each from a random phase) this long, to "
+                        "see the student batch live cameras reach (0: not; default: %(default)s)")
+    p.add_argument("--paced-cameras", type=int, default=None,
+                   help="cameras in the live-paced run (default: --cameras), e.g. the measured cameras per core, to "
+                        "see whether a loaded gateway's live cameras fill batches")
     p.add_argument("--escalation-source", action="store_true",
                    help="also measure escalation crops from the main stream (the 360p sub-stream's camera with "
                         "its 1080p main stream as escalation_source, on vtest and car-detection): the teacher's "
