@@ -25,7 +25,7 @@ from edge_agent.bench.runner import Baseline, OracleTransport
 from edge_agent.config import AgentConfig
 from edge_agent.pipeline.avsource import AVFileSource
 from edge_agent.pipeline.decode import DecodeConfig
-from edge_agent.pipeline.sources import SampledFrame
+from edge_agent.pipeline.sources import FrameSource, SampledFrame
 
 
 class _Nearest(dict):
@@ -67,7 +67,8 @@ def run_cameras(path: Path, cameras: int, fps: float, mode: str, student: Path, 
     `max_batch`: frames per loop batch (the agent's default 8; 1: each sample alone, as a lone live camera)."""
     ids = [f"cam{i}" for i in range(cameras)]
     rng = random.Random(seed)
-    decode = DecodeConfig(mode=mode)  # type: ignore[arg-type]
+    decode = DecodeConfig(mode=mode)
+    sources: list[FrameSource]
     if paced_s > 0:
         sources = [_PhasedFile(cid, path, fps, decode, realtime=True, loop=True, phase_s=rng.uniform(0, 1 / fps))
                    for cid in ids]
