@@ -171,7 +171,8 @@ def format_gateway(summary: dict) -> str:
                          f"{g['many']['mean_student_batch']}), process CPU {p['cpu_s']} s "
                          f"({round(100 * p['cpu_s'] / max(p['wall_s'], 1e-9))}% of a core)")
         if r.get("vs_main") and "many" in r["vs_main"]:
-            v = r["vs_main"]["many"]
-            lines.append(f"{r['kind']} as the detect stream of {r['vs_main']['kind']}, {g['cameras']} cameras: "
-                         f"edge/baseline {v['edge_baseline_cpu']}, {v['cameras_per_core']} cameras per core")
+            one, v = r["vs_main"]["one"], r["vs_main"]["many"]
+            lines.append(f"{r['kind']} as the detect stream of {r['vs_main']['kind']} (its baseline): 1 camera "
+                         f"edge/baseline {one['edge_baseline_cpu']}, {one['cameras_per_core']} cameras per core; "
+                         f"{v['cameras']} cameras {v['edge_baseline_cpu']}, {v['cameras_per_core']}")
     return "\n".join(lines)
