@@ -313,7 +313,7 @@ def gateway_figure(streams_json: Path, kind: str) -> tuple[float, str]:
             f"one agent (student batch {many['mean_student_batch']:g}) by gateway-capacity ({streams_json})")
     best = row["best"]
     return float(best["cameras_per_core"]), (
-        f"{best['cameras_per_core']:g} cameras per core for {kind}, measured with one camera ({best['mode']} "
+        f"{best['cameras_per_core']:g} cameras per core for {kind}, measured with one camera ({best.get('mode', '?')} "
         f"decoding) by gateway-capacity ({streams_json}); rerun it to measure many cameras batched")
 
 

@@ -305,19 +305,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "one-off CPU is reported), fp32 (the derived student as is), int8 (its INT8 variant "
                         "calibrated on the footage scenes, built once into the cache) or a manifest path "
                         "(default: %(default)s)")
-    p.add_argument("--cameras", type=int, default=8,
-                   help="cameras of each kind on one gateway: that many, each its own decoder on the same file, run "
-                        "through the agent's loop, which batches their regions into one student call; measured "
-                        "alternated with one camera, both printed (1: the one-camera measure alone; default: "
-                        "%(default)s)")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="alternated 1-camera / N-camera runs per kind; medians reported (default: %(default)s)")
-    p.add_argument("--paced-seconds", type=float, default=12.0,
-                   help="also run the N cameras live-paced (at media time, each from a random phase) this long, to "
-                        "see the student batch live cameras reach (0: not; default: %(default)s)")
-    p.add_argument("--paced-cameras", type=int, default=None,
-                   help="cameras in the live-paced run (default: --cameras), e.g. the measured cameras per core, to "
-                        "see whether a loaded gateway's live cameras fill batches")
+    p.add_argument("--cameras", type=int, default=8, help="cameras per kind in one agent, each its own decoder, "
+                   "batched by its loop; alternated with 1 camera, both printed (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="alternated 1/N-camera runs, medians (default: 3)")
+    p.add_argument("--paced-seconds", type=float, default=12.0, help="also N live-paced cameras at random phases "
+                   "this long: the batches live cameras reach (0: not; default: %(default)s)")
+    p.add_argument("--paced-cameras", type=int, help="cameras in the paced run (default: --cameras)")
     p.add_argument("--escalation-source", action="store_true",
                    help="also measure escalation crops from the main stream (the 360p sub-stream's camera with "
                         "its 1080p main stream as escalation_source, on vtest and car-detection): the teacher's "

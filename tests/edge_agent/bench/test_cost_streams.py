@@ -33,3 +33,16 @@ def test_stream_kind_sets_the_gateway_line(tmp_path, capsys):
     assert main(["cost", "--bench", str(bench), "--stream-kind", "x", "--gateway-streams",
                  str(tmp_path / "absent.json")]) == 2
     assert "run `edge-agent gateway-capacity` first" in capsys.readouterr().err
+
+
+def test_stream_kind_takes_the_n_camera_figure_and_says_so(tmp_path, capsys):
+    streams = tmp_path / "streams.json"
+    many = {"cameras": 8, "cameras_per_core": 20.0, "mean_student_batch": 8.4}
+    streams.write_text(json.dumps({"kinds": {"1080p25-gop1": {"best": {"cameras_per_core": 10.0, "mode": "auto"},
+                                                              "gateway": {"many": many}}}}))
+    bench = _bench(tmp_path, 75.0)
+    assert main(["cost", "--bench", str(bench), "--cameras", "1000", "--json", "--stream-kind", "1080p25-gop1",
+                 "--gateway-streams", str(streams)]) == 0
+    out = capsys.readouterr()
+    assert '"cameras_per_gateway": 56' in json.dumps(json.loads(out.out))  # 20 per core x 4 cores x 0.7
+    assert "20 cameras per core for 1080p25-gop1, measured with 8 camera(s) in one agent" in out.err
