@@ -198,6 +198,8 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
     if cameras < 1 or repeats < 1:
         raise ValueError(f"--cameras {cameras} --repeats {repeats}: both must be at least 1 (--cameras 1 measures "
                          "one camera, as a gateway with a single camera runs)")
+    if paced_cameras is not None and paced_cameras < 1:
+        raise ValueError(f"--paced-cameras {paced_cameras}: give at least 1 (or leave it out: --cameras)")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown stream kinds {unknown}; known: {', '.join(KINDS)}")

@@ -42,3 +42,5 @@ def test_n_cameras_give_n_times_the_events_in_batches_and_feed_the_cost_model(tm
     assert json.loads(streams.read_text())["cameras"] == 4
     with pytest.raises(ValueError, match="--cameras 0"):
         run_capacity(["sub-360p15-gop1"], seconds=6, out=tmp_path, cameras=0)
+    with pytest.raises(ValueError, match="--paced-cameras -1"):
+        run_capacity(["sub-360p15-gop1"], seconds=6, out=tmp_path, paced_cameras=-1)
