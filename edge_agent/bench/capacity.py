@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.bench.gateway import _Nearest, format_gateway, measure_gateway
+from edge_agent.bench.gateway import NearestAnswers, format_gateway, measure_gateway
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
 from edge_agent.bench.self_int8 import shipped_student
@@ -140,7 +140,7 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
                      "timestamp_error_max_s": stats["timestamp_error_max_s"],
                      "teacher_presence_agreement": round(_agreement(frames, ref, ref_dets, teacher), 3)})
     best = min(rows, key=lambda r: r["edge_ms_per_sample"])
-    oracle = Baseline(baseline.frames, _Nearest(baseline.detections), 0.0, fps)
+    oracle = Baseline(baseline.frames, NearestAnswers(baseline.detections), 0.0, fps)
     gateway = measure_gateway(kind, path, fps, best["mode"], student, oracle, round(baseline_ms, 2), cameras, repeats,
                               paced_s, out, lambda n: _memory_per_camera(path, fps, n), paced_cameras)
     k = KINDS[kind]

@@ -28,7 +28,7 @@ from edge_agent.pipeline.decode import DecodeConfig
 from edge_agent.pipeline.sources import FrameSource, SampledFrame
 
 
-class _Nearest(dict):
+class NearestAnswers(dict):
     """The teacher's answer for a frame index: that sample's, or the nearest sample's (a keyframe mode may hand
     out a frame a little after its slot; what the oracle answers costs the edge no CPU either way)."""
 
