@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from edge_agent.bench.gateway import NearestAnswers, format_gateway, measure_gateway
 from edge_agent.bench.metrics import clip_summary
@@ -207,8 +208,9 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
     load_start = [round(x, 2) for x in os.getloadavg()]
     teacher = load_detector(ensure_teacher(), threads=1, conf_threshold=TEACHER_THRESHOLD)
     student_path = resolve_student(student)
+    # A default run takes minutes (per kind: the modes, the agent's calibration, 1 and N cameras alternated)
     results = {k: measure_kind(k, seconds, fps, modes, live_s, out, teacher, student_path, cameras, repeats, paced_s,
-                               paced_cameras) for k in kinds}
+                               paced_cameras) for k in tqdm(kinds, desc="gateway capacity", unit="stream kind")}
     for r in results.values():  # a sub-stream against the baseline that decodes the camera's main stream
         main = results.get(KINDS[r["kind"]].main or "")
         if main:

@@ -92,8 +92,10 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     from edge_agent.cli.models import fetch_models
 
     fetch_models()
-    # A line per sampled frame (about 180 a run) would bury the table, which holds what they say.
-    logging.getLogger("edge_agent.frames").setLevel(logging.WARNING)
+    # A line per sampled frame (about 180 a run), and each measured agent's start lines, would bury the table,
+    # which holds what they say.
+    for name in ("edge_agent.frames", "edge_agent.app.wiring"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
                                args.student, args.escalation_source, args.cameras, args.repeats, args.paced_seconds,
