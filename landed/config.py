@@ -143,8 +143,10 @@ class SieveConfig(_Strict):
 def parse_sieve_config(text: str, source: str = "<sieve config>") -> SieveConfig:
     try:
         raw, lines = safe_yaml.load(text)
-    except (safe_yaml.YamlLimitError, yaml.YAMLError) as exc:
+    except safe_yaml.YamlLimitError as exc:
         raise SieveError(f"{source}: not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SieveError(f"{source}: not valid YAML at {safe_yaml.syntax_message(exc)}") from exc
     if not isinstance(raw, dict):
         raise SieveError(f"{source}: the top level must be a mapping (thing, student, cameras, ...); see "
                          "config/sieve.example.yaml")

@@ -291,7 +291,7 @@ def parse_config(text: str, source: str = "<config>") -> AgentConfig:
     except safe_yaml.YamlLimitError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(redact_text(f"{source}: not valid YAML: {exc}")) from exc
+        raise ConfigError(redact_text(f"{source}: not valid YAML at {safe_yaml.syntax_message(exc)}")) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping (site, cameras, escalation, ...)")
     defaults = raw.pop("defaults", {}) or {}

@@ -71,6 +71,19 @@ def test_bad_config_names_the_key_the_value_and_the_line(text, expected):
     assert "agent.yaml" in str(info.value)
 
 
+@pytest.mark.parametrize(("text", "where", "shown"), [
+    ("site: a\ncameras:\n  - id: x\n    source: [unclosed\n", "line 5, column 1", "source: [unclosed"),
+    ("site: a\ncameras:\n  - id: x\n   source: y\n", "line 4, column 4", "source: y"),
+])
+def test_a_yaml_syntax_error_is_told_by_line_and_column_in_the_named_file(text, where, shown):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "agent.yaml")
+    message = str(info.value)
+    assert message.startswith(f"agent.yaml: not valid YAML at {where}: ")
+    assert shown in message and "^" in message  # the offending line, with a caret under the column
+    assert "<unicode string>" not in message
+
+
 @pytest.mark.slow
 def test_validate_config_command_exits_2_with_the_message(tmp_path):
     bad = tmp_path / "agent.yaml"
