@@ -77,5 +77,15 @@ case "$cmd" in
     .venv/bin/mypy
     echo "==> import contracts (lint-imports)"
     .venv/bin/lint-imports --no-cache
-    exec .venv/bin/python -m pytest "$@" ;;
+    # Two passes: everything on up to 4 cores (pytest-xdist, a file's tests kept on one worker for its fixtures),
+    # then the real-time tests alone (tests/conftest.py SERIAL). A pass that selects nothing (exit 5) is fine
+    # as long as the other ran tests; an exit of 5 from both is passed on.
+    rc=0
+    .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile --skip-serial "$@" || rc=$?
+    srl=0
+    .venv/bin/python -m pytest --serial-only "$@" || srl=$?
+    if [ "$rc" -eq 5 ] && [ "$srl" -ne 5 ]; then rc=0; fi
+    if [ "$srl" -eq 5 ] && [ "$rc" -ne 5 ]; then srl=0; fi
+    if [ "$rc" -eq 0 ]; then rc=$srl; fi
+    exit "$rc" ;;
 esac

@@ -11,6 +11,45 @@ import pytest
 from models.exceptions import FetchError
 from models.paths import CENTERNET_STUDENT_MANIFEST, shared_footage_dir
 
+# `./dev.sh test` runs the suite on every core (pytest-xdist), then these alone: each checks a real-time bound (a
+# camera's sampling rate while a fault lasts, a deadline, a live stream's pace) that a neighbour test hogging the
+# CPU would break, not the code.
+SERIAL = (
+    "tests/cloud/test_chaos.py",
+    "tests/cloud/test_dashboard_browser.py",
+    "tests/cloud/test_server_limits.py",
+    "tests/edge_agent/app/test_concurrent_escalation.py",
+    "tests/edge_agent/escalation/test_agent_over_mqtt.py",
+    "tests/edge_agent/escalation/test_error_verdict.py",
+    "tests/edge_agent/pipeline/test_decode.py",
+    "tests/edge_agent/pipeline/test_stream_source.py",
+    "tests/edge_agent/test_cloud_hang.py",
+    "tests/edge_agent/test_in_flight_slow_cloud.py",
+    "tests/landed/test_kvs_sieve.py",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("framesieve")
+    group.addoption("--skip-serial", action="store_true",
+                    help="leave out the real-time tests (tests/conftest.py SERIAL): the parallel pass of ./dev.sh test")
+    group.addoption("--serial-only", action="store_true",
+                    help="only the real-time tests, alone on the machine: the second pass of ./dev.sh test")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip, only = config.getoption("--skip-serial"), config.getoption("--serial-only")
+    if not (skip or only):
+        return
+    root = Path(str(config.rootpath))
+    keep, drop = [], []
+    for item in items:
+        serial = Path(str(item.path)).relative_to(root).as_posix() in SERIAL
+        (keep if serial == bool(only) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
 
 @pytest.fixture(scope="session")
 def teacher_manifest() -> Path:
