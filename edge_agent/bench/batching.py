@@ -16,16 +16,22 @@ from edge_agent.app import Agent
 from edge_agent.config import AgentConfig
 
 
-def run_once(host: str, port: int, thing: str, site: str, cameras: list[str], clip: Path, fps: float,
-             seconds: float, window_ms: int, workdir: Path) -> dict:
-    config = AgentConfig.model_validate({
-        "site": site, "student_threads": 1,
-        "cameras": [{"id": cam, "source": str(clip), "fps": fps, "realtime": True, "loop": True} for cam in cameras],
-        "escalation": {"transport": "mqtt", "thing_name": thing, "verdict_timeout_s": 20,
+def gateway_config(host: str, port: int, thing: str, site: str, cameras: list[dict], window_ms: int, workdir: Path,
+                   verdict_timeout_s: float, **extra) -> AgentConfig:
+    """A bench gateway on the local stack's broker: its spool and events per window, no shadow, jobs or telemetry."""
+    return AgentConfig.model_validate({
+        "site": site, **extra, "cameras": cameras,
+        "escalation": {"transport": "mqtt", "thing_name": thing, "verdict_timeout_s": verdict_timeout_s,
                        "batch_window_ms": window_ms, "mqtt": {"host": host, "port": port},
                        "spool": {"path": str(workdir / f"spool-{window_ms}.sqlite")}},
         "output": {"events_db": str(workdir / f"events-{window_ms}.sqlite")},
         "fleet": {"telemetry_interval_s": 0, "shadow": False, "jobs": False, "models_dir": str(workdir / "models")}})
+
+
+def run_once(host: str, port: int, thing: str, site: str, cameras: list[str], clip: Path, fps: float,
+             seconds: float, window_ms: int, workdir: Path) -> dict:
+    live = [{"id": cam, "source": str(clip), "fps": fps, "realtime": True, "loop": True} for cam in cameras]
+    config = gateway_config(host, port, thing, site, live, window_ms, workdir, 20, student_threads=1)
     agent = Agent(config)
     timer = threading.Timer(seconds, agent.stop)
     timer.start()

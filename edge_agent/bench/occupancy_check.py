@@ -22,7 +22,7 @@ from pathlib import Path
 
 from contracts.wire import Crop, EscalationRequest
 from costing.occupancy import occupancy
-from edge_agent.config import AgentConfig
+from edge_agent.bench.batching import gateway_config
 from edge_agent.escalation.base import TransportError
 
 
@@ -64,13 +64,7 @@ def run_poisson(host: str, port: int, thing: str, site: str, cameras: list[str],
     crops = vtest_crops(clip)
     with tempfile.TemporaryDirectory(prefix="framesieve-occupancy-") as tmp:
         work = workdir or Path(tmp)
-        config = AgentConfig.model_validate({
-            "site": site, "cameras": [{"id": cameras[0], "source": str(clip)}],
-            "escalation": {"transport": "mqtt", "thing_name": thing, "verdict_timeout_s": 60,
-                           "batch_window_ms": window_ms, "mqtt": {"host": host, "port": port},
-                           "spool": {"path": str(work / f"spool-{window_ms}.sqlite")}},
-            "output": {"events_db": str(work / f"events-{window_ms}.sqlite")},
-            "fleet": {"telemetry_interval_s": 0, "shadow": False, "jobs": False, "models_dir": str(work / "models")}})
+        config = gateway_config(host, port, thing, site, [{"id": cameras[0], "source": str(clip)}], window_ms, work, 60)
         transport = build_mqtt_transport(config)
         counter = iter(range(1 << 30))
         lock = threading.Lock()
