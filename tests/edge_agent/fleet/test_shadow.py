@@ -83,7 +83,9 @@ def test_shadow_config_applied_live_and_bad_desired_state_rejected(broker, vtest
 
         shadow.set_desired({"defaults": {"fps": None}, "model_version": "9.9.9"})
         wait_until(lambda: cam.config.fps == 1.0, 10, "the override to go")
-        wait_until(lambda: "9.9.9" in (shadow.reported.get("model_status") or ""), 10, "the model status")
+        # it reports "switching to model 9.9.9" first, then that a job must bring the model: wait for the latter
+        wait_until(lambda: "send a model-update job" in (shadow.reported.get("model_status") or ""), 10,
+                   "the model status")
         assert "send a model-update job" in shadow.reported["model_status"]
         assert shadow.reported.get("config_error") is None  # reported null: the key is gone
     finally:
