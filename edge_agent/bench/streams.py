@@ -69,6 +69,11 @@ KINDS: dict[str, StreamKind] = {
     "sub-360p15-gop1-512k": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1", kbps=512),
     "sub-360p15-gop1-1024k": StreamKind(640, 360, 15, 1.0, main="1080p25-gop1", kbps=1024),
     "sub-360p15-gop2-512k": StreamKind(640, 360, 15, 2.0, main="1080p25-gop1", kbps=512),
+    # a sub-stream at about the student's own input (320x192): what the student sees from 640x360 after its 2x
+    # downscale, at a quarter of the pixels to decode (cameras offer 320x180/320x240/352x288 sub-streams)
+    "sub-180p15-gop1": StreamKind(320, 180, 15, 1.0, main="1080p25-gop1"),
+    "sub-180p15-gop1-128k": StreamKind(320, 180, 15, 1.0, main="1080p25-gop1", kbps=128),
+    "sub-270p15-gop1": StreamKind(480, 270, 15, 1.0, main="1080p25-gop1"),
 }
 DEFAULT_KINDS = ("1080p25-gop1", "1080p25-gop4", "1080p25-gop4-nob", "720p15-gop1", "hevc-1080p25-gop1",
                  "sub-360p15-gop1")

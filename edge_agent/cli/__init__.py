@@ -8,7 +8,7 @@ import logging
 import sys
 
 from edge_agent.bench import loso_cli
-from edge_agent.cli import agent, bench, models, specialize
+from edge_agent.cli import agent, bench, models, specialize, streams
 from edge_agent.config import ConfigError
 from edge_agent.fleet import commands as fleet_commands
 from edge_agent.pipeline.sources import SourceError
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     agent.add_commands(sub)
     bench.add_commands(sub)
+    streams.add_commands(sub)
     group = sub.add_parser("models", help="fetch, train, fine-tune, benchmark and verify models")
     msub = group.add_subparsers(dest="models_command", required=True)
     loso_cli.add_parsers(msub)

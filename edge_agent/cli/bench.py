@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -85,27 +84,6 @@ def _stream_cameras_per_core(streams: str | None, kind: str | None) -> float | N
     except OSError as exc:
         raise ValueError(f"cannot read {exc.filename}: {exc.strerror}; run `edge-agent gateway-capacity` first") \
             from exc
-
-
-def _cmd_capacity(args: argparse.Namespace) -> int:
-    from edge_agent.bench.capacity import format_table, run_capacity
-    from edge_agent.cli.models import fetch_models
-
-    fetch_models()
-    # A line per sampled frame (about 180 a run), and each measured agent's start lines, would bury the table,
-    # which holds what they say.
-    for name in ("edge_agent.frames", "edge_agent.app.wiring"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
-                               args.student, args.escalation_source, args.cameras, args.repeats, args.paced_seconds,
-                               args.paced_cameras)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"edge-agent gateway-capacity: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(summary))
-    print(f"\nwritten: {Path(args.out) / 'streams.json'}")
-    return 0
 
 
 def _clip(name: str) -> Path | None:
@@ -290,37 +268,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                              "out/gateway-capacity/streams.json)")
     p.set_defaults(func=_cmd_cost)
 
-    p = sub.add_parser("gateway-capacity", help="cameras per core for each camera stream kind and decode mode, "
-                                                "edge and baseline decoding both measured (test streams made "
-                                                "from vtest.avi with ffmpeg, cached)")
-    p.add_argument("--kinds", nargs="+", default=list(_capacity_kinds()),
-                   help="stream kinds (default: %(default)s; all: " + ", ".join(_all_kinds()) + ")")
-    p.add_argument("--modes", nargs="+", default=["all", "reference", "keyframes", "auto"],
-                   choices=["all", "reference", "keyframes", "auto"], help="decode modes (default: all four)")
-    p.add_argument("--seconds", type=float, default=60.0, help="stream length (default: 60)")
-    p.add_argument("--fps", type=float, default=1.0, help="sampling rate (default: 1)")
-    p.add_argument("--live-seconds", type=float, default=12.0,
-                   help="also decode each kind live over loopback this long (0: not; default: 12)")
-    p.add_argument("--student", default="default",
-                   help="the edge's student: default (what the agent ships: the derived student, quantised to INT8 "
-                        "on each stream's own frames and checked as student.precision: auto does; the calibration's "
-                        "one-off CPU is reported), fp32 (the derived student as is), int8 (its INT8 variant "
-                        "calibrated on the footage scenes, built once into the cache) or a manifest path "
-                        "(default: %(default)s)")
-    p.add_argument("--cameras", type=int, default=8, help="cameras per kind in one agent, each its own decoder, "
-                   "batched by its loop; alternated with 1 camera, both printed (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="alternated 1/N-camera runs, medians (default: 3)")
-    p.add_argument("--paced-seconds", type=float, default=12.0, help="also N live-paced cameras at random phases "
-                   "this long: the batches live cameras reach (0: not; default: %(default)s)")
-    p.add_argument("--paced-cameras", type=int, help="cameras in the paced run (default: --cameras)")
-    p.add_argument("--escalation-source", action="store_true",
-                   help="also measure escalation crops from the main stream (the 360p sub-stream's camera with "
-                        "its 1080p main stream as escalation_source, on vtest and car-detection): the teacher's "
-                        "agreement with main-stream vs detect-frame crops, the time difference, the extra CPU")
-    p.add_argument("--out", default="out/gateway-capacity", help="output directory (default: %(default)s)")
-    p.set_defaults(func=_cmd_capacity)
-
-
     p = sub.add_parser("calibrate", help="pick cascade thresholds on a calibration clip for a target recall "
                                          "and write them into an agent config")
     p.add_argument("clip", help="calibration clip (path or name)")
@@ -336,15 +283,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="frames the reference must have with and without each label before a threshold is chosen "
                         "(default: 30 10); lowering it makes a demonstration, not a calibration")
     p.set_defaults(func=_cmd_calibrate)
-
-
-def _capacity_kinds() -> tuple[str, ...]:
-    from edge_agent.bench.streams import DEFAULT_KINDS
-
-    return DEFAULT_KINDS
-
-
-def _all_kinds() -> list[str]:
-    from edge_agent.bench.streams import KINDS
-
-    return list(KINDS)
