@@ -65,6 +65,9 @@ class CameraStatus:
     limits: Limits  # what its guard rolls the own student back above
     uncertain_fraction: float | None  # the live share of frames escalated for uncertainty (None: too few yet)
     warming_up: bool  # auditing more while the camera's first training records are collected
+    # the decoded frame against the student's input (pipeline/detect_size.py): size, downscale, tiles,
+    # oversized, suggested; None until its first frame
+    detect_stream: dict[str, object] | None = None
 
 
 @dataclass(frozen=True)

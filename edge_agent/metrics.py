@@ -54,6 +54,16 @@ def render(summary: dict) -> str:
                   "uncertainty (what the rollback guard watches).", "# TYPE framesieve_uncertain_fraction gauge"]
         lines += [f'framesieve_uncertain_fraction{{camera="{c}"}} {s["uncertain_fraction"]:.4f}'
                   for c, s in sorted(students.items()) if s["uncertain_fraction"] is not None]
+    sizes = summary.get("detect_stream", {})
+    if sizes:  # each camera's decoded frame against its student's input (pipeline/detect_size.py)
+        lines += ["# HELP framesieve_detect_downscale How many times the camera's decoded frame is larger than the "
+                  "student's input (the larger axis).", "# TYPE framesieve_detect_downscale gauge"]
+        lines += [f'framesieve_detect_downscale{{camera="{c}"}} {d["downscale"]:.4f}' for c, d in sorted(sizes.items())]
+        lines += ["# HELP framesieve_detect_stream_oversized Whether the camera's whole frame is shrunk 1.5x or more "
+                  "into one student look (not tiled): a detect sub-stream at about the student's input would do.",
+                  "# TYPE framesieve_detect_stream_oversized gauge"]
+        lines += [f'framesieve_detect_stream_oversized{{camera="{c}"}} {int(bool(d["oversized"]))}'
+                  for c, d in sorted(sizes.items())]
     precision = summary.get("student_precision")
     if precision:  # student.precision auto/int8: 1 on the state it is in; the reason is in the log and the summary
         lines += ["# HELP framesieve_student_int8 Whether the agent's student runs in INT8 (quantised on the cameras' "

@@ -22,6 +22,7 @@ from edge_agent.control import CameraStatus, ModelInfo
 from edge_agent.events import FrameEvent
 from edge_agent.pipeline.carry import carry, centre_inside, confident
 from edge_agent.pipeline.cascade import Cascade, Decision
+from edge_agent.pipeline.detect_size import DetectSize, detect_size
 from edge_agent.pipeline.detector import BatchedStudent
 from edge_agent.pipeline.motion import MotionGate
 from edge_agent.pipeline.regions import plan_regions, whole_frame_regions
@@ -67,6 +68,9 @@ class CameraPipeline:
         self.own_bands: Bands | None = None  # that student's own operating point, kept across live settings
         self.guard = StudentGuard()  # rolls the own student back if it does worse live
         self.counters = Counters()
+        self.detect_size: DetectSize | None = None  # the decoded frame against the student's input
+        self._size_key: tuple | None = None  # (frame w, h, student input) it was computed for
+        self._hinted: set[tuple] = set()  # the sizes the installer was told about (once each)
         self._onboard()
 
     @property
@@ -79,10 +83,14 @@ class CameraPipeline:
         the previous decision carried."""
         self.counters.sampled += 1
         h, w = frame.image.shape[:2]
+        if self.own_student is not None:
+            model_wh = self.own_student.detector.input_wh
         if self.gate is None or self.gate.frame_wh != (w, h):
             # First frame, or the camera came back from a reconnect at another resolution.
             self.gate = MotionGate(self.config.motion, (w, h))
             self.last = self.settled = Detections.empty()
+        if self._size_key != (w, h, tuple(model_wh)):  # ... or another student, or new settings
+            self._check_size((w, h), model_wh)
         motion = self.gate.detect(frame.image)
         onboarding = self.cascade.onboarding
         still_check = not motion.has_motion and onboarding.still_check_due(frame.pts_s)
@@ -93,8 +101,6 @@ class CameraPipeline:
         if onboarding.active:
             onboarding.sent(frame.pts_s)  # now, not at the decision: a batch may hold more of this camera's frames
         s = self.config.regions
-        if self.own_student is not None:
-            model_wh = self.own_student.detector.input_wh
         if still_check or (s.refresh_s and frame.pts_s - self.last_whole_s >= s.refresh_s):
             # Carried detections live only until the next whole-frame look, so a stale one (a student
             # false positive on a tripod, a car that left unseen) cannot last for ever.
@@ -106,6 +112,17 @@ class CameraPipeline:
         if look.whole_frame:
             self.last_whole_s = frame.pts_s
         return look
+
+    def _check_size(self, frame_wh: tuple[int, int], model_wh: tuple[int, int]) -> None:
+        """The decoded frame against the student's input; an oversized detect stream is said once per
+        camera and size (pipeline/detect_size.py), unless `regions.oversize_hint` is off."""
+        s = self.config.regions
+        self._size_key = (*frame_wh, tuple(model_wh))
+        self.detect_size = size = detect_size(frame_wh, model_wh, s.max_downscale)
+        if size.oversized and s.oversize_hint and self._size_key not in self._hinted:
+            self._hinted.add(self._size_key)
+            log.warning(size.hint(self.id, self.config.escalation_source is not None),
+                        extra={"event": "detect_stream_oversized", "camera": self.id, **size.to_dict()})
 
     def settle(self, look: Look, dets: Detections, escalator: Escalator | None) -> FrameEvent:
         """The frame's final event from the student's detections, the cloud asked (and awaited) when unsure."""
@@ -186,6 +203,7 @@ class CameraPipeline:
         if self.own_student is not None and self.guard.limits.audit_fraction:  # what its recall test needs
             self.cascade.audit_fraction = max(c.audit_fraction, self.guard.limits.audit_fraction)
         self._onboard()
+        self._size_key = None  # regions.max_downscale or oversize_hint may have changed: checked again
         if new.motion != old.motion and self.gate is not None:
             self.gate = self.gate.reconfigured(new.motion)
         log.info("camera %s: settings applied live", old.id)
@@ -233,4 +251,5 @@ class CameraPipeline:
         own = self.own_student
         return CameraStatus(self.config, asdict(self.counters), ModelInfo.of(own.detector) if own else None,
                             self.guard.limits, self.guard.escalation_fraction(),
-                            self.cascade.warmup_audit_fraction > 0)
+                            self.cascade.warmup_audit_fraction > 0,
+                            self.detect_size.to_dict() if self.detect_size is not None else None)

@@ -42,8 +42,9 @@ _DECODE_KEYS = frozenset({"decode_mode", "decode_reason", "gop_s", "stream_fps",
 
 def summary(agent: Reported) -> dict:
     per_camera = {}
+    statuses = {cid: c.status() for cid, c in agent.cameras.items()}
     for source in agent.sources:
-        counters = agent.cameras[source.camera].status().counters
+        counters = statuses[source.camera].counters
         counters.update(corrupt_frames=source.corrupt_frames, reconnects=source.reconnects)
         per_camera[source.camera] = counters
     total = {k: sum(c[k] for c in per_camera.values()) for k in next(iter(per_camera.values()), {})}
@@ -59,6 +60,9 @@ def summary(agent: Reported) -> dict:
     if agent.quantizer is not None:  # student.precision: where the INT8 student stands, and why
         # `running`: the precision of the agent's student now (a model update may have replaced the INT8 one)
         out["student_precision"] = {**agent.quantizer.summary(), "running": agent.student.detector.manifest.precision}
+    sizes = {cid: c.detect_stream for cid, c in statuses.items() if c.detect_stream is not None}
+    if sizes:  # each camera's decoded frame against its student's input (pipeline/detect_size.py)
+        out["detect_stream"] = sizes
     decode = {s.camera: {k: v for k, v in s.stats().items() if k in _DECODE_KEYS} for s in agent.sources}
     if any(decode.values()):  # how each stream is decoded (the levers chosen from its GOP), and why
         out["decode"] = decode

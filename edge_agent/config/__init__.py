@@ -47,6 +47,9 @@ class RegionSettings(_Strict):
     max_downscale: float = Field(3.0, ge=1, le=16, description=(
         "a whole-frame look at a frame more than this many times the student's input on either axis is "
         "split into overlapping tiles, so small objects keep enough pixels"))
+    oversize_hint: bool = Field(True, description=(
+        "log once per camera and size when the whole frame is shrunk 1.5x or more into one student look (not "
+        "tiled): a detect sub-stream at about the student's input decodes a fraction of the pixels"))
 
 
 
