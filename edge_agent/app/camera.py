@@ -32,6 +32,9 @@ from edge_agent.students.guard import Limits, StudentGuard
 from models.runtime import Detector
 
 log = logging.getLogger(__name__)
+# Advice for the installer (an oversized detect stream): its own logger, so a bench that runs many agents on
+# such streams on purpose can quiet it alone.
+advice = logging.getLogger("edge_agent.advice")
 Box = tuple[int, int, int, int]
 
 
@@ -121,8 +124,8 @@ class CameraPipeline:
         self.detect_size = size = detect_size(frame_wh, model_wh, s.max_downscale)
         if size.oversized and s.oversize_hint and self._size_key not in self._hinted:
             self._hinted.add(self._size_key)
-            log.warning(size.hint(self.id, self.config.escalation_source is not None),
-                        extra={"event": "detect_stream_oversized", "camera": self.id, **size.to_dict()})
+            advice.warning(size.hint(self.id, self.config.escalation_source is not None),
+                           extra={"event": "detect_stream_oversized", "camera": self.id, **size.to_dict()})
 
     def settle(self, look: Look, dets: Detections, escalator: Escalator | None) -> FrameEvent:
         """The frame's final event from the student's detections, the cloud asked (and awaited) when unsure."""

@@ -19,6 +19,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     # which holds what they say.
     for name in ("edge_agent.frames", "edge_agent.app.wiring"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("edge_agent.advice").setLevel(logging.ERROR)  # sub-streams oversized on purpose: said per agent
     try:
         summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
                                args.student, args.escalation_source, args.cameras, args.repeats, args.paced_seconds,
@@ -44,6 +45,7 @@ def _cmd_detect_streams(args: argparse.Namespace) -> int:
     fetch_models()
     for name in ("edge_agent.frames", "edge_agent.app.wiring"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("edge_agent.advice").setLevel(logging.ERROR)  # sub-streams oversized on purpose: said per agent
     clips = args.clips or default_clips()
     out = Path(args.out)
     try:

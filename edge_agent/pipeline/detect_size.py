@@ -44,13 +44,14 @@ class DetectSize:
     def hint(self, camera: str, has_escalation_source: bool) -> str:
         """The installer's advice, naming the camera, the sizes, the factor, the fix and why."""
         (w, h), (mw, mh), (sw, sh) = self.frame_wh, self.student_wh, self.suggested_wh
-        keep = ("keep its main stream as `escalation_source` for escalation crops" if has_escalation_source
+        keep = ("and keep its main stream as `escalation_source` for escalation crops" if has_escalation_source
                 else "and name its main stream as `escalation_source` so escalation crops keep the full resolution")
         return (f"camera {camera}: its detect stream is {w}x{h}, {self.downscale:.2f}x the student's {mw}x{mh} "
                 f"input, and is shrunk into one student look (not tiled), so the gateway decodes "
-                f"{self.pixel_ratio:.1f}x the pixels a {sw}x{sh} stream would give the same look (decoding costs "
-                f"about a frame's pixels and bits). Set the camera's detect sub-stream (`source`) to about "
-                f"{sw}x{sh}, {keep}. (Silence this with regions.oversize_hint: false for this camera.)")
+                f"{self.pixel_ratio:.1f}x the pixels of a {sw}x{sh} stream, which would give the student about the "
+                f"same look (decoding costs about a frame's pixels and bits). Set the camera's detect sub-stream "
+                f"(`source`) to about {sw}x{sh} {keep}. (Silence this with regions.oversize_hint: false for this "
+                f"camera.)")
 
     def to_dict(self) -> dict[str, object]:
         """For the camera's status, the agent's summary and /metrics."""

@@ -67,7 +67,7 @@ def test_an_oversized_stream_is_said_once_per_camera_and_shown_in_status_and_met
                 {"id": "quiet", "source": str(streams["sub"]), "decode": {"mode": "auto"},
                  "regions": {"oversize_hint": False}}]
     config = AgentConfig.model_validate({"cameras": cameras, "escalation": {"transport": "none"}})
-    caplog.set_level(logging.WARNING, logger="edge_agent.app.camera")
+    caplog.set_level(logging.WARNING, logger="edge_agent.advice")
     agent = Agent(config, events_db=tmp_path / "e.sqlite")
     mw, mh = agent.student.detector.input_wh
     summary = agent.run()
@@ -110,7 +110,7 @@ def test_a_reconnect_at_another_size_is_checked_again_and_each_size_said_once(st
 
     sub, matched = frames("sub"), frames("matched")
     camera = CameraPipeline(CameraConfig(id="cam", source="rtsp://10.0.0.9/sub"), {"person": 0.3, "vehicle": 0.3})
-    caplog.set_level(logging.WARNING, logger="edge_agent.app.camera")
+    caplog.set_level(logging.WARNING, logger="edge_agent.advice")
     student = (320, 192)
     said = []
     for frame in sub[:2] + matched + sub[2:]:
