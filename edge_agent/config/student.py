@@ -30,14 +30,16 @@ class Int8Gate(_Strict):
     (per frame and label, each student's best score: accept, escalate or reject)."""
 
     max_lost_share: float = Field(0.02, ge=0, le=1, description=(
-        "share of the presences the fp32 accepts or escalates that INT8 would reject (the recall it would lose)"))
+        "share of the presences the fp32 accepts or escalates that INT8 would reject, net of those the fp32 rejects "
+        "that INT8 would keep, per label (the recall it would lose: flips at the threshold go both ways)"))
     max_extra_escalation: float = Field(0.05, ge=0, le=1, description=(
         "share of the held-out frames INT8 would escalate beyond those the fp32 escalates (what it would cost); "
         "it fails when the one-sided 95% lower bound of that share, paired frame by frame (Newcombe's hybrid score), "
         "is above this"))
     min_agreement: float = Field(0.85, ge=0, le=1, description=(
-        "share of frame-labels decided the same (accept, escalate, reject); accept<->escalate flips cost no recall, "
-        "so this is looser than the two above"))
+        "share of frame-labels decided the same (accept, escalate, reject); it fails when the one-sided 95% upper "
+        "bound of that share is below this (on 15 held-out frames a point estimate passed or failed with the frames "
+        "kept); accept<->escalate flips cost no recall, so this is looser than the two above"))
     max_score_diff_mean: float = Field(0.05, ge=0, le=1, description="mean absolute difference of the best scores")
 
 

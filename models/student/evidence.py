@@ -24,6 +24,13 @@ def wilson_lower(hits: int, n: int, confidence: float = DEFAULTS.confidence) -> 
     return wilson_interval(hits, n, 2 * confidence - 1)[0]
 
 
+def wilson_upper(hits: int, n: int, confidence: float = DEFAULTS.confidence) -> float:
+    """One-sided Wilson score upper bound of a proportion."""
+    if n <= 0:
+        return 1.0
+    return wilson_interval(hits, n, 2 * confidence - 1)[1]
+
+
 def _tail_at_least(k: int, n: int, p: float) -> float:
     """P(X >= k), X ~ Binomial(n, p), summed in log space."""
     if p <= 0:
