@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edge_agent.bench.gateway import NearestAnswers, format_gateway, measure_gateway
+from edge_agent.bench.gateway import NearestAnswers, format_gateway, measure_gateway, scaled_oracle
 from edge_agent.bench.metrics import clip_summary
 from edge_agent.bench.runner import Baseline, OracleTransport, ReplaySource, agent_config, run_hybrid
 from edge_agent.bench.self_int8 import shipped_student
@@ -106,9 +106,10 @@ def _live(path: Path, fps: float, seconds: float) -> dict:
 
 def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], live_s: float, out: Path,
                  teacher: Detector, student: Path | None, cameras: int = 1, repeats: int = 1,
-                 paced_s: float = 0.0, paced_cameras: int | None = None) -> dict:
+                 paced_s: float = 0.0, paced_cameras: int | None = None, main_crops: bool = False) -> dict:
     """`student` None: what the agent ships by default, after its calibration on this stream's frames.
-    `cameras`: the gateway side (gateway.py) also runs 1 and that many cameras through the agent's loop."""
+    `cameras`: the gateway side (gateway.py) also runs 1 and that many cameras through the agent's loop.
+    `main_crops`: there, a sub-stream's cameras cut escalation crops from their main stream (escalation_source)."""
     path = make_stream(kind, seconds)
     ref, ref_cpu, ref_stats = _decode(path, "all", fps)
     if not ref:
@@ -142,9 +143,13 @@ def measure_kind(kind: str, seconds: float, fps: float, modes: tuple[str, ...], 
                      "teacher_presence_agreement": round(_agreement(frames, ref, ref_dets, teacher), 3)})
     best = min(rows, key=lambda r: r["edge_ms_per_sample"])
     oracle = Baseline(baseline.frames, NearestAnswers(baseline.detections), 0.0, fps)
-    gateway = measure_gateway(kind, path, fps, best["mode"], student, oracle, round(baseline_ms, 2), cameras, repeats,
-                              paced_s, out, lambda n: _memory_per_camera(path, fps, n), paced_cameras)
     k = KINDS[kind]
+    main = None
+    if main_crops and k.main:
+        main, m = make_stream(k.main, seconds), KINDS[k.main]
+        oracle = scaled_oracle(oracle, m.width / k.width, m.height / k.height)
+    gateway = measure_gateway(kind, path, fps, best["mode"], student, oracle, round(baseline_ms, 2), cameras, repeats,
+                              paced_s, out, lambda n: _memory_per_camera(path, fps, n), paced_cameras, main)
     return {"kind": kind, "codec": k.codec, "size": f"{k.width}x{k.height}", "stream_fps": k.fps, "gop_s": k.gop_s,
             "bframes": k.bframes, "kbps_cap": k.kbps, **bitrate(path), "seconds": seconds, "file": str(path),
             "teacher_ms_per_sample": round(teacher_ms, 2),
@@ -193,9 +198,10 @@ def resolve_student(name: str) -> Path | None:
 def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, modes: tuple[str, ...] = MODES,
                  live_s: float = 12.0, out: Path = Path("out/gateway-capacity"), student: str = "default",
                  escalation_source: bool = False, cameras: int = 8, repeats: int = 3, paced_s: float = 12.0,
-                 paced_cameras: int | None = None) -> dict:
+                 paced_cameras: int | None = None, main_crops: bool = False) -> dict:
     """`cameras`: the gateway measure's camera count (1: the one-camera measure alone), alternated with one
-    camera `repeats` times; `paced_s`: also that long with live-paced cameras at random phases (0: not)."""
+    camera `repeats` times; `paced_s`: also that long with live-paced cameras at random phases (0: not);
+    `main_crops`: the gateway measure's sub-stream cameras cut escalation crops from their main stream."""
     if cameras < 1 or repeats < 1:
         raise ValueError(f"--cameras {cameras} --repeats {repeats}: both must be at least 1 (--cameras 1 measures "
                          "one camera, as a gateway with a single camera runs)")
@@ -210,7 +216,8 @@ def run_capacity(kinds: list[str], seconds: float = 60.0, fps: float = 1.0, mode
     student_path = resolve_student(student)
     # A default run takes minutes (per kind: the modes, the agent's calibration, 1 and N cameras alternated)
     results = {k: measure_kind(k, seconds, fps, modes, live_s, out, teacher, student_path, cameras, repeats, paced_s,
-                               paced_cameras) for k in tqdm(kinds, desc="gateway capacity", unit="stream kind")}
+                               paced_cameras, main_crops)
+               for k in tqdm(kinds, desc="gateway capacity", unit="stream kind")}
     for r in results.values():  # a sub-stream against the baseline that decodes the camera's main stream
         main = results.get(KINDS[r["kind"]].main or "")
         if main:

@@ -244,6 +244,14 @@ def _fig(summary: dict, key: str) -> str:
     return presence_text(summary, key).replace(", 95% CI", ";")
 
 
+def _recall(summary: dict) -> str:
+    """A scene's recall even where it has no negatives: there, a miss is still a miss (only a 1.000 says little)."""
+    lo, hi = summary["presence_recall_ci95"]
+    note = f", {summary['presence_note']}" if summary.get("presence_note") else ""
+    return (f"{summary['presence_recall']:.3f} ({summary['both_present']}/{summary['ref_present']}; "
+            f"{lo:.3f}-{hi:.3f}{note})")
+
+
 def format_detect_streams(result: dict) -> str:
     lines = [f"detect streams against the teacher on the main stream's frame at each slot, {result['fps']:g} fps, "
              "per scene (presence recall: k/n and 95% Wilson; precision: k/n):", "",
@@ -260,7 +268,7 @@ def format_detect_streams(result: dict) -> str:
                          f"{r['agent_cpu_ms_per_sample']} |")
     lines.append("")
     for key, g in result["groups"].items():
-        worst = "; ".join(f"{lb} {w['clip']} {_fig(w, 'presence_recall')}" for lb, w in g["worst"].items())
+        worst = "; ".join(f"{lb} {w['clip']} {_recall(w)}" for lb, w in g["worst"].items())
         lines.append(f"{key}: worst scene by recall: {worst or 'n/a (no scene has positives)'}")
     for key, p in result["paired"].items():
         per = "; ".join(f"{lb}: {d['only_second']} frames present only here, {d['only_first']} only there, of "

@@ -50,21 +50,32 @@ class _PhasedFile(AVFileSource):
         return super()._read()
 
 
-def _config(ids: list[str], path: Path, fps: float, student: Path) -> AgentConfig:
+def _config(ids: list[str], path: Path, fps: float, student: Path, main: Path | None = None) -> AgentConfig:
     """The bench's config for N cameras: onboarding off, the given student never quantised mid-run (as
-    `runner.agent_config` for one)."""
+    `runner.agent_config` for one). `main`: each camera's main stream as its `escalation_source`."""
+    extra = {"escalation_source": {"url": str(main)}} if main is not None else {}
     return AgentConfig.model_validate({
         "site": "bench", "student": {"precision": "fp32"},
-        "cameras": [{"id": cid, "source": str(path), "fps": fps, "onboarding": {"enabled": False}} for cid in ids],
+        "cameras": [{"id": cid, "source": str(path), "fps": fps, "onboarding": {"enabled": False},
+                     "regions": {"oversize_hint": False}, **extra} for cid in ids],
         "escalation": {"transport": "url", "url": "http://127.0.0.1:9/unused", "crop": "frame"}}
     ).model_copy(update={"student": str(student)})
 
 
+def scaled_oracle(baseline: Baseline, sx: float, sy: float) -> Baseline:
+    """The oracle for crops cut from the main stream: the teacher's answers in the main stream's pixels (the
+    escalator maps them back to the detect stream's)."""
+    return Baseline(baseline.frames, NearestAnswers({k: d.with_scale(sx, sy) for k, d in baseline.detections.items()}),
+                    0.0, baseline.fps)
+
+
 def run_cameras(path: Path, cameras: int, fps: float, mode: str, student: Path, baseline: Baseline, out: Path,
-                name: str, paced_s: float = 0.0, seed: int = 0, max_batch: int = 8) -> dict:
+                name: str, paced_s: float = 0.0, seed: int = 0, max_batch: int = 8, main: Path | None = None) -> dict:
     """N cameras on `path` in one agent. Lockstep (paced_s 0): every sample of the file, CPU measured.
     Paced (paced_s > 0): live-paced cameras at random phases for paced_s seconds: the batches they reach.
-    `max_batch`: frames per loop batch (the agent's default 8; 1: each sample alone, as a lone live camera)."""
+    `max_batch`: frames per loop batch (the agent's default 8; 1: each sample alone, as a lone live camera).
+    `main`: escalation crops cut from this main stream (demuxed by every camera, a picture decoded per escalation;
+    `baseline` then answers in its pixels: `scaled_oracle`)."""
     ids = [f"cam{i}" for i in range(cameras)]
     rng = random.Random(seed)
     decode = DecodeConfig(mode=mode)
@@ -77,7 +88,7 @@ def run_cameras(path: Path, cameras: int, fps: float, mode: str, student: Path, 
     jsonl, db = out / f"{name}.jsonl", out / f"{name}.events.sqlite"
     for p in (jsonl, db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         p.unlink(missing_ok=True)
-    agent = Agent(_config(ids, path, fps, student), transport=OracleTransport(baseline), jsonl=jsonl,
+    agent = Agent(_config(ids, path, fps, student, main), transport=OracleTransport(baseline), jsonl=jsonl,
                   events_db=db, sources=sources)
     timer = threading.Timer(paced_s, agent.stop) if paced_s > 0 else None
     if timer is not None:
@@ -97,7 +108,12 @@ def run_cameras(path: Path, cameras: int, fps: float, mode: str, student: Path, 
            "student_calls": calls, "student_crops": crops,
            "mean_student_batch": round(crops / calls, 2) if calls else 0.0,
            "cpu_s": round(cpu, 3), "wall_s": round(wall, 2),
-           "decoded_as": sorted({str(s.stats().get("decode_mode")) for s in sources})}
+           "decoded_as": sorted({str(s.stats().get("decode_mode")) for s in sources}),
+           "crops_from": "main" if main is not None else "detect"}
+    if main is not None:
+        fullres = summary.get("escalation_source", {})
+        row["main_stream_crops"] = sum(int(v.get("sent", 0)) for v in fullres.values())
+        row["main_stream_missed"] = sum(int(v.get("missed", 0)) for v in fullres.values())
     if paced_s == 0:
         row["edge_ms_per_camera_sample"] = round(1000 * cpu / max(1, events), 2)
     return row
@@ -109,7 +125,7 @@ def _median(runs: list[dict], key: str) -> float:
 
 def measure_gateway(kind: str, path: Path, fps: float, mode: str, student: Path, baseline: Baseline,
                     baseline_ms: float, cameras: int, repeats: int, paced_s: float, out: Path,
-                    memory_per_camera, paced_cameras: int | None = None) -> dict:
+                    memory_per_camera, paced_cameras: int | None = None, main: Path | None = None) -> dict:
     """One camera and N cameras alternated `repeats` times (CPU measured), then `paced_cameras` (default N)
     live-paced cameras for `paced_s` seconds (their batch only). Medians per camera count; every run in `runs`.
 
@@ -122,7 +138,7 @@ def measure_gateway(kind: str, path: Path, fps: float, mode: str, student: Path,
     for rep in range(repeats):
         for n in counts:
             runs.append(run_cameras(path, n, fps, mode, student, baseline, out, f"{kind}-gw{n}-{rep}",
-                                    max_batch=1 if n == 1 else 8) | {"rep": rep})
+                                    max_batch=1 if n == 1 else 8, main=main) | {"rep": rep})
     figures = {}
     for n in counts:
         mine = [r for r in runs if r["cameras"] == n]
@@ -132,6 +148,8 @@ def measure_gateway(kind: str, path: Path, fps: float, mode: str, student: Path,
                            "edge_ms_per_camera_sample": edge_ms,
                            "edge_ms_runs": [r["edge_ms_per_camera_sample"] for r in mine],
                            "mean_student_batch": _median(mine, "mean_student_batch"),
+                           "crops_from": mine[0]["crops_from"],
+                           "main_stream_crops": mine[0].get("main_stream_crops"),
                            "edge_baseline_cpu": round(edge_ms / baseline_ms, 3),
                            "cameras_per_core": round(1000 / (edge_ms * fps), 1),
                            "memory_mb_per_camera": memory_per_camera(n)}
@@ -139,7 +157,7 @@ def measure_gateway(kind: str, path: Path, fps: float, mode: str, student: Path,
     paced_cameras = paced_cameras or cameras
     if paced_s > 0 and paced_cameras > 1:
         paced = run_cameras(path, paced_cameras, fps, mode, student, baseline, out, f"{kind}-gw{paced_cameras}-paced",
-                            paced_s=paced_s)
+                            paced_s=paced_s, main=main)
     return {"cameras": cameras, "mode": mode, "repeats": repeats, "baseline_ms_per_sample": baseline_ms,
             "one": figures["1"], "many": figures[str(cameras)], "paced": paced, "runs": runs}
 
@@ -159,7 +177,8 @@ def format_gateway(summary: dict) -> str:
     for r in kinds:
         g = r["gateway"]
         for f in (g["one"], g["many"]) if g["cameras"] > 1 else (g["one"],):
-            lines.append(f"| {r['kind']} | {f['cameras']} | {','.join(f['decoded_as'])} | {f['events']} | "
+            crops = " (crops from the main stream)" if f.get("crops_from") == "main" else ""
+            lines.append(f"| {r['kind']}{crops} | {f['cameras']} | {','.join(f['decoded_as'])} | {f['events']} | "
                          f"{f['mean_student_batch']} | {f['edge_ms_per_camera_sample']} "
                          f"({', '.join(str(x) for x in f['edge_ms_runs'])}) | {g['baseline_ms_per_sample']} | "
                          f"{f['edge_baseline_cpu']} | {f['cameras_per_core']} | {f['memory_mb_per_camera']} |")

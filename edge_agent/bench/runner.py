@@ -165,8 +165,8 @@ def agent_config(camera: str, clip: Path, fps: float, url: str, cascade: dict | 
     cam: dict = {"id": camera, "source": str(clip), "fps": fps, "onboarding": {"enabled": onboarding}}
     if cascade:
         cam["cascade"] = cascade
-    if regions:
-        cam["regions"] = regions
+    # a bench replays recorded clips, not cameras an installer could set: no advice on their stream size
+    cam["regions"] = {"oversize_hint": False, **(regions or {})}
     return AgentConfig.model_validate({"site": "bench", "cameras": [cam], "student": {"precision": precision},
                                        "escalation": {"transport": "url", "url": url, "crop": crop}})
 

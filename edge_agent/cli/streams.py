@@ -19,11 +19,10 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     # which holds what they say.
     for name in ("edge_agent.frames", "edge_agent.app.wiring"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("edge_agent.advice").setLevel(logging.ERROR)  # sub-streams oversized on purpose: said per agent
     try:
         summary = run_capacity(args.kinds, args.seconds, args.fps, tuple(args.modes), args.live_seconds, Path(args.out),
                                args.student, args.escalation_source, args.cameras, args.repeats, args.paced_seconds,
-                               args.paced_cameras)
+                               args.paced_cameras, args.main_crops)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"edge-agent gateway-capacity: {exc}", file=sys.stderr)
         return 2
@@ -45,7 +44,6 @@ def _cmd_detect_streams(args: argparse.Namespace) -> int:
     fetch_models()
     for name in ("edge_agent.frames", "edge_agent.app.wiring"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("edge_agent.advice").setLevel(logging.ERROR)  # sub-streams oversized on purpose: said per agent
     clips = args.clips or default_clips()
     out = Path(args.out)
     try:
@@ -92,6 +90,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="also measure escalation crops from the main stream (the 360p sub-stream's camera with "
                         "its 1080p main stream as escalation_source, on vtest and car-detection): the teacher's "
                         "agreement with main-stream vs detect-frame crops, the time difference, the extra CPU")
+    p.add_argument("--main-crops", action="store_true",
+                   help="in the 1/N-camera gateway measure, each sub-stream camera names its 1080p main stream as "
+                        "escalation_source: the main stream's demuxing and a picture decoded per escalation are in "
+                        "its CPU (the way to run a detect stream at about the student's input)")
     p.add_argument("--out", default="out/gateway-capacity", help="output directory (default: %(default)s)")
     p.set_defaults(func=_cmd_capacity)
 
