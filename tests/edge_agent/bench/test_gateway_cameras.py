@@ -65,7 +65,8 @@ def test_main_stream_crops_are_cut_and_answered_in_its_pixels_with_the_same_deci
                       NearestAnswers({f.frame_index: teacher.detect([f.image])[0] for f in frames}), 0.0, 1.0)
     student = ensure_derived_student()
     runs = {}
-    for side, path, answers in (("detect", None, oracle), ("main", main, scaled_oracle(oracle, 1920 / 320, 1080 / 180))):
+    in_main_pixels = scaled_oracle(oracle, 1920 / 320, 1080 / 180)
+    for side, path, answers in (("detect", None, oracle), ("main", main, in_main_pixels)):
         row = run_cameras(sub, 2, 1.0, "auto", student, answers, tmp_path, f"crops-{side}", main=path)
         lines = [json.loads(x) for x in (tmp_path / f"crops-{side}.jsonl").read_text().splitlines()]
         runs[side] = (row, {(ln["camera"], ln["frame_index"]): (ln["escalated"], sorted({d["label"] for d in
