@@ -109,7 +109,7 @@ def _fit(box: tuple[float, ...], frame_wh: tuple[int, int], model_wh: tuple[int,
         w = h * aspect
     else:
         h = w / aspect
-    w, h = min(w, width), min(h, height)  # a frame narrower than the aspect: the model letterboxes
+    w, h = min(w, width), min(h, height)  # a frame narrower than the aspect: the model stretches it to its input
     left = min(max((x1 + x2) / 2 - w / 2, 0.0), width - w)
     top = min(max((y1 + y2) / 2 - h / 2, 0.0), height - h)
     return (max(0, math.floor(left)), max(0, math.floor(top)),
