@@ -12,6 +12,7 @@ from typing import Any
 
 from cloud.exceptions import CloudError
 from cloud.packaging import Artifact
+from contracts.yaml_errors import syntax_message
 
 Printer = Callable[[str], None]
 _CANCELLED = ("Resource creation cancelled", "Resource update cancelled")
@@ -56,7 +57,7 @@ def load_template(path: Path | str) -> dict[str, Any]:
     try:
         return yaml.load(path.read_text(), Loader=_cfn_loader())  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise DeployError(f"template {path} is not valid YAML: {exc}") from exc
+        raise DeployError(f"template {path} is not valid YAML at {syntax_message(exc)}") from exc
 
 
 # ------------------------------------------------------------------------------------------ S3

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.training import TIERS
+from contracts.yaml_errors import syntax_message
 from costing.backends import Backends, InstancePrice, Price
 from models.shipped import shipped_config
 
@@ -312,7 +313,7 @@ def _read(path: Path) -> tuple[dict, dict[tuple, int]]:
         raw = yaml.safe_load(text)
         lines = _lines(yaml.compose(text))
     except yaml.YAMLError as exc:
-        raise PricingError(f"{path}: not valid YAML: {exc}") from exc
+        raise PricingError(f"{path}: not valid YAML at {syntax_message(exc)}") from exc
     if not isinstance(raw, dict):
         raise PricingError(f"{path}: the top level must be a mapping (as_of, baseline, sagemaker, ...)")
     return raw, lines

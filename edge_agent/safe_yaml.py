@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from contracts.yaml_errors import syntax_message as syntax_message  # re-exported: the agent's loaders use it here
+
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_ALIASES = 100
@@ -120,18 +122,3 @@ def load(text: str) -> tuple[Any, dict[tuple, int]]:
         return loader.construct_document(node), _lines(node)
     finally:
         loader.dispose()
-
-
-def syntax_message(exc: yaml.YAMLError) -> str:
-    """PyYAML's error told by line and column, without its `in "<unicode string>"` (the caller names the file)."""
-    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
-        return str(exc)
-    mark = exc.problem_mark
-    text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
-    if exc.context and exc.context_mark is not None:
-        text += f" ({exc.context}, from line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
-    for where in (mark, exc.context_mark):  # the file's end shows nothing: then the line the context began on
-        snippet = where.get_snippet() if where is not None else None
-        if snippet and snippet.split("\n")[0].strip():
-            return f"{text}\n{snippet}"
-    return text

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contracts.yaml_errors import syntax_message
 from models.exceptions import ModelError
 from models.shipped import shipped_config
 
@@ -53,7 +54,7 @@ def load_train_config(path: Path | str | None = None, **overrides) -> TrainConfi
     except FileNotFoundError as exc:
         raise ModelError(f"training config {path} does not exist; start from {DEFAULT_TRAIN_CONFIG}") from exc
     except yaml.YAMLError as exc:
-        raise ModelError(f"training config {path} is not valid YAML: {exc}") from exc
+        raise ModelError(f"training config {path} is not valid YAML at {syntax_message(exc)}") from exc
     if not isinstance(raw, dict):
         raise ModelError(f"training config {path} must be a mapping of keys to values")
     raw.update({k: v for k, v in overrides.items() if v is not None})
