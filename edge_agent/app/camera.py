@@ -32,8 +32,8 @@ from edge_agent.students.guard import Limits, StudentGuard
 from models.runtime import Detector
 
 log = logging.getLogger(__name__)
-# Advice for the installer (an oversized detect stream): its own logger, so a bench that runs many agents on
-# such streams on purpose can quiet it alone.
+# Advice for the installer (an oversized detect stream): its own logger, so an operator can route or quiet it
+# alone (a camera's `regions.oversize_hint: false` silences it at the source; the benches set that).
 advice = logging.getLogger("edge_agent.advice")
 Box = tuple[int, int, int, int]
 

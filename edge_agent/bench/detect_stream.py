@@ -17,8 +17,6 @@ quantised to INT8 on that stream's own frames and gated), so what differs is the
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +24,12 @@ import av
 
 from contracts.detections import Detections
 from contracts.labels import PRODUCT_LABELS
-from edge_agent.app import Agent
 from edge_agent.bench.fullres import TeacherTransport
-from edge_agent.bench.runner import agent_config
+from edge_agent.bench.runner import agent_config, run_hybrid
 from edge_agent.bench.self_int8 import shipped_student
-from edge_agent.bench.streams import KINDS, make_stream
+from edge_agent.bench.streams import DEFAULT_DETECT_KINDS, KINDS, make_stream
 from edge_agent.config import AgentConfig
+from edge_agent.config.escalation import EscalationSettings
 from edge_agent.pipeline.avsource import AVFileSource
 from edge_agent.pipeline.decode import DecodeConfig
 from models.metrics import agreement, presence_text, wilson_interval
@@ -39,7 +37,6 @@ from models.runtime import Detector
 from models.student.data import resolve_clip
 from models.teacher.build import TEACHER_THRESHOLD
 
-DEFAULT_DETECT_KINDS = ("sub-360p15-gop1", "sub-180p15-gop1")
 _FINAL = {label: 0.0 for label in PRODUCT_LABELS}  # the agent's lines are final decisions: taken as they are
 
 
@@ -97,28 +94,19 @@ def teacher_reference(main: Path, fps: float, teacher: Detector) -> tuple[dict[i
 def run_detect_stream(clip: str, kind: str, sub: Path, main: Path, main_size: tuple[int, int],
                       refs: dict[int, Detections], fps: float, student: Path, teacher: Detector, out: Path,
                       crops_from: str) -> Judged:
-    """The agent on one sub-stream (its default cascade and crops, onboarding off: the camera already runs its
+    """The agent on one sub-stream (the product's default crops, onboarding off: the camera already runs its
     student), escalations answered by the teacher; each sampled frame's decision scaled to the main stream."""
-    config = agent_config(kind, sub, fps, "http://127.0.0.1:9/unused", crop=AgentConfig.model_validate(
-        {"cameras": [{"id": "c", "source": "x"}]}).escalation.crop)
-    data = config.model_dump()
+    data = agent_config(kind, sub, fps, "http://127.0.0.1:9/unused",
+                        crop=EscalationSettings.model_fields["crop"].default).model_dump()
     data["student"] = str(student)
     if crops_from == "main":
         data["cameras"][0]["escalation_source"] = {"url": str(main)}
-    name = f"{Path(clip).stem}-{kind}-{crops_from}"
-    jsonl, db = out / f"{name}.jsonl", out / f"{name}.events.sqlite"
-    for p in (jsonl, db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        p.unlink(missing_ok=True)
     transport = TeacherTransport(teacher)
-    agent = Agent(AgentConfig.model_validate(data), transport=transport, jsonl=jsonl, events_db=db)
-    started = time.process_time()
-    agent.run()
-    cpu = time.process_time() - started
-    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    hybrid = run_hybrid(AgentConfig.model_validate(data), out, f"{Path(clip).stem}-{kind}-{crops_from}", transport)
     judged = Judged(clip, kind, crops_from)
     k = KINDS[kind]
     sx, sy = main_size[0] / k.width, main_size[1] / k.height
-    for line in lines:
+    for line in hybrid.lines:
         slot = _slot(line["pts_s"], fps)
         if slot not in refs:
             continue
@@ -127,7 +115,7 @@ def run_detect_stream(clip: str, kind: str, sub: Path, main: Path, main_size: tu
         judged.refs.append(refs[slot])
         judged.escalated += bool(line["escalated"])
     # the teacher answering escalations runs in this process: its CPU is the cloud's, not the edge's
-    judged.cpu_ms_per_sample = 1000 * max(0.0, cpu - transport.teacher_cpu_s) / max(1, len(lines))
+    judged.cpu_ms_per_sample = 1000 * max(0.0, hybrid.cpu_s - transport.teacher_cpu_s) / max(1, len(hybrid.lines))
     return judged
 
 
@@ -173,9 +161,14 @@ def measure_detect_streams(clips: list[str], kinds: tuple[str, ...], seconds: fl
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"unknown stream kind {kind!r}; known: {', '.join(KINDS)}")
-        if KINDS[kind].main is None and kind != "1080p25-gop1":
+        if KINDS[kind].main is None:
             raise ValueError(f"stream kind {kind} is no sub-stream (it names no main stream); give sub-stream kinds "
                              "such as " + ", ".join(DEFAULT_DETECT_KINDS))
+    mains = sorted({str(KINDS[kind].main) for kind in kinds})
+    if len(mains) > 1:
+        raise ValueError(f"the kinds {list(kinds)} are sub-streams of different main streams ({mains}); give "
+                         "sub-streams of one camera")
+    main_kind = mains[0]
     out.mkdir(parents=True, exist_ok=True)
     judged: list[Judged] = []
     skipped: list[str] = []
@@ -188,7 +181,6 @@ def measure_detect_streams(clips: list[str], kinds: tuple[str, ...], seconds: fl
         if length * fps < 2:
             skipped.append(f"{clip}: {length} s, under two samples at {fps:g} fps")
             continue
-        main_kind = KINDS[kinds[0]].main or "1080p25-gop1"
         main = make_stream(main_kind, length, clip)
         refs, main_size = teacher_reference(main, fps, teacher)
         for kind in kinds:

@@ -75,6 +75,8 @@ KINDS: dict[str, StreamKind] = {
     "sub-180p15-gop1-128k": StreamKind(320, 180, 15, 1.0, main="1080p25-gop1", kbps=128),
     "sub-270p15-gop1": StreamKind(480, 270, 15, 1.0, main="1080p25-gop1"),
 }
+# detect-streams: the sub-stream cameras ship and the one at about the student's input, compared frame by frame
+DEFAULT_DETECT_KINDS = ("sub-360p15-gop1", "sub-180p15-gop1")
 DEFAULT_KINDS = ("1080p25-gop1", "1080p25-gop4", "1080p25-gop4-nob", "720p15-gop1", "hevc-1080p25-gop1",
                  "sub-360p15-gop1")
 

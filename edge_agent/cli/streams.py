@@ -101,7 +101,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                               "sub-stream kind of each scene, judged against the teacher on the "
                                               "camera's 1080p main stream, per scene, pooled and the worst")
     p.add_argument("--clips", nargs="+", help="scenes (names or paths; default: vtest.avi and the shared footage)")
-    p.add_argument("--kinds", nargs="+", default=["sub-360p15-gop1", "sub-180p15-gop1"],
+    p.add_argument("--kinds", nargs="+", default=list(_detect_kinds()),
                    help="detect stream kinds, the first the one the others are compared with frame by frame "
                         "(default: %(default)s)")
     p.add_argument("--crops-from", nargs="+", choices=["detect", "main"], default=["detect"],
@@ -125,3 +125,9 @@ def _all_kinds() -> list[str]:
     from edge_agent.bench.streams import KINDS
 
     return list(KINDS)
+
+
+def _detect_kinds() -> tuple[str, ...]:
+    from edge_agent.bench.streams import DEFAULT_DETECT_KINDS
+
+    return DEFAULT_DETECT_KINDS
